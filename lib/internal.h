@@ -2,12 +2,12 @@
 /*
  * internal.h - the contract between the library core and its drivers.
  *
- * The core (lib/*.c) owns everything the public API promises independently
- * of the device: the created/connected/started state machine, property
+ * The core (blkio.c, properties.c, mem-region.c, queue.c, error.c) owns
+ * everything the public API promises independently of the device: the created/connected/started state machine, property
  * access rules and string conversion, memory-region bookkeeping, the queue
  * tables, request validation and the per-queue completion ring that
- * blkioq_do_io() hands completions out of.  A driver (lib/drivers/*.c, and
- * the virtio transports in lib/virtio/) only talks to its device: it fills in
+ * blkioq_do_io() hands completions out of.  A driver (one file in
+ * lib/drivers/, or a virtio transport in lib/virtio/) only talks to its device: it fills in
  * the device properties at connect time, turns validated requests into
  * device commands, and reports each one back exactly once with
  * blkioq_complete().
@@ -160,7 +160,8 @@ struct blkio_driver {
     int (*connect)(struct blkio *b);
     /* blkio_start(): called before the queues are created.  Optional. */
     int (*start)(struct blkio *b);
-    /* blkio_destroy(): after all queues are destroyed.  Optional. */
+    /* blkio_destroy(): after all queues are destroyed and all memory regions
+     * unmapped.  The driver closes b->fd if it owns it.  Optional. */
     void (*destroy)(struct blkio *b);
 
     /* Called by blkio_map_mem_region()/unmap after the core's own checks.
@@ -175,7 +176,11 @@ struct blkio_driver {
     void (*queue_destroy)(struct blkioq *q);
 
     /*
-     * Queue a validated request.  Return 0 when the driver owns it (it will
+     * Queue a validated request.  The core has checked state, read-only,
+     * flags per operation, request-alignment, buf-alignment, capacity,
+     * max-transfer and (with needs-mem-regions) that buffers lie in mapped
+     * regions; it does NOT check iovcnt against max-segments or segment
+     * lengths against max-segment-len: drivers enforce or split those.  Return 0 when the driver owns it (it will
      * call blkioq_complete() exactly once for it, maybe already has), or a
      * negative errno for the core to complete it with.  Must not wait for
      * the device.
@@ -264,10 +269,15 @@ struct blkio {
     bool append_support;
     uint64_t zone_append_max_bytes;
 
-    /* Memory regions mapped (and which of them the core allocated) */
+    /* Memory regions mapped into the instance */
     struct blkio_mem_region *regions;
     size_t nregions;
     size_t regions_cap;
+
+    /* Regions from blkio_alloc_mem_region() not yet freed */
+    struct blkio_mem_region *allocs;
+    size_t nallocs;
+    size_t allocs_cap;
 
     /* Queues; removed queues leave NULL so indices never shift */
     struct blkioq **queues;

@@ -1,0 +1,402 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * Properties: one table for the properties every driver has, one per
+ * driver for its own.  Each entry says in which states the property may be
+ * read and written and where its value lives in struct blkio, so access
+ * rules, typed access and string conversion are written once here.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+static int prop_set_nonneg_int(struct blkio *b, const struct blkio_property *p,
+                               const void *value)
+{
+    (void)b;
+    int v = *(const int *)value;
+
+    if (v < 0)
+        return blkio_set_error(-EINVAL, "property '%s' must be >= 0, got %d",
+                               p->name, v);
+    return 0;
+}
+
+static const struct blkio_property blkio_common_props[] = {
+    /* Available after blkio_create() */
+    BLKIO_PROP("can-add-queues", PROP_BOOL, ST_ALL, 0, can_add_queues, NULL),
+    BLKIO_PROP("driver", PROP_STR, ST_ALL, 0, driver_name, NULL),
+    BLKIO_PROP("read-only", PROP_BOOL, ST_ALL, ST_CREATED, read_only, NULL),
+
+    /* Device and queues */
+    BLKIO_PROP("capacity", PROP_UINT64, ST_AFTER_CONNECT, 0, capacity, NULL),
+    BLKIO_PROP("max-queues", PROP_INT, ST_AFTER_CONNECT, 0, max_queues, NULL),
+    BLKIO_PROP("num-queues", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
+               num_queues, prop_set_nonneg_int),
+    BLKIO_PROP("num-poll-queues", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
+               num_poll_queues, prop_set_nonneg_int),
+    BLKIO_PROP("supports-poll-queues", PROP_BOOL, ST_AFTER_CONNECT, 0,
+               supports_poll_queues, NULL),
+
+    /* Memory regions */
+    BLKIO_PROP("max-mem-regions", PROP_UINT64, ST_AFTER_CONNECT, 0,
+               max_mem_regions, NULL),
+    BLKIO_PROP("may-pin-mem-regions", PROP_BOOL, ST_AFTER_CONNECT, 0,
+               may_pin_mem_regions, NULL),
+    BLKIO_PROP("mem-region-alignment", PROP_UINT64, ST_AFTER_CONNECT, 0,
+               mem_region_alignment, NULL),
+    BLKIO_PROP("needs-mem-regions", PROP_BOOL, ST_AFTER_CONNECT, 0,
+               needs_mem_regions, NULL),
+    BLKIO_PROP("needs-mem-region-fd", PROP_BOOL, ST_AFTER_CONNECT, 0,
+               needs_mem_region_fd, NULL),
+
+    /* All requests */
+    BLKIO_PROP("optimal-io-alignment", PROP_INT, ST_AFTER_CONNECT, 0,
+               optimal_io_alignment, NULL),
+    BLKIO_PROP("optimal-io-size", PROP_INT, ST_AFTER_CONNECT, 0,
+               optimal_io_size, NULL),
+    BLKIO_PROP("request-alignment", PROP_INT, ST_AFTER_CONNECT, 0,
+               request_alignment, NULL),
+    BLKIO_PROP("flush-needed", PROP_BOOL, ST_AFTER_CONNECT, 0, flush_needed,
+               NULL),
+
+    /* Read and write */
+    BLKIO_PROP("buf-alignment", PROP_INT, ST_AFTER_CONNECT, 0, buf_alignment,
+               NULL),
+    BLKIO_PROP("can-grow", PROP_BOOL, ST_AFTER_CONNECT, 0, can_grow, NULL),
+    BLKIO_PROP("max-segments", PROP_INT, ST_AFTER_CONNECT, 0, max_segments,
+               NULL),
+    BLKIO_PROP("max-segment-len", PROP_INT, ST_AFTER_CONNECT, 0,
+               max_segment_len, NULL),
+    BLKIO_PROP("max-transfer", PROP_INT, ST_AFTER_CONNECT, 0, max_transfer,
+               NULL),
+    BLKIO_PROP("optimal-buf-alignment", PROP_INT, ST_AFTER_CONNECT, 0,
+               optimal_buf_alignment, NULL),
+    BLKIO_PROP("supports-fua-natively", PROP_BOOL, ST_AFTER_CONNECT, 0,
+               supports_fua_natively, NULL),
+
+    /* Write zeroes and discard */
+    BLKIO_PROP("max-write-zeroes-len", PROP_UINT64, ST_AFTER_CONNECT, 0,
+               max_write_zeroes_len, NULL),
+    BLKIO_PROP("discard-alignment", PROP_INT, ST_AFTER_CONNECT, 0,
+               discard_alignment, NULL),
+    BLKIO_PROP("discard-alignment-offset", PROP_INT, ST_AFTER_CONNECT, 0,
+               discard_alignment_offset, NULL),
+    BLKIO_PROP("max-discard-len", PROP_UINT64, ST_AFTER_CONNECT, 0,
+               max_discard_len, NULL),
+};
+
+static const char *const blkio_state_names[] = {
+    [BLKIO_STATE_CREATED] = "blkio_create()",
+    [BLKIO_STATE_CONNECTED] = "blkio_connect()",
+    [BLKIO_STATE_STARTED] = "blkio_start()",
+};
+
+static const char *const blkio_type_names[] = {
+    [PROP_BOOL] = "bool",
+    [PROP_INT] = "int",
+    [PROP_UINT64] = "uint64",
+    [PROP_STR] = "str",
+};
+
+static const struct blkio_property *prop_find(const struct blkio *b,
+                                              const char *name)
+{
+    for (size_t i = 0; i < b->drv->nprops; i++)
+        if (strcmp(b->drv->props[i].name, name) == 0)
+            return &b->drv->props[i];
+    for (size_t i = 0; i < sizeof(blkio_common_props) /
+                           sizeof(blkio_common_props[0]); i++)
+        if (strcmp(blkio_common_props[i].name, name) == 0)
+            return &blkio_common_props[i];
+    return NULL;
+}
+
+/* The state from which on a mask allows access, for messages. */
+static enum blkio_state prop_first_state(uint8_t mask)
+{
+    for (int s = BLKIO_STATE_CREATED; s <= BLKIO_STATE_STARTED; s++)
+        if (mask & (1u << s))
+            return (enum blkio_state)s;
+    return BLKIO_STATE_STARTED;
+}
+
+static int prop_lookup(struct blkio *b, const char *name, bool write,
+                       const struct blkio_property **pp)
+{
+    const struct blkio_property *p;
+    uint8_t mask;
+
+    if (!b)
+        return blkio_set_error(-EINVAL, "blkio instance is NULL");
+    if (!name)
+        return blkio_set_error(-EINVAL, "property name is NULL");
+
+    p = prop_find(b, name);
+    if (!p)
+        return blkio_set_error(-ENOENT, "unknown property name '%s'", name);
+
+    mask = write ? p->writable : p->readable;
+    if (!(mask & (1u << b->state))) {
+        if (write && p->writable == 0)
+            return blkio_set_error(-EACCES, "property '%s' is read-only",
+                                   name);
+        if (!write && p->readable == 0)
+            return blkio_set_error(-EACCES, "property '%s' is write-only",
+                                   name);
+        enum blkio_state first = prop_first_state(mask);
+        if (b->state < first)
+            return blkio_set_error(write ? -EBUSY : -ENODEV,
+                                   "property '%s' can only be %s after %s",
+                                   name, write ? "set" : "read",
+                                   blkio_state_names[first]);
+        return blkio_set_error(-EBUSY,
+                               "property '%s' can only be %s before %s",
+                               name, write ? "set" : "read",
+                               blkio_state_names[b->state]);
+    }
+    *pp = p;
+    return 0;
+}
+
+static void *prop_field(struct blkio *b, const struct blkio_property *p)
+{
+    return (char *)b + p->offset;
+}
+
+static int prop_wrong_type(const struct blkio_property *p,
+                           enum blkio_prop_type asked)
+{
+    return blkio_set_error(-ENOTTY, "property '%s' has type %s, not %s",
+                           p->name, blkio_type_names[p->type],
+                           blkio_type_names[asked]);
+}
+
+static int prop_get_typed(struct blkio *b, const char *name,
+                          enum blkio_prop_type type, void *value)
+{
+    const struct blkio_property *p;
+    int ret;
+
+    if (!value)
+        return blkio_set_error(-EINVAL, "value pointer for '%s' is NULL",
+                               name ? name : "(null)");
+    ret = prop_lookup(b, name, false, &p);
+    if (ret < 0)
+        return ret;
+    if (p->type != type)
+        return prop_wrong_type(p, type);
+
+    switch (type) {
+    case PROP_BOOL:
+        *(bool *)value = *(bool *)prop_field(b, p);
+        break;
+    case PROP_INT:
+        *(int *)value = *(int *)prop_field(b, p);
+        break;
+    case PROP_UINT64:
+        *(uint64_t *)value = *(uint64_t *)prop_field(b, p);
+        break;
+    case PROP_STR:
+        break;
+    }
+    return 0;
+}
+
+/* Store an already converted value, running the property's hook first. */
+static int prop_store(struct blkio *b, const struct blkio_property *p,
+                      const void *value)
+{
+    void *field = prop_field(b, p);
+
+    if (p->set) {
+        int ret = p->set(b, p, value);
+        if (ret < 0)
+            return ret;
+        if (ret == 1)
+            return 0;
+    }
+
+    switch (p->type) {
+    case PROP_BOOL:
+        *(bool *)field = *(const bool *)value;
+        break;
+    case PROP_INT:
+        *(int *)field = *(const int *)value;
+        break;
+    case PROP_UINT64:
+        *(uint64_t *)field = *(const uint64_t *)value;
+        break;
+    case PROP_STR: {
+        char *copy = strdup(*(const char *const *)value);
+        if (!copy)
+            return blkio_set_error(-ENOMEM, "out of memory setting '%s'",
+                                   p->name);
+        free(*(char **)field);
+        *(char **)field = copy;
+        break;
+    }
+    }
+    return 0;
+}
+
+static int prop_set_typed(struct blkio *b, const char *name,
+                          enum blkio_prop_type type, const void *value)
+{
+    const struct blkio_property *p;
+    int ret = prop_lookup(b, name, true, &p);
+
+    if (ret < 0)
+        return ret;
+    if (p->type != type)
+        return prop_wrong_type(p, type);
+    return prop_store(b, p, value);
+}
+
+int blkio_get_bool(struct blkio *b, const char *name, bool *value)
+{
+    return prop_get_typed(b, name, PROP_BOOL, value);
+}
+
+int blkio_get_int(struct blkio *b, const char *name, int *value)
+{
+    return prop_get_typed(b, name, PROP_INT, value);
+}
+
+int blkio_get_uint64(struct blkio *b, const char *name, uint64_t *value)
+{
+    return prop_get_typed(b, name, PROP_UINT64, value);
+}
+
+int blkio_set_bool(struct blkio *b, const char *name, bool value)
+{
+    return prop_set_typed(b, name, PROP_BOOL, &value);
+}
+
+int blkio_set_int(struct blkio *b, const char *name, int value)
+{
+    return prop_set_typed(b, name, PROP_INT, &value);
+}
+
+int blkio_set_uint64(struct blkio *b, const char *name, uint64_t value)
+{
+    return prop_set_typed(b, name, PROP_UINT64, &value);
+}
+
+int blkio_get_str(struct blkio *b, const char *name, char **value)
+{
+    const struct blkio_property *p;
+    char buf[32];
+    const char *s = buf;
+    char *copy;
+    int ret;
+
+    if (!value)
+        return blkio_set_error(-EINVAL, "value pointer for '%s' is NULL",
+                               name ? name : "(null)");
+    ret = prop_lookup(b, name, false, &p);
+    if (ret < 0)
+        return ret;
+
+    switch (p->type) {
+    case PROP_BOOL:
+        s = *(bool *)prop_field(b, p) ? "true" : "false";
+        break;
+    case PROP_INT:
+        snprintf(buf, sizeof(buf), "%d", *(int *)prop_field(b, p));
+        break;
+    case PROP_UINT64:
+        snprintf(buf, sizeof(buf), "%" PRIu64,
+                 *(uint64_t *)prop_field(b, p));
+        break;
+    case PROP_STR:
+        s = *(char **)prop_field(b, p);
+        if (!s)
+            s = "";
+        break;
+    }
+
+    copy = strdup(s);
+    if (!copy)
+        return blkio_set_error(-ENOMEM, "out of memory reading '%s'", name);
+    *value = copy;
+    return 0;
+}
+
+static int prop_parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = { "true", "1", "yes", "on" };
+    static const char *const no[] = { "false", "0", "no", "off" };
+
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int blkio_set_str(struct blkio *b, const char *name, const char *value)
+{
+    const struct blkio_property *p;
+    int ret;
+
+    if (!value)
+        return blkio_set_error(-EINVAL, "value for '%s' is NULL",
+                               name ? name : "(null)");
+    ret = prop_lookup(b, name, true, &p);
+    if (ret < 0)
+        return ret;
+
+    switch (p->type) {
+    case PROP_BOOL: {
+        bool v;
+        if (prop_parse_bool(value, &v) < 0)
+            return blkio_set_error(-EINVAL,
+                                   "property '%s': invalid bool '%s' "
+                                   "(use true or false)", name, value);
+        return prop_store(b, p, &v);
+    }
+    case PROP_INT: {
+        char *end;
+        long v;
+        errno = 0;
+        v = strtol(value, &end, 0);
+        if (errno || end == value || *end != '\0' || v < INT_MIN ||
+            v > INT_MAX)
+            return blkio_set_error(-EINVAL,
+                                   "property '%s': invalid int '%s'",
+                                   name, value);
+        int iv = (int)v;
+        return prop_store(b, p, &iv);
+    }
+    case PROP_UINT64: {
+        char *end;
+        unsigned long long v;
+        const char *t = value;
+        while (*t == ' ' || *t == '\t')
+            t++;
+        errno = 0;
+        v = strtoull(t, &end, 0);
+        if (*t == '-' || errno || end == t || *end != '\0')
+            return blkio_set_error(-EINVAL,
+                                   "property '%s': invalid uint64 '%s'",
+                                   name, value);
+        uint64_t uv = v;
+        return prop_store(b, p, &uv);
+    }
+    case PROP_STR:
+        return prop_store(b, p, &value);
+    }
+    return -EINVAL;
+}

@@ -1,0 +1,90 @@
+#!/bin/sh
+# The test command: install dependencies, build, and run the whole suite
+# (library, io_uring driver, nbdkit plugin, vhost-user against
+# qemu-storage-daemon, and the QEMU test VM for NVMe), then the library
+# tests again under ASan+UBSan and under valgrind.
+#
+#   scripts/test.sh            everything
+#   SUITES="lib plugin" scripts/test.sh   only these meson suites
+#
+# Ends with one line: "N passed, N failed, N skipped".
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+"$top/scripts/setup-deps.sh" || { echo "test: dependency setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# The test VM's guest kernel (a Debian package, unpacked into a cache).
+if [ -x tests/vm/setup-kernel.sh ]; then
+    tests/vm/setup-kernel.sh || echo "test: test-VM kernel setup failed; VM tests will report it"
+fi
+
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+status=0
+
+suite_args=
+for s in ${SUITES:-}; do
+    suite_args="$suite_args --suite $s"
+done
+
+run_stage() {   # name builddir meson-test-args...
+    name=$1; dir=$2; shift 2
+    echo "=== $name ==="
+    meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"
+    rc=$?
+    [ $rc -eq 0 ] || status=1
+    if [ -f "$dir/meson-logs/testlog.json" ]; then
+        cp "$dir/meson-logs/testlog.json" "$logs/$name.json"
+    else
+        echo '{"name": "'"$name"'", "result": "FAIL"}' > "$logs/$name.json"
+    fi
+}
+
+# 1. Normal build, whole suite.
+if ! scripts/build.sh; then
+    echo "test: build failed"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+run_stage main build $suite_args
+
+# 2. Library tests under ASan+UBSan.
+if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -q ' lib '; then
+    if [ ! -f build-asan/build.ninja ]; then
+        meson setup build-asan -Db_sanitize=address,undefined \
+            -Db_lundef=false -Dplugin=false >/dev/null
+    fi
+    if ninja -C build-asan >/dev/null; then
+        ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+            run_stage asan build-asan --suite lib
+    else
+        echo "test: ASan+UBSan build failed"
+        echo '{"name": "asan-build", "result": "FAIL"}' > "$logs/asan.json"
+        status=1
+    fi
+
+    # 3. Library tests under valgrind.
+    run_stage valgrind build --suite lib \
+        --wrap='valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --track-fds=no' \
+        --timeout-multiplier 4
+fi
+
+/usr/bin/python3 - "$logs" <<'PY'
+import json, os, sys
+p = f = s = 0
+for name in sorted(os.listdir(sys.argv[1])):
+    for line in open(os.path.join(sys.argv[1], name)):
+        line = line.strip()
+        if not line:
+            continue
+        r = json.loads(line).get("result")
+        if r in ("OK", "EXPECTEDFAIL"):
+            p += 1
+        elif r == "SKIP":
+            s += 1
+        else:
+            f += 1
+print(f"{p} passed, {f} failed, {s} skipped")
+PY
+exit $status

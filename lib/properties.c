@@ -126,8 +126,10 @@ static enum blkio_state prop_first_state(uint8_t mask)
     return BLKIO_STATE_STARTED;
 }
 
+/* Find a property and check that it may be read (or written) now.  value
+ * is the caller's value argument, checked for NULL here once for all. */
 static int prop_lookup(struct blkio *b, const char *name, bool write,
-                       const struct blkio_property **pp)
+                       const void *value, const struct blkio_property **pp)
 {
     const struct blkio_property *p;
     uint8_t mask;
@@ -136,6 +138,9 @@ static int prop_lookup(struct blkio *b, const char *name, bool write,
         return blkio_set_error(-EINVAL, "blkio instance is NULL");
     if (!name)
         return blkio_set_error(-EINVAL, "property name is NULL");
+    if (!value)
+        return blkio_set_error(-EINVAL, "value argument for property '%s' "
+                               "is NULL", name);
 
     p = prop_find(b, name);
     if (!p)
@@ -181,12 +186,8 @@ static int prop_get_typed(struct blkio *b, const char *name,
                           enum blkio_prop_type type, void *value)
 {
     const struct blkio_property *p;
-    int ret;
+    int ret = prop_lookup(b, name, false, value, &p);
 
-    if (!value)
-        return blkio_set_error(-EINVAL, "value pointer for '%s' is NULL",
-                               name ? name : "(null)");
-    ret = prop_lookup(b, name, false, &p);
     if (ret < 0)
         return ret;
     if (p->type != type)
@@ -249,7 +250,7 @@ static int prop_set_typed(struct blkio *b, const char *name,
                           enum blkio_prop_type type, const void *value)
 {
     const struct blkio_property *p;
-    int ret = prop_lookup(b, name, true, &p);
+    int ret = prop_lookup(b, name, true, value, &p);
 
     if (ret < 0)
         return ret;
@@ -294,12 +295,8 @@ int blkio_get_str(struct blkio *b, const char *name, char **value)
     char buf[32];
     const char *s = buf;
     char *copy;
-    int ret;
+    int ret = prop_lookup(b, name, false, value, &p);
 
-    if (!value)
-        return blkio_set_error(-EINVAL, "value pointer for '%s' is NULL",
-                               name ? name : "(null)");
-    ret = prop_lookup(b, name, false, &p);
     if (ret < 0)
         return ret;
 
@@ -349,12 +346,8 @@ static int prop_parse_bool(const char *s, bool *out)
 int blkio_set_str(struct blkio *b, const char *name, const char *value)
 {
     const struct blkio_property *p;
-    int ret;
+    int ret = prop_lookup(b, name, true, value, &p);
 
-    if (!value)
-        return blkio_set_error(-EINVAL, "value for '%s' is NULL",
-                               name ? name : "(null)");
-    ret = prop_lookup(b, name, true, &p);
     if (ret < 0)
         return ret;
 

@@ -1,0 +1,818 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * blkio-bench - measure the libblkio request path.
+ *
+ * Uses only the public <blkio.h>, so it runs unchanged against this library
+ * or the released libblkio.  Each thread owns one queue and keeps --iodepth
+ * requests in flight: every completion batch returned by one blkioq_do_io()
+ * call is re-queued as a whole and submitted by the next call, so the
+ * program adds little per request beyond one xorshift step and a histogram
+ * increment.  Time is read once per batch, not once per request.
+ *
+ *   blkio-bench --driver io_uring --path /var/tmp/f --prop direct=true \
+ *               --rw randread --bs 4k --iodepth 16 --runtime 5 [--json]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <blkio.h>
+
+enum bench_rw { BENCH_READ, BENCH_WRITE, BENCH_RANDREAD, BENCH_RANDWRITE };
+enum bench_mode { BENCH_MODE_BLOCKING, BENCH_MODE_EVENT, BENCH_MODE_POLL };
+
+static const char *const bench_rw_names[] = {
+    "read", "write", "randread", "randwrite",
+};
+static const char *const bench_mode_names[] = {
+    "blocking", "event", "poll",
+};
+
+/* Options */
+static const char *bench_driver = "io_uring";
+static const char *bench_path;
+static char **bench_props;              /* "KEY=VALUE" strings */
+static int bench_nprops;
+static int bench_threads = 1;
+static int bench_iodepth = 1;
+static enum bench_rw bench_rw = BENCH_RANDREAD;
+static uint64_t bench_bs = 4096;
+static double bench_runtime = 5.0;
+static double bench_ramp;
+static bool bench_poll_queues;
+static enum bench_mode bench_mode = BENCH_MODE_BLOCKING;
+static uint64_t bench_size;             /* 0: whole device */
+static bool bench_json;
+static uint64_t bench_seed = 0x9e3779b97f4a7c15ull;
+
+/*
+ * Latency histogram: log-linear buckets over nanoseconds.  Values below
+ * 2^HIST_SUB_BITS get one bucket each; above, each power of two is split
+ * into 2^(HIST_SUB_BITS-1) buckets, so a bucket is at most ~3% wide.
+ */
+#define HIST_SUB_BITS 6
+#define HIST_HALF     (1u << (HIST_SUB_BITS - 1))
+#define HIST_BUCKETS  ((1u << HIST_SUB_BITS) + (64 - HIST_SUB_BITS) * HIST_HALF)
+
+static inline unsigned hist_index(uint64_t v)
+{
+    if (v < (1u << HIST_SUB_BITS))
+        return (unsigned)v;
+    unsigned msb = 63 - (unsigned)__builtin_clzll(v);
+    unsigned e = msb - HIST_SUB_BITS + 1;
+    return (1u << HIST_SUB_BITS) + (e - 1) * HIST_HALF +
+           (unsigned)((v >> e) - HIST_HALF);
+}
+
+/* Middle of the bucket, in nanoseconds. */
+static double hist_value(unsigned idx)
+{
+    if (idx < (1u << HIST_SUB_BITS))
+        return idx;
+    unsigned rel = idx - (1u << HIST_SUB_BITS);
+    unsigned e = rel / HIST_HALF + 1;
+    uint64_t lo = (uint64_t)(rel % HIST_HALF + HIST_HALF) << e;
+    return (double)lo + (double)(1ull << e) / 2.0;
+}
+
+struct bench_thread {
+    int index;
+    pthread_t tid;
+    struct blkioq *q;
+    int completion_fd;
+    int epfd;
+
+    unsigned char *bufs;                /* iodepth * bs bytes */
+    uint64_t *submit_ns;                /* per slot */
+    struct blkio_completion *comps;     /* iodepth entries */
+
+    uint64_t rng;
+    uint64_t region_start;              /* sequential: this thread's share */
+    uint64_t region_blocks;
+    uint64_t cursor;
+
+    /* Results of the measurement window */
+    uint64_t ios;
+    uint64_t lat_sum_ns;
+    uint64_t elapsed_ns;
+    double user_s, sys_s;
+    uint64_t batches;
+    uint64_t empty_polls;
+    int err;
+    uint64_t hist[HIST_BUCKETS];
+} __attribute__((aligned(64)));
+
+static struct bench_thread *bench_tds;
+static uint64_t bench_nblocks;          /* bs-sized blocks in the range */
+static uint64_t bench_start_ns, bench_measure_ns, bench_end_ns;
+static pthread_barrier_t bench_barrier;
+static atomic_bool bench_stop;
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double tv_s(const struct timeval *tv)
+{
+    return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
+}
+
+/* xorshift64*: a few cycles per offset, plenty random for spreading I/O. */
+static inline uint64_t bench_rand(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+static inline uint64_t bench_next_offset(struct bench_thread *t)
+{
+    if (bench_rw == BENCH_RANDREAD || bench_rw == BENCH_RANDWRITE) {
+        /* Multiply-shift maps [0, 2^64) onto [0, nblocks) without a div. */
+        uint64_t blk = (uint64_t)(((unsigned __int128)bench_rand(&t->rng) *
+                                   bench_nblocks) >> 64);
+        return blk * bench_bs;
+    }
+    uint64_t off = (t->region_start + t->cursor) * bench_bs;
+    if (++t->cursor == t->region_blocks)
+        t->cursor = 0;
+    return off;
+}
+
+static inline void bench_submit(struct bench_thread *t, unsigned slot,
+                                uint64_t now)
+{
+    void *buf = t->bufs + (size_t)slot * bench_bs;
+    uint64_t off = bench_next_offset(t);
+
+    t->submit_ns[slot] = now;
+    if (bench_rw == BENCH_READ || bench_rw == BENCH_RANDREAD)
+        blkioq_read(t->q, off, buf, bench_bs, (void *)(uintptr_t)slot, 0);
+    else
+        blkioq_write(t->q, off, buf, bench_bs, (void *)(uintptr_t)slot, 0);
+}
+
+/* Wait for at least one completion the way --mode asks; returns the count. */
+static int bench_reap(struct bench_thread *t)
+{
+    int n;
+
+    switch (bench_mode) {
+    case BENCH_MODE_BLOCKING:
+        return blkioq_do_io(t->q, t->comps, 1, bench_iodepth, NULL);
+
+    case BENCH_MODE_POLL:
+        for (;;) {
+            n = blkioq_do_io(t->q, t->comps, 0, bench_iodepth, NULL);
+            if (n != 0)
+                return n;
+            t->empty_polls++;
+            if (atomic_load_explicit(&bench_stop, memory_order_relaxed))
+                return 0;
+        }
+
+    case BENCH_MODE_EVENT:
+        for (;;) {
+            /* Submits what was queued and takes what is already there. */
+            n = blkioq_do_io(t->q, t->comps, 0, bench_iodepth, NULL);
+            if (n != 0)
+                return n;
+            t->empty_polls++;
+
+            struct epoll_event ev;
+            int r = epoll_wait(t->epfd, &ev, 1, 1000);
+            if (r < 0 && errno != EINTR)
+                return -errno;
+            if (r > 0) {
+                /* Reset the eventfd before looking again, so a completion
+                 * that lands after the next do_io still wakes us. */
+                uint64_t cnt;
+                if (read(t->completion_fd, &cnt, sizeof(cnt)) < 0 &&
+                    errno != EAGAIN)
+                    return -errno;
+            }
+            if (atomic_load_explicit(&bench_stop, memory_order_relaxed))
+                return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static void *bench_thread_main(void *opaque)
+{
+    struct bench_thread *t = opaque;
+    struct rusage ru0, ru1;
+    uint64_t t0 = 0, now;
+    unsigned inflight = 0;
+    bool measuring = false;
+
+    pthread_barrier_wait(&bench_barrier);
+
+    now = now_ns();
+    if (bench_ramp <= 0) {
+        getrusage(RUSAGE_THREAD, &ru0);
+        t0 = now;
+        measuring = true;
+    }
+    for (int i = 0; i < bench_iodepth; i++)
+        bench_submit(t, (unsigned)i, now);
+    inflight = (unsigned)bench_iodepth;
+
+    for (;;) {
+        int n = bench_reap(t);
+        if (n < 0) {
+            fprintf(stderr, "blkio-bench: thread %d: blkioq_do_io: %s: %s\n",
+                    t->index, strerror(-n), blkio_get_error_msg());
+            t->err = n;
+            atomic_store(&bench_stop, true);
+            break;
+        }
+        now = now_ns();
+        inflight -= (unsigned)n;
+        t->batches++;
+
+        if (!measuring && now >= bench_measure_ns) {
+            getrusage(RUSAGE_THREAD, &ru0);
+            t0 = now;
+            measuring = true;
+        }
+
+        for (int i = 0; i < n; i++) {
+            const struct blkio_completion *c = &t->comps[i];
+            if (c->ret != 0) {
+                fprintf(stderr, "blkio-bench: thread %d: request failed: "
+                        "%s: %s\n", t->index, strerror(-c->ret),
+                        c->error_msg ? c->error_msg : "");
+                t->err = c->ret;
+                atomic_store(&bench_stop, true);
+            }
+            if (measuring) {
+                uint64_t lat = now - t->submit_ns[(uintptr_t)c->user_data];
+                t->hist[hist_index(lat)]++;
+                t->lat_sum_ns += lat;
+            }
+        }
+        if (measuring)
+            t->ios += (uint64_t)n;
+
+        if (now >= bench_end_ns || t->err ||
+            atomic_load_explicit(&bench_stop, memory_order_relaxed))
+            break;
+
+        /* Re-queue the whole batch; the next do_io submits it at once. */
+        for (int i = 0; i < n; i++)
+            bench_submit(t, (unsigned)(uintptr_t)t->comps[i].user_data, now);
+        inflight += (unsigned)n;
+    }
+
+    if (measuring) {
+        getrusage(RUSAGE_THREAD, &ru1);
+        t->elapsed_ns = now - t0;
+        t->user_s = tv_s(&ru1.ru_utime) - tv_s(&ru0.ru_utime);
+        t->sys_s = tv_s(&ru1.ru_stime) - tv_s(&ru0.ru_stime);
+    }
+
+    /* Let the rest finish so the queue is idle before blkio_destroy(). */
+    while (inflight > 0) {
+        int n = blkioq_do_io(t->q, t->comps, (int)inflight, bench_iodepth,
+                             NULL);
+        if (n < 0) {
+            fprintf(stderr, "blkio-bench: thread %d: draining: %s: %s\n",
+                    t->index, strerror(-n), blkio_get_error_msg());
+            if (!t->err)
+                t->err = n;
+            break;
+        }
+        inflight -= (unsigned)n;
+    }
+    return NULL;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': v <<= 10; end++; break;
+    case 'm': case 'M': v <<= 20; end++; break;
+    case 'g': case 'G': v <<= 30; end++; break;
+    case 't': case 'T': v <<= 40; end++; break;
+    }
+    if (*end == 'i' || *end == 'I')
+        end++;
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_enum(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: blkio-bench --path PATH [options]\n"
+"  --driver NAME        libblkio driver (default io_uring)\n"
+"  --path PATH          file, device or socket\n"
+"  --prop KEY=VALUE     set a property (repeatable; e.g. direct=true)\n"
+"  --threads N          threads, one queue each (default 1)\n"
+"  --iodepth N          requests in flight per thread (default 1)\n"
+"  --rw MODE            read|write|randread|randwrite (default randread)\n"
+"  --bs SIZE            request size (default 4k)\n"
+"  --runtime SECONDS    measured time (default 5)\n"
+"  --ramp SECONDS       unmeasured warm-up first (alias --warmup)\n"
+"  --poll               use poll queues (num-poll-queues=N, num-queues=0)\n"
+"  --mode MODE          blocking: do_io min=1; event: completion fd + epoll;\n"
+"                       poll: busy do_io min=0 (default blocking)\n"
+"  --size SIZE          use only the first SIZE bytes\n"
+"  --seed N             random offset seed\n"
+"  --json               print one JSON object\n");
+}
+
+enum {
+    OPT_DRIVER = 256, OPT_PATH, OPT_PROP, OPT_THREADS, OPT_IODEPTH, OPT_RW,
+    OPT_BS, OPT_RUNTIME, OPT_RAMP, OPT_POLL, OPT_MODE, OPT_SIZE, OPT_JSON,
+    OPT_SEED, OPT_HELP,
+};
+
+static const struct option bench_options[] = {
+    { "driver",  required_argument, NULL, OPT_DRIVER },
+    { "path",    required_argument, NULL, OPT_PATH },
+    { "prop",    required_argument, NULL, OPT_PROP },
+    { "threads", required_argument, NULL, OPT_THREADS },
+    { "numjobs", required_argument, NULL, OPT_THREADS },
+    { "iodepth", required_argument, NULL, OPT_IODEPTH },
+    { "rw",      required_argument, NULL, OPT_RW },
+    { "bs",      required_argument, NULL, OPT_BS },
+    { "runtime", required_argument, NULL, OPT_RUNTIME },
+    { "ramp",    required_argument, NULL, OPT_RAMP },
+    { "warmup",  required_argument, NULL, OPT_RAMP },
+    { "poll",    no_argument,       NULL, OPT_POLL },
+    { "mode",    required_argument, NULL, OPT_MODE },
+    { "size",    required_argument, NULL, OPT_SIZE },
+    { "json",    no_argument,       NULL, OPT_JSON },
+    { "seed",    required_argument, NULL, OPT_SEED },
+    { "help",    no_argument,       NULL, OPT_HELP },
+    { NULL, 0, NULL, 0 },
+};
+
+static void parse_args(int argc, char **argv)
+{
+    int c;
+    long v;
+    char *end;
+
+    while ((c = getopt_long(argc, argv, "", bench_options, NULL)) != -1) {
+        switch (c) {
+        case OPT_DRIVER: bench_driver = optarg; break;
+        case OPT_PATH: bench_path = optarg; break;
+        case OPT_PROP:
+            if (!strchr(optarg, '=')) {
+                fprintf(stderr, "blkio-bench: --prop %s: expected KEY=VALUE\n",
+                        optarg);
+                exit(2);
+            }
+            bench_props = realloc(bench_props,
+                                  sizeof(*bench_props) * (size_t)(bench_nprops + 1));
+            if (!bench_props) {
+                perror("realloc");
+                exit(1);
+            }
+            bench_props[bench_nprops++] = optarg;
+            break;
+        case OPT_THREADS:
+        case OPT_IODEPTH:
+            v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 65536) {
+                fprintf(stderr, "blkio-bench: invalid count: %s\n", optarg);
+                exit(2);
+            }
+            if (c == OPT_THREADS)
+                bench_threads = (int)v;
+            else
+                bench_iodepth = (int)v;
+            break;
+        case OPT_RW:
+            v = parse_enum(optarg, bench_rw_names, 4);
+            if (v < 0) {
+                fprintf(stderr, "blkio-bench: invalid --rw: %s\n", optarg);
+                exit(2);
+            }
+            bench_rw = (enum bench_rw)v;
+            break;
+        case OPT_MODE:
+            v = parse_enum(optarg, bench_mode_names, 3);
+            if (v < 0) {
+                fprintf(stderr, "blkio-bench: invalid --mode: %s\n", optarg);
+                exit(2);
+            }
+            bench_mode = (enum bench_mode)v;
+            break;
+        case OPT_BS:
+        case OPT_SIZE:
+        case OPT_SEED: {
+            uint64_t s;
+            if (parse_size(optarg, &s) < 0 || (c == OPT_BS && s == 0)) {
+                fprintf(stderr, "blkio-bench: invalid size: %s\n", optarg);
+                exit(2);
+            }
+            if (c == OPT_BS)
+                bench_bs = s;
+            else if (c == OPT_SIZE)
+                bench_size = s;
+            else
+                bench_seed = s ? s : 1;
+            break;
+        }
+        case OPT_RUNTIME:
+        case OPT_RAMP: {
+            double d = strtod(optarg, &end);
+            if (*end || d < 0 || (c == OPT_RUNTIME && d <= 0)) {
+                fprintf(stderr, "blkio-bench: invalid seconds: %s\n", optarg);
+                exit(2);
+            }
+            if (c == OPT_RUNTIME)
+                bench_runtime = d;
+            else
+                bench_ramp = d;
+            break;
+        }
+        case OPT_POLL: bench_poll_queues = true; break;
+        case OPT_JSON: bench_json = true; break;
+        case OPT_HELP: usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "blkio-bench: unexpected argument: %s\n", argv[optind]);
+        exit(2);
+    }
+    if (bench_poll_queues && bench_mode == BENCH_MODE_EVENT) {
+        fprintf(stderr, "blkio-bench: poll queues have no completion fd; "
+                "use --mode blocking or poll\n");
+        exit(2);
+    }
+}
+
+/*
+ * Set one KEY=VALUE property.  Some properties may only be set before
+ * connect (path, direct, ...), others only after (num-entries on some
+ * drivers, queue-size, ...): try before connect, and keep what failed for
+ * a second attempt after connect, where a failure is final.
+ */
+static int bench_set_prop(struct blkio *b, const char *kv, bool final)
+{
+    char key[256];
+    const char *eq = strchr(kv, '=');
+    size_t klen = (size_t)(eq - kv);
+
+    if (klen >= sizeof(key))
+        klen = sizeof(key) - 1;
+    memcpy(key, kv, klen);
+    key[klen] = '\0';
+
+    int ret = blkio_set_str(b, key, eq + 1);
+    if (ret < 0 && final)
+        fprintf(stderr, "blkio-bench: error setting property: %s: %s\n",
+                kv, blkio_get_error_msg());
+    return ret;
+}
+
+static int bench_setup_queue(struct bench_thread *t, struct blkio *b,
+                             unsigned char *bufs, size_t stride)
+{
+    t->q = bench_poll_queues ? blkio_get_poll_queue(b, t->index)
+                             : blkio_get_queue(b, t->index);
+    if (!t->q) {
+        fprintf(stderr, "blkio-bench: no queue %d: %s\n", t->index,
+                blkio_get_error_msg());
+        return -1;
+    }
+    t->bufs = bufs + (size_t)t->index * stride;
+    t->submit_ns = calloc((size_t)bench_iodepth, sizeof(*t->submit_ns));
+    t->comps = calloc((size_t)bench_iodepth, sizeof(*t->comps));
+    if (!t->submit_ns || !t->comps) {
+        perror("calloc");
+        return -1;
+    }
+    t->rng = bench_seed ^ ((uint64_t)(t->index + 1) * 0xbf58476d1ce4e5b9ull);
+    if (!t->rng)
+        t->rng = 1;
+
+    uint64_t share = bench_nblocks / (uint64_t)bench_threads;
+    if (share == 0)
+        share = bench_nblocks;
+    t->region_start = share == bench_nblocks ? 0 : share * (uint64_t)t->index;
+    t->region_blocks = share;
+
+    t->completion_fd = -1;
+    t->epfd = -1;
+    if (bench_mode == BENCH_MODE_EVENT) {
+        t->completion_fd = blkioq_get_completion_fd(t->q);
+        if (t->completion_fd < 0) {
+            fprintf(stderr, "blkio-bench: queue %d has no completion fd\n",
+                    t->index);
+            return -1;
+        }
+        t->epfd = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 0 };
+        if (t->epfd < 0 ||
+            epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->completion_fd, &ev) < 0) {
+            perror("epoll");
+            return -1;
+        }
+        blkioq_set_completion_fd_enabled(t->q, true);
+    }
+    return 0;
+}
+
+/* Quantile q (0..1) over the merged histogram, in microseconds. */
+static double hist_quantile_us(const uint64_t *hist, uint64_t total, double q)
+{
+    if (total == 0)
+        return 0;
+    uint64_t want = (uint64_t)(q * (double)total);
+    if (want >= total)
+        want = total - 1;
+    uint64_t seen = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        seen += hist[i];
+        if (seen > want)
+            return hist_value(i) / 1000.0;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct blkio *b = NULL;
+    struct blkio_mem_region region = { 0 };
+    bool have_region = false;
+    unsigned char *bufs = NULL;
+    int ret, exit_code = 1;
+    bool *prop_done = NULL;
+
+    parse_args(argc, argv);
+
+    ret = blkio_create(bench_driver, &b);
+    if (ret < 0) {
+        fprintf(stderr, "blkio-bench: blkio_create: %s: %s\n", bench_driver,
+                blkio_get_error_msg());
+        return 1;
+    }
+    if (bench_path && blkio_set_str(b, "path", bench_path) < 0) {
+        fprintf(stderr, "blkio-bench: error setting property: path=%s: %s\n",
+                bench_path, blkio_get_error_msg());
+        goto out;
+    }
+    prop_done = calloc((size_t)bench_nprops + 1, sizeof(*prop_done));
+    if (!prop_done)
+        goto out;
+    for (int i = 0; i < bench_nprops; i++)
+        prop_done[i] = bench_set_prop(b, bench_props[i], false) == 0;
+
+    ret = blkio_connect(b);
+    if (ret < 0) {
+        fprintf(stderr, "blkio-bench: blkio_connect: %s\n",
+                blkio_get_error_msg());
+        goto out;
+    }
+    for (int i = 0; i < bench_nprops; i++)
+        if (!prop_done[i] && bench_set_prop(b, bench_props[i], true) < 0)
+            goto out;
+
+    if (bench_poll_queues) {
+        ret = blkio_set_int(b, "num-queues", 0);
+        if (ret == 0)
+            ret = blkio_set_int(b, "num-poll-queues", bench_threads);
+    } else {
+        ret = blkio_set_int(b, "num-queues", bench_threads);
+    }
+    if (ret < 0) {
+        fprintf(stderr, "blkio-bench: setting %d %squeues: %s\n",
+                bench_threads, bench_poll_queues ? "poll " : "",
+                blkio_get_error_msg());
+        goto out;
+    }
+
+    ret = blkio_start(b);
+    if (ret < 0) {
+        fprintf(stderr, "blkio-bench: blkio_start: %s\n", blkio_get_error_msg());
+        goto out;
+    }
+
+    uint64_t capacity;
+    int req_align = 1, buf_align = 1, opt_buf_align = 1;
+    bool needs_mem_regions = false;
+    uint64_t mem_align = 1;
+    if (blkio_get_uint64(b, "capacity", &capacity) < 0) {
+        fprintf(stderr, "blkio-bench: capacity: %s\n", blkio_get_error_msg());
+        goto out;
+    }
+    blkio_get_int(b, "request-alignment", &req_align);
+    blkio_get_int(b, "buf-alignment", &buf_align);
+    blkio_get_int(b, "optimal-buf-alignment", &opt_buf_align);
+    blkio_get_bool(b, "needs-mem-regions", &needs_mem_regions);
+    blkio_get_uint64(b, "mem-region-alignment", &mem_align);
+
+    if (req_align > 0 && bench_bs % (uint64_t)req_align) {
+        fprintf(stderr, "blkio-bench: --bs %" PRIu64 " is not a multiple of "
+                "request-alignment %d\n", bench_bs, req_align);
+        goto out;
+    }
+    uint64_t range = bench_size && bench_size < capacity ? bench_size : capacity;
+    bench_nblocks = range / bench_bs;
+    if (bench_nblocks == 0) {
+        fprintf(stderr, "blkio-bench: range %" PRIu64 " is smaller than "
+                "--bs %" PRIu64 "\n", range, bench_bs);
+        goto out;
+    }
+
+    /* Buffers: page aligned (which satisfies any buf-alignment we expect),
+     * one slot per request in flight, threads on separate pages. */
+    size_t align = 4096;
+    if ((size_t)buf_align > align)
+        align = (size_t)buf_align;
+    if ((size_t)opt_buf_align > align)
+        align = (size_t)opt_buf_align;
+    size_t stride = ((size_t)bench_iodepth * bench_bs + align - 1) & ~(align - 1);
+    size_t total = stride * (size_t)bench_threads;
+
+    if (needs_mem_regions) {
+        if (mem_align > 1)
+            total = (total + mem_align - 1) / mem_align * mem_align;
+        ret = blkio_alloc_mem_region(b, &region, total);
+        if (ret < 0) {
+            fprintf(stderr, "blkio-bench: blkio_alloc_mem_region: %zu: %s\n",
+                    total, blkio_get_error_msg());
+            goto out;
+        }
+        have_region = true;
+        ret = blkio_map_mem_region(b, &region);
+        if (ret < 0) {
+            fprintf(stderr, "blkio-bench: blkio_map_mem_region: %s\n",
+                    blkio_get_error_msg());
+            goto out;
+        }
+        bufs = region.addr;
+    } else {
+        void *p;
+        ret = posix_memalign(&p, align, total);
+        if (ret) {
+            fprintf(stderr, "blkio-bench: posix_memalign: %s\n", strerror(ret));
+            goto out;
+        }
+        bufs = p;
+    }
+    /* A non-zero pattern: writes must not look like zero pages. */
+    for (size_t i = 0; i < total; i++)
+        bufs[i] = (unsigned char)(i * 131 + 7);
+
+    bench_tds = aligned_alloc(64, sizeof(*bench_tds) * (size_t)bench_threads);
+    if (!bench_tds) {
+        perror("aligned_alloc");
+        goto out;
+    }
+    memset(bench_tds, 0, sizeof(*bench_tds) * (size_t)bench_threads);
+    for (int i = 0; i < bench_threads; i++) {
+        bench_tds[i].index = i;
+        bench_tds[i].epfd = -1;
+    }
+    for (int i = 0; i < bench_threads; i++) {
+        if (bench_setup_queue(&bench_tds[i], b, bufs, stride) < 0)
+            goto out_threads;
+    }
+
+    pthread_barrier_init(&bench_barrier, NULL, (unsigned)bench_threads + 1);
+    int started = 0;
+    for (int i = 0; i < bench_threads; i++) {
+        ret = pthread_create(&bench_tds[i].tid, NULL, bench_thread_main,
+                             &bench_tds[i]);
+        if (ret) {
+            fprintf(stderr, "blkio-bench: pthread_create: %s\n", strerror(ret));
+            exit(1);    /* the barrier would wait forever */
+        }
+        started++;
+    }
+    /* Times are relative to when all threads exist; the barrier publishes
+     * them to the threads. */
+    uint64_t now = now_ns();
+    bench_start_ns = now;
+    bench_measure_ns = now + (uint64_t)(bench_ramp * 1e9);
+    bench_end_ns = bench_measure_ns + (uint64_t)(bench_runtime * 1e9);
+    pthread_barrier_wait(&bench_barrier);
+    for (int i = 0; i < started; i++)
+        pthread_join(bench_tds[i].tid, NULL);
+
+    /* Merge */
+    static uint64_t hist[HIST_BUCKETS];
+    uint64_t ios = 0, lat_sum = 0, batches = 0, empty = 0;
+    double iops = 0, user = 0, sys = 0, elapsed_max = 0;
+    int err = 0;
+    for (int i = 0; i < bench_threads; i++) {
+        struct bench_thread *t = &bench_tds[i];
+        for (unsigned j = 0; j < HIST_BUCKETS; j++)
+            hist[j] += t->hist[j];
+        ios += t->ios;
+        lat_sum += t->lat_sum_ns;
+        batches += t->batches;
+        empty += t->empty_polls;
+        if (t->elapsed_ns) {
+            iops += (double)t->ios / ((double)t->elapsed_ns / 1e9);
+            if ((double)t->elapsed_ns / 1e9 > elapsed_max)
+                elapsed_max = (double)t->elapsed_ns / 1e9;
+        }
+        user += t->user_s;
+        sys += t->sys_s;
+        if (t->err)
+            err = t->err;
+    }
+    double mib_s = iops * (double)bench_bs / (1024.0 * 1024.0);
+    double lat_mean = ios ? (double)lat_sum / (double)ios / 1000.0 : 0;
+    double p50 = hist_quantile_us(hist, ios, 0.50);
+    double p99 = hist_quantile_us(hist, ios, 0.99);
+    double cpu_per_req = ios ? (user + sys) * 1e6 / (double)ios : 0;
+    double cpu_util = elapsed_max > 0 ? (user + sys) / elapsed_max * 100.0 : 0;
+
+    if (bench_json) {
+        printf("{\"driver\": \"%s\", \"path\": \"%s\", \"rw\": \"%s\", "
+               "\"bs\": %" PRIu64 ", \"iodepth\": %d, \"threads\": %d, "
+               "\"mode\": \"%s\", \"poll_queues\": %s, "
+               "\"runtime_s\": %.3f, \"ios\": %" PRIu64 ", "
+               "\"kiops\": %.3f, \"mib_s\": %.2f, "
+               "\"lat_mean_us\": %.2f, \"lat_p50_us\": %.2f, "
+               "\"lat_p99_us\": %.2f, "
+               "\"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f, "
+               "\"cpu_us_per_req\": %.4f, \"cpu_util_pct\": %.1f, "
+               "\"reqs_per_batch\": %.2f, \"empty_polls\": %" PRIu64 ", "
+               "\"error\": %d}\n",
+               bench_driver, bench_path ? bench_path : "",
+               bench_rw_names[bench_rw], bench_bs, bench_iodepth,
+               bench_threads, bench_mode_names[bench_mode],
+               bench_poll_queues ? "true" : "false", elapsed_max, ios,
+               iops / 1000.0, mib_s, lat_mean, p50, p99, user, sys,
+               cpu_per_req, cpu_util,
+               batches ? (double)ios / (double)batches : 0.0, empty, err);
+    } else {
+        printf("blkio-bench: driver=%s rw=%s bs=%" PRIu64 " iodepth=%d "
+               "threads=%d mode=%s%s runtime=%.2fs\n",
+               bench_driver, bench_rw_names[bench_rw], bench_bs,
+               bench_iodepth, bench_threads, bench_mode_names[bench_mode],
+               bench_poll_queues ? " poll-queues" : "", elapsed_max);
+        printf("  %.1f kIOPS  %.1f MiB/s  lat mean %.2f us  p50 %.2f us  "
+               "p99 %.2f us\n", iops / 1000.0, mib_s, lat_mean, p50, p99);
+        printf("  cpu %.3f us/req (user %.2fs sys %.2fs, %.0f%%)  "
+               "%.1f reqs/batch\n", cpu_per_req, user, sys, cpu_util,
+               batches ? (double)ios / (double)batches : 0.0);
+    }
+    exit_code = err ? 1 : 0;
+
+out_threads:
+    for (int i = 0; i < bench_threads && bench_tds; i++) {
+        if (bench_tds[i].epfd >= 0)
+            close(bench_tds[i].epfd);
+        free(bench_tds[i].submit_ns);
+        free(bench_tds[i].comps);
+    }
+    free(bench_tds);
+out:
+    if (have_region) {
+        /* Unmapping an unmapped region is a no-op, so this is always safe. */
+        blkio_unmap_mem_region(b, &region);
+        blkio_free_mem_region(b, &region);
+    } else {
+        free(bufs);
+    }
+    blkio_destroy(&b);
+    free(prop_done);
+    free(bench_props);
+    return exit_code;
+}

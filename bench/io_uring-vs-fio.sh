@@ -1,0 +1,134 @@
+#!/bin/bash
+# io_uring-vs-fio.sh - our libblkio io_uring driver against fio's io_uring
+# engine, on the same file, the same CPU and in the same run.
+#
+#   bench/io_uring-vs-fio.sh [BUILD_DIR]        (default: ./build)
+#
+# Environment:
+#   FILE=/var/tmp/blkio-bench-h6.img  test file (not tmpfs: O_DIRECT)
+#   SIZE=1G        its size; written once with real data, not sparse
+#   RUNTIME=3      measured seconds per run (plus RAMP seconds unmeasured)
+#   RAMP=0.5
+#   CPU=1          CPU the benchmark is pinned to (taskset)
+#   IODEPTH=16
+#   KEEP_FILE=0    1: keep the test file for the next run
+#
+# Two workloads, each run A B B A (ours, fio, fio, ours) so that drift on a
+# shared machine hits both sides equally:
+#   1. O_DIRECT random 4 KiB reads at queue depth 16 (the device path)
+#   2. buffered random 4 KiB reads from a fully cached file, one thread
+#      (nearly pure software: this is where library overhead shows)
+# Prints kIOPS, mean latency and CPU per request for each run, and the
+# ratio ours/fio of the mean kIOPS.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$top/build}
+bench=$build/bench/blkio-bench
+file=${FILE:-/var/tmp/blkio-bench-h6.img}
+size=${SIZE:-1G}
+runtime=${RUNTIME:-3}
+ramp=${RAMP:-0.5}
+cpu=${CPU:-1}
+qd=${IODEPTH:-16}
+py=/usr/bin/python3
+
+die() { echo "io_uring-vs-fio: $*" >&2; exit 1; }
+
+[ -x "$bench" ] || die "$bench not built (run ninja -C $build)"
+command -v fio >/dev/null || die "fio not installed"
+command -v taskset >/dev/null || die "taskset not installed"
+if [ "$(nproc)" -le "$cpu" ]; then
+    cpu=0
+fi
+
+cleanup() {
+    rm -f "$tmpjson"
+    if [ "${KEEP_FILE:-0}" != 1 ]; then
+        rm -f "$file"
+    fi
+}
+tmpjson=$(mktemp)
+trap cleanup EXIT
+
+# The file must hold real blocks: O_DIRECT reads of holes never reach the
+# disk and would measure nothing.
+bytes=$(numfmt --from=iec "$size")
+if [ ! -f "$file" ] || [ "$(stat -c %s "$file")" != "$bytes" ] ||
+   [ "$(stat -c %b "$file")" -lt $((bytes / 512)) ]; then
+    echo "io_uring-vs-fio: writing $size to $file"
+    rm -f "$file"
+    dd if=/dev/urandom of="$file" bs=1M count=$((bytes >> 20)) \
+       oflag=direct conv=fsync status=none
+fi
+
+ramp_ms=$("$py" -c "print(int(float('$ramp') * 1000))")
+
+# ours DIRECT(true|false) -> "kiops lat_us cpu_us_per_req"
+ours() {
+    taskset -c "$cpu" "$bench" --driver io_uring --path "$file" \
+        --prop direct="$1" --rw randread --bs 4k --iodepth "$qd" \
+        --runtime "$runtime" --ramp "$ramp" --json >"$tmpjson" ||
+        die "blkio-bench failed: $(cat "$tmpjson")"
+    "$py" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("%.1f %.2f %.3f" % (r["kiops"], r["lat_mean_us"], r["cpu_us_per_req"]))
+' "$tmpjson"
+}
+
+# theirs DIRECT(1|0) -> "kiops lat_us cpu_us_per_req"
+theirs() {
+    taskset -c "$cpu" fio --name=randread --filename="$file" \
+        --ioengine=io_uring --direct="$1" --iodepth="$qd" --rw=randread \
+        --bs=4k --numjobs=1 --thread --norandommap --randrepeat=0 \
+        --time_based --runtime="$runtime" --ramp_time="${ramp_ms}ms" \
+        --output-format=json >"$tmpjson" 2>/dev/null ||
+        die "fio failed: $(cat "$tmpjson")"
+    "$py" -c '
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+iops = j["read"]["iops"]
+lat = j["read"]["clat_ns"]["mean"] / 1000.0 + j["read"]["slat_ns"]["mean"] / 1000.0
+cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0 * 1e6 / iops if iops else 0
+print("%.1f %.2f %.3f" % (iops / 1000.0, lat, cpu))
+' "$tmpjson"
+}
+
+# compare LABEL DIRECT_OURS DIRECT_FIO
+compare() {
+    local label=$1 a1 b1 b2 a2
+    a1=$(ours "$2")
+    b1=$(theirs "$3")
+    b2=$(theirs "$3")
+    a2=$(ours "$2")
+    "$py" - "$label" "$a1" "$a2" "$b1" "$b2" <<'EOF'
+import sys
+label = sys.argv[1]
+a = [list(map(float, s.split())) for s in sys.argv[2:4]]
+b = [list(map(float, s.split())) for s in sys.argv[4:6]]
+mean = lambda xs, i: sum(x[i] for x in xs) / len(xs)
+print(label)
+for name, runs in (("ours (blkio-bench)", a), ("fio io_uring", b)):
+    print("  %-20s %8.1f kIOPS  (runs %s)  lat %6.2f us  cpu %.3f us/req"
+          % (name, mean(runs, 0), " ".join("%.1f" % r[0] for r in runs),
+             mean(runs, 1), mean(runs, 2)))
+ratio = mean(a, 0) / mean(b, 0) if mean(b, 0) else 0
+cpu_ratio = mean(a, 2) / mean(b, 2) if mean(b, 2) else 0
+print("  ratio ours/fio: kIOPS %.3f  cpu/req %.3f" % (ratio, cpu_ratio))
+print("RESULT %s ours_kiops=%.1f fio_kiops=%.1f ratio=%.3f "
+      "ours_cpu_us=%.3f fio_cpu_us=%.3f"
+      % (label.split(":")[0], mean(a, 0), mean(b, 0), ratio,
+         mean(a, 2), mean(b, 2)))
+EOF
+}
+
+echo "io_uring-vs-fio: $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) CPUs, pinned to CPU $cpu," \
+     "kernel $(uname -r), file $file ($size, $(findmnt -n -o FSTYPE -T "$file"))"
+echo "io_uring-vs-fio: ${runtime}s per run after ${ramp}s ramp, order A B B A"
+
+compare "direct: O_DIRECT randread 4k qd$qd" true 1
+
+# Warm the page cache so every buffered read is a cache hit.
+cat "$file" >/dev/null
+compare "buffered: cached randread 4k qd$qd" false 0

@@ -1,0 +1,1201 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * nbdkit-blkio-plugin: serve a libblkio device (NVMe, vhost-user, vDPA,
+ * VFIO, io_uring) over NBD.
+ *
+ * Unlike the upstream plugin, which opens one libblkio instance per
+ * connection and serializes all requests on a single queue, this plugin
+ * opens ONE instance in .get_ready, shares it between all connections, and
+ * spreads the nbdkit worker threads over several libblkio queues so that
+ * many requests are in flight at once.
+ *
+ * Per queue, a mutex is held only to enqueue, submit and hand out
+ * completions.  A waiting thread never holds it while it sleeps: one of the
+ * waiters on a queue (the "reaper") blocks on the queue's completion fd,
+ * the others sleep on their own condition variable and are woken by
+ * whichever thread hands out their completions.  Every request and
+ * sub-request is described by a preallocated slot, so the I/O path does not
+ * allocate.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include <blkio.h>
+
+/* Requests from all connections and all worker threads run at the same
+ * time; each libblkio queue has its own lock (see struct bio_queue). */
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+#ifndef BIO_LIBRARY
+#define BIO_LIBRARY "libblkio"
+#endif
+#ifndef BIO_LIBRARY_VERSION
+#define BIO_LIBRARY_VERSION "unknown"
+#endif
+
+/* Drivers libblkio 1.x may offer; --dump-plugin reports those that the
+ * linked library can create. */
+static const char *const bio_known_drivers[] = {
+  "io_uring", "nvme-io_uring", "virtio-blk-vfio-pci",
+  "virtio-blk-vhost-user", "virtio-blk-vhost-vdpa",
+};
+
+/* Bounce buffers (only used when the driver needs mapped memory regions or
+ * buffers aligned more than nbdkit's are): each queue owns one region,
+ * carved into BIO_BOUNCE_SLOTS chunks of BIO_BOUNCE_CHUNK bytes.  Larger
+ * requests are split, never refused. */
+#define BIO_BOUNCE_CHUNK (1024 * 1024)
+#define BIO_BOUNCE_SLOTS 16
+
+/* Completions handed out per blkioq_do_io() call. */
+#define BIO_HARVEST 64
+
+/* If a completion fd stays silent this long while requests are in flight,
+ * poll the queue anyway (and say so): a missed notification then costs a
+ * stall instead of a hang. */
+#define BIO_POLL_SAFETY_MS 5000
+
+/* ---- configuration ---- */
+
+/* A KEY=VALUE passed on to libblkio.  pre_err/pre_msg keep the result of
+ * the attempt before blkio_connect() so that a later failure can report the
+ * more useful of the two messages. */
+struct bio_prop {
+  char *key;
+  char *value;
+  int pre_err;
+  char *pre_msg;
+};
+
+static char *bio_driver;
+static struct bio_prop *bio_props;
+static size_t bio_nprops;
+static char **bio_gets;
+static size_t bio_ngets;
+static int bio_user_num_queues;         /* 0: choose */
+
+/* ---- the shared instance ---- */
+
+struct bio_waiter;
+
+/* One request (or sub-request) in flight; its address is the user_data. */
+struct bio_slot {
+  struct bio_slot *next;        /* free list, or the owner's done list */
+  struct bio_waiter *owner;
+  char *bounce;                 /* this slot's bounce chunk, or NULL */
+  char *copy_to;                /* read through bounce: destination */
+  uint32_t len;
+};
+
+/* Lives on the stack of the thread that runs one nbdkit request. */
+struct bio_waiter {
+  pthread_cond_t cond;
+  struct bio_waiter *next, *prev;       /* queue's sleeper list */
+  struct bio_slot *done;                /* completed, not yet reclaimed */
+  unsigned inflight;                    /* slots owned */
+  bool sleeping;
+  bool want_slot;                       /* sleeping for a free slot */
+  int err;                              /* first error (positive errno) */
+  char msg[256];
+};
+
+struct bio_queue {
+  pthread_mutex_t lock;
+  struct blkioq *q;
+  int fd;                               /* completion fd */
+  bool reaper;                          /* someone blocks on fd */
+  struct bio_waiter *sleepers;          /* doubly linked, head */
+  struct bio_slot *free_slots;
+  struct bio_slot *slots;
+  unsigned nslots;
+  struct blkio_mem_region region;
+  bool have_region, region_mapped;
+} __attribute__((aligned(64)));
+
+static struct blkio *bio_b;
+static bool bio_readonly;               /* instance opened read-only */
+static struct bio_queue *bio_queues;
+static int bio_nqueues;
+static atomic_uint bio_next_queue;
+static __thread struct bio_queue *bio_thread_queue;
+
+/* Device geometry, read once after blkio_start(). */
+static uint64_t bio_capacity;
+static uint32_t bio_req_align;          /* >= 1, power of 2 */
+static uint32_t bio_buf_align;          /* >= 1 */
+static uint32_t bio_preferred;
+static uint64_t bio_rw_max;             /* per read/write sub-request */
+static uint64_t bio_zero_max;
+static uint64_t bio_discard_max;
+static uint64_t bio_discard_align;      /* >= bio_req_align */
+static uint64_t bio_discard_offset;
+static bool bio_needs_mem_regions;
+static bool bio_have_bounce;
+
+static bool
+bio_is_power_of_2 (uint64_t v)
+{
+  return v != 0 && (v & (v - 1)) == 0;
+}
+
+/* Round v down to a multiple of align (any align >= 1). */
+static uint64_t
+bio_round_down (uint64_t v, uint64_t align)
+{
+  return v - v % align;
+}
+
+/* The smallest non-zero of a and b (0 means unlimited). */
+static uint64_t
+bio_min_limit (uint64_t a, uint64_t b)
+{
+  if (a == 0)
+    return b;
+  if (b == 0)
+    return a;
+  return a < b ? a : b;
+}
+
+/* Called when the plugin is unloaded. */
+static void
+bio_unload (void)
+{
+  int i;
+  size_t k;
+
+  if (bio_queues) {
+    for (i = 0; i < bio_nqueues; i++) {
+      struct bio_queue *bq = &bio_queues[i];
+      if (bq->region_mapped)
+        blkio_unmap_mem_region (bio_b, &bq->region);
+      if (bq->have_region)
+        blkio_free_mem_region (bio_b, &bq->region);
+      free (bq->slots);
+      pthread_mutex_destroy (&bq->lock);
+    }
+    free (bio_queues);
+  }
+  if (bio_b)
+    blkio_destroy (&bio_b);
+
+  free (bio_driver);
+  for (k = 0; k < bio_nprops; k++) {
+    free (bio_props[k].key);
+    free (bio_props[k].value);
+    free (bio_props[k].pre_msg);
+  }
+  free (bio_props);
+  for (k = 0; k < bio_ngets; k++)
+    free (bio_gets[k]);
+  free (bio_gets);
+}
+
+static int
+bio_add_prop (const char *key, const char *value)
+{
+  struct bio_prop *p;
+
+  p = realloc (bio_props, (bio_nprops + 1) * sizeof *p);
+  if (p == NULL) {
+    nbdkit_error ("realloc: %m");
+    return -1;
+  }
+  bio_props = p;
+  p = &bio_props[bio_nprops];
+  memset (p, 0, sizeof *p);
+  p->key = strdup (key);
+  p->value = strdup (value);
+  if (p->key == NULL || p->value == NULL) {
+    nbdkit_error ("strdup: %m");
+    free (p->key);
+    free (p->value);
+    return -1;
+  }
+  bio_nprops++;
+  return 0;
+}
+
+/* Called for each key=value passed on the command line. */
+static int
+bio_config (const char *key, const char *value)
+{
+  if (strcmp (key, "driver") == 0) {
+    if (bio_driver) {
+      nbdkit_error ("'driver' parameter specified more than once");
+      return -1;
+    }
+    bio_driver = strdup (value);
+    if (bio_driver == NULL) {
+      nbdkit_error ("strdup: %m");
+      return -1;
+    }
+  }
+  else if (strcmp (key, "get") == 0) {
+    char **g = realloc (bio_gets, (bio_ngets + 1) * sizeof *g);
+    if (g == NULL) {
+      nbdkit_error ("realloc: %m");
+      return -1;
+    }
+    bio_gets = g;
+    bio_gets[bio_ngets] = strdup (value);
+    if (bio_gets[bio_ngets] == NULL) {
+      nbdkit_error ("strdup: %m");
+      return -1;
+    }
+    bio_ngets++;
+  }
+  else if (strcmp (key, "read-only") == 0) {
+    /* The export's read-only-ness is nbdkit's business: it must agree with
+     * what the NBD handshake advertises. */
+    nbdkit_error ("do not set the read-only property (read-only=%s), "
+                  "use the nbdkit -r flag instead", value);
+    return -1;
+  }
+  else if (strcmp (key, "num-queues") == 0) {
+    if (nbdkit_parse_int ("num-queues", value, &bio_user_num_queues) == -1)
+      return -1;
+    if (bio_user_num_queues < 1) {
+      nbdkit_error ("num-queues=%s: must be at least 1", value);
+      return -1;
+    }
+  }
+  else if (strcmp (key, "path") == 0) {
+    char *abs = nbdkit_absolute_path (value);
+    int r;
+
+    if (abs == NULL)
+      return -1;
+    r = bio_add_prop (key, abs);
+    free (abs);
+    return r;
+  }
+  else
+    return bio_add_prop (key, value);
+
+  return 0;
+}
+
+/* Check the parameters once they have all been read. */
+static int
+bio_config_complete (void)
+{
+  if (bio_driver == NULL) {
+    nbdkit_error ("you must supply the driver=<DRIVER> parameter "
+                  "after the plugin name on the command line");
+    return -1;
+  }
+  return 0;
+}
+
+#define bio_config_help \
+  "[driver=]DRIVER     (required) libblkio driver, eg. io_uring,\n" \
+  "                    virtio-blk-vhost-user, nvme-io_uring.\n" \
+  "path=PATH           Path of the file, socket or device.\n" \
+  "num-queues=N        Number of libblkio queues (default: up to 16).\n" \
+  "PROPERTY=VALUE      Set any other libblkio property.\n" \
+  "get=PROPERTY        Print a property in debug output after start."
+
+/* Called by --dump-plugin: which library, and which drivers it offers. */
+static void
+bio_dump_plugin (void)
+{
+  size_t i;
+  bool first = true;
+
+  printf ("blkio_library=%s\n", BIO_LIBRARY);
+  printf ("blkio_library_version=%s\n", BIO_LIBRARY_VERSION);
+  printf ("blkio_drivers=");
+  for (i = 0; i < sizeof bio_known_drivers / sizeof bio_known_drivers[0];
+       i++) {
+    struct blkio *b = NULL;
+
+    if (blkio_create (bio_known_drivers[i], &b) == 0) {
+      printf ("%s%s", first ? "" : ",", bio_known_drivers[i]);
+      first = false;
+      blkio_destroy (&b);
+    }
+  }
+  printf ("\n");
+}
+
+/* Was nbdkit started with -r/--readonly?  nbdkit 1.32 does not tell plugins
+ * before the first connection, but the instance is opened in .get_ready, so
+ * read the server's own command line.  Options end at the plugin name. */
+static bool
+bio_server_readonly (void)
+{
+  /* nbdkit's options that take an argument as the next word. */
+  static const char short_with_arg[] = "DegiPptUu";
+  static const char *const long_with_arg[] = {
+    "--debug", "--exportname", "--filter", "--group", "--ipaddr", "--log",
+    "--mask-handshake", "--pidfile", "--port", "--run", "--selinux-label",
+    "--threads", "--tls", "--tls-certificates", "--tls-psk", "--unix",
+    "--user",
+  };
+  char buf[16384];
+  ssize_t n;
+  size_t len = 0;
+  int fd;
+  bool ro = false, first = true, skip_next = false;
+  const char *arg;
+
+  fd = open ("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd == -1)
+    return false;
+  while (len < sizeof buf - 1 &&
+         (n = read (fd, buf + len, sizeof buf - 1 - len)) > 0)
+    len += n;
+  close (fd);
+  buf[len] = '\0';
+
+  for (arg = buf; arg < buf + len; arg += strlen (arg) + 1) {
+    if (first) {                /* argv[0] */
+      first = false;
+      continue;
+    }
+    if (skip_next) {
+      skip_next = false;
+      continue;
+    }
+    if (strcmp (arg, "--") == 0 || arg[0] != '-' || arg[1] == '\0')
+      break;                    /* the plugin name */
+    if (arg[1] == '-') {
+      size_t i;
+
+      if (strcmp (arg, "--readonly") == 0 || strcmp (arg, "--read-only") == 0)
+        ro = true;
+      if (strchr (arg, '=') == NULL)
+        for (i = 0; i < sizeof long_with_arg / sizeof long_with_arg[0]; i++)
+          if (strcmp (arg, long_with_arg[i]) == 0)
+            skip_next = true;
+      continue;
+    }
+    /* A cluster of short options: -fr, -rU sock, -Usock. */
+    for (const char *c = arg + 1; *c; c++) {
+      if (*c == 'r')
+        ro = true;
+      if (strchr (short_with_arg, *c)) {
+        if (c[1] == '\0')
+          skip_next = true;
+        break;
+      }
+    }
+  }
+  return ro;
+}
+
+static bool
+bio_is_state_error (int err)
+{
+  /* The property does not exist, or cannot be set in this state. */
+  return err == ENOENT || err == EACCES || err == EBUSY || err == ENODEV ||
+    err == EPERM || err == ENOTSUP;
+}
+
+/* Create the instance and connect it, setting every property that libblkio
+ * accepts in the created state first. */
+static int
+bio_create_connect (bool readonly, char *errbuf, size_t errlen)
+{
+  size_t i;
+  int r;
+
+  r = blkio_create (bio_driver, &bio_b);
+  if (r < 0) {
+    snprintf (errbuf, errlen, "blkio_create: error opening driver: %s: %s",
+              bio_driver, blkio_get_error_msg ());
+    return r;
+  }
+  if (readonly) {
+    r = blkio_set_bool (bio_b, "read-only", true);
+    if (r < 0) {
+      snprintf (errbuf, errlen, "error setting property: read-only=true: %s",
+                blkio_get_error_msg ());
+      return r;
+    }
+  }
+
+  /* No hand-kept list of "pre-connect" properties: whatever the created
+   * state accepts is set now, the rest after blkio_connect(). */
+  for (i = 0; i < bio_nprops; i++) {
+    struct bio_prop *p = &bio_props[i];
+
+    free (p->pre_msg);
+    p->pre_msg = NULL;
+    p->pre_err = -blkio_set_str (bio_b, p->key, p->value);
+    if (p->pre_err) {
+      p->pre_msg = strdup (blkio_get_error_msg ());
+      nbdkit_debug ("property %s=%s deferred until after connect: %s",
+                    p->key, p->value, p->pre_msg ? p->pre_msg : "");
+    }
+  }
+
+  r = blkio_connect (bio_b);
+  if (r < 0) {
+    snprintf (errbuf, errlen, "blkio_connect: %s: %s",
+              bio_driver, blkio_get_error_msg ());
+    return r;
+  }
+  return 0;
+}
+
+/* Read the device limits that the I/O path depends on. */
+static int
+bio_read_geometry (void)
+{
+  int ra = 1, ba = 1, oia = 0, ois = 0, mt = 0, msl = 0, da = 0, dao = 0;
+  uint64_t mwz = 0, mdl = 0;
+  bool nmr = false;
+
+  if (blkio_get_uint64 (bio_b, "capacity", &bio_capacity) < 0 ||
+      blkio_get_int (bio_b, "request-alignment", &ra) < 0 ||
+      blkio_get_bool (bio_b, "needs-mem-regions", &nmr) < 0) {
+    nbdkit_error ("reading device properties: %s", blkio_get_error_msg ());
+    return -1;
+  }
+  /* The rest are optional refinements; a missing one means "no limit". */
+  blkio_get_int (bio_b, "buf-alignment", &ba);
+  blkio_get_int (bio_b, "optimal-io-alignment", &oia);
+  blkio_get_int (bio_b, "optimal-io-size", &ois);
+  blkio_get_int (bio_b, "max-transfer", &mt);
+  blkio_get_int (bio_b, "max-segment-len", &msl);
+  blkio_get_uint64 (bio_b, "max-write-zeroes-len", &mwz);
+  blkio_get_int (bio_b, "discard-alignment", &da);
+  blkio_get_int (bio_b, "discard-alignment-offset", &dao);
+  blkio_get_uint64 (bio_b, "max-discard-len", &mdl);
+
+  /* nbdkit wants a power-of-2 minimum block size of at most 64 KiB. */
+  if (ra < 1)
+    ra = 1;
+  if (!bio_is_power_of_2 (ra) || ra > 65536) {
+    nbdkit_error ("request-alignment %d is not a power of 2 "
+                  "between 1 and 65536", ra);
+    return -1;
+  }
+  bio_req_align = ra;
+  bio_buf_align = ba >= 1 ? ba : 1;
+  bio_needs_mem_regions = nmr;
+
+  /* Preferred: the optimal I/O size or alignment if sane, at least 4 KiB
+   * (nbdkit requires a power of 2 in [512, 32 MiB], >= the minimum). */
+  bio_preferred = 4096;
+  if (oia > 0 && bio_is_power_of_2 (oia) && (uint32_t) oia > bio_preferred)
+    bio_preferred = oia;
+  if (ois > 0 && bio_is_power_of_2 (ois) && (uint32_t) ois > bio_preferred)
+    bio_preferred = ois;
+  if (bio_preferred > 32 * 1024 * 1024)
+    bio_preferred = 32 * 1024 * 1024;
+  if (bio_preferred < bio_req_align)
+    bio_preferred = bio_req_align;
+
+  bio_rw_max = bio_min_limit (mt > 0 ? mt : 0, msl > 0 ? msl : 0);
+  bio_zero_max = mwz;
+  bio_discard_max = mdl;
+  bio_discard_align = bio_req_align;
+  if (da > 0 && (uint64_t) da > bio_discard_align)
+    bio_discard_align = da;
+  bio_discard_offset = dao > 0 ? (uint64_t) dao % bio_discard_align : 0;
+
+  /* Limits are in bytes but every sub-request must stay aligned. */
+  if (bio_rw_max) {
+    bio_rw_max = bio_round_down (bio_rw_max, bio_req_align);
+    if (bio_rw_max == 0)
+      bio_rw_max = bio_req_align;
+  }
+  if (bio_zero_max) {
+    bio_zero_max = bio_round_down (bio_zero_max, bio_req_align);
+    if (bio_zero_max == 0)
+      bio_zero_max = bio_req_align;
+  }
+  if (bio_discard_max) {
+    bio_discard_max = bio_round_down (bio_discard_max, bio_discard_align);
+    if (bio_discard_max == 0)
+      bio_discard_max = bio_discard_align;
+  }
+
+  nbdkit_debug ("capacity=%" PRIu64 " request-alignment=%u buf-alignment=%u "
+                "needs-mem-regions=%d rw-max=%" PRIu64 " zero-max=%" PRIu64
+                " discard-max=%" PRIu64 " discard-alignment=%" PRIu64,
+                bio_capacity, bio_req_align, bio_buf_align,
+                bio_needs_mem_regions, bio_rw_max, bio_zero_max,
+                bio_discard_max, bio_discard_align);
+  return 0;
+}
+
+/* Set up queue i after blkio_start(). */
+static int
+bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
+{
+  unsigned k;
+  int r;
+
+  pthread_mutex_init (&bq->lock, NULL);
+  bq->q = blkio_get_queue (bio_b, i);
+  if (bq->q == NULL) {
+    nbdkit_error ("blkio_get_queue: %d: %s", i, blkio_get_error_msg ());
+    return -1;
+  }
+  bq->fd = blkioq_get_completion_fd (bq->q);
+  if (bq->fd < 0) {
+    nbdkit_error ("blkioq_get_completion_fd: queue %d: %s",
+                  i, blkio_get_error_msg ());
+    return -1;
+  }
+  blkioq_set_completion_fd_enabled (bq->q, true);
+
+  /* With bounce buffers a slot is a chunk, so fewer of them. */
+  bq->nslots = bio_have_bounce && entries > BIO_BOUNCE_SLOTS
+    ? BIO_BOUNCE_SLOTS : entries;
+  bq->slots = calloc (bq->nslots, sizeof *bq->slots);
+  if (bq->slots == NULL) {
+    nbdkit_error ("calloc: %m");
+    return -1;
+  }
+
+  if (bio_have_bounce) {
+    r = blkio_alloc_mem_region (bio_b, &bq->region,
+                                (size_t) bq->nslots * BIO_BOUNCE_CHUNK);
+    if (r < 0) {
+      nbdkit_error ("blkio_alloc_mem_region: %u bytes for queue %d: %s",
+                    bq->nslots * BIO_BOUNCE_CHUNK, i, blkio_get_error_msg ());
+      return -1;
+    }
+    bq->have_region = true;
+    if (bio_needs_mem_regions) {
+      r = blkio_map_mem_region (bio_b, &bq->region);
+      if (r < 0) {
+        nbdkit_error ("blkio_map_mem_region: queue %d: %s",
+                      i, blkio_get_error_msg ());
+        return -1;
+      }
+      bq->region_mapped = true;
+    }
+  }
+
+  for (k = 0; k < bq->nslots; k++) {
+    struct bio_slot *s = &bq->slots[k];
+
+    if (bio_have_bounce)
+      s->bounce = (char *) bq->region.addr + (size_t) k * BIO_BOUNCE_CHUNK;
+    s->next = bq->free_slots;
+    bq->free_slots = s;
+  }
+  return 0;
+}
+
+/* Open the shared instance: create, connect, set properties, start, and
+ * set up the queues.  Errors here are shown to the user. */
+static int
+bio_get_ready (void)
+{
+  char errbuf[1024];
+  size_t i;
+  int r, max_queues = 1, nq, entries = 0;
+
+  bio_readonly = bio_server_readonly ();
+  r = bio_create_connect (bio_readonly, errbuf, sizeof errbuf);
+  if (r < 0 && !bio_readonly && bio_b &&
+      (r == -EACCES || r == -EROFS || r == -EPERM)) {
+    /* Like nbdkit-file-plugin: serve a read-only file read-only. */
+    nbdkit_debug ("%s, falling back to read-only", errbuf);
+    blkio_destroy (&bio_b);
+    bio_readonly = true;
+    r = bio_create_connect (true, errbuf, sizeof errbuf);
+  }
+  if (r < 0) {
+    nbdkit_error ("%s", errbuf);
+    return -1;
+  }
+
+  /* Properties the created state refused. */
+  for (i = 0; i < bio_nprops; i++) {
+    struct bio_prop *p = &bio_props[i];
+    const char *msg;
+
+    if (!p->pre_err)
+      continue;
+    r = blkio_set_str (bio_b, p->key, p->value);
+    if (r == 0)
+      continue;
+    msg = blkio_get_error_msg ();
+    /* If only the first attempt complained about the value (and this one
+     * merely about the state), the first message is the useful one. */
+    if (bio_is_state_error (-r) && !bio_is_state_error (p->pre_err) &&
+        p->pre_msg)
+      msg = p->pre_msg;
+    nbdkit_error ("error setting property: %s=%s: %s", p->key, p->value, msg);
+    return -1;
+  }
+
+  if (blkio_get_int (bio_b, "max-queues", &max_queues) < 0 || max_queues < 1)
+    max_queues = 1;
+  if (bio_user_num_queues > 0)
+    nq = bio_user_num_queues;
+  else {
+    long ncpus = sysconf (_SC_NPROCESSORS_ONLN);
+
+    nq = ncpus > 0 ? 2 * ncpus : 4;
+    if (nq < 4)
+      nq = 4;
+    if (nq > 16)
+      nq = 16;
+    if (nq > max_queues)
+      nq = max_queues;
+  }
+  r = blkio_set_int (bio_b, "num-queues", nq);
+  if (r < 0) {
+    nbdkit_error ("error setting property: num-queues=%d: %s",
+                  nq, blkio_get_error_msg ());
+    return -1;
+  }
+
+  /* How many requests a queue takes at once (io_uring: num-entries,
+   * virtio-blk: queue-size); not every driver has either. */
+  if (blkio_get_int (bio_b, "num-entries", &entries) < 0 &&
+      blkio_get_int (bio_b, "queue-size", &entries) < 0)
+    entries = 128;
+  if (entries < 1)
+    entries = 1;
+  if (entries > 1024)
+    entries = 1024;
+
+  r = blkio_start (bio_b);
+  if (r < 0) {
+    nbdkit_error ("blkio_start: %s", blkio_get_error_msg ());
+    return -1;
+  }
+
+  for (i = 0; i < bio_ngets; i++) {
+    char *value = NULL;
+
+    if (blkio_get_str (bio_b, bio_gets[i], &value) < 0) {
+      nbdkit_error ("error getting property: %s: %s",
+                    bio_gets[i], blkio_get_error_msg ());
+      return -1;
+    }
+    nbdkit_debug ("get: %s=%s", bio_gets[i], value);
+    free (value);
+  }
+
+  if (bio_read_geometry () == -1)
+    return -1;
+  bio_have_bounce = bio_needs_mem_regions || bio_buf_align > 1;
+
+  bio_queues = calloc (nq, sizeof *bio_queues);
+  if (bio_queues == NULL) {
+    nbdkit_error ("calloc: %m");
+    return -1;
+  }
+  for (i = 0; i < (size_t) nq; i++) {
+    bio_nqueues = i + 1;        /* so that unload cleans up this one too */
+    if (bio_queue_init (&bio_queues[i], i, entries) == -1)
+      return -1;
+  }
+  nbdkit_debug ("%s: %d queue(s), %u slot(s) each, %s, %s",
+                bio_driver, nq, bio_queues[0].nslots,
+                bio_have_bounce ? "bounce buffers" : "zero copy",
+                bio_readonly ? "read-only" : "read-write");
+  return 0;
+}
+
+/* The handle only records whether a connection may write. */
+static char bio_handle_ro, bio_handle_rw;
+
+/* Opening a connection is cheap: the instance is shared. */
+static void *
+bio_open (int readonly)
+{
+  return readonly || bio_readonly ? &bio_handle_ro : &bio_handle_rw;
+}
+
+static int64_t
+bio_get_size (void *handle)
+{
+  return bio_capacity;
+}
+
+static int
+bio_block_size (void *handle,
+                uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
+{
+  *minimum = bio_req_align;
+  *preferred = bio_preferred;
+  *maximum = 0xffffffff;        /* every request is split as needed */
+  return 0;
+}
+
+static int
+bio_can_write (void *handle)
+{
+  return handle == &bio_handle_rw;
+}
+
+static int
+bio_can_flush (void *handle)
+{
+  return 1;
+}
+
+/* BLKIO_REQ_FUA works with every driver (emulated with a flush when the
+ * device lacks it), so it is as good as native for nbdkit. */
+static int
+bio_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+bio_can_trim (void *handle)
+{
+  return bio_can_write (handle);
+}
+
+/* Native: write zeroes goes to the device (plugins return a boolean). */
+static int
+bio_can_zero (void *handle)
+{
+  return 1;
+}
+
+static int
+bio_can_fast_zero (void *handle)
+{
+  return 1;
+}
+
+static int
+bio_can_cache (void *handle)
+{
+  return NBDKIT_CACHE_EMULATE;
+}
+
+/* One shared instance: a flush on any connection persists the completed
+ * writes of all connections. */
+static int
+bio_can_multi_conn (void *handle)
+{
+  return 1;
+}
+
+static int
+bio_is_rotational (void *handle)
+{
+  return 0;
+}
+
+/* ---- the I/O path ---- */
+
+enum bio_kind { BIO_READ, BIO_WRITE, BIO_ZEROES, BIO_DISCARD, BIO_FLUSH };
+
+struct bio_op {
+  enum bio_kind kind;
+  char *buf;
+  uint64_t offset;
+  uint64_t count;
+  uint32_t flags;               /* BLKIO_REQ_* */
+  uint64_t max_len;             /* per sub-request, 0 = unlimited */
+  bool bounce;
+  char msg[256];                /* on failure: what went wrong */
+};
+
+/* The queue of the calling thread: threads are spread round robin. */
+static struct bio_queue *
+bio_my_queue (void)
+{
+  if (bio_thread_queue == NULL) {
+    unsigned n = atomic_fetch_add_explicit (&bio_next_queue, 1,
+                                            memory_order_relaxed);
+    bio_thread_queue = &bio_queues[n % bio_nqueues];
+  }
+  return bio_thread_queue;
+}
+
+static void
+bio_wake (struct bio_waiter *w)
+{
+  if (w->sleeping)
+    pthread_cond_signal (&w->cond);
+}
+
+/* Submit what is queued and hand out every completion; called with the
+ * queue lock held.  Each completed slot goes to its owner's done list. */
+static int
+bio_harvest (struct bio_queue *bq, struct bio_waiter *self)
+{
+  struct blkio_completion c[BIO_HARVEST];
+  int n, i;
+
+  do {
+    n = blkioq_do_io (bq->q, c, 0, BIO_HARVEST, NULL);
+    if (n < 0) {
+      if (!self->err) {
+        self->err = -n;
+        snprintf (self->msg, sizeof self->msg, "blkioq_do_io: %s",
+                  blkio_get_error_msg ());
+      }
+      return n;
+    }
+    for (i = 0; i < n; i++) {
+      struct bio_slot *s = c[i].user_data;
+      struct bio_waiter *w = s->owner;
+
+      if (c[i].ret < 0 && !w->err) {
+        w->err = -c[i].ret;
+        snprintf (w->msg, sizeof w->msg, "%s",
+                  c[i].error_msg && c[i].error_msg[0]
+                  ? c[i].error_msg : strerror (-c[i].ret));
+      }
+      s->next = w->done;
+      w->done = s;
+      if (w != self)
+        bio_wake (w);
+    }
+  } while (n == BIO_HARVEST);
+  return 0;
+}
+
+/* Queue the next piece of op on slot s; returns its length. */
+static uint64_t
+bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s)
+{
+  uint64_t len = op->count;
+
+  if (op->max_len && len > op->max_len)
+    len = op->max_len;
+  s->copy_to = NULL;
+  s->len = len;
+
+  switch (op->kind) {
+  case BIO_READ:
+    if (op->bounce) {
+      s->copy_to = op->buf;
+      blkioq_read (bq->q, op->offset, s->bounce, len, s, op->flags);
+    }
+    else
+      blkioq_read (bq->q, op->offset, op->buf, len, s, op->flags);
+    break;
+  case BIO_WRITE:
+    if (op->bounce) {
+      memcpy (s->bounce, op->buf, len);
+      blkioq_write (bq->q, op->offset, s->bounce, len, s, op->flags);
+    }
+    else
+      blkioq_write (bq->q, op->offset, op->buf, len, s, op->flags);
+    break;
+  case BIO_ZEROES:
+    blkioq_write_zeroes (bq->q, op->offset, len, s, op->flags);
+    break;
+  case BIO_DISCARD:
+    blkioq_discard (bq->q, op->offset, len, s, op->flags);
+    break;
+  case BIO_FLUSH:
+    blkioq_flush (bq->q, s, op->flags);
+    break;
+  }
+  if (op->buf)
+    op->buf += len;
+  op->offset += len;
+  op->count -= len;
+  return len;
+}
+
+static void
+bio_sleep (struct bio_queue *bq, struct bio_waiter *w)
+{
+  w->next = bq->sleepers;
+  w->prev = NULL;
+  if (bq->sleepers)
+    bq->sleepers->prev = w;
+  bq->sleepers = w;
+  w->sleeping = true;
+  pthread_cond_wait (&w->cond, &bq->lock);
+  w->sleeping = false;
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    bq->sleepers = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+}
+
+/* Block on the completion fd without the lock. */
+static void
+bio_reap_wait (struct bio_queue *bq)
+{
+  struct pollfd pfd = { .fd = bq->fd, .events = POLLIN };
+  uint64_t ev;
+  int r;
+
+  bq->reaper = true;
+  pthread_mutex_unlock (&bq->lock);
+  r = poll (&pfd, 1, BIO_POLL_SAFETY_MS);
+  if (r == 0)
+    nbdkit_debug ("no completion notification for %d ms, polling the queue",
+                  BIO_POLL_SAFETY_MS);
+  /* Reset the event before the next blkioq_do_io(), as libblkio asks:
+   * a completion that arrives after this read signals the fd again. */
+  if (read (bq->fd, &ev, sizeof ev) == -1 && errno != EAGAIN)
+    nbdkit_debug ("read completion fd: %m");
+  pthread_mutex_lock (&bq->lock);
+  bq->reaper = false;
+}
+
+/* Run op to completion on the calling thread's queue.  Returns 0 or a
+ * negative errno, with op->msg set. */
+static int
+bio_run (struct bio_op *op)
+{
+  struct bio_queue *bq = bio_my_queue ();
+  struct bio_waiter w;
+  bool todo = true;
+  bool freed_from_empty;
+
+  memset (&w, 0, sizeof w);
+  pthread_cond_init (&w.cond, NULL);
+
+  pthread_mutex_lock (&bq->lock);
+  for (;;) {
+    /* Queue as many pieces as there are free slots. */
+    while (todo && bq->free_slots) {
+      struct bio_slot *s = bq->free_slots;
+
+      bq->free_slots = s->next;
+      s->owner = &w;
+      w.inflight++;
+      bio_enqueue (bq, op, s);
+      if (op->count == 0)
+        todo = false;
+    }
+
+    bio_harvest (bq, &w);
+
+    /* Reclaim finished slots (copying bounced reads out). */
+    freed_from_empty = w.done && bq->free_slots == NULL;
+    while (w.done) {
+      struct bio_slot *s = w.done;
+
+      w.done = s->next;
+      if (s->copy_to)
+        memcpy (s->copy_to, s->bounce, s->len);
+      s->next = bq->free_slots;
+      bq->free_slots = s;
+      w.inflight--;
+    }
+    if (freed_from_empty) {
+      for (struct bio_waiter *o = bq->sleepers; o; o = o->next)
+        if (o->want_slot)
+          pthread_cond_signal (&o->cond);
+    }
+
+    if (!todo && w.inflight == 0)
+      break;
+    if (todo && bq->free_slots)
+      continue;
+
+    /* Nothing to do but wait: be the reaper, or sleep until one hands us
+     * our completions (or a free slot). */
+    w.want_slot = todo;
+    if (!bq->reaper)
+      bio_reap_wait (bq);
+    else
+      bio_sleep (bq, &w);
+  }
+
+  /* Leaving: if others still wait and nobody blocks on the fd, wake one of
+   * them to take over. */
+  if (!bq->reaper && bq->sleepers)
+    pthread_cond_signal (&bq->sleepers->cond);
+  pthread_mutex_unlock (&bq->lock);
+  pthread_cond_destroy (&w.cond);
+
+  if (w.err) {
+    memcpy (op->msg, w.msg, sizeof op->msg);
+    return -w.err;
+  }
+  return 0;
+}
+
+/* Report a failed request to nbdkit (and through it to the client). */
+static int
+bio_fail (const char *what, uint64_t offset, uint64_t count,
+          const struct bio_op *op, int r)
+{
+  nbdkit_error ("%s: offset %" PRIu64 " count %" PRIu64 ": %s",
+                what, offset, count, op->msg);
+  nbdkit_set_error (-r);
+  return -1;
+}
+
+/* Would this buffer need bouncing? */
+static bool
+bio_must_bounce (const void *buf, uint64_t count)
+{
+  if (bio_needs_mem_regions)
+    return true;
+  return ((uintptr_t) buf | count) % bio_buf_align != 0;
+}
+
+static uint64_t
+bio_rw_limit (bool bounce)
+{
+  if (bounce)
+    return bio_min_limit (bio_rw_max, bio_round_down (BIO_BOUNCE_CHUNK,
+                                                      bio_req_align));
+  return bio_rw_max;
+}
+
+/* Read data. */
+static int
+bio_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+           uint32_t flags)
+{
+  struct bio_op op = {
+    .kind = BIO_READ, .buf = buf, .offset = offset, .count = count,
+  };
+  int r;
+
+  if (count == 0)
+    return 0;
+  op.bounce = bio_must_bounce (buf, count);
+  op.max_len = bio_rw_limit (op.bounce);
+  r = bio_run (&op);
+  return r < 0 ? bio_fail ("read", offset, count, &op, r) : 0;
+}
+
+/* Write data. */
+static int
+bio_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
+            uint32_t flags)
+{
+  struct bio_op op = {
+    .kind = BIO_WRITE, .buf = (char *) buf, .offset = offset, .count = count,
+    .flags = flags & NBDKIT_FLAG_FUA ? BLKIO_REQ_FUA : 0,
+  };
+  int r;
+
+  if (count == 0)
+    return 0;
+  op.bounce = bio_must_bounce (buf, count);
+  op.max_len = bio_rw_limit (op.bounce);
+  r = bio_run (&op);
+  return r < 0 ? bio_fail ("write", offset, count, &op, r) : 0;
+}
+
+/* Flush to persistent storage. */
+static int
+bio_flush (void *handle, uint32_t flags)
+{
+  struct bio_op op = { .kind = BIO_FLUSH, .count = 0 };
+  int r;
+
+  r = bio_run (&op);
+  return r < 0 ? bio_fail ("flush", 0, 0, &op, r) : 0;
+}
+
+/* Write zeroes. */
+static int
+bio_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  struct bio_op op = {
+    .kind = BIO_ZEROES, .offset = offset, .count = count,
+    .max_len = bio_zero_max,
+  };
+  int r;
+
+  if (count == 0)
+    return 0;
+  if (flags & NBDKIT_FLAG_FUA)
+    op.flags |= BLKIO_REQ_FUA;
+  if (!(flags & NBDKIT_FLAG_MAY_TRIM))
+    op.flags |= BLKIO_REQ_NO_UNMAP;
+  if (flags & NBDKIT_FLAG_FAST_ZERO)
+    op.flags |= BLKIO_REQ_NO_FALLBACK;
+
+  r = bio_run (&op);
+  if (r == -ENOTSUP || r == -EOPNOTSUPP) {
+    /* nbdkit then writes zeroes itself, or fails a fast zero. */
+    nbdkit_debug ("zero: %s", op.msg);
+    nbdkit_set_error (EOPNOTSUPP);
+    return -1;
+  }
+  return r < 0 ? bio_fail ("zero", offset, count, &op, r) : 0;
+}
+
+/* Discard; advisory, so the unaligned head and tail are left alone. */
+static int
+bio_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  struct bio_op op = { .kind = BIO_DISCARD, .max_len = bio_discard_max };
+  uint64_t start, end, off = bio_discard_offset, a = bio_discard_align;
+  int r;
+
+  end = offset + count;
+  if (end < off)
+    return 0;
+  start = offset < off ? off : offset;
+  start = (start - off + a - 1) / a * a + off;
+  end = bio_round_down (end - off, a) + off;
+  if (start < end) {
+    op.offset = start;
+    op.count = end - start;
+    r = bio_run (&op);
+    if (r == -ENOTSUP || r == -EOPNOTSUPP)
+      nbdkit_debug ("trim: %s, ignored", op.msg);
+    else if (r < 0)
+      return bio_fail ("trim", offset, count, &op, r);
+  }
+  /* Discard takes no FUA flag: flush instead. */
+  if (flags & NBDKIT_FLAG_FUA)
+    return bio_flush (handle, 0);
+  return 0;
+}
+
+static struct nbdkit_plugin plugin = {
+  .name               = "blkio",
+  .version            = PACKAGE_VERSION,
+  .longname           = "nbdkit libblkio plugin",
+  .description        = "libblkio devices (NVMe, vhost-user, vDPA, VFIO, "
+                        "io_uring), shared and multi-queue",
+  .unload             = bio_unload,
+  .config             = bio_config,
+  .config_complete    = bio_config_complete,
+  .config_help        = bio_config_help,
+  .magic_config_key   = "driver",
+  .dump_plugin        = bio_dump_plugin,
+  .get_ready          = bio_get_ready,
+  .open               = bio_open,
+  .get_size           = bio_get_size,
+  .block_size         = bio_block_size,
+  .can_write          = bio_can_write,
+  .can_flush          = bio_can_flush,
+  .can_fua            = bio_can_fua,
+  .can_trim           = bio_can_trim,
+  .can_zero           = bio_can_zero,
+  .can_fast_zero      = bio_can_fast_zero,
+  .can_cache          = bio_can_cache,
+  .can_multi_conn     = bio_can_multi_conn,
+  .is_rotational      = bio_is_rotational,
+  .pread              = bio_pread,
+  .pwrite             = bio_pwrite,
+  .flush              = bio_flush,
+  .trim               = bio_trim,
+  .zero               = bio_zero,
+  .errno_is_preserved = 1,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)

@@ -246,7 +246,6 @@ static void *bench_thread_main(void *opaque)
         }
         now = now_ns();
         inflight -= (unsigned)n;
-        t->batches++;
 
         if (!measuring && now >= bench_measure_ns) {
             getrusage(RUSAGE_THREAD, &ru0);
@@ -269,8 +268,10 @@ static void *bench_thread_main(void *opaque)
                 t->lat_sum_ns += lat;
             }
         }
-        if (measuring)
+        if (measuring) {
             t->ios += (uint64_t)n;
+            t->batches++;
+        }
 
         if (now >= bench_end_ns || t->err ||
             atomic_load_explicit(&bench_stop, memory_order_relaxed))

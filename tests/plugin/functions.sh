@@ -1,0 +1,114 @@
+# tests/plugin/functions.sh - shared by the nbdkit-blkio-plugin tests.
+#
+# Source it first; it sets -e, makes a private temporary directory ($tmp,
+# removed on exit), and offers:
+#   requires CMD ARGS...      skip (exit 77) unless CMD ARGS succeeds
+#   requires_driver NAME      skip unless the plugin's library offers NAME
+#   cleanup_fn CMD ARGS...    run CMD ARGS at exit (last added runs first)
+#   start_nbdkit ARGS...      nbdkit -U $sock -P $pidfile -f $PLUGIN ARGS in
+#                             the background, waiting until it serves
+#   nbdsh ARGS...             libnbd's nbdsh with Debian's python3
+#   make_random FILE SIZE     FILE filled with SIZE random bytes
+# Environment: PLUGIN (the built .so, set by meson), NBDKIT (default: the
+# nbdkit in PATH).
+
+set -e
+set -u
+
+if [ -z "${PLUGIN:-}" ] || [ ! -f "$PLUGIN" ]; then
+    echo "$0: PLUGIN must name the built nbdkit-blkio-plugin.so" >&2
+    exit 1
+fi
+NBDKIT=${NBDKIT:-$(command -v nbdkit || echo /usr/sbin/nbdkit)}
+
+_cleanup_cmds=()
+cleanup_fn ()
+{
+    _cleanup_cmds=("$*" "${_cleanup_cmds[@]}")
+}
+_run_cleanup ()
+{
+    local status=$? c
+    set +e
+    for c in "${_cleanup_cmds[@]}"; do
+        eval "$c"
+    done
+    exit $status
+}
+trap _run_cleanup EXIT
+trap 'exit 1' INT TERM
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/blkio-plugin-test.XXXXXX")
+cleanup_fn rm -rf "$tmp"
+sock=$tmp/nbd.sock
+pidfile=$tmp/nbdkit.pid
+
+requires ()
+{
+    if ! "$@" >/dev/null 2>&1; then
+        echo "$0: SKIP: '$*' failed or is missing"
+        exit 77
+    fi
+}
+
+requires_driver ()
+{
+    requires test -x "$NBDKIT"
+    if ! "$NBDKIT" "$PLUGIN" --dump-plugin 2>/dev/null |
+            grep -q "^blkio_drivers=\(.*,\)\?$1\(,.*\)\?\$"; then
+        echo "$0: SKIP: the plugin's libblkio does not offer driver $1"
+        exit 77
+    fi
+}
+
+nbdsh ()
+{
+    /usr/bin/python3 -m nbd "$@"
+}
+
+make_random ()
+{
+    head -c "$2" /dev/urandom > "$1"
+}
+
+_stop_nbdkit ()
+{
+    local pid
+    if [ -s "$pidfile" ]; then
+        pid=$(cat "$pidfile")
+        kill "$pid" 2>/dev/null || true
+        # Give it 10 seconds, then force it.
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+# start_nbdkit ARGS...: serve $PLUGIN ARGS on $sock; fail after 20 s.
+start_nbdkit ()
+{
+    rm -f "$pidfile" "$sock"
+    "$NBDKIT" -U "$sock" -P "$pidfile" -f "$PLUGIN" "$@" &
+    local bgpid=$!
+    cleanup_fn _stop_nbdkit
+    for _ in $(seq 200); do
+        if [ -s "$pidfile" ] && [ -S "$sock" ]; then
+            return 0
+        fi
+        if ! kill -0 "$bgpid" 2>/dev/null; then
+            echo "$0: nbdkit exited before serving" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "$0: nbdkit did not start within 20 s" >&2
+    return 1
+}
+
+uri ()
+{
+    echo "nbd+unix:///?socket=$sock"
+}

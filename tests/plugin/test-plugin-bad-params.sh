@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Every kind of bad parameter makes nbdkit exit non-zero (never crash or
+# hang) with a message that names the culprit.
+source "$(dirname "$0")/functions.sh"
+requires test -x "$NBDKIT"
+set -x
+
+truncate -s 1M "$tmp/disk"
+
+# expect_fail PATTERN ARGS...: nbdkit ARGS fails within 20 s, no signal,
+# and its stderr matches PATTERN (grep -E).
+expect_fail ()
+{
+    local pattern=$1 status=0
+    shift
+    timeout 20 "$NBDKIT" -U "$sock" -f "$PLUGIN" "$@" \
+        </dev/null >"$tmp/out" 2>&1 || status=$?
+    cat "$tmp/out"
+    if [ $status -eq 0 ]; then
+        echo "FAIL: nbdkit $* succeeded"; exit 1
+    fi
+    if [ $status -eq 124 ] || [ $status -gt 128 ]; then
+        echo "FAIL: nbdkit $* hung or crashed (status $status)"; exit 1
+    fi
+    if ! grep -Eq -- "$pattern" "$tmp/out"; then
+        echo "FAIL: nbdkit $*: message does not match '$pattern'"; exit 1
+    fi
+}
+
+# These need no working driver.
+expect_fail 'driver' path="$tmp/disk"
+expect_fail 'no-such-driver' no-such-driver path="$tmp/disk"
+expect_fail 'read-only.*-r' io_uring path="$tmp/disk" read-only=true
+expect_fail 'num-queues' io_uring path="$tmp/disk" num-queues=abc
+expect_fail 'num-queues' io_uring path="$tmp/disk" num-queues=0
+expect_fail 'driver' io_uring driver=io_uring path="$tmp/disk"
+
+requires_driver io_uring
+expect_fail 'no-such-property' io_uring path="$tmp/disk" no-such-property=1
+expect_fail 'num-entries=abc' io_uring path="$tmp/disk" num-entries=abc
+expect_fail 'direct=maybe' io_uring path="$tmp/disk" direct=maybe
+expect_fail 'capacity' io_uring path="$tmp/disk" capacity=5
+expect_fail 'blkio_connect|path' io_uring
+expect_fail 'no-such-file' io_uring path="$tmp/no-such-file"
+expect_fail 'num-queues' io_uring path="$tmp/disk" num-queues=100000000
+expect_fail 'no-such-property' io_uring path="$tmp/disk" get=no-such-property

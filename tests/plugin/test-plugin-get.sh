@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# get=PROPERTY prints the value in debug output after start; a property
+# that needs connect (num-entries) and num-queues= are applied.
+source "$(dirname "$0")/functions.sh"
+requires_driver io_uring
+set -x
+
+truncate -s 3M "$tmp/disk"
+timeout 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$tmp/disk" \
+    num-entries=64 num-queues=3 \
+    get=capacity get=num-entries get=num-queues get=driver \
+    --run 'true' > "$tmp/out" 2>&1
+cat "$tmp/out"
+grep -q 'get: capacity=3145728' "$tmp/out"
+grep -q 'get: num-entries=64' "$tmp/out"
+grep -q 'get: num-queues=3' "$tmp/out"
+grep -q 'get: driver=io_uring' "$tmp/out"

@@ -78,16 +78,20 @@ print("%.1f %.2f %.3f" % (r["kiops"], r["lat_mean_us"], r["cpu_us_per_req"]))
 }
 
 # theirs DIRECT(1|0) -> "kiops lat_us cpu_us_per_req"
+# --invalidate=0: fio drops the file's page cache before each job by
+# default, which would turn the "cached" workload into disk reads.
 theirs() {
     taskset -c "$cpu" fio --name=randread --filename="$file" \
         --ioengine=io_uring --direct="$1" --iodepth="$qd" --rw=randread \
         --bs=4k --numjobs=1 --thread --norandommap --randrepeat=0 \
+        --invalidate=0 \
         --time_based --runtime="$runtime" --ramp_time="${ramp_ms}ms" \
         --output-format=json >"$tmpjson" 2>/dev/null ||
         die "fio failed: $(cat "$tmpjson")"
     "$py" -c '
 import json, sys
-j = json.load(open(sys.argv[1]))["jobs"][0]
+text = open(sys.argv[1]).read()
+j = json.loads(text[text.index("{"):])["jobs"][0]
 iops = j["read"]["iops"]
 lat = j["read"]["clat_ns"]["mean"] / 1000.0 + j["read"]["slat_ns"]["mean"] / 1000.0
 cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0 * 1e6 / iops if iops else 0

@@ -267,12 +267,16 @@ bio_config (const char *key, const char *value)
     return -1;
   }
   else if (strcmp (key, "num-queues") == 0) {
-    if (nbdkit_parse_int ("num-queues", value, &bio_user_num_queues) == -1)
-      return -1;
-    if (bio_user_num_queues < 1) {
-      nbdkit_error ("num-queues=%s: must be at least 1", value);
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol (value, &end, 10);
+    if (errno || end == value || *end != '\0' || n < 1 || n > INT_MAX) {
+      nbdkit_error ("num-queues=%s: expected a number of queues >= 1", value);
       return -1;
     }
+    bio_user_num_queues = n;
   }
   else if (strcmp (key, "path") == 0) {
     char *abs = nbdkit_absolute_path (value);

@@ -1,7 +1,1065 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* Placeholder: the io_uring driver is being written. */
+/*
+ * io_uring driver: regular files and block device nodes through Linux
+ * io_uring (liburing).
+ *
+ * Each queue owns one io_uring.  A request lives in a per-queue slot; the
+ * SQE's user_data is the slot index, so no memory is allocated per request
+ * (the slot array only grows, by doubling, when the caller keeps more
+ * requests outstanding than it ever did before).
+ *
+ * At most as many requests are handed to the kernel as the CQ ring has
+ * entries, so the CQ can never overflow; requests beyond that wait on a
+ * per-queue backlog (a list threaded through the slots) and are submitted as
+ * completions free up room.
+ *
+ * Some requests take several steps: short reads and writes are resubmitted
+ * for the remainder, write zeroes and discard try a list of fallocate modes
+ * (and, for write zeroes without BLKIO_REQ_NO_FALLBACK, finally plain writes
+ * from a zero buffer), and FUA on write zeroes adds an fdatasync.  Every step
+ * goes through the same slot until the request completes once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
 #include "internal.h"
+
+/* io_uring's limit on SQ entries since Linux 5.4 (IORING_MAX_ENTRIES). */
+#define IOU_MAX_ENTRIES 32768
+
+/* IOV_MAX: what readv/writev accept in one request. */
+#define IOU_MAX_SEGMENTS 1024
+
+/* The largest single-buffer transfer put in one SQE; the kernel would cut
+ * larger ones short anyway (MAX_RW_COUNT) and the remainder is resubmitted. */
+#define IOU_MAX_SQE_LEN (1u << 30)
+
+/* Zero buffer for the write-zeroes fallback: ZERO_IOVS iovecs that all point
+ * at the same read-only ZERO_CHUNK bytes of anonymous memory. */
+#define IOU_ZERO_CHUNK (1u << 20)
+#define IOU_ZERO_IOVS  64
+
+#define IOU_NONE UINT32_MAX
+
+/* One step of a write zeroes, discard or flush request. */
+enum iou_method {
+    IOU_M_END = 0,          /* no step left: the request is done */
+    IOU_M_PUNCH,            /* fallocate PUNCH_HOLE | KEEP_SIZE */
+    IOU_M_ZERO_RANGE,       /* fallocate ZERO_RANGE */
+    IOU_M_DISCARD,          /* fallocate PUNCH_HOLE | KEEP_SIZE | NO_HIDE_STALE
+                             * (block devices: a real discard) */
+    IOU_M_WRITE_ZEROES,     /* writes from the zero buffer */
+    IOU_M_FDATASYNC,        /* fsync(IORING_FSYNC_DATASYNC) */
+    IOU_M_UNSUPPORTED,      /* every mode failed: complete with -ENOTSUP */
+};
+
+#define IOU_MAX_STEPS 5
+
+struct iou_req {
+    void *user_data;
+    const struct iovec *iov;    /* caller's array, unless single_iov */
+    struct iovec single;        /* copy of blkioq_read()/write()'s buffer */
+    uint64_t start;
+    uint64_t len;
+    uint64_t done;              /* bytes transferred (read/write/zero writes) */
+    int iovcnt;
+    uint32_t next;              /* free list or backlog link */
+    uint8_t op;                 /* enum blkio_op */
+    bool single_iov;
+    bool fua;
+    uint8_t step;               /* index into steps[] */
+    uint8_t steps[IOU_MAX_STEPS];
+};
+
+struct iou_queue {
+    struct io_uring ring;
+    struct iou_req *slots;
+    uint32_t nslots;
+    uint32_t free_head;
+    uint32_t backlog_head;
+    uint32_t backlog_tail;
+    uint32_t inflight;          /* SQEs prepared and not yet reaped */
+    uint32_t max_inflight;      /* CQ ring size: no overflow possible */
+};
+
+struct iou_instance {
+    bool is_blkdev;
+    bool is_reg;
+    bool owns_fd;               /* set at successful connect */
+    bool dev_write_zeroes;      /* block device offloads write zeroes */
+    void *zero_buf;             /* IOU_ZERO_CHUNK bytes, PROT_READ */
+    struct iovec zero_iov[IOU_ZERO_IOVS];
+};
+
+/* ---- properties ---- */
+
+/* QEMU probes for fd support with fd=-1 and expects -EINVAL. */
+static int iou_set_fd(struct blkio *b, const struct blkio_property *p,
+                      const void *value)
+{
+    int fd = *(const int *)value;
+
+    (void)b;
+    (void)p;
+    if (fd < 0)
+        return blkio_set_error(-EINVAL, "fd must be a valid file "
+                               "descriptor, got %d", fd);
+    return 0;
+}
+
+static int iou_set_num_entries(struct blkio *b,
+                               const struct blkio_property *p,
+                               const void *value)
+{
+    int n = *(const int *)value;
+
+    (void)b;
+    (void)p;
+    if (n <= 0)
+        return blkio_set_error(-EINVAL, "num-entries must be > 0, got %d",
+                               n);
+    return 0;
+}
+
+static const struct blkio_property iou_props[] = {
+    BLKIO_PROP("direct", PROP_BOOL, ST_ALL, ST_CREATED, direct, NULL),
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, iou_set_fd),
+    BLKIO_PROP("num-entries", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
+               num_entries, iou_set_num_entries),
+    BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
+};
+
+/* ---- instance life cycle ---- */
+
+static int iou_create(struct blkio *b)
+{
+    struct io_uring probe;
+    struct iou_instance *ii;
+    int ret;
+
+    /* The manual promises -ENOSYS from blkio_create() when the kernel has
+     * no (or a disabled) io_uring, so find out now with a tiny ring. */
+    ret = io_uring_queue_init(1, &probe, 0);
+    if (ret < 0)
+        return blkio_set_error(-ENOSYS, "io_uring is not available: %s",
+                               strerror(-ret));
+    io_uring_queue_exit(&probe);
+
+    ii = calloc(1, sizeof(*ii));
+    if (!ii)
+        return blkio_set_error(-ENOMEM, "out of memory creating io_uring "
+                               "instance");
+    b->priv = ii;
+    b->num_entries = 128;
+    b->can_add_queues = true;
+    return 0;
+}
+
+/* Read one unsigned number from a sysfs file; false if absent. */
+static bool iou_sysfs_u64(dev_t dev, const char *name, uint64_t *value)
+{
+    char path[128];
+    unsigned long long v;
+    FILE *f;
+    bool ok;
+
+    snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(dev),
+             minor(dev), name);
+    f = fopen(path, "re");
+    if (!f)
+        return false;
+    ok = fscanf(f, "%llu", &v) == 1;
+    fclose(f);
+    if (ok)
+        *value = v;
+    return ok;
+}
+
+/* A queue attribute of a whole disk or of a partition's disk. */
+static bool iou_sysfs_queue_u64(dev_t dev, const char *attr, uint64_t *value)
+{
+    char name[96];
+
+    snprintf(name, sizeof(name), "queue/%s", attr);
+    if (iou_sysfs_u64(dev, name, value))
+        return true;
+    /* Partitions have no queue/ directory: their parent disk does. */
+    snprintf(name, sizeof(name), "../queue/%s", attr);
+    return iou_sysfs_u64(dev, name, value);
+}
+
+/*
+ * Direct I/O alignment of a file: statx(STATX_DIOALIGN) where the kernel
+ * and file system report it (Linux 6.1+), else 512, the logical block size
+ * of nearly every device.
+ */
+static void iou_dio_align(int fd, uint32_t *offset_align, uint32_t *mem_align)
+{
+    struct statx stx;
+
+    *offset_align = 512;
+    *mem_align = 512;
+#ifdef STATX_DIOALIGN
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+        (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
+        *offset_align = stx.stx_dio_offset_align;
+        *mem_align = stx.stx_dio_mem_align ? stx.stx_dio_mem_align : 1;
+    }
+#else
+    (void)fd;
+    (void)stx;
+#endif
+}
+
+static int iou_connect(struct blkio *b)
+{
+    struct iou_instance *ii = b->priv;
+    bool opened = false;
+    struct stat st;
+    dev_t queue_dev;
+    uint64_t v;
+    long page = sysconf(_SC_PAGESIZE);
+    int fl, ret;
+
+    if (b->path && b->fd >= 0)
+        return blkio_set_error(-EINVAL, "properties 'path' and 'fd' cannot "
+                               "both be set");
+    if (!b->path && b->fd < 0)
+        return blkio_set_error(-EINVAL, "property 'path' or 'fd' must be "
+                               "set before blkio_connect()");
+
+    if (b->path) {
+        int flags = (b->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+                    (b->direct ? O_DIRECT : 0);
+
+        b->fd = open(b->path, flags);
+        if (b->fd < 0)
+            return blkio_set_error(-errno, "cannot open '%s'%s: %m",
+                                   b->path,
+                                   b->direct ? " with O_DIRECT" : "");
+        opened = true;
+    }
+
+    /* With an fd of the caller's, its status flags are the truth. */
+    fl = fcntl(b->fd, F_GETFL);
+    if (fl < 0) {
+        ret = blkio_set_error(-errno, "fd %d: %m", b->fd);
+        goto fail;
+    }
+    if ((fl & O_ACCMODE) == O_WRONLY) {
+        ret = blkio_set_error(-EINVAL, "fd %d is open write-only; reads "
+                              "need O_RDONLY or O_RDWR", b->fd);
+        goto fail;
+    }
+    b->read_only = (fl & O_ACCMODE) == O_RDONLY;
+    b->direct = (fl & O_DIRECT) != 0;
+
+    if (fstat(b->fd, &st) < 0) {
+        ret = blkio_set_error(-errno, "fstat fd %d: %m", b->fd);
+        goto fail;
+    }
+    ii->is_reg = S_ISREG(st.st_mode);
+    ii->is_blkdev = S_ISBLK(st.st_mode);
+
+    /* Defaults for every kind of file. */
+    b->max_queues = INT_MAX;
+    b->supports_poll_queues = false;
+    b->max_mem_regions = INT_MAX;
+    b->may_pin_mem_regions = false;
+    b->mem_region_alignment = 1;
+    b->needs_mem_regions = false;
+    b->needs_mem_region_fd = false;
+    b->optimal_io_alignment = 4096;
+    b->optimal_io_size = 0;
+    b->request_alignment = 1;
+    /* Writes reach stable storage only after a flush unless every write
+     * is already synchronous. */
+    b->flush_needed = !(fl & (O_SYNC | O_DSYNC));
+    b->buf_alignment = 1;
+    b->can_grow = false;
+    b->max_segments = IOU_MAX_SEGMENTS;
+    b->max_segment_len = 0;
+    b->max_transfer = 0;
+    b->optimal_buf_alignment = b->direct ? (int)page : 1;
+    b->supports_fua_natively = false;
+    b->max_write_zeroes_len = 0;
+    b->discard_alignment = 0;
+    b->discard_alignment_offset = 0;
+    b->max_discard_len = 0;
+
+    if (ii->is_reg) {
+        b->capacity = (uint64_t)st.st_size;
+        if (b->direct) {
+            uint32_t oa, ma;
+
+            iou_dio_align(b->fd, &oa, &ma);
+            b->request_alignment = (int)oa;
+            b->buf_alignment = (int)ma;
+        }
+        queue_dev = st.st_dev;
+    } else if (ii->is_blkdev) {
+        uint64_t size;
+        int lbs = 512, pbs = 0;
+        unsigned int io_opt = 0;
+
+        if (ioctl(b->fd, BLKGETSIZE64, &size) < 0) {
+            ret = blkio_set_error(-errno, "BLKGETSIZE64 on fd %d: %m", b->fd);
+            goto fail;
+        }
+        b->capacity = size;
+        if (ioctl(b->fd, BLKSSZGET, &lbs) < 0 || lbs <= 0)
+            lbs = 512;
+        b->request_alignment = lbs;
+        if (b->direct) {
+            uint32_t oa, ma;
+
+            iou_dio_align(b->fd, &oa, &ma);
+            /* Older kernels report nothing for block devices: the logical
+             * block size is always safe. */
+            b->buf_alignment = oa == 512 && ma == 512 ? lbs : (int)ma;
+        }
+        if (ioctl(b->fd, BLKPBSZGET, &pbs) == 0 && pbs > 0)
+            b->optimal_io_alignment = pbs;
+        if (ioctl(b->fd, BLKIOOPT, &io_opt) == 0 && io_opt <= INT_MAX)
+            b->optimal_io_size = (int)io_opt;
+        if (iou_sysfs_queue_u64(st.st_rdev, "write_zeroes_max_bytes", &v)) {
+            b->max_write_zeroes_len = v;
+            ii->dev_write_zeroes = v > 0;
+        }
+        if (iou_sysfs_queue_u64(st.st_rdev, "discard_max_bytes", &v))
+            b->max_discard_len = v;
+        if (b->max_discard_len &&
+            iou_sysfs_queue_u64(st.st_rdev, "discard_granularity", &v) &&
+            v <= INT_MAX)
+            b->discard_alignment = (int)v;
+        if (b->discard_alignment &&
+            iou_sysfs_u64(st.st_rdev, "discard_alignment", &v) &&
+            v < (uint64_t)b->discard_alignment)
+            b->discard_alignment_offset = (int)v;
+        queue_dev = st.st_rdev;
+    } else {
+        ret = blkio_set_error(-EINVAL, "%s is neither a regular file nor a "
+                              "block device",
+                              b->path ? b->path : "fd");
+        goto fail;
+    }
+
+    /*
+     * Poll queues (IORING_SETUP_IOPOLL) only really poll with O_DIRECT on a
+     * device whose driver has poll queues; elsewhere the kernel accepts the
+     * ring but completes by interrupt, so do not claim support.
+     */
+    if (b->direct && iou_sysfs_queue_u64(queue_dev, "io_poll", &v) && v)
+        b->supports_poll_queues = true;
+
+    /* Read-only zero pages: costs address space, not memory. */
+    ii->zero_buf = mmap(NULL, IOU_ZERO_CHUNK, PROT_READ,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ii->zero_buf == MAP_FAILED) {
+        ii->zero_buf = NULL;
+        ret = blkio_set_error(-ENOMEM, "mmap of the zero buffer: %m");
+        goto fail;
+    }
+    for (int i = 0; i < IOU_ZERO_IOVS; i++) {
+        ii->zero_iov[i].iov_base = ii->zero_buf;
+        ii->zero_iov[i].iov_len = IOU_ZERO_CHUNK;
+    }
+
+    ii->owns_fd = true;
+    return 0;
+
+fail:
+    if (opened) {
+        close(b->fd);
+        b->fd = -1;
+    }
+    return ret;
+}
+
+static int iou_start(struct blkio *b)
+{
+    int n = b->num_entries;
+
+    if (n <= 0 || n > IOU_MAX_ENTRIES || (n & (n - 1)) != 0)
+        return blkio_set_error(-EINVAL, "num-entries must be a power of two "
+                               "between 1 and %d, got %d", IOU_MAX_ENTRIES,
+                               n);
+    return 0;
+}
+
+static void iou_destroy(struct blkio *b)
+{
+    struct iou_instance *ii = b->priv;
+
+    if (!ii)
+        return;
+    if (ii->zero_buf)
+        munmap(ii->zero_buf, IOU_ZERO_CHUNK);
+    if (ii->owns_fd && b->fd >= 0) {
+        close(b->fd);
+        b->fd = -1;
+    }
+    free(ii);
+    b->priv = NULL;
+}
+
+/* ---- queues ---- */
+
+static int iou_slots_grow(struct iou_queue *iq)
+{
+    uint32_t n = iq->nslots ? iq->nslots * 2 : 64;
+    struct iou_req *s;
+
+    if (n <= iq->nslots || n >= IOU_NONE)
+        return -ENOMEM;
+    s = realloc(iq->slots, (size_t)n * sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    /* Chain the new slots onto the free list. */
+    for (uint32_t i = iq->nslots; i < n; i++)
+        s[i].next = i + 1 < n ? i + 1 : iq->free_head;
+    iq->free_head = iq->nslots;
+    iq->slots = s;
+    iq->nslots = n;
+    return 0;
+}
+
+static int iou_queue_init(struct blkioq *q)
+{
+    struct iou_queue *iq;
+    struct io_uring_params p;
+    int ret;
+
+    iq = calloc(1, sizeof(*iq));
+    if (!iq)
+        return blkio_set_error(-ENOMEM, "out of memory creating queue %d",
+                               q->index);
+    iq->free_head = IOU_NONE;
+    iq->backlog_head = IOU_NONE;
+    iq->backlog_tail = IOU_NONE;
+
+    memset(&p, 0, sizeof(p));
+    if (q->poll)
+        p.flags |= IORING_SETUP_IOPOLL;
+    ret = io_uring_queue_init_params((unsigned)q->b->num_entries, &iq->ring,
+                                     &p);
+    if (ret < 0) {
+        free(iq);
+        return blkio_set_error(ret, "io_uring_queue_init with %d entries%s "
+                               "for queue %d: %s", q->b->num_entries,
+                               q->poll ? " (IOPOLL)" : "", q->index,
+                               strerror(-ret));
+    }
+    iq->max_inflight = p.cq_entries;
+
+    if (!q->poll) {
+        ret = io_uring_register_eventfd(&iq->ring, q->completion_fd);
+        if (ret < 0) {
+            io_uring_queue_exit(&iq->ring);
+            free(iq);
+            return blkio_set_error(ret, "io_uring_register_eventfd for "
+                                   "queue %d: %s", q->index, strerror(-ret));
+        }
+    }
+
+    while (iq->nslots < iq->max_inflight) {
+        if (iou_slots_grow(iq) < 0) {
+            io_uring_queue_exit(&iq->ring);
+            free(iq->slots);
+            free(iq);
+            return blkio_set_error(-ENOMEM, "out of memory creating queue "
+                                   "%d", q->index);
+        }
+    }
+    q->priv = iq;
+    return 0;
+}
+
+static void iou_queue_destroy(struct blkioq *q)
+{
+    struct iou_queue *iq = q->priv;
+
+    if (!iq)
+        return;
+    /* Requests still in the kernel are cancelled when the ring goes. */
+    io_uring_queue_exit(&iq->ring);
+    free(iq->slots);
+    free(iq);
+    q->priv = NULL;
+}
+
+static void iou_set_completion_fd_enabled(struct blkioq *q, bool enable)
+{
+    struct iou_queue *iq = q->priv;
+
+    /* -EOPNOTSUPP only before Linux 5.8: notifications then stay on, which
+     * costs spurious wakeups, not correctness. */
+    (void)io_uring_cq_eventfd_toggle(&iq->ring, enable);
+}
+
+/* ---- requests ---- */
+
+static void iou_backlog_push(struct iou_queue *iq, uint32_t idx)
+{
+    iq->slots[idx].next = IOU_NONE;
+    if (iq->backlog_tail == IOU_NONE)
+        iq->backlog_head = idx;
+    else
+        iq->slots[iq->backlog_tail].next = idx;
+    iq->backlog_tail = idx;
+}
+
+static void iou_slot_free(struct iou_queue *iq, uint32_t idx)
+{
+    iq->slots[idx].next = iq->free_head;
+    iq->free_head = idx;
+}
+
+static const struct iovec *iou_req_iov(const struct iou_req *r)
+{
+    return r->single_iov ? &r->single : r->iov;
+}
+
+/* Fill an SQE for the remaining part of a read or write. */
+static void iou_prep_rw(struct io_uring_sqe *sqe, int fd, struct iou_req *r)
+{
+    const struct iovec *iov = iou_req_iov(r);
+    bool write = r->op == BLKIO_OP_WRITE;
+    uint64_t skip = r->done;
+    uint64_t pos = r->start + r->done;
+    int k = 0;
+
+    /* Find the first iovec element not yet fully transferred. */
+    while (k < r->iovcnt && skip >= iov[k].iov_len) {
+        skip -= iov[k].iov_len;
+        k++;
+    }
+
+    if (skip || r->iovcnt - k == 1) {
+        /* One buffer (or the rest of a partly done element). */
+        char *base = (char *)iov[k].iov_base + skip;
+        uint64_t left = iov[k].iov_len - skip;
+        unsigned len = left > IOU_MAX_SQE_LEN ? IOU_MAX_SQE_LEN
+                                              : (unsigned)left;
+
+        if (write)
+            io_uring_prep_write(sqe, fd, base, len, pos);
+        else
+            io_uring_prep_read(sqe, fd, base, len, pos);
+    } else if (write) {
+        io_uring_prep_writev(sqe, fd, &iov[k], (unsigned)(r->iovcnt - k),
+                             pos);
+    } else {
+        io_uring_prep_readv(sqe, fd, &iov[k], (unsigned)(r->iovcnt - k),
+                            pos);
+    }
+    if (write && r->fua)
+        sqe->rw_flags = RWF_DSYNC;
+}
+
+static void iou_prep_step(struct blkioq *q, struct io_uring_sqe *sqe,
+                          struct iou_req *r)
+{
+    struct iou_instance *ii = q->b->priv;
+    int fd = q->b->fd;
+
+    if (r->op == BLKIO_OP_READ || r->op == BLKIO_OP_WRITE) {
+        iou_prep_rw(sqe, fd, r);
+        return;
+    }
+
+    switch (r->steps[r->step]) {
+    case IOU_M_PUNCH:
+        io_uring_prep_fallocate(sqe, fd,
+                                FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                (off_t)r->start, (off_t)r->len);
+        break;
+    case IOU_M_ZERO_RANGE:
+        io_uring_prep_fallocate(sqe, fd, FALLOC_FL_ZERO_RANGE,
+                                (off_t)r->start, (off_t)r->len);
+        break;
+    case IOU_M_DISCARD:
+        io_uring_prep_fallocate(sqe, fd,
+                                FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE |
+                                FALLOC_FL_NO_HIDE_STALE,
+                                (off_t)r->start, (off_t)r->len);
+        break;
+    case IOU_M_WRITE_ZEROES: {
+        uint64_t left = r->len - r->done;
+        uint64_t pos = r->start + r->done;
+
+        if (left >= IOU_ZERO_CHUNK) {
+            uint64_t n = left / IOU_ZERO_CHUNK;
+
+            io_uring_prep_writev(sqe, fd, ii->zero_iov,
+                                 n > IOU_ZERO_IOVS ? IOU_ZERO_IOVS
+                                                   : (unsigned)n, pos);
+        } else {
+            io_uring_prep_write(sqe, fd, ii->zero_buf, (unsigned)left, pos);
+        }
+        break;
+    }
+    case IOU_M_FDATASYNC:
+    default:
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        break;
+    }
+}
+
+/*
+ * Hand a slot's next step to the kernel, or put it on the backlog when the
+ * SQ is full or the CQ could overflow.  Never waits.
+ */
+static void iou_issue(struct blkioq *q, uint32_t idx, bool from_backlog)
+{
+    struct iou_queue *iq = q->priv;
+    struct io_uring_sqe *sqe;
+
+    /* Keep request order: nothing overtakes the backlog. */
+    if ((!from_backlog && iq->backlog_head != IOU_NONE) ||
+        iq->inflight >= iq->max_inflight)
+        goto backlog;
+
+    sqe = io_uring_get_sqe(&iq->ring);
+    if (!sqe) {
+        /* SQ full: pass what is there to the kernel to make room. */
+        io_uring_submit(&iq->ring);
+        sqe = io_uring_get_sqe(&iq->ring);
+        if (!sqe)
+            goto backlog;
+    }
+    iou_prep_step(q, sqe, &iq->slots[idx]);
+    io_uring_sqe_set_data64(sqe, idx);
+    iq->inflight++;
+    return;
+
+backlog:
+    iou_backlog_push(iq, idx);
+}
+
+/* Move backlogged requests into the SQ while there is room. */
+static void iou_backlog_drain(struct blkioq *q)
+{
+    struct iou_queue *iq = q->priv;
+
+    while (iq->backlog_head != IOU_NONE &&
+           iq->inflight < iq->max_inflight &&
+           io_uring_sq_space_left(&iq->ring) > 0) {
+        uint32_t idx = iq->backlog_head;
+
+        iq->backlog_head = iq->slots[idx].next;
+        if (iq->backlog_head == IOU_NONE)
+            iq->backlog_tail = IOU_NONE;
+        iou_issue(q, idx, true);
+    }
+}
+
+/* Plan the steps of a write zeroes or discard request; false if there is
+ * no way to do it here. */
+static bool iou_plan(const struct blkio *b, const struct blkio_request *req,
+                     struct iou_req *r)
+{
+    const struct iou_instance *ii = b->priv;
+    bool unmap = !(req->flags & BLKIO_REQ_NO_UNMAP);
+    bool fallback = !(req->flags & BLKIO_REQ_NO_FALLBACK);
+    int n = 0;
+
+    if (req->op == BLKIO_OP_DISCARD) {
+        if (ii->is_blkdev)
+            r->steps[n++] = IOU_M_DISCARD;
+        /* Files: a hole.  Block devices without discard: deallocating
+         * write zeroes (never the slow path), since discarded data may
+         * read back as anything, zeroes included. */
+        r->steps[n++] = IOU_M_PUNCH;
+    } else if (ii->is_blkdev) {
+        /* PUNCH_HOLE on a block device is write zeroes that may unmap and
+         * never falls back to writing; ZERO_RANGE keeps the blocks
+         * allocated and falls back to writing zeroes in the kernel. */
+        if (unmap)
+            r->steps[n++] = IOU_M_PUNCH;
+        if (fallback || (!unmap && ii->dev_write_zeroes))
+            r->steps[n++] = IOU_M_ZERO_RANGE;
+    } else {
+        if (unmap)
+            r->steps[n++] = IOU_M_PUNCH;
+        r->steps[n++] = IOU_M_ZERO_RANGE;
+        if (fallback)
+            r->steps[n++] = IOU_M_WRITE_ZEROES;
+    }
+    if (n == 0)
+        return false;
+    if (req->op == BLKIO_OP_WRITE_ZEROES && (req->flags & BLKIO_REQ_FUA))
+        r->steps[n++] = IOU_M_FDATASYNC;
+    r->steps[n] = IOU_M_END;
+    return true;
+}
+
+static int iou_queue_request(struct blkioq *q,
+                             const struct blkio_request *req)
+{
+    struct iou_queue *iq = q->priv;
+    struct iou_req *r;
+    uint32_t idx;
+
+    switch (req->op) {
+    case BLKIO_OP_READ:
+    case BLKIO_OP_WRITE:
+        if (req->iovcnt > IOU_MAX_SEGMENTS)
+            return -EINVAL;
+        break;
+    case BLKIO_OP_FLUSH:
+    case BLKIO_OP_WRITE_ZEROES:
+    case BLKIO_OP_DISCARD:
+        /* IOPOLL rings only take reads and writes. */
+        if (q->poll)
+            return -ENOTSUP;
+        break;
+    default:
+        return -ENOTSUP;
+    }
+
+    if (iq->free_head == IOU_NONE && iou_slots_grow(iq) < 0)
+        return -ENOMEM;
+    idx = iq->free_head;
+    r = &iq->slots[idx];
+    iq->free_head = r->next;
+
+    r->user_data = req->user_data;
+    r->op = (uint8_t)req->op;
+    r->start = req->start;
+    r->len = req->len;
+    r->done = 0;
+    r->fua = (req->flags & BLKIO_REQ_FUA) != 0;
+    r->step = 0;
+    r->iovcnt = req->iovcnt;
+    r->iov = req->iov;
+    r->single_iov = false;
+    if (req->iov == &req->single) {
+        /* blkioq_read()/write(): the iovec lives on the caller's stack. */
+        r->single = req->single;
+        r->single_iov = true;
+    }
+
+    if (req->op == BLKIO_OP_FLUSH) {
+        r->steps[0] = IOU_M_FDATASYNC;
+        r->steps[1] = IOU_M_END;
+    } else if (req->op == BLKIO_OP_WRITE_ZEROES ||
+               req->op == BLKIO_OP_DISCARD) {
+        if (!iou_plan(q->b, req, r)) {
+            iou_slot_free(iq, idx);
+            return -ENOTSUP;
+        }
+        if (req->len == 0) {
+            iou_slot_free(iq, idx);
+            blkioq_complete(q, req->user_data, 0, NULL);
+            return 0;
+        }
+    } else if (req->len == 0) {
+        /* Nothing to transfer: complete without the kernel. */
+        iou_slot_free(iq, idx);
+        blkioq_complete(q, req->user_data, 0, NULL);
+        return 0;
+    }
+
+    iou_issue(q, idx, false);
+    return 0;
+}
+
+static const char *iou_op_error(enum blkio_op op)
+{
+    switch (op) {
+    case BLKIO_OP_READ:
+        return "io_uring read failed";
+    case BLKIO_OP_WRITE:
+        return "io_uring write failed";
+    case BLKIO_OP_WRITE_ZEROES:
+        return "io_uring write zeroes failed";
+    case BLKIO_OP_DISCARD:
+        return "io_uring discard failed";
+    case BLKIO_OP_FLUSH:
+        return "io_uring flush failed";
+    default:
+        return "io_uring request failed";
+    }
+}
+
+static void iou_finish(struct blkioq *q, uint32_t idx, int ret,
+                       const char *msg)
+{
+    struct iou_queue *iq = q->priv;
+    void *user_data = iq->slots[idx].user_data;
+    enum blkio_op op = (enum blkio_op)iq->slots[idx].op;
+
+    iou_slot_free(iq, idx);
+    blkioq_complete(q, user_data, ret, msg ? msg : iou_op_error(op));
+}
+
+/* One CQE came back for slot idx: complete the request or take its next
+ * step. */
+static void iou_handle_cqe(struct blkioq *q, uint32_t idx, int res)
+{
+    struct iou_queue *iq = q->priv;
+    struct iou_instance *ii = q->b->priv;
+    struct iou_req *r = &iq->slots[idx];
+    uint8_t m;
+
+    if (r->op == BLKIO_OP_READ || r->op == BLKIO_OP_WRITE) {
+        if (res < 0) {
+            iou_finish(q, idx, res, NULL);
+            return;
+        }
+        if (res == 0) {
+            /* No progress.  A read of a regular file that hit end of file
+             * (the file shrank under us): the rest reads as zeroes, like a
+             * hole.  Anything else must not pass as success. */
+            if (r->op == BLKIO_OP_READ && ii->is_reg) {
+                const struct iovec *iov = iou_req_iov(r);
+                uint64_t skip = r->done;
+
+                for (int k = 0; k < r->iovcnt; k++) {
+                    if (skip >= iov[k].iov_len) {
+                        skip -= iov[k].iov_len;
+                        continue;
+                    }
+                    memset((char *)iov[k].iov_base + skip, 0,
+                           iov[k].iov_len - skip);
+                    skip = 0;
+                }
+                iou_finish(q, idx, 0, NULL);
+            } else {
+                iou_finish(q, idx, -EIO, r->op == BLKIO_OP_READ ?
+                           "short read: the device returned no data" :
+                           "short write: the device accepted no data");
+            }
+            return;
+        }
+        r->done += (uint64_t)res;
+        if (r->done >= r->len)
+            iou_finish(q, idx, 0, NULL);
+        else
+            iou_issue(q, idx, false);  /* the remainder */
+        return;
+    }
+
+    m = r->steps[r->step];
+    if (m == IOU_M_WRITE_ZEROES && res > 0) {
+        r->done += (uint64_t)res;
+        if (r->done < r->len) {
+            iou_issue(q, idx, false);
+            return;
+        }
+        res = 0;
+    } else if (m == IOU_M_WRITE_ZEROES && res == 0) {
+        res = -EIO;
+    }
+
+    if (res == -EOPNOTSUPP || (res == -EINVAL && m != IOU_M_FDATASYNC &&
+                               m != IOU_M_WRITE_ZEROES)) {
+        /* This mode is not available here: try the next one, skipping a
+         * trailing fdatasync that only belongs to a successful step. */
+        uint8_t next = r->steps[r->step + 1];
+
+        if (next == IOU_M_END || next == IOU_M_FDATASYNC) {
+            iou_finish(q, idx, -ENOTSUP,
+                       r->op == BLKIO_OP_DISCARD ?
+                       "discard is not supported by this file or device" :
+                       "write zeroes is not supported by this file or "
+                       "device without falling back to writing zeroes");
+            return;
+        }
+        r->step++;
+        iou_issue(q, idx, false);
+        return;
+    }
+    if (res < 0) {
+        iou_finish(q, idx, res, NULL);
+        return;
+    }
+
+    /* Success: skip the remaining alternatives, keep a trailing fdatasync
+     * (FUA) if this was not it. */
+    if (m != IOU_M_FDATASYNC) {
+        int k = r->step + 1;
+
+        while (r->steps[k] != IOU_M_END && r->steps[k] != IOU_M_FDATASYNC)
+            k++;
+        if (r->steps[k] == IOU_M_FDATASYNC) {
+            r->step = (uint8_t)k;
+            iou_issue(q, idx, false);
+            return;
+        }
+    }
+    iou_finish(q, idx, 0, NULL);
+}
+
+/* Move every CQE into the completion ring (or into a next step). */
+static void iou_reap(struct blkioq *q)
+{
+    struct iou_queue *iq = q->priv;
+    struct io_uring_cqe *cqe;
+    unsigned head, n;
+
+    do {
+        n = 0;
+        io_uring_for_each_cqe(&iq->ring, head, cqe) {
+            uint32_t idx = (uint32_t)cqe->user_data;
+            int res = cqe->res;
+
+            n++;
+            iq->inflight--;
+            iou_handle_cqe(q, idx, res);
+        }
+        io_uring_cq_advance(&iq->ring, n);
+        iou_backlog_drain(q);
+    } while (n);
+}
+
+/* A poll queue: the kernel polls for completions while we are in
+ * io_uring_enter; with a deadline, poll in short rounds and watch it. */
+static int iou_process_poll(struct blkioq *q, int min,
+                            const struct timespec *deadline)
+{
+    struct iou_queue *iq = q->priv;
+
+    for (;;) {
+        uint32_t have;
+        int ret;
+
+        iou_reap(q);
+        have = blkioq_ring_count(q);
+        if (have >= (uint32_t)min || !deadline) {
+            unsigned want = have >= (uint32_t)min ? 0 : min - have;
+
+            if (want > iq->inflight)
+                want = iq->inflight;
+            if (want == 0) {
+                ret = io_uring_submit_and_get_events(&iq->ring);
+            } else {
+                ret = io_uring_submit_and_wait(&iq->ring, want);
+            }
+            if (ret < 0 && ret != -EAGAIN && ret != -EBUSY &&
+                ret != -EINTR && ret != -ETIME)
+                return blkio_set_error(ret, "io_uring_enter: %s",
+                                       strerror(-ret));
+            iou_reap(q);
+            if (blkioq_ring_count(q) >= (uint32_t)min)
+                return 0;
+            continue;
+        }
+
+        ret = io_uring_submit_and_get_events(&iq->ring);
+        if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
+            return blkio_set_error(ret, "io_uring_enter: %s",
+                                   strerror(-ret));
+        iou_reap(q);
+        if (blkioq_ring_count(q) >= (uint32_t)min)
+            return 0;
+        {
+            struct timespec left;
+
+            blkio_deadline_remaining(deadline, &left);
+            if (left.tv_sec == 0 && left.tv_nsec == 0)
+                return -ETIME;
+        }
+    }
+}
+
+static int iou_process(struct blkioq *q, int min,
+                       const struct timespec *deadline, const sigset_t *sig)
+{
+    struct iou_queue *iq = q->priv;
+
+    if (q->poll)
+        return iou_process_poll(q, min, deadline);
+
+    for (;;) {
+        struct __kernel_timespec kts;
+        struct io_uring_cqe *cqe;
+        uint32_t have;
+        unsigned want;
+        int ret;
+
+        iou_reap(q);
+        have = blkioq_ring_count(q);
+        if (have >= (uint32_t)min) {
+            /* Enough already: just pass on what was queued. */
+            if (io_uring_sq_ready(&iq->ring)) {
+                ret = io_uring_submit(&iq->ring);
+                if (ret < 0 && ret != -EAGAIN && ret != -EBUSY &&
+                    ret != -EINTR)
+                    return blkio_set_error(ret, "io_uring_submit: %s",
+                                           strerror(-ret));
+                iou_reap(q);
+            }
+            return 0;
+        }
+
+        want = min - have;
+        if (want > iq->inflight)
+            want = iq->inflight;
+        if (want == 0)
+            return blkio_set_error(-EINVAL, "waiting for %d completions "
+                                   "but none are in flight", min);
+
+        if (deadline) {
+            struct timespec left;
+
+            blkio_deadline_remaining(deadline, &left);
+            kts.tv_sec = left.tv_sec;
+            kts.tv_nsec = left.tv_nsec;
+        }
+        /* One io_uring_enter: submit everything queued and wait. */
+        ret = io_uring_submit_and_wait_timeout(&iq->ring, &cqe, want,
+                                               deadline ? &kts : NULL,
+                                               (sigset_t *)sig);
+        iou_reap(q);
+        if (blkioq_ring_count(q) >= (uint32_t)min)
+            return 0;
+        if (ret == -ETIME)
+            return -ETIME;
+        if (ret == -EINTR) {
+            /* With a signal mask the caller wants to hear of signals;
+             * without one, an interrupted wait just goes on. */
+            if (sig)
+                return -EINTR;
+            continue;
+        }
+        if (ret < 0 && ret != -EAGAIN && ret != -EBUSY)
+            return blkio_set_error(ret, "io_uring_enter: %s",
+                                   strerror(-ret));
+        if (deadline) {
+            struct timespec left;
+
+            blkio_deadline_remaining(deadline, &left);
+            if (left.tv_sec == 0 && left.tv_nsec == 0)
+                return -ETIME;
+        }
+    }
+}
 
 const struct blkio_driver blkio_driver_io_uring = {
     .name = "io_uring",
+    .props = iou_props,
+    .nprops = sizeof(iou_props) / sizeof(iou_props[0]),
+    .create = iou_create,
+    .connect = iou_connect,
+    .start = iou_start,
+    .destroy = iou_destroy,
+    .queue_init = iou_queue_init,
+    .queue_destroy = iou_queue_destroy,
+    .queue_request = iou_queue_request,
+    .process = iou_process,
+    .set_completion_fd_enabled = iou_set_completion_fd_enabled,
 };

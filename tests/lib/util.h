@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * util.h - helpers shared by the io_uring driver tests (test-io-uring-*.c).
+ *
+ * ok(expr)            expr must return >= 0; otherwise print expr, its return
+ *                     value and blkio_get_error_msg(), then abort().
+ * err(expr, expected) expr must return exactly the negative errno `expected`
+ *                     and leave a non-empty error message.
+ * check(cond)         a plain condition.
+ * skip_if(cond, why)  print the reason and exit 77, which meson counts as a
+ *                     skip.
+ *
+ * Temporary files go to $TMPDIR (default /var/tmp, a real disk file system
+ * here, unlike a tmpfs /tmp) and are unlinked at exit.
+ */
+#ifndef TESTS_LIB_UTIL_H
+#define TESTS_LIB_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <blkio.h>
+
+#define ok(expr)                                                             \
+    ({                                                                       \
+        long ok_ret_ = (long)(expr);                                         \
+        if (ok_ret_ < 0) {                                                   \
+            fprintf(stderr, "%s:%d: %s returned %ld (%s): %s\n", __FILE__,   \
+                    __LINE__, #expr, ok_ret_, strerror((int)-ok_ret_),       \
+                    blkio_get_error_msg());                                  \
+            abort();                                                         \
+        }                                                                    \
+        ok_ret_;                                                             \
+    })
+
+#define err(expr, expected)                                                  \
+    do {                                                                     \
+        long err_ret_ = (long)(expr);                                        \
+        if (err_ret_ != (long)(expected)) {                                  \
+            fprintf(stderr, "%s:%d: %s returned %ld (%s), expected %d "      \
+                    "(%s): %s\n", __FILE__, __LINE__, #expr, err_ret_,       \
+                    err_ret_ < 0 ? strerror((int)-err_ret_) : "-",           \
+                    (int)(expected), strerror(-(expected)),                  \
+                    blkio_get_error_msg());                                  \
+            abort();                                                         \
+        }                                                                    \
+        if (blkio_get_error_msg()[0] == '\0') {                              \
+            fprintf(stderr, "%s:%d: %s failed without an error message\n",   \
+                    __FILE__, __LINE__, #expr);                              \
+            abort();                                                         \
+        }                                                                    \
+    } while (0)
+
+#define check(cond)                                                          \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s (last message: %s)\n",  \
+                    __FILE__, __LINE__, #cond, blkio_get_error_msg());       \
+            abort();                                                         \
+        }                                                                    \
+    } while (0)
+
+#define skip_if(cond, reason)                                                \
+    do {                                                                     \
+        if (cond) {                                                          \
+            printf("SKIP: %s\n", (reason));                                  \
+            fflush(stdout);                                                  \
+            exit(77);                                                        \
+        }                                                                    \
+    } while (0)
+
+/* ---- temporary files ---- */
+
+#define UT_MAX_FILES 8
+static char ut_files[UT_MAX_FILES][256];
+static int ut_nfiles;
+
+static void ut_cleanup(void)
+{
+    for (int i = 0; i < ut_nfiles; i++)
+        unlink(ut_files[i]);
+}
+
+/* Create a temporary file of `size` bytes (sparse) in dir (NULL: $TMPDIR or
+ * /var/tmp); returns its path, removed at exit. */
+static inline const char *ut_temp_file_in(const char *dir, uint64_t size)
+{
+    char *p;
+    int fd;
+
+    if (!dir)
+        dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+    check(ut_nfiles < UT_MAX_FILES);
+    p = ut_files[ut_nfiles];
+    snprintf(p, sizeof(ut_files[0]), "%s/blkio-test-XXXXXX", dir);
+    fd = mkstemp(p);
+    if (fd < 0) {
+        fprintf(stderr, "mkstemp %s: %s\n", p, strerror(errno));
+        abort();
+    }
+    if (ut_nfiles++ == 0)
+        atexit(ut_cleanup);
+    check(ftruncate(fd, (off_t)size) == 0);
+    close(fd);
+    return p;
+}
+
+static inline const char *ut_temp_file(uint64_t size)
+{
+    return ut_temp_file_in(NULL, size);
+}
+
+/* Deterministic pseudo-random bytes (xorshift64*). */
+static inline uint64_t ut_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static inline void ut_fill_random(void *buf, size_t len, uint64_t seed)
+{
+    uint64_t s = seed | 1;
+    unsigned char *p = buf;
+
+    for (size_t i = 0; i < len; i++)
+        p[i] = (unsigned char)(ut_rand(&s) >> 56);
+}
+
+static inline bool ut_all_zero(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+
+    for (size_t i = 0; i < len; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+/* pread/pwrite the whole range through the file system, to check what the
+ * library did behind its back. */
+static inline void ut_pread_file(const char *path, void *buf, size_t len,
+                                 off_t off)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    check(fd >= 0);
+    check(pread(fd, buf, len, off) == (ssize_t)len);
+    close(fd);
+}
+
+static inline void ut_pwrite_file(const char *path, const void *buf,
+                                  size_t len, off_t off)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+    check(fd >= 0);
+    check(pwrite(fd, buf, len, off) == (ssize_t)len);
+    close(fd);
+}
+
+/* ---- instances ---- */
+
+/* Create, connect and start an io_uring instance on path. */
+static inline struct blkio *ut_start(const char *path, bool direct,
+                                     bool read_only)
+{
+    struct blkio *b;
+
+    ok(blkio_create("io_uring", &b));
+    ok(blkio_set_str(b, "path", path));
+    ok(blkio_set_bool(b, "direct", direct));
+    ok(blkio_set_bool(b, "read-only", read_only));
+    ok(blkio_connect(b));
+    ok(blkio_start(b));
+    return b;
+}
+
+/* Wait for exactly one completion and return its ret. */
+static inline int ut_wait1(struct blkioq *q, void *expected_user_data)
+{
+    struct blkio_completion c;
+
+    check(ok(blkioq_do_io(q, &c, 1, 1, NULL)) == 1);
+    check(c.user_data == expected_user_data);
+    return c.ret;
+}
+
+static inline void *ut_aligned_alloc(size_t align, size_t len)
+{
+    void *p = NULL;
+
+    check(posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align,
+                         len ? len : 1) == 0);
+    return p;
+}
+
+#endif /* TESTS_LIB_UTIL_H */

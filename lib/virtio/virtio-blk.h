@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * virtio-blk.h - the generic virtio-blk driver logic shared by all virtio
+ * transports.  A transport's driver table points its callbacks at these
+ * functions; b->priv is the struct virtio_blk made by virtio_blk_create().
+ */
+#ifndef BLKIO_VIRTIO_BLK_H
+#define BLKIO_VIRTIO_BLK_H
+
+#include "internal.h"
+#include "virtio-transport.h"
+
+struct virtio_blk;
+
+/* Property hook for queue-size (power of two, <= max-queue-size). */
+int virtio_blk_set_queue_size(struct blkio *b, const struct blkio_property *p,
+                              const void *value);
+
+/* Attach the generic state to b->priv; t is the transport's state, which
+ * virtio_blk_destroy() frees with ops->destroy. */
+int virtio_blk_create(struct blkio *b, const struct virtio_transport_ops *ops,
+                      void *t);
+void *virtio_blk_transport(struct blkio *b);
+
+/* Once the transport is connected: negotiate features, read the config,
+ * fill in the device properties. */
+int virtio_blk_connect(struct blkio *b);
+
+int virtio_blk_start(struct blkio *b);
+void virtio_blk_destroy(struct blkio *b);
+int virtio_blk_map_mem_region(struct blkio *b,
+                              const struct blkio_mem_region *region);
+void virtio_blk_unmap_mem_region(struct blkio *b,
+                                 const struct blkio_mem_region *region);
+int virtio_blk_queue_init(struct blkioq *q);
+void virtio_blk_queue_destroy(struct blkioq *q);
+int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req);
+int virtio_blk_process(struct blkioq *q, int min,
+                       const struct timespec *deadline, const sigset_t *sig);
+void virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable);
+
+/* Transports call this when they notice the device is gone; every queue
+ * then fails its requests instead of waiting. */
+void virtio_blk_mark_dead(struct blkio *b);
+
+#endif /* BLKIO_VIRTIO_BLK_H */

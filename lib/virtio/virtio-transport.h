@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * virtio-transport.h - what the generic virtio-blk driver needs from a
+ * transport (vhost-user today; vhost-vdpa and vfio-pci later).
+ *
+ * The transport owns the connection to the device: feature and config
+ * access, telling the device where a virtqueue lives, notifying it, and
+ * making memory visible to it.  Everything about virtio-blk requests and
+ * split rings lives in virtio-blk.c and virtqueue.c.
+ *
+ * All functions return 0 or a negative errno after blkio_set_error().
+ */
+#ifndef BLKIO_VIRTIO_TRANSPORT_H
+#define BLKIO_VIRTIO_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* Where one virtqueue lives, as the device must see it. */
+struct virtio_vq_info {
+    unsigned index;             /* virtqueue number */
+    unsigned num;               /* queue size, a power of two */
+    uint64_t desc_addr;
+    uint64_t avail_addr;
+    uint64_t used_addr;
+    int call_fd;                /* eventfd the device signals, or -1 */
+};
+
+struct virtio_transport_ops {
+    /* Device features offered (virtio feature bits only). */
+    int (*get_features)(void *t, uint64_t *features);
+    /* Negotiated subset; called once, before anything else is set up. */
+    int (*set_features)(void *t, uint64_t features);
+    /* Read len bytes of device config space from offset 0. */
+    int (*read_config)(void *t, void *buf, uint32_t len);
+    /* How many virtqueues the transport can drive (0: no limit). */
+    int (*max_queues)(void *t);
+    /* How many memory regions the device can map, including the one the
+     * library keeps its rings in (0: no limit). */
+    uint64_t (*max_mem_regions)(void *t);
+
+    /*
+     * Before any queue is set up: make the library's own memory (rings,
+     * request headers, zero buffer) visible to the device.
+     */
+    int (*start)(void *t, const struct blkio_mem_region *internal);
+    /* Tell the device about a queue and enable it. */
+    int (*setup_queue)(void *t, const struct virtio_vq_info *info);
+    /* Stop the device using a queue (before its memory is reused). */
+    void (*stop_queue)(void *t, unsigned index);
+    /* Notify the device that queue `index` has new available buffers.
+     * Called on the I/O path: must be cheap and thread-safe across queues. */
+    void (*kick)(void *t, unsigned index);
+
+    /* Make an application memory region visible to the device, or not. */
+    int (*map_region)(void *t, const struct blkio_mem_region *region);
+    void (*unmap_region)(void *t, const struct blkio_mem_region *region);
+
+    /*
+     * A file descriptor that reports POLLHUP/POLLRDHUP/POLLERR when the
+     * device is gone (a vhost-user socket), or -1.  Waiting code polls it
+     * next to the call eventfd so that a lost backend never hangs callers.
+     */
+    int (*hangup_fd)(void *t);
+
+    /* Close the connection and free the transport. */
+    void (*destroy)(void *t);
+};
+
+#endif /* BLKIO_VIRTIO_TRANSPORT_H */

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * Description: blkioq_do_io_interruptible().  With SIGUSR1 blocked and a
+ * mask that unblocks it, a signal sent while waiting for a request that
+ * does not complete (a read from a FIFO nobody writes to) returns -EINTR,
+ * runs the handler and restores the caller's mask; without a signal it
+ * behaves like blkioq_do_io().
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "core-util.h"
+
+static volatile sig_atomic_t got_signal;
+
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+    got_signal = 1;
+}
+
+struct killer {
+    pthread_t target;
+    int delay_ms;
+};
+
+static void *killer_main(void *arg)
+{
+    struct killer *k = arg;
+
+    usleep((useconds_t)k->delay_ms * 1000);
+    pthread_kill(k->target, SIGUSR1);
+    return NULL;
+}
+
+int main(void)
+{
+    const char *path = cu_temp_file("disk.img", 1 << 20, 0x44);
+    struct blkio *b;
+    struct blkioq *q;
+    struct blkio_completion c;
+    struct sigaction sa = { .sa_handler = on_sigusr1 };  /* no SA_RESTART */
+    sigset_t block, waitmask, now;
+    struct timespec t;
+    static char buf[4096];
+    char fifo[300];
+    struct killer k;
+    pthread_t th;
+    int ret, wfd;
+
+    CHECK_RET(sigaction(SIGUSR1, &sa, NULL), 0);
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    CHECK_RET(pthread_sigmask(SIG_BLOCK, &block, NULL), 0);
+    CHECK_RET(pthread_sigmask(SIG_BLOCK, NULL, &waitmask), 0);
+    sigdelset(&waitmask, SIGUSR1);
+
+    /* No signal: an ordinary wait. */
+    b = cu_io_uring(path, CU_STARTED);
+    q = blkio_get_queue(b, 0);
+    blkioq_read(q, 0, buf, sizeof(buf), buf, 0);
+    t = (struct timespec){ .tv_sec = 10 };
+    CHECK_RET(blkioq_do_io_interruptible(q, &c, 1, 1, &t, &waitmask), 1);
+    CHECK_RET(c.ret, 0);
+    CHECK(c.user_data == buf && buf[0] == 0x44);
+    CHECK_RET(blkioq_do_io_interruptible(q, &c, 1, 1, NULL, &waitmask),
+              -EINVAL);
+    blkio_destroy(&b);
+
+    /* A wait that only a signal ends. */
+    snprintf(fifo, sizeof(fifo), "%s/fifo", cu_dir());
+    CHECK_RET(mkfifo(fifo, 0600), 0);
+    b = cu_create("io_uring");
+    CHECK_RET(blkio_set_str(b, "path", fifo), 0);
+    ret = blkio_connect(b);
+    if (ret < 0) {
+        printf("io_uring driver refuses a FIFO: %s\n", blkio_get_error_msg());
+        blkio_destroy(&b);
+        cu_skip("no request that blocks forever: the driver refuses FIFOs");
+    }
+    CHECK_RET(blkio_start(b), 0);
+    q = blkio_get_queue(b, 0);
+    blkioq_read(q, 0, buf, 1, buf, 0);
+
+    /* Make sure the read really blocks before relying on it. */
+    t = (struct timespec){ 0, 50 * 1000000 };
+    ret = blkioq_do_io(q, &c, 1, 1, &t);
+    if (ret == 1) {
+        blkio_destroy(&b);
+        cu_skip("a read from a FIFO completes at once with this driver "
+                "(ret %d)", c.ret);
+    }
+    CHECK_RET(ret, -ETIME);
+
+    k.target = pthread_self();
+    k.delay_ms = 200;
+    CHECK_RET(pthread_create(&th, NULL, killer_main, &k), 0);
+    t = (struct timespec){ .tv_sec = 20 };
+    ret = blkioq_do_io_interruptible(q, &c, 1, 1, &t, &waitmask);
+    CHECK_RET(pthread_join(th, NULL), 0);
+    CHECK_RET(ret, -EINTR);
+    CHECK(got_signal);
+    CHECK(blkio_get_error_msg()[0] != '\0');
+    /* Time left was reported, and the mask is ours again. */
+    CHECK(t.tv_sec < 20 && t.tv_sec >= 10);
+    CHECK_RET(pthread_sigmask(SIG_BLOCK, NULL, &now), 0);
+    CHECK(sigismember(&now, SIGUSR1));
+
+    /* A signal that is blocked during the wait does not interrupt it. */
+    got_signal = 0;
+    k.delay_ms = 50;
+    CHECK_RET(pthread_create(&th, NULL, killer_main, &k), 0);
+    t = (struct timespec){ 0, 400 * 1000000 };
+    ret = blkioq_do_io_interruptible(q, &c, 1, 1, &t, &now);
+    CHECK_RET(pthread_join(th, NULL), 0);
+    CHECK_RET(ret, -ETIME);
+    CHECK(!got_signal);
+    /* Deliver it now that we unblock it, so it does not linger. */
+    CHECK_RET(pthread_sigmask(SIG_UNBLOCK, &block, NULL), 0);
+    CHECK(got_signal);
+
+    /* The request is still in flight and completes normally. */
+    wfd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    CHECK(wfd >= 0);
+    CHECK_RET(write(wfd, "y", 1), 1);
+    c = cu_wait_one(q);
+    CHECK_RET(c.ret, 0);
+    CHECK(buf[0] == 'y');
+    close(wfd);
+    blkio_destroy(&b);
+    return T_EXIT_PASS;
+}

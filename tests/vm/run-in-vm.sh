@@ -59,6 +59,7 @@
 #
 # Environment:
 #   BLKIO_VM_ACCEL     qemu accelerator list, default "tcg" (e.g. "kvm:tcg")
+#   BLKIO_VM_CPU       qemu -cpu model, default "max" (with KVM: "host")
 #   BLKIO_VM_BOOT_TIMEOUT  seconds for the guest to start the first test (90)
 #   BLKIO_VM_REQUIRE=1     a VM that cannot be had is a failure, not a skip
 #   BLKIO_VM_NO_DOWNLOAD=1 never fetch the kernel (skip if not cached)
@@ -250,6 +251,7 @@ exec 9>&-
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/blkio-vm.XXXXXX") || die "mktemp failed"
 qemu_pid=
+qemu_status=0
 
 kill_qemu()
 {
@@ -266,6 +268,7 @@ kill_qemu()
         kill -KILL "$pid" 2>/dev/null
     fi
     wait "$qemu_pid" 2>/dev/null
+    qemu_status=$?
     qemu_pid=
 }
 
@@ -332,12 +335,11 @@ write_job()
 
 qemu_args=(
     -machine "q35,accel=${BLKIO_VM_ACCEL:-tcg},kernel-irqchip=split"
-    -cpu max -smp 2 -m 2G
+    -cpu "${BLKIO_VM_CPU:-max}" -smp 2 -m 2G
     -nographic -no-reboot -nic none -vga none
     # The vIOMMU must come before the PCI devices it translates for.
     -device intel-iommu,intremap=on,caching-mode=on
     -kernel "$kernel" -initrd "$initrd"
-    -append "console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet"
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
 )
 if [ -n "$vblk_img" ]; then
@@ -373,7 +375,13 @@ for attempt in 1 2; do
     write_job "$res"
     console=$tmp/console.$attempt.log
     rm -f "$tmp/qemu.pid"
-    "$qemu" "${qemu_args[@]}" "${qemu_extra[@]}" \
+    cmdline="console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet"
+    # For the harness's own test of this retry: a first boot that panics
+    # (no init to run, no root to mount) before it starts anything.
+    if [ $attempt = 1 ] && [ "${BLKIO_VM_DEBUG_BREAK_FIRST_BOOT:-0}" = 1 ]; then
+        cmdline="$cmdline rdinit=/nonexistent"
+    fi
+    "$qemu" "${qemu_args[@]}" "${qemu_extra[@]}" -append "$cmdline" \
         -virtfs "local,path=$res,mount_tag=results,security_model=none,multidevs=remap" \
         -pidfile "$tmp/qemu.pid" \
         < /dev/null > "$console" 2>&1 &
@@ -394,6 +402,12 @@ for attempt in 1 2; do
     kill_qemu
     [ -f "$res/started" ] && break
     [ $outcome = timeout ] && break
+    # qemu itself failed (bad option, missing image...): booting again
+    # would fail the same way.  A guest that panics makes qemu exit 0.
+    if [ $outcome = exited ] && [ $qemu_status != 0 ]; then
+        outcome=qemu-error
+        break
+    fi
     if [ $attempt = 1 ]; then
         say "guest did not start the tests ($outcome); console:" >&2
         show_console "$console" | sed 's/^/  | /' >&2
@@ -423,6 +437,7 @@ for i in "${!tests[@]}"; do
         case $outcome in
         timeout) why="run timed out after ${timeout}s" ;;
         boot-timeout) why="guest did not boot within ${boot_timeout}s" ;;
+        qemu-error) why="qemu failed with exit status $qemu_status, see the console" ;;
         *) why="no result: the guest stopped before the test ended" ;;
         esac
         echo "FAIL $name ($why)"
@@ -440,6 +455,12 @@ if [ $nfail -gt 0 ] || [ "${BLKIO_VM_VERBOSE:-0}" = 1 ] || [ -f "$res/fatal" ]; 
         echo "=== guest dmesg (last 40 lines)"
         tail -n 40 "$res/dmesg"
     fi
+fi
+# Kernel trouble does not fail the run (the tests decide), but is shown.
+if [ -f "$res/dmesg" ] &&
+   grep -qE 'Oops|BUG:|WARNING: CPU|general protection|Call Trace' "$res/dmesg"; then
+    say "warning: the guest kernel logged a problem:"
+    grep -E -A12 'Oops|BUG:|WARNING: CPU|general protection' "$res/dmesg" | head -n 60
 fi
 say "${#tests[@]} tests: $npass passed, $nfail failed, $nskip skipped ($((SECONDS - start))s)"
 [ $nfail -gt 0 ] && exit 1

@@ -2,8 +2,9 @@
 # Harness self-test: run-in-vm.sh must report a passing test as PASS and a
 # failing, a hanging and a guest-killing test as FAIL, with a non-zero exit
 # status; the tests after the guest died have no result and are FAIL too.
-# A second run checks the whole-run timeout kills qemu and leaves nothing in
-# TMPDIR.
+# Further runs check that the whole-run timeout kills qemu, that a boot which
+# never reached the tests is retried once, that a qemu error is not retried,
+# and that nothing is left in TMPDIR.
 # Usage: test-vm-harness.sh PATH/TO/run-in-vm.sh
 set -u
 
@@ -46,6 +47,27 @@ rc=$?
 sed 's/^/  | /' "$work/out"
 [ $rc = 1 ] || { echo "NOT OK: run-in-vm.sh exited $rc, expected 1"; failed=1; }
 expect "FAIL $g/test-vm-hang.sh (run timed out after 12s)"
+# A boot that dies before the tests start is retried once, and only once.
+BLKIO_VM_DEBUG_BREAK_FIRST_BOOT=1 TMPDIR=$work/tmp "$run" -- "$g/test-vm-pass.sh" \
+    > "$work/out" 2>&1
+rc=$?
+sed 's/^/  | /' "$work/out"
+[ $rc = 0 ] || { echo "NOT OK: run-in-vm.sh exited $rc, expected 0"; failed=1; }
+expect "run-in-vm: booting once more"
+expect "PASS $g/test-vm-pass.sh"
+
+# qemu refusing its options is a failure, and not worth a second boot.
+TMPDIR=$work/tmp "$run" --nvme-size 1M --nvme-opts no-such-property=1 -- \
+    "$g/test-vm-pass.sh" > "$work/out" 2>&1
+rc=$?
+sed 's/^/  | /' "$work/out"
+[ $rc = 1 ] || { echo "NOT OK: run-in-vm.sh exited $rc, expected 1"; failed=1; }
+expect "FAIL $g/test-vm-pass.sh (qemu failed with exit status 1, see the console)"
+if grep -q "booting once more" "$work/out"; then
+    echo "NOT OK: qemu was started twice"
+    failed=1
+fi
+
 if [ -n "$(ls -A "$work/tmp")" ]; then
     echo "NOT OK: run-in-vm.sh left files behind: $(ls -A "$work/tmp")"
     failed=1

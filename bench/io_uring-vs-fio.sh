@@ -11,6 +11,7 @@
 #   RAMP=0.5
 #   CPU=1          CPU the benchmark is pinned to (taskset)
 #   IODEPTH=16
+#   ROUNDS=1       repeat each A B B A C block (noisy shared machines: 3)
 #   KEEP_FILE=0    1: keep the test file for the next run
 #
 # Two workloads, each run A B B A (ours, fio, fio, ours) so that drift on a
@@ -31,6 +32,7 @@ runtime=${RUNTIME:-3}
 ramp=${RAMP:-0.5}
 cpu=${CPU:-1}
 qd=${IODEPTH:-16}
+rounds=${ROUNDS:-1}
 py=/usr/bin/python3
 
 die() { echo "io_uring-vs-fio: $*" >&2; exit 1; }
@@ -108,41 +110,49 @@ print("%.1f %.2f %.3f" % (iops / 1000.0, lat, cpu))
 # C = ours with whole-batch submission (blkio-bench's default), for scale:
 # on this VM's virtio-blk, batching 16 per kick costs ~15% IOPS on O_DIRECT
 # (fio with iodepth_batch_submit=16 loses the same).
+# Each round runs A B B A C; ROUNDS repeats it.
 compare() {
-    local label=$1 a1 b1 b2 a2 c1
-    a1=$(ours "$2" 1)
-    b1=$(theirs "$3")
-    b2=$(theirs "$3")
-    a2=$(ours "$2" 1)
-    c1=$(ours "$2" 0)
-    "$py" - "$label" "$a1" "$a2" "$b1" "$b2" "$c1" <<'EOF'
+    local label=$1 runs=() i
+    for ((i = 0; i < rounds; i++)); do
+        runs+=("A $(ours "$2" 1)")
+        runs+=("B $(theirs "$3")")
+        runs+=("B $(theirs "$3")")
+        runs+=("A $(ours "$2" 1)")
+        runs+=("C $(ours "$2" 0)")
+    done
+    "$py" - "$label" "${runs[@]}" <<'EOF'
 import sys
 label = sys.argv[1]
-a = [list(map(float, s.split())) for s in sys.argv[2:4]]
-b = [list(map(float, s.split())) for s in sys.argv[4:6]]
-c = [list(map(float, sys.argv[6].split()))]
+res = {"A": [], "B": [], "C": []}
+for s in sys.argv[2:]:
+    k, *v = s.split()
+    res[k].append(list(map(float, v)))
 mean = lambda xs, i: sum(x[i] for x in xs) / len(xs)
+best = lambda xs: max(x[0] for x in xs)
 print(label)
-for name, runs in (("ours, submit each", a), ("fio io_uring", b),
-                   ("ours, batched", c)):
-    print("  %-18s %8.1f kIOPS  (runs %s)  lat %6.2f us  cpu %.3f us/req"
-          % (name, mean(runs, 0), " ".join("%.1f" % r[0] for r in runs),
-             mean(runs, 1), mean(runs, 2)))
-ratio = mean(a, 0) / mean(b, 0) if mean(b, 0) else 0
-cpu_ratio = mean(a, 2) / mean(b, 2) if mean(b, 2) else 0
-bratio = mean(c, 0) / mean(b, 0) if mean(b, 0) else 0
-print("  ratio ours/fio: kIOPS %.3f  cpu/req %.3f  (batched: kIOPS %.3f)"
-      % (ratio, cpu_ratio, bratio))
-print("RESULT %s ours_kiops=%.1f fio_kiops=%.1f ratio=%.3f "
+for key, name in (("A", "ours, submit each"), ("B", "fio io_uring"),
+                  ("C", "ours, batched")):
+    r = res[key]
+    print("  %-18s %7.1f kIOPS mean %7.1f best  lat %6.2f us  "
+          "cpu %.3f us/req  (runs %s)"
+          % (name, mean(r, 0), best(r), mean(r, 1), mean(r, 2),
+             " ".join("%.1f" % x[0] for x in r)))
+a, b, c = res["A"], res["B"], res["C"]
+ratio = mean(a, 0) / mean(b, 0)
+print("  ratio ours/fio: kIOPS %.3f (best %.3f)  cpu/req %.3f  "
+      "batched kIOPS %.3f"
+      % (ratio, best(a) / best(b), mean(a, 2) / mean(b, 2),
+         mean(c, 0) / mean(b, 0)))
+print("RESULT %s ours_kiops=%.1f fio_kiops=%.1f ratio=%.3f best_ratio=%.3f "
       "ours_cpu_us=%.3f fio_cpu_us=%.3f batched_kiops=%.1f"
       % (label.split(":")[0], mean(a, 0), mean(b, 0), ratio,
-         mean(a, 2), mean(b, 2), mean(c, 0)))
+         best(a) / best(b), mean(a, 2), mean(b, 2), mean(c, 0)))
 EOF
 }
 
 echo "io_uring-vs-fio: $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) CPUs, pinned to CPU $cpu," \
      "kernel $(uname -r), file $file ($size, $(findmnt -n -o FSTYPE -T "$file"))"
-echo "io_uring-vs-fio: ${runtime}s per run after ${ramp}s ramp, order A B B A C"
+echo "io_uring-vs-fio: ${runtime}s per run after ${ramp}s ramp, order (A B B A C) x $rounds"
 
 compare "direct: O_DIRECT randread 4k qd$qd" true 1
 

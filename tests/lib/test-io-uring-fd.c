@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * Description: the fd property.  A negative fd is refused with -EINVAL (how
+ * QEMU probes for fd support); path and fd together fail connect without
+ * closing the fd; at connect read-only and direct follow the fd's status
+ * flags; a successful connect passes ownership (destroy closes it), while
+ * an instance destroyed before connect leaves the fd alone.
+ */
+#include "util.h"
+
+static bool fd_open(int fd)
+{
+    return fcntl(fd, F_GETFD) >= 0;
+}
+
+int main(void)
+{
+    const char *path = ut_temp_file(1u << 20);
+    struct blkio *b;
+    struct blkioq *q;
+    char buf[512];
+    bool v;
+    int fd, got;
+
+    ok(blkio_create("io_uring", &b));
+    err(blkio_set_int(b, "fd", -1), -EINVAL);
+    err(blkio_connect(b), -EINVAL);     /* neither path nor fd */
+    blkio_destroy(&b);
+
+    /* Not connected: the fd stays the caller's. */
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    check(fd >= 0);
+    ok(blkio_create("io_uring", &b));
+    ok(blkio_set_int(b, "fd", fd));
+    ok(blkio_set_str(b, "path", path));
+    err(blkio_connect(b), -EINVAL);
+    blkio_destroy(&b);
+    check(fd_open(fd));
+
+    /* Read-only fd, instance says read-write: the fd wins. */
+    close(fd);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    check(fd >= 0);
+    ok(blkio_create("io_uring", &b));
+    ok(blkio_set_int(b, "fd", fd));
+    ok(blkio_set_bool(b, "read-only", false));
+    ok(blkio_set_bool(b, "direct", true));
+    ok(blkio_connect(b));
+    ok(blkio_get_bool(b, "read-only", &v));
+    check(v);
+    ok(blkio_get_bool(b, "direct", &v));
+    check(!v);
+    ok(blkio_get_int(b, "fd", &got));
+    check(got == fd);
+    ok(blkio_start(b));
+    q = blkio_get_queue(b, 0);
+    blkioq_read(q, 0, buf, sizeof(buf), NULL, 0);
+    check(ut_wait1(q, NULL) == 0);
+    blkioq_write(q, 0, buf, sizeof(buf), NULL, 0);
+    check(ut_wait1(q, NULL) == -EBADF);
+    blkio_destroy(&b);
+    check(!fd_open(fd));
+
+    /* O_DIRECT fd: direct becomes true, and so does the alignment. */
+    fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
+    if (fd < 0) {
+        printf("note: O_DIRECT not supported here, part skipped\n");
+        return 0;
+    }
+    ok(blkio_create("io_uring", &b));
+    ok(blkio_set_int(b, "fd", fd));
+    ok(blkio_set_bool(b, "read-only", true));
+    ok(blkio_connect(b));
+    ok(blkio_get_bool(b, "direct", &v));
+    check(v);
+    ok(blkio_get_bool(b, "read-only", &v));
+    check(!v);
+    ok(blkio_get_int(b, "request-alignment", &got));
+    check(got > 1);
+    blkio_destroy(&b);
+    check(!fd_open(fd));
+    return 0;
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * Description: property values of an io_uring instance on a 1 GiB sparse
+ * regular file match what the released libblkio reports (abi-facts.md),
+ * before and after start; driver properties are readable as strings.
+ */
+#include <limits.h>
+
+#include "util.h"
+
+#define GIB (1ull << 30)
+
+static void expect_int(struct blkio *b, const char *name, int want)
+{
+    int v = -12345;
+
+    ok(blkio_get_int(b, name, &v));
+    if (v != want) {
+        fprintf(stderr, "%s is %d, expected %d\n", name, v, want);
+        abort();
+    }
+}
+
+static void expect_u64(struct blkio *b, const char *name, uint64_t want)
+{
+    uint64_t v = 12345;
+
+    ok(blkio_get_uint64(b, name, &v));
+    if (v != want) {
+        fprintf(stderr, "%s is %" PRIu64 ", expected %" PRIu64 "\n", name, v,
+                want);
+        abort();
+    }
+}
+
+static void expect_bool(struct blkio *b, const char *name, bool want)
+{
+    bool v = !want;
+
+    ok(blkio_get_bool(b, name, &v));
+    if (v != want) {
+        fprintf(stderr, "%s is %d, expected %d\n", name, v, want);
+        abort();
+    }
+}
+
+static void check_device(struct blkio *b)
+{
+    expect_u64(b, "capacity", GIB);
+    expect_int(b, "max-queues", INT_MAX);
+    expect_int(b, "request-alignment", 1);
+    expect_bool(b, "needs-mem-regions", false);
+    expect_bool(b, "needs-mem-region-fd", false);
+    expect_u64(b, "mem-region-alignment", 1);
+    expect_int(b, "buf-alignment", 1);
+    expect_int(b, "max-transfer", 0);
+    expect_int(b, "max-segments", 1024);
+    expect_bool(b, "supports-poll-queues", false);
+    expect_bool(b, "can-add-queues", true);
+    expect_int(b, "optimal-io-alignment", 4096);
+    expect_bool(b, "supports-fua-natively", false);
+    expect_int(b, "num-entries", 128);
+    expect_bool(b, "direct", false);
+    expect_bool(b, "read-only", false);
+    expect_bool(b, "can-grow", false);
+}
+
+int main(void)
+{
+    const char *path = ut_temp_file(GIB);
+    struct blkio *b;
+    char *s;
+    uint64_t mmr;
+    int fd;
+
+    ok(blkio_create("io_uring", &b));
+    expect_bool(b, "can-add-queues", true);
+    expect_bool(b, "direct", false);
+    expect_int(b, "fd", -1);
+    ok(blkio_get_str(b, "driver", &s));
+    check(strcmp(s, "io_uring") == 0);
+    free(s);
+    err(blkio_get_uint64(b, "capacity", &mmr), -ENODEV);
+    err(blkio_get_int(b, "num-entries", &fd), -ENODEV);
+
+    ok(blkio_set_str(b, "path", path));
+    ok(blkio_connect(b));
+    check_device(b);
+    ok(blkio_get_uint64(b, "max-mem-regions", &mmr));
+    check(mmr >= 1024);
+    ok(blkio_get_int(b, "fd", &fd));
+    check(fd >= 0 && fcntl(fd, F_GETFD) >= 0);
+    ok(blkio_get_str(b, "path", &s));
+    check(strcmp(s, path) == 0);
+    free(s);
+    ok(blkio_get_str(b, "capacity", &s));
+    check(strcmp(s, "1073741824") == 0);
+    free(s);
+    ok(blkio_get_str(b, "num-entries", &s));
+    check(strcmp(s, "128") == 0);
+    free(s);
+    err(blkio_set_str(b, "path", path), -EBUSY);
+    err(blkio_set_bool(b, "direct", true), -EBUSY);
+
+    ok(blkio_start(b));
+    check_device(b);
+    expect_int(b, "num-queues", 1);
+    expect_int(b, "num-poll-queues", 0);
+    blkio_destroy(&b);
+    return 0;
+}

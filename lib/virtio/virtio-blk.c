@@ -254,6 +254,16 @@ int virtio_blk_connect(struct blkio *b)
                                "devices are not supported",
                                (unsigned long long)offered);
     vb->features = offered & VBLK_WANTED_FEATURES;
+    {
+        /* Test hook: decline features to exercise fallback paths (no
+         * indirect descriptors, no event index, no write zeroes) against
+         * devices that offer everything. */
+        const char *mask = getenv("LIBBLKIO_VIRTIO_DECLINE_FEATURES");
+
+        if (mask && *mask)
+            vb->features &= ~strtoull(mask, NULL, 0) |
+                            (1ull << VIRTIO_F_VERSION_1);
+    }
     ret = vb->ops->set_features(vb->t, vb->features);
     if (ret < 0)
         return ret;

@@ -78,7 +78,7 @@ if [ ! -S "$sock" ]; then
 fi
 
 export VU_SOCK=$sock VU_PIDFILE=$pidfile VU_IMG=$img VU_QSD_PID=$pid
-VU_SIZE=$(qemu-img info --output=json "$img" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')
+VU_SIZE=$(qemu-img info -U --output=json "$img" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')
 export VU_SIZE
 export VU_FORMAT=$format
 set +e

@@ -114,14 +114,30 @@ static void test_integrity(struct blkio *b, uint32_t gen)
     free(bufs);
 }
 
+static size_t nt_max_transfer;
+
+/* Read or write [off, off+len) in max-transfer pieces. */
+static void nt_rw(struct blkioq *q, bool write, uint64_t off, uint8_t *buf,
+                  size_t len)
+{
+    for (size_t done = 0; done < len; done += nt_max_transfer) {
+        size_t l = len - done < nt_max_transfer ? len - done
+                                                : nt_max_transfer;
+        if (write)
+            blkioq_write(q, off + done, buf + done, l, NULL, 0);
+        else
+            blkioq_read(q, off + done, buf + done, l, NULL, 0);
+        CHECK_RET(nt_wait(q, NULL), 0);
+    }
+}
+
 static void nt_write_pattern(struct blkioq *q, uint64_t off, size_t len,
                              uint32_t gen)
 {
     uint8_t *buf = nt_alloc(len);
 
     nt_fill(buf, len, off, gen);
-    blkioq_write(q, off, buf, len, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    nt_rw(q, true, off, buf, len);
     free(buf);
 }
 
@@ -131,8 +147,7 @@ static bool nt_read_is_zero(struct blkioq *q, uint64_t off, size_t len)
     bool z;
 
     memset(buf, 0x5a, len);
-    blkioq_read(q, off, buf, len, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    nt_rw(q, false, off, buf, len);
     z = nt_is_zero(buf, len);
     free(buf);
     return z;
@@ -343,6 +358,7 @@ int main(int argc, char **argv)
     b = nt_open(dev, false, 2, 0);
     if (nt_get_u64(b, "capacity") < (48ull << 20))
         nt_skip("%s is smaller than the 48 MiB this test uses", dev);
+    nt_max_transfer = (size_t)nt_get_int(b, "max-transfer");
     test_integrity(b, 2);
     test_integrity(b, 1);
     test_write_zeroes_discard(b);

@@ -393,6 +393,14 @@ static int vu_handshake(struct vhost_user *vu)
         if (ret < 0)
             return ret;
         proto &= VHOST_USER_WANTED_PROTOCOL;
+        {
+            /* Test hook, like LIBBLKIO_VIRTIO_DECLINE_FEATURES: exercise
+             * SET_MEM_TABLE updates against backends with mem slots. */
+            const char *m = getenv("LIBBLKIO_VHOST_USER_DECLINE_PROTOCOL");
+
+            if (m && *m)
+                proto &= ~strtoull(m, NULL, 0);
+        }
         /* Not acked yet: send without asking for a reply. */
         ret = vu_send(vu, VHOST_USER_SET_PROTOCOL_FEATURES, 0, &proto,
                       sizeof(proto), NULL, 0);

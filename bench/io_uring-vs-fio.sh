@@ -102,6 +102,14 @@ print("%.1f %.2f %.3f" % (iops / 1000.0, lat, cpu))
 ' "$tmpjson"
 }
 
+# warm DIRECT(true|false): before a buffered run, make sure the whole file
+# is in the page cache (other programs on the machine may evict it).
+warm() {
+    if [ "$1" = false ]; then
+        cat "$file" >/dev/null
+    fi
+}
+
 # compare LABEL DIRECT_OURS DIRECT_FIO
 #
 # A = ours submitting each re-queued request at once (--submit-batch 1),
@@ -114,11 +122,11 @@ print("%.1f %.2f %.3f" % (iops / 1000.0, lat, cpu))
 compare() {
     local label=$1 runs=() i
     for ((i = 0; i < rounds; i++)); do
-        runs+=("A $(ours "$2" 1)")
-        runs+=("B $(theirs "$3")")
-        runs+=("B $(theirs "$3")")
-        runs+=("A $(ours "$2" 1)")
-        runs+=("C $(ours "$2" 0)")
+        warm "$2"; runs+=("A $(ours "$2" 1)")
+        warm "$2"; runs+=("B $(theirs "$3")")
+        warm "$2"; runs+=("B $(theirs "$3")")
+        warm "$2"; runs+=("A $(ours "$2" 1)")
+        warm "$2"; runs+=("C $(ours "$2" 0)")
     done
     "$py" - "$label" "${runs[@]}" <<'EOF'
 import sys
@@ -151,11 +159,12 @@ EOF
 }
 
 echo "io_uring-vs-fio: $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) CPUs, pinned to CPU $cpu," \
-     "kernel $(uname -r), file $file ($size, $(findmnt -n -o FSTYPE -T "$file"))"
+     "kernel $(uname -r), file $file ($size, $(findmnt -n -o FSTYPE -T "$file")),"  \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "io_uring-vs-fio: ${runtime}s per run after ${ramp}s ramp, order (A B B A C) x $rounds"
 
 compare "direct: O_DIRECT randread 4k qd$qd" true 1
 
-# Warm the page cache so every buffered read is a cache hit.
-cat "$file" >/dev/null
+# Buffered runs: warm() reads the whole file first so every read hits the
+# page cache.
 compare "buffered: cached randread 4k qd$qd" false 0

@@ -242,8 +242,7 @@ build_initramfs()
     echo "$out"
 }
 
-exec 9>"$cache/lock"
-flock 9
+vm_cache_lock "$cache"
 initrd=$(build_initramfs) || exit 1
 exec 9>&-
 

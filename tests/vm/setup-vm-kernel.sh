@@ -29,8 +29,7 @@ mkdir -p "$cache/kernel"
 
 log() { printf 'setup-vm-kernel: %s\n' "$*" >&2; }
 
-exec 9>"$cache/lock"
-flock 9
+vm_cache_lock "$cache"
 
 if [ $force = 0 ] && [ -s "$cache/kernel/current" ]; then
     kver=$(cat "$cache/kernel/current")
@@ -51,6 +50,9 @@ trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
 
 apt_opts=()
+# As root, apt would hand the download to its unprivileged _apt user, who
+# cannot write to our private temporary directory.
+[ "$(id -u)" = 0 ] && apt_opts=(-o APT::Sandbox::User=root)
 
 # Newest linux-image-6.12.<N>+<tag>-amd64 the given apt configuration knows,
 # preferring the signed image (the unsigned one has the same modules).
@@ -140,7 +142,7 @@ Suites: $codename-backports
 Components: main
 Signed-By: $key
 EOF
-    apt_opts=(-o "Dir::Etc::SourceList=/dev/null"
+    apt_opts+=(-o "Dir::Etc::SourceList=/dev/null"
               -o "Dir::Etc::SourceParts=$tmp/apt/sources.list.d"
               -o "Dir::State::Lists=$tmp/apt/lists"
               -o "Dir::Cache=$tmp/apt/cache"

@@ -17,7 +17,10 @@ vm_cache_dir()
 {
     if [ -n "${BLKIO_VM_CACHE:-}" ]; then
         printf '%s\n' "$BLKIO_VM_CACHE"
-    elif [ -w /var/cache ] || [ -w /var/cache/blkio-test-vm ]; then
+    elif [ -w /var/cache ] || [ -w /var/cache/blkio-test-vm ] ||
+         [ -r /var/cache/blkio-test-vm/kernel/current ]; then
+        # A system-wide cache that someone (the setup script, as root)
+        # filled is used read-only by other users.
         printf '%s\n' /var/cache/blkio-test-vm
     else
         printf '%s\n' "${XDG_CACHE_HOME:-$HOME/.cache}/blkio-test-vm"
@@ -31,3 +34,11 @@ vm_cache_dir()
 VM_MODULES="virtio_iommu netfs 9pnet 9pnet_virtio 9p nvme_auth nvme_core nvme
 vfio irqbypass vfio_pci_core vfio_pci vfio_iommu_type1 vdpa vhost_iotlb vduse
 vhost vhost_vdpa overlay"
+
+# Take the cache lock on fd 9.  Read-only users of a shared cache can only
+# open it for reading, which flock(1) accepts as well.
+vm_cache_lock()
+{
+    { exec 9>>"$1/lock"; } 2>/dev/null || { exec 9<"$1/lock"; } 2>/dev/null || return 0
+    flock 9
+}

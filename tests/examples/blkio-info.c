@@ -71,6 +71,7 @@ int main(int argc, char **argv)
     if (ret < 0) {
         fprintf(stderr, "blkio-info: blkio_create: %s: %s\n", argv[1],
                 blkio_get_error_msg());
+        free(deferred);
         return 1;
     }
 

@@ -368,6 +368,10 @@ show_console()
 boot_timeout=${BLKIO_VM_BOOT_TIMEOUT:-90}
 start=$SECONDS
 outcome=
+# From here on a signal (e.g. meson's own timeout) still reports what the
+# guest got done before qemu is stopped.
+interrupted=0
+trap 'interrupted=1' INT TERM HUP
 for attempt in 1 2; do
     res=$tmp/results.$attempt
     mkdir "$res"
@@ -388,6 +392,10 @@ for attempt in 1 2; do
     boot_start=$SECONDS
     outcome=exited
     while kill -0 "$qemu_pid" 2>/dev/null; do
+        if [ $interrupted = 1 ]; then
+            outcome=interrupted
+            break
+        fi
         if [ ! -f "$res/started" ] && [ $((SECONDS - boot_start)) -ge "$boot_timeout" ]; then
             outcome=boot-timeout
             break
@@ -400,7 +408,7 @@ for attempt in 1 2; do
     done
     kill_qemu
     [ -f "$res/started" ] && break
-    [ $outcome = timeout ] && break
+    [ $outcome = timeout ] || [ $outcome = interrupted ] && break
     # qemu itself failed (bad option, missing image...): booting again
     # would fail the same way.  A guest that panics makes qemu exit 0.
     if [ $outcome = exited ] && [ $qemu_status != 0 ]; then
@@ -436,6 +444,7 @@ for i in "${!tests[@]}"; do
         case $outcome in
         timeout) why="run timed out after ${timeout}s" ;;
         boot-timeout) why="guest did not boot within ${boot_timeout}s" ;;
+        interrupted) why="interrupted by a signal" ;;
         qemu-error) why="qemu failed with exit status $qemu_status, see the console" ;;
         *) why="no result: the guest stopped before the test ended" ;;
         esac
@@ -462,6 +471,7 @@ if [ -f "$res/dmesg" ] &&
     grep -E -A12 'Oops|BUG:|WARNING: CPU|general protection' "$res/dmesg" | head -n 60
 fi
 say "${#tests[@]} tests: $npass passed, $nfail failed, $nskip skipped ($((SECONDS - start))s)"
+[ $outcome = interrupted ] && exit 143
 [ $nfail -gt 0 ] && exit 1
 [ $npass -eq 0 ] && exit 77
 exit 0

@@ -50,14 +50,14 @@ fi
 run_stage main build $suite_args
 
 # 2. Library tests under ASan+UBSan.
-if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -q ' lib '; then
+if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -Eq ' (lib|core) '; then
     if [ ! -f build-asan/build.ninja ]; then
         meson setup build-asan -Db_sanitize=address,undefined \
             -Db_lundef=false -Dplugin=false >/dev/null
     fi
     if ninja -C build-asan >/dev/null; then
         ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-            run_stage asan build-asan --suite lib
+            run_stage asan build-asan --suite core --suite lib
     else
         echo "test: ASan+UBSan build failed"
         echo '{"name": "asan-build", "result": "FAIL"}' > "$logs/asan.json"
@@ -65,7 +65,7 @@ if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -q ' lib '; then
     fi
 
     # 3. Library tests under valgrind.
-    run_stage valgrind build --suite lib \
+    run_stage valgrind build --suite core --suite lib \
         --wrap='valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --track-fds=no' \
         --timeout-multiplier 4
 fi

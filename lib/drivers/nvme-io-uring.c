@@ -876,6 +876,21 @@ static int nvme_issue_next(struct nvme_queue *nq, uint32_t idx)
     return 0;
 }
 
+/* Fail a request with a message that says why (the core's own message for
+ * a refused request is generic).  Like the core, wake event-driven callers:
+ * the device will not signal the completion fd for this one. */
+static int nvme_fail(struct blkioq *q, void *user_data, int ret,
+                     const char *msg)
+{
+    blkioq_complete(q, user_data, ret, msg);
+    if (q->completion_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(q->completion_fd, &one, sizeof(one));
+        (void)r;   /* a full counter already means "readable" */
+    }
+    return 0;
+}
+
 static int nvme_queue_request(struct blkioq *q,
                               const struct blkio_request *req)
 {
@@ -892,7 +907,8 @@ static int nvme_queue_request(struct blkioq *q,
     case BLKIO_OP_READ:
     case BLKIO_OP_WRITE:
         if (req->iovcnt > b->max_segments)
-            return -EINVAL;     /* iovcnt exceeds max-segments */
+            return nvme_fail(q, req->user_data, -EINVAL,
+                             "iovcnt exceeds max-segments");
         /* fall through */
     case BLKIO_OP_WRITE_ZEROES:
     case BLKIO_OP_DISCARD:
@@ -906,19 +922,27 @@ static int nvme_queue_request(struct blkioq *q,
             blkioq_complete(q, req->user_data, 0, NULL);
             return 0;
         }
-        if (!req->zones || req->start >= b->capacity)
-            return -EINVAL;
+        if (!req->zones)
+            return nvme_fail(q, req->user_data, -EINVAL,
+                             "report zones: zones array is NULL");
+        if (req->start >= b->capacity)
+            return nvme_fail(q, req->user_data, -EINVAL,
+                             "report zones: offset is beyond capacity");
         break;
     default:
         break;
     }
 
     if (req->op == BLKIO_OP_DISCARD && !(s->oncs & NVME_ONCS_DSM))
-        return -ENOTSUP;
+        return nvme_fail(q, req->user_data, -ENOTSUP,
+                         "the controller does not support Dataset "
+                         "Management (discard)");
     if (req->op == BLKIO_OP_WRITE_ZEROES &&
         !(s->oncs & NVME_ONCS_WRITE_ZEROES) &&
         ((req->flags & BLKIO_REQ_NO_FALLBACK) || !s->zero_buf))
-        return -ENOTSUP;
+        return nvme_fail(q, req->user_data, -ENOTSUP,
+                         "the controller does not support Write Zeroes "
+                         "and BLKIO_REQ_NO_FALLBACK is set");
 
     if (nvme_slot_alloc(nq, &idx) < 0)
         return -ENOMEM;
@@ -992,7 +1016,8 @@ static int nvme_queue_request(struct blkioq *q,
     case BLKIO_OP_RESET_ZONE:
         if (req->start % b->zone_size || req->start >= b->capacity) {
             nvme_slot_free(nq, idx);
-            return -EINVAL;     /* not the start of a zone */
+            return nvme_fail(q, req->user_data, -EINVAL,
+                             "zone offset is not the start of a zone");
         }
         /* fall through */
     case BLKIO_OP_OPEN_ALL_ZONES:

@@ -242,6 +242,7 @@ static void test_refused(struct blkio *b)
         iov[i] = (struct iovec){ buf, ra };
     blkioq_readv(q, 0, iov, max_segments + 1, NULL, 0);   /* iovcnt */
     CHECK_RET(nt_wait(q, &msg), -EINVAL);
+    CHECK(strstr(msg, "max-segments") != NULL);
     blkioq_read(q, 0, buf, ra, NULL, BLKIO_REQ_FUA);      /* flag */
     CHECK_RET(nt_wait(q, &msg), -EINVAL);
     blkioq_report_zones(q, 0, NULL, 0, NULL, 0);          /* not zoned */

@@ -130,7 +130,8 @@ int main(int argc, char **argv)
     CHECK_STATE(1, BLKIO_ZONE_STATE_EMPTY);
     /* zone management needs the start of a zone */
     blkioq_open_zone(q, zone_size + ra, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), -EINVAL);
+    CHECK_RET(nt_wait(q, &msg), -EINVAL);
+    CHECK(strstr(msg, "start of a zone") != NULL);
 
     /* writing on after a close continues at the write pointer */
     blkioq_write(q, 8192, buf, 4096, NULL, 0);

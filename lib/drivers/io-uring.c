@@ -716,6 +716,24 @@ static bool iou_plan(const struct blkio *b, const struct blkio_request *req,
     return true;
 }
 
+/* Complete a request that needs no kernel work.  The kernel will not
+ * signal the completion fd for it, so do it here for event-driven
+ * callers. */
+static void iou_complete_now(struct blkioq *q, void *user_data)
+{
+    struct iou_queue *iq = q->priv;
+
+    blkioq_complete(q, user_data, 0, NULL);
+    /* Same rule as the ring's own notifications: on unless the caller
+     * turned them off. */
+    if (q->completion_fd >= 0 && io_uring_cq_eventfd_enabled(&iq->ring)) {
+        uint64_t one = 1;
+        ssize_t r = write(q->completion_fd, &one, sizeof(one));
+
+        (void)r;    /* a full counter is readable already */
+    }
+}
+
 static int iou_queue_request(struct blkioq *q,
                              const struct blkio_request *req)
 {
@@ -773,13 +791,13 @@ static int iou_queue_request(struct blkioq *q,
         }
         if (req->len == 0) {
             iou_slot_free(iq, idx);
-            blkioq_complete(q, req->user_data, 0, NULL);
+            iou_complete_now(q, req->user_data);
             return 0;
         }
     } else if (req->len == 0) {
         /* Nothing to transfer: complete without the kernel. */
         iou_slot_free(iq, idx);
-        blkioq_complete(q, req->user_data, 0, NULL);
+        iou_complete_now(q, req->user_data);
         return 0;
     }
 

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * Description: white-box test of the generic virtio-blk driver against a
+ * fake in-process device that misbehaves on purpose: status never
+ * written, I/O error and unsupported status, used lengths too large, used
+ * ids out of range or not in flight, used idx running ahead, invalid
+ * config values.  Each must turn into -EIO/-ENOTSUP completions or
+ * connect errors, never a crash or a hang (run it under valgrind/ASan).
+ * Also checks that requests are split to the device's seg_max, with and
+ * without indirect descriptors.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+
+#include "internal.h"
+#include "virtio/virtio-blk.h"
+
+#define FAIL(...)                                                            \
+    do {                                                                     \
+        fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);                \
+        fprintf(stderr, __VA_ARGS__);                                        \
+        fprintf(stderr, "\n");                                               \
+        exit(1);                                                             \
+    } while (0)
+#define CHECK(c) do { if (!(c)) FAIL("%s", #c); } while (0)
+
+enum misbehave {
+    DEV_OK, DEV_NO_STATUS, DEV_IOERR, DEV_UNSUPP, DEV_BAD_LEN, DEV_BAD_ID,
+    DEV_DOUBLE, DEV_STALE, DEV_IDX_AHEAD, DEV_SILENT,
+};
+
+/* The fake device. */
+static struct {
+    enum misbehave mode;
+    uint64_t features;
+    uint8_t config[60];
+    struct virtio_vq_info vq;
+    uint16_t last_avail;
+    uint16_t used_idx;
+    unsigned max_segs_seen;
+    unsigned requests;
+} dev;
+
+static int fake_get_features(void *t, uint64_t *f)
+{
+    (void)t;
+    *f = dev.features;
+    return 0;
+}
+
+static int fake_set_features(void *t, uint64_t f)
+{
+    (void)t;
+    CHECK((f & ~dev.features) == 0);
+    return 0;
+}
+
+static int fake_read_config(void *t, void *buf, uint32_t len)
+{
+    (void)t;
+    memcpy(buf, dev.config, len < sizeof(dev.config) ? len : sizeof(dev.config));
+    return 0;
+}
+
+static int fake_max_queues(void *t) { (void)t; return 0; }
+static uint64_t fake_max_mem_regions(void *t) { (void)t; return 8; }
+static int fake_start(void *t, const struct blkio_mem_region *r)
+{
+    (void)t; (void)r;
+    return 0;
+}
+
+static int fake_setup_queue(void *t, const struct virtio_vq_info *info)
+{
+    (void)t;
+    dev.vq = *info;
+    dev.last_avail = 0;
+    dev.used_idx = 0;
+    return 0;
+}
+
+static void fake_stop_queue(void *t, unsigned index) { (void)t; (void)index; }
+static int fake_hangup_fd(void *t) { (void)t; return -1; }
+static void fake_destroy(void *t) { (void)t; }
+static int fake_map(void *t, const struct blkio_mem_region *r)
+{
+    (void)t; (void)r;
+    return 0;
+}
+static void fake_unmap(void *t, const struct blkio_mem_region *r)
+{
+    (void)t; (void)r;
+}
+
+static void used_push(struct vring_used *used, unsigned num, uint32_t id,
+                      uint32_t len)
+{
+    used->ring[dev.used_idx % num].id = htole32(id);
+    used->ring[dev.used_idx % num].len = htole32(len);
+    dev.used_idx++;
+}
+
+/* Process everything available, misbehaving as told. */
+static void fake_kick(void *t, unsigned index)
+{
+    struct vring_desc *desc = (void *)(uintptr_t)dev.vq.desc_addr;
+    struct vring_avail *avail = (void *)(uintptr_t)dev.vq.avail_addr;
+    struct vring_used *used = (void *)(uintptr_t)dev.vq.used_addr;
+    unsigned num = dev.vq.num;
+    uint16_t aidx = le16toh(avail->idx);
+
+    (void)t;
+    CHECK(index == 0);
+    while (dev.last_avail != aidx) {
+        uint16_t head = le16toh(avail->ring[dev.last_avail % num]);
+        struct vring_desc *tab = desc;
+        unsigned i = head, n = 0, segs, limit = num;
+        struct vring_desc *d[1100];
+        uint32_t in = 0;
+        uint8_t *status;
+        struct virtio_blk_outhdr *hdr;
+
+        dev.last_avail++;
+        dev.requests++;
+        if (le16toh(desc[head].flags) & VRING_DESC_F_INDIRECT) {
+            tab = (void *)(uintptr_t)le64toh(desc[head].addr);
+            limit = le32toh(desc[head].len) / sizeof(*tab);
+            i = 0;
+        }
+        for (;;) {
+            CHECK(i < limit && n < 1100);
+            d[n++] = &tab[i];
+            if (!(le16toh(tab[i].flags) & VRING_DESC_F_NEXT))
+                break;
+            i = le16toh(tab[i].next);
+        }
+        CHECK(n >= 2);
+        segs = n - 2;
+        if (segs > dev.max_segs_seen)
+            dev.max_segs_seen = segs;
+        hdr = (void *)(uintptr_t)le64toh(d[0]->addr);
+        status = (void *)(uintptr_t)le64toh(d[n - 1]->addr);
+        for (unsigned k = 1; k + 1 < n; k++) {
+            if (le16toh(d[k]->flags) & VRING_DESC_F_WRITE) {
+                memset((void *)(uintptr_t)le64toh(d[k]->addr), 0x5a,
+                       le32toh(d[k]->len));
+                in += le32toh(d[k]->len);
+            }
+        }
+        /* The device honours seg_max: more is an I/O error. */
+        {
+            uint32_t seg_max = 0;
+            memcpy(&seg_max, dev.config + 12, 4);
+            seg_max = le32toh(seg_max);
+            if (le32toh(hdr->type) != VIRTIO_BLK_T_FLUSH && segs > seg_max) {
+                *status = VIRTIO_BLK_S_IOERR;
+                used_push(used, num, head, in + 1);
+                continue;
+            }
+        }
+        switch (dev.mode) {
+        case DEV_OK: *status = VIRTIO_BLK_S_OK; break;
+        case DEV_IOERR: *status = VIRTIO_BLK_S_IOERR; break;
+        case DEV_UNSUPP: *status = VIRTIO_BLK_S_UNSUPP; break;
+        case DEV_NO_STATUS: break;
+        case DEV_SILENT: continue;    /* never completes */
+        default: *status = VIRTIO_BLK_S_OK; break;
+        }
+        switch (dev.mode) {
+        case DEV_BAD_LEN: used_push(used, num, head, in + 1 + 4096); break;
+        case DEV_BAD_ID: used_push(used, num, num + 7, in + 1); break;
+        case DEV_STALE:     /* in range, but not a head in flight */
+            used_push(used, num, (head + 1) % num, in + 1);
+            break;
+        case DEV_DOUBLE:
+            used_push(used, num, head, in + 1);
+            used_push(used, num, head, in + 1);
+            break;
+        default: used_push(used, num, head, in + 1); break;
+        }
+    }
+    /* Event index: ask to be kicked for the next available entry. */
+    {
+        uint16_t ev = htole16(dev.last_avail);
+        memcpy((uint8_t *)used + 4 + 8 * (size_t)num, &ev, sizeof(ev));
+    }
+    /* Publish used entries, then signal the call fd. */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    used->idx = htole16(dev.mode == DEV_IDX_AHEAD ? dev.used_idx + 100
+                                                  : dev.used_idx);
+    if (dev.vq.call_fd >= 0) {
+        uint64_t one = 1;
+        CHECK(write(dev.vq.call_fd, &one, 8) == 8);
+    }
+}
+
+static const struct virtio_transport_ops fake_ops = {
+    .get_features = fake_get_features, .set_features = fake_set_features,
+    .read_config = fake_read_config, .max_queues = fake_max_queues,
+    .max_mem_regions = fake_max_mem_regions, .start = fake_start,
+    .setup_queue = fake_setup_queue, .stop_queue = fake_stop_queue,
+    .kick = fake_kick, .map_region = fake_map, .unmap_region = fake_unmap,
+    .hangup_fd = fake_hangup_fd, .destroy = fake_destroy,
+};
+
+static void set_cfg32(size_t off, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(dev.config + off, &v, 4);
+}
+
+static void default_device(bool indirect)
+{
+    uint64_t cap = htole64(2048);
+
+    memset(&dev, 0, sizeof(dev));
+    dev.features = (1ull << VIRTIO_F_VERSION_1) |
+                   (1ull << VIRTIO_BLK_F_SEG_MAX) |
+                   (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+                   (1ull << VIRTIO_BLK_F_FLUSH) |
+                   (1ull << VIRTIO_RING_F_EVENT_IDX);
+    if (indirect)
+        dev.features |= 1ull << VIRTIO_RING_F_INDIRECT_DESC;
+    memcpy(dev.config, &cap, 8);
+    set_cfg32(12, 4);       /* seg_max */
+    set_cfg32(20, 512);     /* blk_size */
+}
+
+struct inst {
+    struct blkio b;
+    struct blkioq q;
+};
+
+static int open_inst(struct inst *in)
+{
+    int ret;
+
+    memset(in, 0, sizeof(*in));
+    in->b.num_queues = 1;
+    in->b.fd = -1;
+    ret = virtio_blk_create(&in->b, &fake_ops, &dev);
+    CHECK(ret == 0);
+    ret = virtio_blk_connect(&in->b);
+    if (ret < 0) {
+        virtio_blk_destroy(&in->b);
+        return ret;
+    }
+    in->b.queue_size = 8;
+    CHECK(virtio_blk_start(&in->b) == 0);
+    in->q.b = &in->b;
+    in->q.completion_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    in->q.cring = calloc(256, sizeof(*in->q.cring));
+    in->q.cring_mask = 255;
+    CHECK(virtio_blk_queue_init(&in->q) == 0);
+    return 0;
+}
+
+static void close_inst(struct inst *in)
+{
+    virtio_blk_queue_destroy(&in->q);
+    close(in->q.completion_fd);
+    free(in->q.cring);
+    virtio_blk_destroy(&in->b);
+}
+
+/* Queue a read of iovcnt pieces and return its completion result. */
+static int one_read(struct inst *in, uint8_t *buf, int iovcnt)
+{
+    struct iovec iov[64];
+    struct blkio_request req = {
+        .op = BLKIO_OP_READ, .start = 0, .iov = iov, .iovcnt = iovcnt,
+    };
+    struct timespec dl;
+    uint32_t before = in->q.cring_tail;
+    int ret;
+
+    for (int i = 0; i < iovcnt; i++)
+        iov[i] = (struct iovec){ buf + i * 512, 512 };
+    req.len = (uint64_t)iovcnt * 512;
+    ret = virtio_blk_queue_request(&in->q, &req);
+    if (ret < 0)
+        return ret;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += 2;
+    ret = virtio_blk_process(&in->q, (int)blkioq_ring_count(&in->q) + 1,
+                             &dl, NULL);
+    if (ret < 0)
+        return ret;
+    CHECK(in->q.cring_tail == before + 1);
+    ret = in->q.cring[before & in->q.cring_mask].ret;
+    in->q.cring_head = in->q.cring_tail;
+    return ret;
+}
+
+static void scenario(enum misbehave mode, int expect, bool broken_after,
+                     bool indirect)
+{
+    static uint8_t buf[64 * 512];
+    struct inst in;
+
+    default_device(indirect);
+    CHECK(open_inst(&in) == 0);
+    /* A good request first: the ring works. */
+    memset(buf, 0, sizeof(buf));
+    CHECK(one_read(&in, buf, 1) == 0);
+    CHECK(buf[0] == 0x5a);
+    dev.mode = mode;
+    {
+        int r = one_read(&in, buf, 1);
+        if (r != expect)
+            FAIL("mode %d: got %d (%s), expected %d", mode, r, strerror(-r),
+                 expect);
+    }
+    dev.mode = DEV_OK;
+    {
+        int r = one_read(&in, buf, 1);
+        if (broken_after ? r == 0 : r != 0)
+            FAIL("mode %d: request after the misbehaviour returned %d",
+                 mode, r);
+    }
+    close_inst(&in);
+}
+
+int main(void)
+{
+    struct inst in;
+    static uint8_t buf[64 * 512];
+
+    for (int ind = 0; ind < 2; ind++) {
+        scenario(DEV_OK, 0, false, ind);
+        scenario(DEV_NO_STATUS, -EIO, false, ind);
+        scenario(DEV_IOERR, -EIO, false, ind);
+        scenario(DEV_UNSUPP, -ENOTSUP, false, ind);
+        scenario(DEV_BAD_LEN, -EIO, false, ind);
+        scenario(DEV_BAD_ID, -EIO, true, ind);
+        scenario(DEV_IDX_AHEAD, -EIO, true, ind);
+        /* More used entries than requests in flight. */
+        scenario(DEV_DOUBLE, -EIO, true, ind);
+        scenario(DEV_STALE, -EIO, true, ind);
+
+        /* Splitting to seg_max (4): 37 segments, 8 ring entries. */
+        default_device(ind);
+        CHECK(open_inst(&in) == 0);
+        CHECK(one_read(&in, buf, 37) == 0);
+        CHECK(dev.max_segs_seen <= 4 && dev.max_segs_seen > 0);
+        CHECK(dev.requests == 10);
+        CHECK(buf[37 * 512 - 1] == 0x5a);
+
+        /* A device that never answers: the deadline, not a hang. */
+        dev.mode = DEV_SILENT;
+        {
+            struct iovec iov = { buf, 512 };
+            struct blkio_request req = {
+                .op = BLKIO_OP_READ, .iov = &iov, .iovcnt = 1, .len = 512,
+            };
+            struct timespec dl;
+
+            CHECK(virtio_blk_queue_request(&in.q, &req) == 0);
+            clock_gettime(CLOCK_MONOTONIC, &dl);
+            dl.tv_nsec += 100 * 1000 * 1000;
+            if (dl.tv_nsec >= 1000000000) {
+                dl.tv_nsec -= 1000000000;
+                dl.tv_sec++;
+            }
+            CHECK(virtio_blk_process(&in.q, 1, &dl, NULL) == -ETIME);
+        }
+        close_inst(&in);
+    }
+
+    /* Config values that cannot be right. */
+    default_device(true);
+    set_cfg32(20, 100);                 /* blk_size not a power of two */
+    CHECK(open_inst(&in) == -EIO);
+    default_device(true);
+    {
+        uint64_t cap = htole64(UINT64_MAX / 256);
+        memcpy(dev.config, &cap, 8);
+    }
+    CHECK(open_inst(&in) == -EIO);
+    default_device(true);
+    dev.features |= 1ull << VIRTIO_BLK_F_MQ;   /* num_queues left 0 */
+    CHECK(open_inst(&in) == -EIO);
+    default_device(true);
+    dev.features &= ~(1ull << VIRTIO_F_VERSION_1);
+    CHECK(open_inst(&in) == -ENOTSUP);
+
+    printf("untrusted device behaviour handled\n");
+    return 0;
+}

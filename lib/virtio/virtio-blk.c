@@ -391,6 +391,13 @@ int virtio_blk_start(struct blkio *b)
     void *addr;
     int ret;
 
+    if (vb->shm) {
+        /* An earlier blkio_start() failed after this point: start over. */
+        munmap(vb->shm, vb->shm_len);
+        close(vb->shm_fd);
+        vb->shm = NULL;
+        vb->shm_fd = -1;
+    }
     if (vb->dev_ro && !b->read_only)
         return blkio_set_error(-EROFS, "device is read-only (virtio-blk "
                                "VIRTIO_BLK_F_RO): set the read-only property "

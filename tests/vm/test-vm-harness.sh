@@ -25,7 +25,7 @@ expect()
     fi
 }
 
-TMPDIR=$work/tmp "$run" --test-timeout 8 -- \
+TMPDIR=$work/tmp "$run" --test-timeout 6 -- \
     "$g/test-vm-pass.sh" "$g/test-vm-fail.sh" "$g/test-vm-hang.sh" \
     "$g/test-vm-crash.sh" "$g/test-vm-pass.sh" > "$work/out" 2>&1
 rc=$?
@@ -37,16 +37,16 @@ fi
 [ $rc = 1 ] || { echo "NOT OK: run-in-vm.sh exited $rc, expected 1"; failed=1; }
 expect "PASS $g/test-vm-pass.sh"
 expect "FAIL $g/test-vm-fail.sh (exit status 1)"
-expect "FAIL $g/test-vm-hang.sh (timed out after 8s)"
+expect "FAIL $g/test-vm-hang.sh (timed out after 6s)"
 expect "FAIL $g/test-vm-crash.sh (no result: the guest stopped before the test ended)"
 expect "FAIL $g/test-vm-pass.sh (no result: the guest stopped before the test ended)"
 
 # The whole-run timeout: the hanging test outlives it.
-TMPDIR=$work/tmp "$run" --timeout 12 -- "$g/test-vm-hang.sh" > "$work/out" 2>&1
+TMPDIR=$work/tmp "$run" --timeout 10 -- "$g/test-vm-hang.sh" > "$work/out" 2>&1
 rc=$?
 sed 's/^/  | /' "$work/out"
 [ $rc = 1 ] || { echo "NOT OK: run-in-vm.sh exited $rc, expected 1"; failed=1; }
-expect "FAIL $g/test-vm-hang.sh (run timed out after 12s)"
+expect "FAIL $g/test-vm-hang.sh (run timed out after 10s)"
 # A boot that dies before the tests start is retried once, and only once.
 BLKIO_VM_DEBUG_BREAK_FIRST_BOOT=1 TMPDIR=$work/tmp "$run" -- "$g/test-vm-pass.sh" \
     > "$work/out" 2>&1

@@ -3,17 +3,20 @@
  * Description: random-pattern data integrity across all queues with many
  * requests in flight, in one of three completion modes (argv[1]):
  * "blocking" (do_io with min_completions), "event" (completion fds +
- * poll()), "poll" (poll queues, do_io with min 0).  Writes of random
+ * poll()), "poll" (poll queues, do_io with min 0), "threads" (one thread
+ * per queue, blocking, all at once).  Writes of random
  * sizes cover a 24 MiB area once, then reads of other random sizes (some
  * vectored) bring it back for comparison.
  */
+#include <pthread.h>
+
 #include "vu-util.h"
 
 #define AREA   (24u << 20)
 #define NQ     4
 #define DEPTH  48
 
-enum mode { BLOCKING, EVENT, POLL };
+enum mode { BLOCKING, EVENT, POLL, THREADS };
 
 struct job {
     uint64_t off;
@@ -47,8 +50,9 @@ static struct job *make_jobs(uint64_t *seed, size_t *njobs)
     return jobs;
 }
 
-static void run(struct blkio *b, enum mode mode, bool write, uint8_t *buf,
-                const struct job *jobs, size_t njobs)
+static void run_queues(struct blkio *b, enum mode mode, bool write,
+                       uint8_t *buf, const struct job *jobs, size_t njobs,
+                       int first, int nq)
 {
     struct blkioq *qs[NQ];
     int inflight[NQ] = { 0 };
@@ -58,9 +62,9 @@ static void run(struct blkio *b, enum mode mode, bool write, uint8_t *buf,
     int iov_slot[NQ] = { 0 };
     time_t t0 = time(NULL);
 
-    for (int i = 0; i < NQ; i++) {
-        qs[i] = mode == POLL ? blkio_get_poll_queue(b, i)
-                             : blkio_get_queue(b, i);
+    for (int i = 0; i < nq; i++) {
+        qs[i] = mode == POLL ? blkio_get_poll_queue(b, first + i)
+                             : blkio_get_queue(b, first + i);
         CHECK(qs[i]);
         fds[i] = blkioq_get_completion_fd(qs[i]);
         if (mode == EVENT) {
@@ -77,7 +81,7 @@ static void run(struct blkio *b, enum mode mode, bool write, uint8_t *buf,
         if (time(NULL) - t0 > 30)
             T_FAIL("no progress: %zu of %zu done", done, njobs);
         /* Fill every queue up to DEPTH. */
-        for (int i = 0; i < NQ && next < njobs; i++) {
+        for (int i = 0; i < nq && next < njobs; i++) {
             while (inflight[i] < DEPTH && next < njobs) {
                 const struct job *j = &jobs[next++];
                 uint8_t *p = buf + j->off;
@@ -105,22 +109,22 @@ static void run(struct blkio *b, enum mode mode, bool write, uint8_t *buf,
             int r;
 
             /* Submit, then sleep until a completion fd fires. */
-            for (int i = 0; i < NQ; i++) {
+            for (int i = 0; i < nq; i++) {
                 CHECK(blkioq_do_io(qs[i], NULL, 0, 0, NULL) >= 0);
                 pfd[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
             }
-            r = poll(pfd, NQ, 10000);
+            r = poll(pfd, (nfds_t)nq, 10000);
             if (r <= 0)
                 T_FAIL("poll on completion fds returned %d", r);
-            for (int i = 0; i < NQ; i++) {
+            for (int i = 0; i < nq; i++) {
                 uint64_t v;
                 if (pfd[i].revents & POLLIN)
                     CHECK(read(fds[i], &v, 8) == 8);
             }
         }
 
-        for (int i = 0; i < NQ; i++) {
-            int min = mode == BLOCKING && inflight[i] ? 1 : 0;
+        for (int i = 0; i < nq; i++) {
+            int min = (mode == BLOCKING || mode == THREADS) && inflight[i] ? 1 : 0;
             struct timespec t = { .tv_sec = 10 };
             int r = blkioq_do_io(qs[i], c, min, DEPTH, &t);
 
@@ -140,6 +144,47 @@ static void run(struct blkio *b, enum mode mode, bool write, uint8_t *buf,
     }
 }
 
+struct thread_arg {
+    struct blkio *b;
+    bool write;
+    uint8_t *buf;
+    const struct job *jobs;
+    size_t njobs;
+    int index;
+};
+
+static void *thread_main(void *opaque)
+{
+    struct thread_arg *a = opaque;
+
+    run_queues(a->b, THREADS, a->write, a->buf, a->jobs, a->njobs, a->index,
+               1);
+    return NULL;
+}
+
+static void run(struct blkio *b, enum mode mode, bool write, uint8_t *buf,
+                const struct job *jobs, size_t njobs)
+{
+    pthread_t th[NQ];
+    struct thread_arg args[NQ];
+    size_t per = njobs / NQ;
+
+    if (mode != THREADS) {
+        run_queues(b, mode, write, buf, jobs, njobs, 0, NQ);
+        return;
+    }
+    /* Each thread owns one queue and a slice of the jobs. */
+    for (int i = 0; i < NQ; i++) {
+        args[i] = (struct thread_arg){
+            .b = b, .write = write, .buf = buf, .jobs = jobs + i * per,
+            .njobs = i == NQ - 1 ? njobs - i * per : per, .index = i,
+        };
+        CHECK(pthread_create(&th[i], NULL, thread_main, &args[i]) == 0);
+    }
+    for (int i = 0; i < NQ; i++)
+        pthread_join(th[i], NULL);
+}
+
 int main(int argc, char **argv)
 {
     enum mode mode = BLOCKING;
@@ -154,6 +199,8 @@ int main(int argc, char **argv)
         mode = EVENT;
     else if (argc > 1 && strcmp(argv[1], "poll") == 0)
         mode = POLL;
+    else if (argc > 1 && strcmp(argv[1], "threads") == 0)
+        mode = THREADS;
 
     b = mode == POLL ? vu_start(0, NQ) : vu_start(NQ, 0);
     wbuf = vu_buf(b, AREA, &wr);

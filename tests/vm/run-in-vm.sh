@@ -332,6 +332,9 @@ write_job()
     } > "$1/job"
 }
 
+# qemu option values escape a comma by doubling it.
+qesc() { printf '%s' "${1//,/,,}"; }
+
 qemu_args=(
     -machine "q35,accel=${BLKIO_VM_ACCEL:-tcg},kernel-irqchip=split"
     -cpu "${BLKIO_VM_CPU:-max}" -smp 2 -m 2G
@@ -344,15 +347,15 @@ qemu_args=(
 if [ -n "$vblk_img" ]; then
     # Fixed address first, before automatically placed devices could take it.
     # Without iommu_platform=on, writes through VFIO hang.
-    qemu_args+=(-drive "file=$vblk_img,if=none,id=vb0,format=raw$aio"
+    qemu_args+=(-drive "file=$(qesc "$vblk_img"),if=none,id=vb0,format=raw$aio"
                 -device virtio-blk-pci,drive=vb0,disable-legacy=on,iommu_platform=on,addr=0x10)
 fi
 if [ -n "$nvme_img" ]; then
-    qemu_args+=(-drive "file=$nvme_img,if=none,id=nv0,format=raw$aio"
+    qemu_args+=(-drive "file=$(qesc "$nvme_img"),if=none,id=nv0,format=raw$aio"
                 -device "nvme,serial=blkionvme0,drive=nv0${nvme_opts:+,$nvme_opts}")
 fi
 if [ -n "$zoned_img" ]; then
-    qemu_args+=(-drive "file=$zoned_img,if=none,id=nvz0,format=raw$aio"
+    qemu_args+=(-drive "file=$(qesc "$zoned_img"),if=none,id=nvz0,format=raw$aio"
                 -device nvme,id=nvmez,serial=blkionvmez
                 -device "nvme-ns,drive=nvz0,bus=nvmez,nsid=1,zoned=on${zoned_opts:+,$zoned_opts}")
 fi
@@ -385,7 +388,7 @@ for attempt in 1 2; do
         cmdline="$cmdline rdinit=/nonexistent"
     fi
     "$qemu" "${qemu_args[@]}" "${qemu_extra[@]}" -append "$cmdline" \
-        -virtfs "local,path=$res,mount_tag=results,security_model=none,multidevs=remap" \
+        -virtfs "local,path=$(qesc "$res"),mount_tag=results,security_model=none,multidevs=remap" \
         -pidfile "$tmp/qemu.pid" \
         < /dev/null > "$console" 2>&1 &
     qemu_pid=$!

@@ -40,6 +40,9 @@
 #define VBLK_DEFAULT_QUEUE_SIZE 256
 #define VBLK_MAX_QUEUE_SIZE     32768
 #define VBLK_UREQ_CHUNK         64
+/* Bytes per device request: used lengths and descriptor lengths are 32
+ * bits, so keep parts well below 4 GiB (a multiple of any blk_size). */
+#define VBLK_MAX_PART_BYTES     (1ull << 30)
 #define VBLK_POLL_CHECK_SPINS   4096u   /* busy-poll spins between deadline
                                            and hangup checks */
 
@@ -163,6 +166,13 @@ static const char vblk_msg_ring[] =
     "virtio-blk device broke the virtqueue protocol";
 static const char vblk_msg_dead[] =
     "virtio-blk device connection lost (backend gone)";
+static const char vblk_msg_no_discard[] =
+    "virtio-blk device does not support discard (no VIRTIO_BLK_F_DISCARD)";
+static const char vblk_msg_no_wz[] =
+    "virtio-blk device does not support write zeroes (no "
+    "VIRTIO_BLK_F_WRITE_ZEROES) and BLKIO_REQ_NO_FALLBACK is set";
+static const char vblk_msg_no_zones[] =
+    "virtio-blk devices do not support zoned storage requests";
 static const char vblk_msg_frag[] =
     "iovec too fragmented for the device's segment limits: fewer than one "
     "logical block fits in seg_max segments";
@@ -689,6 +699,20 @@ static void vblk_ureq_fail(struct vblk_ureq *u, int ret, const char *msg)
     }
 }
 
+/* Complete a request we will not send, with our own message, and wake
+ * event-driven callers: no device signal will come for it. */
+static int vblk_refuse(struct vblk_queue *vq, const struct blkio_request *req,
+                       int ret, const char *msg)
+{
+    blkioq_complete(vq->q, req->user_data, ret, msg);
+    if (vq->q->completion_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(vq->q->completion_fd, &one, sizeof(one));
+        (void)r;
+    }
+    return 0;
+}
+
 int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
 {
     struct vblk_queue *vq = q->priv;
@@ -696,9 +720,9 @@ int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
     struct vblk_ureq *u;
 
     if (BLKIO_UNLIKELY(vblk_is_dead(vb)))
-        return -ENOTCONN;
+        return vblk_refuse(vq, req, -ENOTCONN, vblk_msg_dead);
     if (BLKIO_UNLIKELY(vq->broken))
-        return vq->broken_ret;
+        return vblk_refuse(vq, req, vq->broken_ret, vq->broken_msg);
 
     switch (req->op) {
     case BLKIO_OP_READ:
@@ -707,15 +731,15 @@ int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
         break;
     case BLKIO_OP_DISCARD:
         if (!vblk_has(vb, VIRTIO_BLK_F_DISCARD))
-            return -ENOTSUP;
+            return vblk_refuse(vq, req, -ENOTSUP, vblk_msg_no_discard);
         break;
     case BLKIO_OP_WRITE_ZEROES:
         if (!vblk_has(vb, VIRTIO_BLK_F_WRITE_ZEROES) &&
             (req->flags & BLKIO_REQ_NO_FALLBACK))
-            return -ENOTSUP;
+            return vblk_refuse(vq, req, -ENOTSUP, vblk_msg_no_wz);
         break;
     default:
-        return -ENOTSUP;
+        return vblk_refuse(vq, req, -ENOTSUP, vblk_msg_no_zones);
     }
 
     u = vblk_ureq_get(vq);
@@ -772,6 +796,8 @@ static unsigned vblk_collect_rw(struct vblk_queue *vq, struct vblk_ureq *u,
     int i = u->iov_idx;
     size_t o = u->iov_off;
 
+    if (want > VBLK_MAX_PART_BYTES)
+        want = VBLK_MAX_PART_BYTES;
     while (n < vq->max_part_segs && got < want && i < u->iovcnt) {
         size_t left = u->iov[i].iov_len - o;
         uint64_t take = left;
@@ -798,7 +824,7 @@ static unsigned vblk_collect_rw(struct vblk_queue *vq, struct vblk_ureq *u,
     }
 
     /* A part that stops early must end on a block boundary. */
-    excess = got < want ? got % vb->blk_size : 0;
+    excess = got < u->end - u->offset ? got % vb->blk_size : 0;
     while (excess && n > 0) {
         struct virtq_buf *last = &vq->bufs[n];
 
@@ -829,6 +855,9 @@ static unsigned vblk_collect_zeroes(struct vblk_queue *vq,
     const struct virtio_blk *vb = vq->vb;
     uint64_t want = u->end - u->offset, got = 0;
     uint32_t seg = VBLK_ZERO_LEN;
+
+    if (want > VBLK_MAX_PART_BYTES)
+        want = VBLK_MAX_PART_BYTES;
     unsigned n = 0;
 
     if (vb->size_max && seg > vb->size_max)

@@ -167,22 +167,25 @@ busybox=${BLKIO_VM_BUSYBOX:-/bin/busybox}
 if LC_ALL=C ldd "$busybox" 2>&1 | grep -q '=>'; then
     skip "$busybox is dynamically linked (install busybox-static)"
 fi
-for c in modprobe depmod xz; do
+for c in modprobe depmod; do
     command -v "$c" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
-    command -v "$c" >/dev/null || skip "$c not found (Debian packages kmod, xz-utils)"
+    command -v "$c" >/dev/null || skip "$c not found (Debian package kmod)"
 done
+# Debian's modules are .ko.xz; busybox can unpack them where xz-utils is absent.
+unxz_cmd=(xz -dc)
+command -v xz >/dev/null || unxz_cmd=("$busybox" xz -dc)
 
 cache=$(vm_cache_dir)
 kver=$(cat "$cache/kernel/current" 2>/dev/null || true)
 if [ -z "$kver" ] || [ ! -f "$cache/kernel/$kver/boot/vmlinuz-$kver" ]; then
     [ "${BLKIO_VM_NO_DOWNLOAD:-0}" = 1 ] &&
-        skip "no guest kernel in $cache (run tests/vm/setup-vm-kernel.sh)"
+        skip "no guest kernel in $cache (run tests/vm/setup-kernel.sh)"
     say "no guest kernel in $cache: fetching it"
-    "$here/setup-vm-kernel.sh" >&2
+    "$here/setup-kernel.sh" >&2
     case $? in
     0) ;;
     77) skip "guest kernel cannot be fetched (see above)" ;;
-    *) die "tests/vm/setup-vm-kernel.sh failed" ;;
+    *) die "tests/vm/setup-kernel.sh failed" ;;
     esac
     kver=$(cat "$cache/kernel/current")
 fi
@@ -220,7 +223,7 @@ build_initramfs()
             name=$(basename "$ko")
             # busybox insmod loads plain .ko files only.
             case $name in
-            *.ko.xz)  name=${name%.xz};  xz -dc "$ko" > "$stage/lib/modules/$name" ;;
+            *.ko.xz)  name=${name%.xz};  "${unxz_cmd[@]}" "$ko" > "$stage/lib/modules/$name" ;;
             *.ko.zst) name=${name%.zst}; zstd -qdc "$ko" > "$stage/lib/modules/$name" ;;
             *.ko.gz)  name=${name%.gz};  gzip -dc "$ko" > "$stage/lib/modules/$name" ;;
             *)        cp "$ko" "$stage/lib/modules/$name" ;;

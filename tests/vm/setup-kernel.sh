@@ -8,7 +8,7 @@
 # mirror the machine already uses.  It is fetched with `apt-get download` and
 # unpacked with `dpkg -x`: nothing is installed on the host.
 #
-# Usage: tests/vm/setup-vm-kernel.sh [--force]
+# Usage: tests/vm/setup-kernel.sh [--force]
 #   --force   download again even if a kernel is cached
 # Environment:
 #   BLKIO_VM_CACHE          cache directory (see vm-common.sh)
@@ -27,7 +27,7 @@ force=0
 cache=$(vm_cache_dir)
 mkdir -p "$cache/kernel"
 
-log() { printf 'setup-vm-kernel: %s\n' "$*" >&2; }
+log() { printf 'setup-kernel: %s\n' "$*" >&2; }
 
 vm_cache_lock "$cache"
 

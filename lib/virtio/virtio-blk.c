@@ -547,7 +547,8 @@ int virtio_blk_queue_init(struct blkioq *q)
     vq->call_fd = -1;
 
     mem = (uint8_t *)vb->shm + VBLK_ZERO_LEN + vindex * vb->queue_block;
-    memset(mem, 0, vb->queue_block);
+    /* The memfd is fresh, so the block is zero; not touching it keeps
+     * the pages of large indirect tables unallocated until used. */
     ret = virtq_init(&vq->vq, mem, num, vblk_has(vb, VIRTIO_RING_F_EVENT_IDX));
     if (ret < 0)
         goto err;

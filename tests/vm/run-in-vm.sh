@@ -133,9 +133,21 @@ test_timeout=${test_timeout:-$timeout}
 case $test_timeout in ''|*[!0-9]*) die "--test-timeout $test_timeout is not a number of seconds" ;; esac
 cwd=$(realpath -e "$cwd") || die "--cwd $cwd does not exist"
 
+# The guest mounts its own file systems over these host directories, so
+# host files there are out of its sight.
+guest_private()
+{
+    case $1 in
+    /dev|/dev/*|/proc|/proc/*|/sys|/sys/*|/run|/run/*) return 0 ;;
+    esac
+    return 1
+}
+guest_private "$cwd" && die "--cwd $cwd is hidden in the guest (guest-private /dev, /proc, /sys, /run)"
+
 tests=()
 for t in "$@"; do
     p=$(realpath -e "$t") || die "test $t does not exist"
+    guest_private "$p" && die "test $t is hidden in the guest (guest-private /dev, /proc, /sys, /run)"
     [ -f "$p" ] && [ -x "$p" ] || die "test $t is not an executable file"
     tests+=("$p")
 done

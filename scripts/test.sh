@@ -14,6 +14,11 @@ cd "$top"
 
 "$top/scripts/setup-deps.sh" || { echo "test: dependency setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
+# In CI the test VM must run: a missing qemu or kernel is a failure there.
+if [ "${CI:-}" = true ]; then
+    export BLKIO_VM_REQUIRE=1
+fi
+
 # The test VM's guest kernel (a Debian package, unpacked into a cache).
 if [ -x tests/vm/setup-kernel.sh ]; then
     tests/vm/setup-kernel.sh || echo "test: test-VM kernel setup failed; VM tests will report it"

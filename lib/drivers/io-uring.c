@@ -31,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -62,6 +63,9 @@
 #define IOU_ZERO_IOVS  64
 
 #define IOU_NONE UINT32_MAX
+
+/* statfs f_type of FUSE file systems (linux/magic.h lacks it). */
+#define IOU_FUSE_MAGIC 0x65735546
 
 /* One step of a write zeroes, discard or flush request. */
 enum iou_method {
@@ -109,6 +113,7 @@ struct iou_instance {
     bool is_reg;
     bool owns_fd;               /* set at successful connect */
     bool dev_write_zeroes;      /* block device offloads write zeroes */
+    bool force_async;           /* IOSQE_ASYNC on every SQE (see connect) */
     void *zero_buf;             /* IOU_ZERO_CHUNK bytes, PROT_READ */
     struct iovec zero_iov[IOU_ZERO_IOVS];
 };
@@ -364,6 +369,19 @@ static int iou_connect(struct blkio *b)
                               "block device",
                               b->path ? b->path : "fd");
         goto fail;
+    }
+
+    /*
+     * FUSE ignores IOCB_NOWAIT on some paths (direct_io files): io_uring
+     * would then run the read inline and block in io_uring_enter, so that
+     * submitting (do_io with min 0) hangs and deadlines do not work.  Make
+     * io_uring hand every request to its worker threads instead.
+     */
+    if (ii->is_reg) {
+        struct statfs sfs;
+
+        if (fstatfs(b->fd, &sfs) == 0 && sfs.f_type == IOU_FUSE_MAGIC)
+            ii->force_async = true;
     }
 
     /*
@@ -651,6 +669,8 @@ static void iou_issue(struct blkioq *q, uint32_t idx, bool from_backlog)
             goto backlog;
     }
     iou_prep_step(q, sqe, &iq->slots[idx]);
+    if (((struct iou_instance *)q->b->priv)->force_async)
+        sqe->flags |= IOSQE_ASYNC;
     io_uring_sqe_set_data64(sqe, idx);
     iq->inflight++;
     return;

@@ -112,6 +112,15 @@ static void event_driven(struct blkioq *q)
         check(n == 1);
     }
     check(ut_wait1(q, buf[0]) == 0);
+
+    /* A zero-length read completes without the kernel: it must wake the
+     * fd all the same. */
+    while (read(cfd, &cnt, sizeof(cnt)) == sizeof(cnt))
+        ;
+    blkioq_read(q, 0, buf[0], 0, buf[1], 0);
+    check(ok(blkioq_do_io(q, NULL, 0, 0, NULL)) == 0);
+    check(epoll_wait(ep, &ev, 1, 1000) == 1);
+    check(ut_wait1(q, buf[1]) == 0);
     close(ep);
 }
 

@@ -2,15 +2,15 @@
 /*
  * Description: blkioq_do_io_interruptible().  With SIGUSR1 blocked and a
  * mask that unblocks it, a signal sent while waiting for a request that
- * does not complete (a read from a FIFO nobody writes to) returns -EINTR,
- * runs the handler and restores the caller's mask; without a signal it
- * behaves like blkioq_do_io().
+ * does not complete (a read held back by the test's FUSE server) returns
+ * -EINTR, runs the handler and restores the caller's mask; a signal the
+ * mask keeps blocked does not interrupt; without a signal it behaves like
+ * blkioq_do_io().
  */
 #include <pthread.h>
 #include <signal.h>
-#include <sys/stat.h>
 
-#include "core-util.h"
+#include "core-fuse.h"
 
 static volatile sig_atomic_t got_signal;
 
@@ -44,10 +44,11 @@ int main(void)
     sigset_t block, waitmask, now;
     struct timespec t;
     static char buf[4096];
-    char fifo[300];
+    char why[256];
+    struct cu_fuse *f;
     struct killer k;
     pthread_t th;
-    int ret, wfd;
+    int ret;
 
     CHECK_RET(sigaction(SIGUSR1, &sa, NULL), 0);
     sigemptyset(&block);
@@ -68,30 +69,17 @@ int main(void)
               -EINVAL);
     blkio_destroy(&b);
 
-    /* A wait that only a signal ends. */
-    snprintf(fifo, sizeof(fifo), "%s/fifo", cu_dir());
-    CHECK_RET(mkfifo(fifo, 0600), 0);
-    b = cu_create("io_uring");
-    CHECK_RET(blkio_set_str(b, "path", fifo), 0);
-    ret = blkio_connect(b);
-    if (ret < 0) {
-        printf("io_uring driver refuses a FIFO: %s\n", blkio_get_error_msg());
-        blkio_destroy(&b);
-        cu_skip("no request that blocks forever: the driver refuses FIFOs");
-    }
-    CHECK_RET(blkio_start(b), 0);
+    /* A wait that only a signal ends: a read the FUSE server holds. */
+    f = cu_fuse_start(1 << 20, why, sizeof(why));
+    if (!f)
+        cu_skip("no request that blocks: %s", why);
+    b = cu_io_uring(f->file, CU_STARTED);
     q = blkio_get_queue(b, 0);
-    blkioq_read(q, 0, buf, 1, buf, 0);
-
-    /* Make sure the read really blocks before relying on it. */
+    cu_fuse_hold(f);
+    blkioq_read(q, 0, buf, 512, buf, 0);
     t = (struct timespec){ 0, 50 * 1000000 };
-    ret = blkioq_do_io(q, &c, 1, 1, &t);
-    if (ret == 1) {
-        blkio_destroy(&b);
-        cu_skip("a read from a FIFO completes at once with this driver "
-                "(ret %d)", c.ret);
-    }
-    CHECK_RET(ret, -ETIME);
+    CHECK_RET(blkioq_do_io(q, &c, 1, 1, &t), -ETIME);
+    cu_fuse_wait_held(f, 1);
 
     k.target = pthread_self();
     k.delay_ms = 200;
@@ -121,13 +109,11 @@ int main(void)
     CHECK(got_signal);
 
     /* The request is still in flight and completes normally. */
-    wfd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    CHECK(wfd >= 0);
-    CHECK_RET(write(wfd, "y", 1), 1);
+    cu_fuse_release(f);
     c = cu_wait_one(q);
     CHECK_RET(c.ret, 0);
-    CHECK(buf[0] == 'y');
-    close(wfd);
+    CHECK(c.user_data == buf && buf[0] == CU_FUSE_FILL);
     blkio_destroy(&b);
+    cu_fuse_stop(f);
     return T_EXIT_PASS;
 }

@@ -78,6 +78,25 @@ cu_skip(const char *fmt, ...)
     exit(T_EXIT_SKIP);
 }
 
+/* Valgrind does not apply the signal mask io_uring_enter() waits with,
+ * so a signal cannot interrupt such a wait under it. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define CU_HAVE_VALGRIND_H 1
+#endif
+#endif
+static inline bool cu_under_valgrind(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+
+#ifdef CU_HAVE_VALGRIND_H
+    if (RUNNING_ON_VALGRIND)
+        return true;
+#endif
+    return p && strstr(p, "vgpreload");
+}
+
 /* ---- temporary files ---- */
 
 static char cu_tmpdir[256];

@@ -81,17 +81,27 @@ int main(void)
     CHECK_RET(blkioq_do_io(q, &c, 1, 1, &t), -ETIME);
     cu_fuse_wait_held(f, 1);
 
+    if (cu_under_valgrind()) {
+        cu_fuse_release(f);
+        c = cu_wait_one(q);
+        CHECK_RET(c.ret, 0);
+        blkio_destroy(&b);
+        cu_fuse_stop(f);
+        cu_skip("under valgrind, signals cannot interrupt io_uring_enter() "
+                "waits (the rest passed)");
+    }
+
     k.target = pthread_self();
     k.delay_ms = 200;
     CHECK_RET(pthread_create(&th, NULL, killer_main, &k), 0);
-    t = (struct timespec){ .tv_sec = 20 };
+    t = (struct timespec){ .tv_sec = 5 };
     ret = blkioq_do_io_interruptible(q, &c, 1, 1, &t, &waitmask);
     CHECK_RET(pthread_join(th, NULL), 0);
     CHECK_RET(ret, -EINTR);
     CHECK(got_signal);
     CHECK(blkio_get_error_msg()[0] != '\0');
     /* Time left was reported, and the mask is ours again. */
-    CHECK(t.tv_sec < 20 && t.tv_sec >= 10);
+    CHECK(t.tv_sec < 5 && t.tv_sec >= 2);
     CHECK_RET(pthread_sigmask(SIG_BLOCK, NULL, &now), 0);
     CHECK(sigismember(&now, SIGUSR1));
 

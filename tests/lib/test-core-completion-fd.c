@@ -3,7 +3,8 @@
  * Description: the completion fd of a regular queue is non-blocking and
  * becomes readable when blkioq_do_io() needs to be called again: after a
  * request completes, and after a request the library itself failed.  The
- * manual's event loop pattern works with it.  Poll queues have none (-1).
+ * manual's event loop pattern works with it.  (Poll queues, which have
+ * none, are in test-core-poll-queue.c.)
  */
 #include <poll.h>
 
@@ -53,7 +54,6 @@ int main(void)
     struct blkio_completion c;
     static char buf[4096];
     int fd, fd1, fl;
-    bool poll_ok;
 
     CHECK_RET(blkio_set_int(b, "num-queues", 2), 0);
     CHECK_RET(blkio_start(b), 0);
@@ -117,32 +117,6 @@ int main(void)
     c = cu_wait_one(q);
     CHECK_RET(c.ret, 0);
 
-    /* Poll queues have no completion fd. */
-    CHECK_RET(blkio_get_bool(b, "supports-poll-queues", &poll_ok), 0);
-    blkio_destroy(&b);
-    if (!poll_ok) {
-        /* Try O_DIRECT, the only way io_uring may offer poll queues. */
-        b = cu_io_uring(path, CU_CREATED);
-        CHECK_RET(blkio_set_bool(b, "direct", true), 0);
-        if (blkio_connect(b) == 0)
-            CHECK_RET(blkio_get_bool(b, "supports-poll-queues", &poll_ok), 0);
-        if (!poll_ok) {
-            blkio_destroy(&b);
-            cu_skip("poll queue case: supports-poll-queues is false here "
-                    "(the rest passed)");
-        }
-    } else {
-        b = cu_io_uring(path, CU_CONNECTED);
-    }
-    CHECK_RET(blkio_set_int(b, "num-poll-queues", 1), 0);
-    CHECK_RET(blkio_start(b), 0);
-    q = blkio_get_poll_queue(b, 0);
-    CHECK(q != NULL);
-    CHECK_RET(blkioq_get_completion_fd(q), -1);
-    blkioq_set_completion_fd_enabled(q, true);   /* no effect */
-    CHECK_RET(blkioq_get_completion_fd(q), -1);
-    CHECK_RET(blkioq_do_io_interruptible(q, NULL, 0, 0, NULL, NULL),
-              -ENOTSUP);
     blkio_destroy(&b);
     return T_EXIT_PASS;
 }

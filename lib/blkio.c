@@ -19,13 +19,13 @@ static const struct blkio_driver *const blkio_drivers[] = {
     &blkio_driver_io_uring,
     &blkio_driver_nvme_io_uring,
     &blkio_driver_virtio_blk_vhost_user,
+    &blkio_driver_virtio_blk_vfio_pci,
 };
 
 /* Drivers of libblkio 1.x that this build does not have yet: a clear
  * message instead of "unknown driver". */
 static const char *const blkio_missing_drivers[] = {
     "virtio-blk-vhost-vdpa",
-    "virtio-blk-vfio-pci",
 };
 
 int blkio_create(const char *driver, struct blkio **bp)
@@ -57,7 +57,8 @@ int blkio_create(const char *driver, struct blkio **bp)
         return blkio_set_error(-ENOENT,
                                "unknown driver name '%s' (available: "
                                "io_uring, nvme-io_uring, "
-                               "virtio-blk-vhost-user)", driver);
+                               "virtio-blk-vhost-user, "
+                               "virtio-blk-vfio-pci)", driver);
     }
     if (!drv->connect)
         return blkio_set_error(-ENOSYS, "driver '%s' is not implemented yet",

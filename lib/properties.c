@@ -364,7 +364,7 @@ int blkio_set_str(struct blkio *b, const char *name, const char *value)
         char *end;
         long v;
         errno = 0;
-        v = strtol(value, &end, 0);
+        v = strtol(value, &end, 10);
         if (errno || end == value || *end != '\0' || v < INT_MIN ||
             v > INT_MAX)
             return blkio_set_error(-EINVAL,
@@ -380,7 +380,7 @@ int blkio_set_str(struct blkio *b, const char *name, const char *value)
         while (*t == ' ' || *t == '\t')
             t++;
         errno = 0;
-        v = strtoull(t, &end, 0);
+        v = strtoull(t, &end, 10);
         if (*t == '-' || errno || end == t || *end != '\0')
             return blkio_set_error(-EINVAL,
                                    "property '%s': invalid uint64 '%s'",

@@ -19,13 +19,8 @@ static const struct blkio_driver *const blkio_drivers[] = {
     &blkio_driver_io_uring,
     &blkio_driver_nvme_io_uring,
     &blkio_driver_virtio_blk_vhost_user,
+    &blkio_driver_virtio_blk_vhost_vdpa,
     &blkio_driver_virtio_blk_vfio_pci,
-};
-
-/* Drivers of libblkio 1.x that this build does not have yet: a clear
- * message instead of "unknown driver". */
-static const char *const blkio_missing_drivers[] = {
-    "virtio-blk-vhost-vdpa",
 };
 
 int blkio_create(const char *driver, struct blkio **bp)
@@ -47,19 +42,13 @@ int blkio_create(const char *driver, struct blkio **bp)
             break;
         }
     }
-    if (!drv) {
-        for (size_t i = 0; i < sizeof(blkio_missing_drivers) /
-                               sizeof(blkio_missing_drivers[0]); i++)
-            if (strcmp(blkio_missing_drivers[i], driver) == 0)
-                return blkio_set_error(-ENOSYS,
-                                       "driver '%s' is not supported by "
-                                       "this build of libblkio", driver);
+    if (!drv)
         return blkio_set_error(-ENOENT,
                                "unknown driver name '%s' (available: "
                                "io_uring, nvme-io_uring, "
                                "virtio-blk-vhost-user, "
+                               "virtio-blk-vhost-vdpa, "
                                "virtio-blk-vfio-pci)", driver);
-    }
     if (!drv->connect)
         return blkio_set_error(-ENOSYS, "driver '%s' is not implemented yet",
                                driver);

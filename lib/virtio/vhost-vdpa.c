@@ -1,0 +1,729 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * virtio-blk-vhost-vdpa driver: the kernel's vhost-vdpa character device
+ * (/dev/vhost-vdpa-N, linux/vhost.h) as a virtio transport.  The device
+ * logic is the generic virtio-blk code; this file only drives the device
+ * status, features, config and virtqueues through ioctls, owns the kick
+ * eventfds and keeps the device's IOTLB in step with our memory.
+ *
+ * Memory: every region the device must reach (our ring region and the
+ * application's mapped regions) goes into the IOTLB with our virtual
+ * address as its IOVA, so descriptors and ring addresses carry plain
+ * pointers, exactly as with vhost-user.  Software devices (VDUSE) map the
+ * file behind an address, hardware devices pin the pages: either way the
+ * memory must stay mapped while the device may use it.
+ *
+ * The device only looks at its virtqueues once DRIVER_OK is set, and
+ * after that it cannot take new ones: we set it when the last queue of
+ * blkio_start() is set up.  Stopping any queue resets the whole device.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/vhost.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+
+#include "internal.h"
+#include "virtio-blk.h"
+
+/* Upper bound on queue-size: what the split ring index arithmetic in the
+ * generic code allows, whatever larger number a device reports. */
+#define VDPA_MAX_QUEUE_SIZE     32768u
+
+/* The vhost module's default for max_iotlb_entries, used when its
+ * parameter cannot be read. */
+#define VDPA_DEFAULT_IOTLB_ENTRIES 2048u
+
+/* Config space the generic code reads at most. */
+#define VDPA_CONFIG_MAX         256u
+
+#define VDPA_BACKEND_WANTED                                                  \
+    ((1ull << VHOST_BACKEND_F_IOTLB_MSG_V2) |                                \
+     (1ull << VHOST_BACKEND_F_IOTLB_BATCH))
+
+struct vhost_vdpa {
+    struct blkio *b;
+    int fd;                     /* the vhost-vdpa device, -1 if none */
+    bool opened;                /* we opened fd from the path property */
+
+    uint64_t backend_features;  /* negotiated */
+    uint64_t offered;           /* virtio features the device offers */
+    uint64_t features;          /* virtio features we accepted */
+    uint32_t config_size;       /* 0: the kernel cannot tell */
+    uint32_t nvqs;              /* 0: the kernel cannot tell */
+    uint16_t vring_num_max;
+    uint64_t iova_first, iova_last;
+    uint64_t iotlb_entries;
+
+    struct blkio_mem_region internal;
+    bool internal_mapped;
+    bool needs_reset;           /* status or queues changed since features */
+    bool driver_ok;
+    unsigned queues_set_up;     /* since the last start */
+
+    int *kick_fds;              /* by virtqueue index */
+    unsigned nkick;
+};
+
+static int vdpa_ioctl(struct vhost_vdpa *v, unsigned long req, void *arg,
+                      const char *name)
+{
+    int r;
+
+    do {
+        r = ioctl(v->fd, req, arg);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return blkio_set_error(-errno, "vhost-vdpa %s on fd %d: %m", name,
+                               v->fd);
+    return 0;
+}
+
+#define VDPA_IOCTL(v, req, arg) vdpa_ioctl((v), (req), (arg), #req)
+
+/* ---- device status ---- */
+
+static int vdpa_get_status(struct vhost_vdpa *v, uint8_t *status)
+{
+    return VDPA_IOCTL(v, VHOST_VDPA_GET_STATUS, status);
+}
+
+static int vdpa_set_status(struct vhost_vdpa *v, uint8_t status)
+{
+    return VDPA_IOCTL(v, VHOST_VDPA_SET_STATUS, &status);
+}
+
+/* Reset on paths that must not touch the thread's error message (undoing
+ * a failed connect or start, destroy): the earlier failure is what the
+ * caller needs to read. */
+static void vdpa_reset_quiet(struct vhost_vdpa *v)
+{
+    uint8_t zero = 0;
+    int r = ioctl(v->fd, VHOST_VDPA_SET_STATUS, &zero);
+
+    (void)r;
+    v->driver_ok = false;
+    v->queues_set_up = 0;
+    v->needs_reset = true;
+}
+
+/* Add bits to the status and check that the device kept them: a device
+ * refuses FEATURES_OK or DRIVER_OK by leaving the bit clear. */
+static int vdpa_add_status(struct vhost_vdpa *v, uint8_t bits,
+                           const char *what)
+{
+    uint8_t status;
+    int ret;
+
+    ret = vdpa_get_status(v, &status);
+    if (ret < 0)
+        return ret;
+    ret = vdpa_set_status(v, status | bits);
+    if (ret < 0)
+        return ret;
+    ret = vdpa_get_status(v, &status);
+    if (ret < 0)
+        return ret;
+    if (status & VIRTIO_CONFIG_S_FAILED)
+        return blkio_set_error(-EIO, "vhost-vdpa device failed when "
+                               "setting %s (status 0x%x)", what, status);
+    if ((status & bits) != bits)
+        return blkio_set_error(-EIO, "vhost-vdpa device did not accept %s "
+                               "(status 0x%x)", what, status);
+    return 0;
+}
+
+/* Reset, then ACKNOWLEDGE | DRIVER: ready for feature negotiation. */
+static int vdpa_reset(struct vhost_vdpa *v)
+{
+    int ret = vdpa_set_status(v, 0);
+
+    if (ret < 0)
+        return ret;
+    v->driver_ok = false;
+    v->queues_set_up = 0;
+    return vdpa_add_status(v, VIRTIO_CONFIG_S_ACKNOWLEDGE |
+                              VIRTIO_CONFIG_S_DRIVER,
+                           "ACKNOWLEDGE|DRIVER");
+}
+
+static int vdpa_negotiate(struct vhost_vdpa *v)
+{
+    uint64_t f = v->features;
+    int ret;
+
+    ret = VDPA_IOCTL(v, VHOST_SET_FEATURES, &f);
+    if (ret < 0)
+        return ret;
+    ret = vdpa_add_status(v, VIRTIO_CONFIG_S_FEATURES_OK, "FEATURES_OK");
+    if (ret < 0)
+        return ret;
+    v->needs_reset = false;
+    return 0;
+}
+
+/* ---- IOTLB ---- */
+
+static int vdpa_iotlb_msg(struct vhost_vdpa *v, uint8_t type, uint64_t iova,
+                          uint64_t size, uint64_t uaddr)
+{
+    struct vhost_msg_v2 msg;
+    ssize_t r;
+
+    memset(&msg, 0, sizeof(msg));
+    msg.type = VHOST_IOTLB_MSG_V2;
+    msg.iotlb.type = type;
+    msg.iotlb.iova = iova;
+    msg.iotlb.size = size;
+    msg.iotlb.uaddr = uaddr;
+    msg.iotlb.perm = type == VHOST_IOTLB_UPDATE ? VHOST_ACCESS_RW : 0;
+    do {
+        r = write(v->fd, &msg, sizeof(msg));
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    if ((size_t)r != sizeof(msg))
+        return -EIO;
+    return 0;
+}
+
+/*
+ * One update or invalidation, without touching the error message.  With
+ * IOTLB_BATCH the kernel hands the device the whole new table once at
+ * BATCH_END instead of after every message; devices that take the table
+ * as a whole (VDUSE) prefer that.
+ */
+static int vdpa_iotlb_quiet(struct vhost_vdpa *v, uint8_t type, void *addr,
+                            uint64_t len)
+{
+    bool batch = v->backend_features & (1ull << VHOST_BACKEND_F_IOTLB_BATCH);
+    uint64_t iova = (uint64_t)(uintptr_t)addr;
+    int ret, ret2 = 0;
+
+    if (batch) {
+        ret = vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0);
+        if (ret < 0)
+            return ret;
+    }
+    ret = vdpa_iotlb_msg(v, type, iova, len, iova);
+    if (batch)
+        ret2 = vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_END, 0, 0, 0);
+    return ret < 0 ? ret : ret2;
+}
+
+static int vdpa_iotlb(struct vhost_vdpa *v, uint8_t type, void *addr,
+                      uint64_t len)
+{
+    uint64_t iova = (uint64_t)(uintptr_t)addr;
+    int ret;
+
+    if (type == VHOST_IOTLB_UPDATE &&
+        (iova < v->iova_first || len == 0 || iova + len - 1 < iova ||
+         iova + len - 1 > v->iova_last))
+        return blkio_set_error(-ERANGE, "vhost-vdpa: memory at %p (%llu "
+                               "bytes) is outside the device's IOVA range "
+                               "0x%llx-0x%llx", addr, (unsigned long long)len,
+                               (unsigned long long)v->iova_first,
+                               (unsigned long long)v->iova_last);
+    ret = vdpa_iotlb_quiet(v, type, addr, len);
+    if (ret < 0)
+        return blkio_set_error(ret, "vhost-vdpa: IOTLB %s of %p (%llu "
+                               "bytes): %s",
+                               type == VHOST_IOTLB_UPDATE ? "update"
+                                                          : "invalidation",
+                               addr, (unsigned long long)len, strerror(-ret));
+    return 0;
+}
+
+/* ---- transport ops ---- */
+
+static int vdpa_get_features(void *t, uint64_t *features)
+{
+    struct vhost_vdpa *v = t;
+    int ret = VDPA_IOCTL(v, VHOST_GET_FEATURES, &v->offered);
+
+    if (ret < 0)
+        return ret;
+    *features = v->offered;
+    return 0;
+}
+
+static int vdpa_set_features(void *t, uint64_t features)
+{
+    struct vhost_vdpa *v = t;
+
+    /*
+     * Our addresses are IOVAs translated by the device's IOTLB, which is
+     * what ACCESS_PLATFORM says; vDPA devices require it (VDUSE refuses to
+     * create a device without it), so accept it whenever it is offered.
+     */
+    features |= v->offered & (1ull << VIRTIO_F_ACCESS_PLATFORM);
+    v->features = features;
+    return vdpa_negotiate(v);
+}
+
+static int vdpa_read_config(void *t, void *buf, uint32_t len)
+{
+    struct vhost_vdpa *v = t;
+    /* struct vhost_vdpa_config ends in a flexible array: room for it. */
+    uint32_t raw[(sizeof(struct vhost_vdpa_config) + VDPA_CONFIG_MAX) / 4];
+    struct vhost_vdpa_config *cfg = (struct vhost_vdpa_config *)raw;
+    uint32_t n = len;
+    int ret;
+
+    if (len > VDPA_CONFIG_MAX)
+        return blkio_set_error(-EINVAL, "config read of %u bytes is too "
+                               "large", len);
+    /* The device's config may be shorter than the newest struct: read
+     * what it has, the rest stays zero (the caller cleared buf). */
+    if (v->config_size && n > v->config_size)
+        n = v->config_size;
+    memset(raw, 0, sizeof(raw));
+    cfg->off = 0;
+    cfg->len = n;
+    ret = VDPA_IOCTL(v, VHOST_VDPA_GET_CONFIG, cfg);
+    if (ret < 0)
+        return ret;
+    memcpy(buf, cfg->buf, n);
+    return 0;
+}
+
+static int vdpa_max_queues(void *t)
+{
+    struct vhost_vdpa *v = t;
+    return v->nvqs > 65535 ? 65535 : (int)v->nvqs;
+}
+
+static uint64_t vdpa_max_mem_regions(void *t)
+{
+    struct vhost_vdpa *v = t;
+
+    /* One IOTLB entry per region (file-backed regions spanning several
+     * mappings take more); one of them holds our rings. */
+    return v->iotlb_entries - 1;
+}
+
+static int vdpa_start(void *t, const struct blkio_mem_region *internal)
+{
+    struct vhost_vdpa *v = t;
+    int ret;
+
+    if (v->internal_mapped) {
+        /* A retried blkio_start(): the old ring memory is gone. */
+        vdpa_iotlb_quiet(v, VHOST_IOTLB_INVALIDATE, v->internal.addr,
+                         v->internal.len);
+        v->internal_mapped = false;
+    }
+    if (v->needs_reset || v->driver_ok) {
+        ret = vdpa_reset(v);
+        if (ret == 0)
+            ret = vdpa_negotiate(v);
+        if (ret < 0)
+            return ret;
+    }
+    v->queues_set_up = 0;
+    ret = vdpa_iotlb(v, VHOST_IOTLB_UPDATE, internal->addr, internal->len);
+    if (ret < 0)
+        return ret;
+    v->internal = *internal;
+    v->internal_mapped = true;
+    return 0;
+}
+
+static int vdpa_kick_fd(struct vhost_vdpa *v, unsigned index)
+{
+    if (index >= v->nkick) {
+        unsigned n = index + 1;
+        int *nk = realloc(v->kick_fds, n * sizeof(*nk));
+
+        if (!nk)
+            return blkio_set_error(-ENOMEM, "out of memory for kick fds");
+        for (unsigned i = v->nkick; i < n; i++)
+            nk[i] = -1;
+        v->kick_fds = nk;
+        v->nkick = n;
+    }
+    if (v->kick_fds[index] < 0) {
+        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+        if (fd < 0)
+            return blkio_set_error(-errno, "eventfd for kicking virtqueue "
+                                   "%u: %m", index);
+        v->kick_fds[index] = fd;
+    }
+    return v->kick_fds[index];
+}
+
+static int vdpa_setup_queue(void *t, const struct virtio_vq_info *info)
+{
+    struct vhost_vdpa *v = t;
+    struct blkio *b = v->b;
+    struct vhost_vring_state st = { .index = info->index };
+    struct vhost_vring_addr addr = {
+        .index = info->index,
+        .desc_user_addr = info->desc_addr,
+        .used_user_addr = info->used_addr,
+        .avail_user_addr = info->avail_addr,
+    };
+    struct vhost_vring_file f = { .index = info->index };
+    unsigned want = (unsigned)(b->num_queues + b->num_poll_queues);
+    int kick, ret;
+
+    if (v->driver_ok)
+        return blkio_set_error(-EBUSY, "vhost-vdpa: virtqueue %u set up "
+                               "after DRIVER_OK", info->index);
+    if (v->nvqs && info->index >= v->nvqs)
+        return blkio_set_error(-EINVAL, "vhost-vdpa device has %u "
+                               "virtqueues, cannot set up virtqueue %u",
+                               v->nvqs, info->index);
+    kick = vdpa_kick_fd(v, info->index);
+    if (kick < 0)
+        return kick;
+
+    /* Whatever happens next, the device must be reset before reuse. */
+    v->needs_reset = true;
+    st.num = info->num;
+    ret = VDPA_IOCTL(v, VHOST_SET_VRING_NUM, &st);
+    if (ret < 0)
+        return ret;
+    st.num = 0;
+    ret = VDPA_IOCTL(v, VHOST_SET_VRING_BASE, &st);
+    if (ret < 0)
+        return ret;
+    ret = VDPA_IOCTL(v, VHOST_SET_VRING_ADDR, &addr);
+    if (ret < 0)
+        return ret;
+    f.fd = info->call_fd;       /* -1 unsets it */
+    ret = VDPA_IOCTL(v, VHOST_SET_VRING_CALL, &f);
+    if (ret < 0)
+        return ret;
+    f.fd = kick;
+    ret = VDPA_IOCTL(v, VHOST_SET_VRING_KICK, &f);
+    if (ret < 0)
+        return ret;
+    st.num = 1;
+    ret = VDPA_IOCTL(v, VHOST_VDPA_SET_VRING_ENABLE, &st);
+    if (ret < 0)
+        return ret;
+
+    if (++v->queues_set_up == want) {
+        /* Every queue is in place: let the device go. */
+        ret = vdpa_add_status(v, VIRTIO_CONFIG_S_DRIVER_OK, "DRIVER_OK");
+        if (ret < 0)
+            return ret;
+        v->driver_ok = true;
+    }
+    return 0;
+}
+
+static void vdpa_stop_queue(void *t, unsigned index)
+{
+    struct vhost_vdpa *v = t;
+
+    (void)index;
+    /*
+     * Queues only go away together (blkio_destroy() or a failed
+     * blkio_start()), and a vDPA device cannot stop one of its queues
+     * while running: reset it, which stops them all before their memory
+     * is reused.
+     */
+    if (v->fd < 0 || (!v->driver_ok && v->queues_set_up == 0))
+        return;
+    vdpa_reset_quiet(v);
+}
+
+static void vdpa_kick(void *t, unsigned index)
+{
+    struct vhost_vdpa *v = t;
+    uint64_t one = 1;
+    ssize_t r = write(v->kick_fds[index], &one, sizeof(one));
+
+    (void)r;    /* EAGAIN: the counter is saturated, still pending */
+}
+
+static int vdpa_map_region(void *t, const struct blkio_mem_region *region)
+{
+    struct vhost_vdpa *v = t;
+
+    return vdpa_iotlb(v, VHOST_IOTLB_UPDATE, region->addr, region->len);
+}
+
+static void vdpa_unmap_region(void *t, const struct blkio_mem_region *region)
+{
+    struct vhost_vdpa *v = t;
+
+    if (v->fd >= 0)
+        vdpa_iotlb_quiet(v, VHOST_IOTLB_INVALIDATE, region->addr,
+                         region->len);
+}
+
+static int vdpa_hangup_fd(void *t)
+{
+    (void)t;
+    return -1;  /* a kernel device does not hang up */
+}
+
+static void vdpa_close(struct vhost_vdpa *v)
+{
+    for (unsigned i = 0; i < v->nkick; i++) {
+        if (v->kick_fds[i] >= 0)
+            close(v->kick_fds[i]);
+        v->kick_fds[i] = -1;
+    }
+    if (v->fd >= 0) {
+        /* Stop the device before its memory goes away; closing the fd
+         * also resets it, but only once the last reference is gone. */
+        vdpa_reset_quiet(v);
+        if (v->internal_mapped)
+            vdpa_iotlb_quiet(v, VHOST_IOTLB_INVALIDATE, v->internal.addr,
+                             v->internal.len);
+        close(v->fd);
+    }
+    v->fd = -1;
+    v->internal_mapped = false;
+    v->driver_ok = false;
+    v->queues_set_up = 0;
+}
+
+static void vdpa_destroy(void *t)
+{
+    struct vhost_vdpa *v = t;
+
+    /* The fd is ours once blkio_connect() succeeded (or we opened it). */
+    vdpa_close(v);
+    v->b->fd = -1;
+    free(v->kick_fds);
+    free(v);
+}
+
+static const struct virtio_transport_ops vdpa_ops = {
+    .get_features    = vdpa_get_features,
+    .set_features    = vdpa_set_features,
+    .read_config     = vdpa_read_config,
+    .max_queues      = vdpa_max_queues,
+    .max_mem_regions = vdpa_max_mem_regions,
+    .start           = vdpa_start,
+    .setup_queue     = vdpa_setup_queue,
+    .stop_queue      = vdpa_stop_queue,
+    .kick            = vdpa_kick,
+    .map_region      = vdpa_map_region,
+    .unmap_region    = vdpa_unmap_region,
+    .hangup_fd       = vdpa_hangup_fd,
+    .destroy         = vdpa_destroy,
+};
+
+/* ---- connect ---- */
+
+static uint64_t vdpa_iotlb_limit(void)
+{
+    FILE *f = fopen("/sys/module/vhost/parameters/max_iotlb_entries", "re");
+    unsigned long long n = 0;
+
+    if (f) {
+        if (fscanf(f, "%llu", &n) != 1)
+            n = 0;
+        fclose(f);
+    }
+    return n >= 2 ? n : VDPA_DEFAULT_IOTLB_ENTRIES;
+}
+
+/* Everything we learn about the device before the generic code talks
+ * features and config. */
+static int vdpa_probe(struct vhost_vdpa *v)
+{
+    struct vhost_vdpa_iova_range range;
+    uint64_t backend;
+    uint32_t id, n;
+    uint16_t num;
+    int ret;
+
+    ret = VDPA_IOCTL(v, VHOST_SET_OWNER, NULL);
+    if (ret == -EBUSY)
+        return blkio_set_error(-EBUSY, "vhost-vdpa device fd %d is already "
+                               "in use by another owner", v->fd);
+    if (ret == -ENOTTY)
+        return blkio_set_error(-ENOTTY, "fd %d is not a vhost-vdpa device "
+                               "(VHOST_SET_OWNER not supported)", v->fd);
+    if (ret < 0)
+        return ret;
+
+    ret = VDPA_IOCTL(v, VHOST_VDPA_GET_DEVICE_ID, &id);
+    if (ret < 0)
+        return ret;
+    if (id != VIRTIO_ID_BLOCK)
+        return blkio_set_error(-ENOTSUP, "vhost-vdpa device is virtio "
+                               "device type %u, not a block device (%u)",
+                               id, VIRTIO_ID_BLOCK);
+
+    ret = VDPA_IOCTL(v, VHOST_GET_BACKEND_FEATURES, &backend);
+    if (ret < 0)
+        return ret;
+    if (!(backend & (1ull << VHOST_BACKEND_F_IOTLB_MSG_V2)))
+        return blkio_set_error(-ENOTSUP, "vhost-vdpa device does not "
+                               "support IOTLB v2 messages (backend "
+                               "features 0x%llx)",
+                               (unsigned long long)backend);
+    backend &= VDPA_BACKEND_WANTED;
+    ret = VDPA_IOCTL(v, VHOST_SET_BACKEND_FEATURES, &backend);
+    if (ret < 0)
+        return ret;
+    v->backend_features = backend;
+
+    /* Optional ioctls of newer kernels: without them, assume the widest
+     * limits and let the device refuse. */
+    v->iova_first = 0;
+    v->iova_last = UINT64_MAX;
+    if (ioctl(v->fd, VHOST_VDPA_GET_IOVA_RANGE, &range) == 0) {
+        if (range.first > range.last)
+            return blkio_set_error(-EIO, "vhost-vdpa device reported an "
+                                   "empty IOVA range 0x%llx-0x%llx",
+                                   (unsigned long long)range.first,
+                                   (unsigned long long)range.last);
+        v->iova_first = range.first;
+        v->iova_last = range.last;
+    }
+    if (ioctl(v->fd, VHOST_VDPA_GET_CONFIG_SIZE, &n) == 0)
+        v->config_size = n;
+    if (ioctl(v->fd, VHOST_VDPA_GET_VQS_COUNT, &n) == 0) {
+        if (n == 0)
+            return blkio_set_error(-EIO, "vhost-vdpa device has no "
+                                   "virtqueues");
+        v->nvqs = n;
+    }
+
+    ret = VDPA_IOCTL(v, VHOST_VDPA_GET_VRING_NUM, &num);
+    if (ret < 0)
+        return ret;
+    if (num == 0)
+        return blkio_set_error(-EIO, "vhost-vdpa device reported a maximum "
+                               "queue size of 0");
+    v->vring_num_max = num;
+    v->iotlb_entries = vdpa_iotlb_limit();
+
+    return vdpa_reset(v);
+}
+
+/* QEMU probes for fd support with fd=-1 and expects -EINVAL. */
+static int vdpa_set_fd(struct blkio *b, const struct blkio_property *p,
+                       const void *value)
+{
+    int fd = *(const int *)value;
+
+    (void)b;
+    if (fd < 0)
+        return blkio_set_error(-EINVAL, "%s must be an open file descriptor "
+                               "of a vhost-vdpa device, got %d", p->name, fd);
+    return 0;
+}
+
+static int vdpa_drv_create(struct blkio *b)
+{
+    struct vhost_vdpa *v = calloc(1, sizeof(*v));
+    int ret;
+
+    if (!v)
+        return blkio_set_error(-ENOMEM, "out of memory creating "
+                               "virtio-blk-vhost-vdpa state");
+    v->b = b;
+    v->fd = -1;
+    ret = virtio_blk_create(b, &vdpa_ops, v);
+    if (ret < 0)
+        free(v);
+    return ret;
+}
+
+static int vdpa_drv_connect(struct blkio *b)
+{
+    struct vhost_vdpa *v = virtio_blk_transport(b);
+    unsigned max;
+    int ret;
+
+    if (b->path && b->fd >= 0)
+        return blkio_set_error(-EINVAL, "properties 'path' and 'fd' cannot "
+                               "both be set");
+    if (!b->path && b->fd < 0)
+        return blkio_set_error(-EINVAL, "property 'path' or 'fd' must be set "
+                               "to the vhost-vdpa character device before "
+                               "blkio_connect()");
+    if (b->path) {
+        struct stat st;
+
+        if (!*b->path)
+            return blkio_set_error(-EINVAL, "path is empty");
+        v->fd = open(b->path, O_RDWR | O_CLOEXEC);
+        if (v->fd < 0)
+            return blkio_set_error(-errno, "open vhost-vdpa device '%s': %m",
+                                   b->path);
+        if (fstat(v->fd, &st) == 0 && !S_ISCHR(st.st_mode)) {
+            close(v->fd);
+            v->fd = -1;
+            return blkio_set_error(-ENOTTY, "'%s' is not a vhost-vdpa "
+                                   "character device", b->path);
+        }
+        v->opened = true;
+    } else {
+        v->fd = b->fd;
+        v->opened = false;
+    }
+
+    ret = vdpa_probe(v);
+    if (ret == 0)
+        ret = virtio_blk_connect(b);
+    if (ret < 0) {
+        /* The caller's fd stays the caller's until we succeed; reset what
+         * we did to the device, it may be handed to someone else. */
+        if (v->opened)
+            close(v->fd);
+        else
+            vdpa_reset_quiet(v);
+        v->fd = -1;
+        v->opened = false;
+        return ret;
+    }
+    b->fd = v->fd;
+
+    max = v->vring_num_max < VDPA_MAX_QUEUE_SIZE ? v->vring_num_max
+                                                 : VDPA_MAX_QUEUE_SIZE;
+    while (max & (max - 1))
+        max &= max - 1;         /* largest power of two below */
+    b->max_queue_size = (int)max;
+    if (b->queue_size > b->max_queue_size)
+        b->queue_size = b->max_queue_size;
+    b->needs_mem_regions = true;
+    b->needs_mem_region_fd = false;
+    b->may_pin_mem_regions = true;
+    return 0;
+}
+
+static const struct blkio_property vdpa_props[] = {
+    BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, vdpa_set_fd),
+    BLKIO_PROP("queue-size", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
+               queue_size, virtio_blk_set_queue_size),
+    BLKIO_PROP("max-queue-size", PROP_INT, ST_AFTER_CONNECT, 0,
+               max_queue_size, NULL),
+};
+
+const struct blkio_driver blkio_driver_virtio_blk_vhost_vdpa = {
+    .name                      = "virtio-blk-vhost-vdpa",
+    .props                     = vdpa_props,
+    .nprops                    = sizeof(vdpa_props) / sizeof(vdpa_props[0]),
+    .create                    = vdpa_drv_create,
+    .connect                   = vdpa_drv_connect,
+    .start                     = virtio_blk_start,
+    .destroy                   = virtio_blk_destroy,
+    .map_mem_region            = virtio_blk_map_mem_region,
+    .unmap_mem_region          = virtio_blk_unmap_mem_region,
+    .queue_init                = virtio_blk_queue_init,
+    .queue_destroy             = virtio_blk_queue_destroy,
+    .queue_request             = virtio_blk_queue_request,
+    .process                   = virtio_blk_process,
+    .set_completion_fd_enabled = virtio_blk_set_completion_fd_enabled,
+};

@@ -1058,7 +1058,6 @@ static void vp_close(struct vfio_pci *vp)
     vp->irq_fds = NULL;
     vp->nvqs = vp->nvec = vp->nlive = 0;
     vp->started_once = false;
-    blkio_clear_error();
 }
 
 static void vp_destroy(void *t)
@@ -1066,6 +1065,7 @@ static void vp_destroy(void *t)
     struct vfio_pci *vp = t;
 
     vp_close(vp);
+    blkio_clear_error();
     free(vp);
 }
 
@@ -1186,8 +1186,14 @@ static int vp_drv_connect(struct blkio *b)
     return 0;
 
 err:
-    vp_close(vp);
-    return ret;
+    {
+        /* Keep the message of what failed, not of the cleanup. */
+        char msg[512];
+
+        snprintf(msg, sizeof(msg), "%s", blkio_get_error_msg());
+        vp_close(vp);
+        return blkio_set_error(ret, "%s", msg);
+    }
 }
 
 static const struct blkio_property vp_props[] = {

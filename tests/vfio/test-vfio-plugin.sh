@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Guest test: the nbdkit plugin serves the virtio-blk-pci device through the
+# virtio-blk-vfio-pci driver; data copied in with nbdcopy reads back the
+# same through a second nbdkit instance (the device is bound to vfio-pci, so
+# the kernel cannot read it), and a read-only export refuses writes.
+# Plugin: $BLKIO_VFIO_PLUGIN, else plugin/nbdkit-blkio-plugin.so under the
+# current directory (the build directory under `meson test`).
+set -euo pipefail
+
+skip() { echo "$0: SKIP: $*"; exit 77; }
+[ "${BLKIO_VM:-}" = 1 ] || skip "not in the test VM"
+bdf=${BLKIO_VM_VIRTIO_BLK_BDF:-}
+[ -n "$bdf" ] || skip "BLKIO_VM_VIRTIO_BLK_BDF is not set"
+plugin=${BLKIO_VFIO_PLUGIN:-$PWD/plugin/nbdkit-blkio-plugin.so}
+[ -f "$plugin" ] || skip "plugin $plugin is not built"
+command -v nbdkit >/dev/null || skip "nbdkit is not installed"
+command -v nbdcopy >/dev/null || skip "nbdcopy is not installed"
+
+dev=/sys/bus/pci/devices/$bdf
+if [ "$(basename "$(readlink -f "$dev/driver" 2>/dev/null)")" != vfio-pci ]; then
+    "$BLKIO_VM_GUEST_DIR/vfio-bind.sh" "$bdf" >/dev/null
+fi
+
+tmp=$(mktemp -d /tmp/test-vfio-plugin.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+size=$((8 * 1024 * 1024))
+head -c $size /dev/urandom > "$tmp/data"
+
+set -x
+# Write through the plugin and flush.
+timeout 120 nbdkit -U - -f "$plugin" driver=virtio-blk-vfio-pci path="$dev" \
+    --run "nbdcopy --flush '$tmp/data' \"\$uri\""
+# A new instance (the device was reset in between) reads it back.
+timeout 120 nbdkit -U - -f "$plugin" driver=virtio-blk-vfio-pci path="$dev" \
+    --run "nbdcopy \"\$uri\" '$tmp/back'"
+cmp -n $size "$tmp/data" "$tmp/back"
+# Read-only export: writes are refused, reads work.
+if timeout 60 nbdkit -r -U - -f "$plugin" driver=virtio-blk-vfio-pci \
+       path="$dev" --run "nbdcopy '$tmp/data' \"\$uri\"" 2>"$tmp/ro.err"; then
+    echo "writing to a read-only export succeeded"; exit 1
+fi
+timeout 60 nbdkit -r -U - -f "$plugin" driver=virtio-blk-vfio-pci path="$dev" \
+    --run "nbdcopy \"\$uri\" '$tmp/back2'"
+cmp -n $size "$tmp/data" "$tmp/back2"

@@ -21,6 +21,16 @@ if [ "$(basename "$(readlink -f "$dev/driver" 2>/dev/null)")" != vfio-pci ]; the
     "$BLKIO_VM_GUEST_DIR/vfio-bind.sh" "$bdf" >/dev/null
 fi
 
+# A sanitizer build of the plugin needs its runtime loaded first into
+# nbdkit, which is not built with it.
+preload=
+for lib in $(ldd "$plugin" | awk '/libasan|libubsan/ { print $3 }'); do
+    preload="$preload${preload:+:}$lib"
+done
+if [ -n "$preload" ]; then
+    export LD_PRELOAD=$preload ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+fi
+
 tmp=$(mktemp -d /tmp/test-vfio-plugin.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 size=$((8 * 1024 * 1024))

@@ -52,6 +52,8 @@ struct vhost_vdpa {
     struct blkio *b;
     int fd;                     /* the vhost-vdpa device, -1 if none */
     bool opened;                /* we opened fd from the path property */
+    char name[64];              /* "'/dev/vhost-vdpa-N'" or "fd N", for
+                                   messages */
 
     uint64_t backend_features;  /* negotiated */
     uint64_t offered;           /* virtio features the device offers */
@@ -81,8 +83,8 @@ static int vdpa_ioctl(struct vhost_vdpa *v, unsigned long req, void *arg,
         r = ioctl(v->fd, req, arg);
     } while (r < 0 && errno == EINTR);
     if (r < 0)
-        return blkio_set_error(-errno, "vhost-vdpa %s on fd %d: %m", name,
-                               v->fd);
+        return blkio_set_error(-errno, "vhost-vdpa %s on %s: %m", name,
+                               v->name);
     return 0;
 }
 
@@ -546,11 +548,11 @@ static int vdpa_probe(struct vhost_vdpa *v)
 
     ret = VDPA_IOCTL(v, VHOST_SET_OWNER, NULL);
     if (ret == -EBUSY)
-        return blkio_set_error(-EBUSY, "vhost-vdpa device fd %d is already "
-                               "in use by another owner", v->fd);
+        return blkio_set_error(-EBUSY, "vhost-vdpa device %s already has "
+                               "an owner", v->name);
     if (ret == -ENOTTY)
-        return blkio_set_error(-ENOTTY, "fd %d is not a vhost-vdpa device "
-                               "(VHOST_SET_OWNER not supported)", v->fd);
+        return blkio_set_error(-ENOTTY, "%s is not a vhost-vdpa device "
+                               "(VHOST_SET_OWNER not supported)", v->name);
     if (ret < 0)
         return ret;
 
@@ -558,9 +560,9 @@ static int vdpa_probe(struct vhost_vdpa *v)
     if (ret < 0)
         return ret;
     if (id != VIRTIO_ID_BLOCK)
-        return blkio_set_error(-ENOTSUP, "vhost-vdpa device is virtio "
+        return blkio_set_error(-ENOTSUP, "vhost-vdpa device %s is virtio "
                                "device type %u, not a block device (%u)",
-                               id, VIRTIO_ID_BLOCK);
+                               v->name, id, VIRTIO_ID_BLOCK);
 
     ret = VDPA_IOCTL(v, VHOST_GET_BACKEND_FEATURES, &backend);
     if (ret < 0)
@@ -668,9 +670,11 @@ static int vdpa_drv_connect(struct blkio *b)
                                    "character device", b->path);
         }
         v->opened = true;
+        snprintf(v->name, sizeof(v->name), "'%.60s'", b->path);
     } else {
         v->fd = b->fd;
         v->opened = false;
+        snprintf(v->name, sizeof(v->name), "fd %d", b->fd);
     }
 
     ret = vdpa_probe(v);

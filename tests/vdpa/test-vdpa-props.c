@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * Description: virtio-blk-vhost-vdpa properties and connection rules: what
+ * the device reports (capacity = image size, request-alignment 512,
+ * max-queues = the export's num-queues, memory region needs, queue sizes),
+ * path or fd (fd ownership passes only at a successful connect), refused
+ * paths, the device's single-owner rule, queue-size limits, and I/O with
+ * a queue far smaller than the number of requests in flight.
+ * Usage: test-vdpa-props.
+ */
+#include <sys/uio.h>
+
+#include "vdpa-util.h"
+
+#define VT_SIZE (48ull << 20)
+
+static void test_properties(const char *dev)
+{
+    struct blkio *b = NULL;
+    char *s = NULL;
+    int mqs;
+
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_get_str(b, "driver", &s), 0);
+    CHECK(strcmp(s, VT_DRIVER) == 0);
+    free(s);
+    CHECK_RET(blkio_set_str(b, "path", dev), 0);
+    /* Device properties exist only after connect. */
+    {
+        uint64_t cap;
+        CHECK(blkio_get_uint64(b, "capacity", &cap) < 0);
+    }
+    CHECK_RET(blkio_connect(b), 0);
+
+    CHECK_EQ(vt_get_u64(b, "capacity"), VT_SIZE);
+    CHECK_EQ(vt_get_int(b, "request-alignment"), 512);
+    CHECK_EQ(vt_get_int(b, "max-queues"), VT_EXPORT_QUEUES);
+    CHECK_EQ(vt_get_int(b, "num-queues"), 1);
+    CHECK_EQ(vt_get_int(b, "num-poll-queues"), 0);
+    CHECK(vt_get_bool(b, "needs-mem-regions"));
+    CHECK(!vt_get_bool(b, "needs-mem-region-fd"));
+    CHECK(vt_get_bool(b, "supports-poll-queues"));
+    CHECK(!vt_get_bool(b, "can-add-queues"));
+    CHECK(!vt_get_bool(b, "can-grow"));
+    CHECK(!vt_get_bool(b, "read-only"));
+    CHECK(vt_get_bool(b, "flush-needed"));     /* qsd's export has FLUSH */
+    CHECK(!vt_get_bool(b, "supports-fua-natively"));
+    CHECK_EQ(vt_get_int(b, "buf-alignment"), 1);
+    CHECK_EQ(vt_get_int(b, "max-transfer"), 0);
+    CHECK(vt_get_int(b, "max-segments") >= 1);
+    CHECK(vt_get_u64(b, "max-mem-regions") >= 1);
+    CHECK(vt_get_u64(b, "max-write-zeroes-len") > 0);
+    CHECK(vt_get_u64(b, "max-discard-len") > 0);
+    CHECK_EQ(vt_get_int(b, "discard-alignment") % 512, 0);
+    /* qemu-storage-daemon's vduse-blk export: queue-size 256 (default). */
+    mqs = vt_get_int(b, "max-queue-size");
+    CHECK_EQ(mqs, 256);
+    CHECK_EQ(vt_get_int(b, "queue-size"), 256);
+    CHECK(vt_get_int(b, "fd") >= 0);
+    CHECK_RET(blkio_get_str(b, "path", &s), 0);
+    CHECK(strcmp(s, dev) == 0);
+    free(s);
+
+    /* Written before connect only. */
+    CHECK_RET(blkio_set_str(b, "path", "/dev/null"), -EBUSY);
+    CHECK_RET(blkio_set_int(b, "fd", 0), -EBUSY);
+
+    /* queue-size: a power of two up to max-queue-size. */
+    CHECK_RET(blkio_set_int(b, "queue-size", 3), -EINVAL);
+    CHECK_RET(blkio_set_int(b, "queue-size", 0), -EINVAL);
+    CHECK_RET(blkio_set_int(b, "queue-size", mqs * 2), -EINVAL);
+    CHECK_RET(blkio_set_int(b, "max-queue-size", 64), -EACCES);
+
+    /* More queues than the export has. */
+    CHECK_RET(blkio_set_int(b, "num-queues", VT_EXPORT_QUEUES + 1), 0);
+    CHECK_RET(blkio_start(b), -EINVAL);
+    CHECK_RET(blkio_set_int(b, "num-queues", 1), 0);
+    CHECK_RET(blkio_set_int(b, "num-poll-queues", 1), 0);
+    CHECK_RET(blkio_start(b), 0);
+    CHECK(blkio_get_queue(b, 0));
+    CHECK(blkio_get_poll_queue(b, 0));
+    CHECK(blkio_set_int(b, "queue-size", 64) < 0);
+    blkio_destroy(&b);
+}
+
+/* The device has one owner at a time; it is free again after destroy. */
+static void test_exclusive(const char *dev)
+{
+    struct blkio *a = NULL, *b = NULL;
+
+    CHECK_RET(blkio_create(VT_DRIVER, &a), 0);
+    CHECK_RET(blkio_set_str(a, "path", dev), 0);
+    CHECK_RET(blkio_connect(a), 0);
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_str(b, "path", dev), 0);
+    CHECK_RET(blkio_connect(b), -EBUSY);
+    CHECK(strstr(blkio_get_error_msg(), dev) != NULL);
+    blkio_destroy(&a);
+    CHECK_RET(blkio_connect(b), 0);
+    blkio_destroy(&b);
+}
+
+static void test_bad_paths(void)
+{
+    struct blkio *b = NULL;
+
+    /* Neither path nor fd. */
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_connect(b), -EINVAL);
+    blkio_destroy(&b);
+
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_str(b, "path", "/dev/vhost-vdpa-does-not-exist"), 0);
+    CHECK_RET(blkio_connect(b), -ENOENT);
+    CHECK(strstr(blkio_get_error_msg(), "vhost-vdpa-does-not-exist"));
+    blkio_destroy(&b);
+
+    /* A character device that is not vhost-vdpa. */
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_str(b, "path", "/dev/null"), 0);
+    CHECK(blkio_connect(b) < 0);
+    printf("connect to /dev/null: %s\n", blkio_get_error_msg());
+    blkio_destroy(&b);
+
+    /* A regular file. */
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_str(b, "path", vt_image), 0);
+    CHECK(blkio_connect(b) < 0);
+    blkio_destroy(&b);
+}
+
+static bool vt_fd_open(int fd)
+{
+    return fcntl(fd, F_GETFD) >= 0;
+}
+
+static void test_fd(const char *dev)
+{
+    struct blkio *b = NULL;
+    int fd, nullfd;
+
+    /* QEMU probes for fd support with -1 and expects -EINVAL. */
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_int(b, "fd", -1), -EINVAL);
+
+    /* A failed connect leaves the fd with the caller. */
+    nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    CHECK(nullfd >= 0);
+    CHECK_RET(blkio_set_int(b, "fd", nullfd), 0);
+    CHECK(blkio_connect(b) < 0);
+    blkio_destroy(&b);
+    CHECK(vt_fd_open(nullfd));
+    close(nullfd);
+
+    /* path and fd together. */
+    fd = open(dev, O_RDWR | O_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_int(b, "fd", fd), 0);
+    CHECK_RET(blkio_set_str(b, "path", dev), 0);
+    CHECK_RET(blkio_connect(b), -EINVAL);
+    blkio_destroy(&b);
+    CHECK(vt_fd_open(fd));
+
+    /* A good fd: the instance owns it after connect and closes it. */
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_int(b, "fd", fd), 0);
+    CHECK_RET(blkio_connect(b), 0);
+    CHECK_EQ(vt_get_int(b, "fd"), fd);
+    CHECK_EQ(vt_get_u64(b, "capacity"), VT_SIZE);
+    CHECK_RET(blkio_start(b), 0);
+    {
+        struct blkio_mem_region r;
+        struct blkioq *q = blkio_get_queue(b, 0);
+        uint8_t *buf = vt_region(b, 4096, &r);
+
+        memset(buf, 0x5a, 4096);
+        blkioq_write(q, 8192, buf, 4096, NULL, 0);
+        CHECK_RET(vt_wait(q, NULL), 0);
+        memset(buf, 0, 4096);
+        blkioq_read(q, 8192, buf, 4096, NULL, 0);
+        CHECK_RET(vt_wait(q, NULL), 0);
+        CHECK(buf[0] == 0x5a && buf[4095] == 0x5a);
+    }
+    blkio_destroy(&b);
+    CHECK(!vt_fd_open(fd));
+}
+
+/* A queue of 4 descriptors with 64 requests queued at once: requests wait
+ * for ring slots inside the library. */
+static void test_small_queue(const char *dev)
+{
+    struct blkio *b = NULL;
+    struct blkio_mem_region r;
+    struct blkio_completion c[64];
+    struct blkioq *q;
+    uint8_t *buf;
+    int n = 0;
+
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_str(b, "path", dev), 0);
+    CHECK_RET(blkio_connect(b), 0);
+    CHECK_RET(blkio_set_int(b, "queue-size", 4), 0);
+    CHECK_RET(blkio_start(b), 0);
+    CHECK_EQ(vt_get_int(b, "queue-size"), 4);
+    q = blkio_get_queue(b, 0);
+    buf = vt_region(b, 64 * 4096, &r);
+    for (int i = 0; i < 64; i++) {
+        vt_fill(buf + i * 4096, 4096, (uint64_t)i * 4096, 77);
+        blkioq_write(q, (uint64_t)i * 4096, buf + i * 4096, 4096, NULL, 0);
+    }
+    while (n < 64) {
+        int r2 = blkioq_do_io(q, c, 1, 64, NULL);
+
+        CHECK(r2 >= 1);
+        for (int i = 0; i < r2; i++)
+            CHECK_RET(c[i].ret, 0);
+        n += r2;
+    }
+    memset(buf, 0, 64 * 4096);
+    for (int i = 0; i < 64; i++)
+        blkioq_read(q, (uint64_t)i * 4096, buf + i * 4096, 4096, NULL, 0);
+    CHECK_RET(blkioq_do_io(q, c, 64, 64, NULL), 64);
+    for (int i = 0; i < 64; i++) {
+        uint8_t want[4096];
+
+        CHECK_RET(c[i].ret, 0);
+        vt_fill(want, 4096, (uint64_t)i * 4096, 77);
+        if (memcmp(want, buf + i * 4096, 4096) != 0)
+            VT_FAIL("block %d read back wrong through a 4-entry queue", i);
+    }
+    blkio_destroy(&b);
+}
+
+int main(void)
+{
+    const char *dev = vt_start(VT_SIZE);
+
+    test_properties(dev);
+    test_exclusive(dev);
+    test_bad_paths();
+    test_fd(dev);
+    test_small_queue(dev);
+    printf("ok\n");
+    return 0;
+}

@@ -47,6 +47,20 @@ static void test_props(const char *path)
     CHECK(vt_get_u64(b, "max-discard-len") > 0);    /* discard=on */
     CHECK(vt_get_u64(b, "max-write-zeroes-len") > 0);
     CHECK(!vt_get_bool(b, "read-only"));
+    {
+        /* Registers are reached through an mmap of the BAR where VFIO
+         * allows it (QEMU's virtio BAR has no MSI-X table in it). */
+        char line[512];
+        bool mapped = false;
+        FILE *f = fopen("/proc/self/maps", "r");
+
+        CHECK(f != NULL);
+        while (fgets(line, sizeof(line), f))
+            if (strstr(line, "vfio-device"))
+                mapped = true;
+        fclose(f);
+        CHECK(mapped);
+    }
 
     /* QEMU's virtio-blk queue-size default is 256 for every queue. */
     qs = vt_get_int(b, "queue-size");

@@ -17,7 +17,6 @@
  * BAR sizes VFIO reports, queue sizes and notify offsets are checked before
  * use, and a device that does not take a status bit is refused.
  */
-#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -598,15 +597,18 @@ static int vp_regions(struct vfio_pci *vp)
  * are alternatives the spec lets us ignore. */
 static int vp_take_cap(struct vfio_pci *vp, const uint8_t *cfg, unsigned pos)
 {
-    uint8_t cap_len = cfg[pos + VIRTIO_PCI_CAP_LEN];
-    uint8_t type = cfg[pos + VIRTIO_PCI_CAP_CFG_TYPE];
-    uint8_t bar = cfg[pos + VIRTIO_PCI_CAP_BAR];
+    uint8_t cap_len, type, bar;
     uint32_t off, len;
     struct vp_area *a;
 
+    if (pos + sizeof(struct virtio_pci_cap) > VP_CFG_SPACE)
+        return 0;       /* malformed: ignore it, not the device */
+    cap_len = cfg[pos + VIRTIO_PCI_CAP_LEN];
+    type = cfg[pos + VIRTIO_PCI_CAP_CFG_TYPE];
+    bar = cfg[pos + VIRTIO_PCI_CAP_BAR];
     if (cap_len < sizeof(struct virtio_pci_cap) ||
         pos + cap_len > VP_CFG_SPACE)
-        return 0;       /* malformed: ignore it, not the device */
+        return 0;
     memcpy(&off, cfg + pos + VIRTIO_PCI_CAP_OFFSET, 4);
     memcpy(&len, cfg + pos + VIRTIO_PCI_CAP_LENGTH, 4);
     off = le32toh(off);
@@ -1158,6 +1160,16 @@ static int vp_drv_connect(struct blkio *b)
     if (ret < 0)
         goto err;
     vp->offered = (uint64_t)hi << 32 | lo;
+    if (!(vp->offered & (1ull << VIRTIO_F_ACCESS_PLATFORM))) {
+        /* Without it the device takes our IOVAs for physical addresses
+         * and bypasses the IOMMU we map memory in (virtio 1.2, 6.1). */
+        ret = blkio_set_error(-ENOTSUP, "vfio-pci: virtio device does not "
+                              "offer VIRTIO_F_ACCESS_PLATFORM (features "
+                              "0x%llx), so its DMA would bypass the IOMMU; "
+                              "with QEMU use iommu_platform=on",
+                              (unsigned long long)vp->offered);
+        goto err;
+    }
     vp->dev_num_queues = (uint16_t)v;
     if (vp->dev_num_queues == 0) {
         ret = blkio_set_error(-EIO, "vfio-pci: device reports no "

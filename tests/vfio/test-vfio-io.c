@@ -6,7 +6,8 @@
  * queue, the completion fd on another, busy polling on a poll queue);
  * vectored requests split across device limits; flush, FUA, write zeroes
  * with every flag, discard; memory the application mapped itself (no fd);
- * requests the library must refuse; a read-only instance.
+ * requests the library must refuse; a read-only instance; features
+ * declined; queues removed while another one keeps working.
  * Usage: test-vfio-io (in the test VM).
  */
 #include <poll.h>
@@ -378,6 +379,26 @@ static void test_declined_features(const char *path)
     blkio_destroy(&b);
 }
 
+/* Removing one queue leaves the device and the other queue working (a
+ * single virtqueue cannot be stopped without VIRTIO_F_RING_RESET). */
+static void test_remove_queue(const char *path)
+{
+    struct blkio *b = vt_open(path, false, 2, 1);
+    struct blkio_mem_region r;
+    uint8_t *buf = vt_region(b, 65536, &r);
+    struct blkioq *q0 = blkio_get_queue(b, 0);
+
+    CHECK_RET(blkio_remove_queue(b, 1), 0);
+    CHECK_RET(blkio_remove_poll_queue(b, 0), 0);
+    CHECK(blkio_get_queue(b, 1) == NULL);
+    CHECK_RET(VT_ONE(q0, blkioq_read(q0, VT_OWN_OFF, buf, 65536, NULL, 0)),
+              0);
+    CHECK(vt_verify(buf, 65536, VT_OWN_OFF, 31));
+    CHECK_RET(VT_ONE(q0, blkioq_flush(q0, NULL, 0)), 0);
+    vt_region_free(b, &r);
+    blkio_destroy(&b);
+}
+
 int main(void)
 {
     const char *path = vt_device();
@@ -392,6 +413,7 @@ int main(void)
     blkio_destroy(&b);
     test_read_only(path);
     test_declined_features(path);
+    test_remove_queue(path);
     printf("ok\n");
     return 0;
 }

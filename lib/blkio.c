@@ -5,6 +5,7 @@
  * driver does the device work at each step.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +141,12 @@ int blkio_start(struct blkio *b)
     b->state = BLKIO_STATE_STARTED;
     ret = blkio_queues_create(b);
     if (ret < 0) {
+        char why[512];
+
+        /* Say which setting asked for the queue that could not be had. */
+        snprintf(why, sizeof(why), "%s", blkio_get_error_msg());
+        blkio_set_error(ret, "creating num-queues=%d and num-poll-queues=%d "
+                        "queues: %s", b->num_queues, b->num_poll_queues, why);
         blkio_queues_destroy(b);
         b->state = BLKIO_STATE_CONNECTED;
         return ret;

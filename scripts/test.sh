@@ -36,11 +36,12 @@ done
 run_stage() {   # name builddir meson-test-args...
     name=$1; dir=$2; shift 2
     echo "=== $name ==="
-    meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"
+    rm -f "$dir/meson-logs/$name.json"
+    meson test -C "$dir" --logbase "$name" --print-errorlogs --num-processes 2 "$@"
     rc=$?
     [ $rc -eq 0 ] || status=1
-    if [ -f "$dir/meson-logs/testlog.json" ]; then
-        cp "$dir/meson-logs/testlog.json" "$logs/$name.json"
+    if [ -f "$dir/meson-logs/$name.json" ]; then
+        cp "$dir/meson-logs/$name.json" "$logs/$name.json"
     else
         echo '{"name": "'"$name"'", "result": "FAIL"}' > "$logs/$name.json"
     fi

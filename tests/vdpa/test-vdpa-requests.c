@@ -10,7 +10,6 @@
  * signalled.
  * Usage: test-vdpa-requests.
  */
-#define _GNU_SOURCE
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/uio.h>

@@ -25,6 +25,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <linux/vhost.h>
 #include <linux/virtio_config.h>
@@ -63,6 +64,8 @@ struct vhost_vdpa {
     uint16_t vring_num_max;
     uint64_t iova_first, iova_last;
     uint64_t iotlb_entries;
+    bool maps_by_file;          /* VDUSE: only shared file mappings reach
+                                   the device */
 
     struct blkio_mem_region internal;
     bool internal_mapped;
@@ -450,10 +453,65 @@ static void vdpa_kick(void *t, unsigned index)
     (void)r;    /* EAGAIN: the counter is saturated, still pending */
 }
 
+/*
+ * Devices that take virtual addresses (VDUSE) are handed the file behind
+ * each mapping, and the kernel silently leaves out memory that is not a
+ * shared file mapping (private or anonymous): requests using it would
+ * never complete.  Check /proc/self/maps first and refuse such memory.
+ */
+static int vdpa_check_file_backed(struct vhost_vdpa *v, void *addr,
+                                  size_t len)
+{
+    uintptr_t start = (uintptr_t)addr, end = start + len, covered = start;
+    char line[512];
+    bool bol = true;
+    FILE *f = fopen("/proc/self/maps", "re");
+
+    if (!f)
+        return blkio_set_error(-errno, "open /proc/self/maps: %m");
+    while (covered < end && fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi, ino;
+        char perms[8];
+        bool line_start = bol;
+
+        /* Long paths: skip the rest of an overlong line. */
+        bol = strchr(line, '\n') != NULL;
+        if (!line_start ||
+            sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms,
+                   &ino) != 4)
+            continue;
+        if (hi <= covered)
+            continue;
+        if (lo > covered)
+            break;      /* a hole */
+        if (perms[3] != 's' || ino == 0) {
+            fclose(f);
+            return blkio_set_error(-EINVAL, "memory at %p (%zu bytes) is "
+                                   "not a shared file mapping: the VDUSE "
+                                   "device %s can only reach MAP_SHARED "
+                                   "memory of a file or memfd (memory from "
+                                   "blkio_alloc_mem_region() is)", addr, len,
+                                   v->name);
+        }
+        covered = hi;
+    }
+    fclose(f);
+    if (covered < end)
+        return blkio_set_error(-EFAULT, "memory at %p (%zu bytes) is not "
+                               "mapped", addr, len);
+    return 0;
+}
+
 static int vdpa_map_region(void *t, const struct blkio_mem_region *region)
 {
     struct vhost_vdpa *v = t;
 
+    if (v->maps_by_file) {
+        int ret = vdpa_check_file_backed(v, region->addr, region->len);
+
+        if (ret < 0)
+            return ret;
+    }
     return vdpa_iotlb(v, VHOST_IOTLB_UPDATE, region->addr, region->len);
 }
 
@@ -536,6 +594,24 @@ static uint64_t vdpa_iotlb_limit(void)
     return n >= 2 ? n : VDPA_DEFAULT_IOTLB_ENTRIES;
 }
 
+/* Is the device behind fd a VDUSE one (/sys/devices/virtual/vduse/...)? */
+static bool vdpa_is_vduse(int fd)
+{
+    char link[64], target[512];
+    struct stat st;
+    ssize_t n;
+
+    if (fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode))
+        return false;
+    snprintf(link, sizeof(link), "/sys/dev/char/%u:%u", major(st.st_rdev),
+             minor(st.st_rdev));
+    n = readlink(link, target, sizeof(target) - 1);
+    if (n < 0)
+        return false;
+    target[n] = '\0';
+    return strstr(target, "/vduse/") != NULL;
+}
+
 /* Everything we learn about the device before the generic code talks
  * features and config. */
 static int vdpa_probe(struct vhost_vdpa *v)
@@ -608,6 +684,7 @@ static int vdpa_probe(struct vhost_vdpa *v)
                                "queue size of 0");
     v->vring_num_max = num;
     v->iotlb_entries = vdpa_iotlb_limit();
+    v->maps_by_file = vdpa_is_vduse(v->fd);
 
     return vdpa_reset(v);
 }

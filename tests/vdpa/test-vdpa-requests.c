@@ -6,7 +6,8 @@
  * splits it), discard; the backend image is checked after flushes.  Also
  * requests the core refuses (misaligned, past the end, buffers outside
  * mapped regions, unknown flags), a memfd region the application maps
- * itself, unmapped and mapped again, and the completion fd being
+ * itself, unmapped and mapped again, anonymous memory (VDUSE reaches
+ * only shared mappings: private is refused), and the completion fd being
  * signalled.
  * Usage: test-vdpa-requests.
  */
@@ -197,6 +198,38 @@ static void test_own_region(struct blkio *b, struct blkioq *q)
     close(fd);
 }
 
+/*
+ * VDUSE reaches only shared file mappings (the kernel hands it the file):
+ * private anonymous memory is refused at map time rather than accepted and
+ * never reached; MAP_SHARED anonymous memory (shmem) works.
+ */
+static void test_anon_regions(struct blkio *b, struct blkioq *q)
+{
+    size_t len = 256 * 1024;
+    struct blkio_mem_region r;
+    uint8_t *p;
+
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED);
+    r = (struct blkio_mem_region){ .addr = p, .len = len, .fd = -1 };
+    CHECK_RET(blkio_map_mem_region(b, &r), -EINVAL);
+    CHECK(strstr(blkio_get_error_msg(), "shared") != NULL);
+    munmap(p, len);
+
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED);
+    r = (struct blkio_mem_region){ .addr = p, .len = len, .fd = -1 };
+    CHECK_RET(blkio_map_mem_region(b, &r), 0);
+    vt_fill(p, len, 40u << 20, 777);
+    blkioq_write(q, 40u << 20, p, len, NULL, BLKIO_REQ_FUA);
+    CHECK_RET(vt_wait(q, NULL), 0);
+    vt_check_image(p, len, 40u << 20, "write from shared anonymous memory");
+    blkio_unmap_mem_region(b, &r);
+    munmap(p, len);
+}
+
 /* The completion fd of a regular queue becomes readable when a request
  * completes. */
 static void test_completion_fd(struct blkioq *q, uint8_t *buf)
@@ -234,6 +267,8 @@ int main(void)
     printf("poll queue: every request type ok\n");
     test_own_region(b, q);
     printf("application memfd region: ok\n");
+    test_anon_regions(b, q);
+    printf("anonymous regions: private refused, shared ok\n");
     test_completion_fd(q, buf);
     printf("completion fd: ok\n");
     blkio_destroy(&b);

@@ -13,7 +13,7 @@ expect_fail ()
 {
     local pattern=$1 status=0
     shift
-    timeout 20 "$NBDKIT" -U "$sock" -f "$PLUGIN" "$@" \
+    timeout -k 5 20 "$NBDKIT" -U "$sock" -f "$PLUGIN" "$@" \
         </dev/null >"$tmp/out" 2>&1 || status=$?
     cat "$tmp/out"
     if [ $status -eq 0 ]; then

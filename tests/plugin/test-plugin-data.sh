@@ -10,7 +10,7 @@ truncate -s $size "$tmp/disk"
 make_random "$tmp/data" $size
 start_nbdkit io_uring path="$tmp/disk"
 
-timeout 60 nbdcopy --flush "$tmp/data" "$(uri)"
+timeout -k 5 60 nbdcopy --flush "$tmp/data" "$(uri)"
 cmp "$tmp/data" "$tmp/disk"
-timeout 60 nbdcopy "$(uri)" "$tmp/back"
+timeout -k 5 60 nbdcopy "$(uri)" "$tmp/back"
 cmp "$tmp/data" "$tmp/back"

@@ -9,7 +9,7 @@ size=$((16 * 1024 * 1024))
 make_random "$tmp/disk" $size
 start_nbdkit io_uring path="$tmp/disk"
 
-timeout 60 /usr/bin/python3 - "$(uri)" "$tmp/disk" <<'PY'
+timeout -k 5 60 /usr/bin/python3 - "$(uri)" "$tmp/disk" <<'PY'
 import nbd, os, sys
 uri, path = sys.argv[1], sys.argv[2]
 h = nbd.NBD()

@@ -6,7 +6,7 @@ requires_driver io_uring
 set -x
 
 truncate -s 3M "$tmp/disk"
-timeout 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$tmp/disk" \
+timeout -k 5 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$tmp/disk" \
     num-entries=64 num-queues=3 \
     get=capacity get=num-entries get=num-queues get=driver \
     --run 'true' > "$tmp/out" 2>&1

@@ -7,7 +7,7 @@ requires_driver io_uring
 set -x
 
 truncate -s 100M "$tmp/disk"
-timeout 60 "$NBDKIT" -U - "$PLUGIN" io_uring path="$tmp/disk" \
+timeout -k 5 60 "$NBDKIT" -U - "$PLUGIN" io_uring path="$tmp/disk" \
     --run "nbdinfo --json \"\$uri\"" > "$tmp/info.json"
 cat "$tmp/info.json"
 

@@ -49,7 +49,7 @@ for n in 2 4; do
     truncate -s $size "$tmp/disk"
     pids=()
     for i in $(seq 0 $((n - 1))); do
-        timeout 60 /usr/bin/python3 "$tmp/client.py" "$(uri)" "$tmp/data" $i $n &
+        timeout -k 5 60 /usr/bin/python3 "$tmp/client.py" "$(uri)" "$tmp/data" $i $n &
         pids+=($!)
     done
     for p in "${pids[@]}"; do

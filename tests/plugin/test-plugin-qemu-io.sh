@@ -11,7 +11,7 @@ truncate -s 64M "$tmp/disk"
 start_nbdkit io_uring path="$tmp/disk"
 img="nbd:unix:$sock"
 
-timeout 60 qemu-io -f raw "$img" \
+timeout -k 5 60 qemu-io -f raw "$img" \
     -c 'write -P 0x55 0 1M' -c 'write -P 0xaa 1M 3M' \
     -c 'write -z 8M 4M' -c 'discard 16M 1M' -c 'flush' \
     -c 'read -P 0x55 0 1M' -c 'read -P 0xaa 1M 3M' -c 'read -P 0 8M 4M' \
@@ -21,4 +21,4 @@ timeout 60 qemu-io -f raw "$img" \
 if grep -q 'Pattern verification failed\|error' "$tmp/out"; then
     exit 1
 fi
-timeout 60 qemu-img compare -f raw -F raw "$img" "$tmp/disk"
+timeout -k 5 60 qemu-img compare -f raw -F raw "$img" "$tmp/disk"

@@ -9,7 +9,7 @@ make_random "$tmp/disk" $((4 * 1024 * 1024))
 cp "$tmp/disk" "$tmp/orig"
 start_nbdkit -r io_uring path="$tmp/disk"
 
-timeout 60 /usr/bin/python3 - "$(uri)" "$tmp/orig" <<'PY'
+timeout -k 5 60 /usr/bin/python3 - "$(uri)" "$tmp/orig" <<'PY'
 import nbd, sys
 h = nbd.NBD()
 h.set_strict_mode(0)    # send the writes anyway: the server must refuse

@@ -11,7 +11,7 @@ size=$((80 * MiB))
 
 run_sizes ()
 {
-    timeout 120 /usr/bin/python3 - "$(uri)" "$tmp/disk" "$1" <<'PY'
+    timeout -k 5 120 /usr/bin/python3 - "$(uri)" "$tmp/disk" "$1" <<'PY'
 import nbd, os, sys
 uri, path, align = sys.argv[1], sys.argv[2], int(sys.argv[3])
 MiB = 1024 * 1024

@@ -85,6 +85,11 @@ int blkio_create(const char *driver, struct blkio **bp)
     return 0;
 }
 
+static bool blkio_is_pow2(int v)
+{
+    return v > 0 && (v & (v - 1)) == 0;
+}
+
 int blkio_connect(struct blkio *b)
 {
     int ret;
@@ -97,6 +102,24 @@ int blkio_connect(struct blkio *b)
     ret = b->drv->connect(b);
     if (ret < 0)
         return ret;
+
+    /* The request path masks with these instead of dividing. */
+    if (!blkio_is_pow2(b->request_alignment) ||
+        !blkio_is_pow2(b->buf_alignment)) {
+        int bad_req = !blkio_is_pow2(b->request_alignment);
+
+        /* A driver bug: the device is open, so stay connected (destroy
+         * releases it) but refuse to go on. */
+        b->state = BLKIO_STATE_CONNECTED;
+        b->num_queues = 0;
+        b->max_queues = 0;
+        return blkio_set_error(-EIO, "driver '%s' reported %s %d, which is "
+                               "not a power of two", b->driver_name,
+                               bad_req ? "request-alignment" :
+                                         "buf-alignment",
+                               bad_req ? b->request_alignment :
+                                         b->buf_alignment);
+    }
     b->state = BLKIO_STATE_CONNECTED;
     return 0;
 }

@@ -43,6 +43,20 @@ cleanup_fn rm -rf "$tmp"
 sock=$tmp/nbd.sock
 pidfile=$tmp/nbdkit.pid
 
+# A sanitizer build of the plugin needs its runtime loaded into nbdkit
+# (which is not built with it) before anything else: wrap nbdkit.
+_preload=$(ldd "$PLUGIN" 2>/dev/null |
+           awk '/libasan|libubsan/ { printf "%s%s", sep, $3; sep=":" }')
+if [ -n "$_preload" ]; then
+    cat > "$tmp/nbdkit" <<WRAP
+#!/bin/sh
+LD_PRELOAD=$_preload ASAN_OPTIONS=\${ASAN_OPTIONS:-detect_leaks=0} \\
+    UBSAN_OPTIONS=\${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} exec "$NBDKIT" "\$@"
+WRAP
+    chmod +x "$tmp/nbdkit"
+    NBDKIT=$tmp/nbdkit
+fi
+
 requires ()
 {
     if ! "$@" >/dev/null 2>&1; then

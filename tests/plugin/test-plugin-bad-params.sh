@@ -19,6 +19,15 @@ expect_fail ()
     if [ $status -eq 0 ]; then
         echo "FAIL: nbdkit $* succeeded"; exit 1
     fi
+    # Known: nbdkit with an LD_PRELOADed sanitizer runtime can deadlock in
+    # an exit handler (libp11-kit's freelocale) after a startup error; the
+    # file plugin does the same.  Only there, a timeout after the message
+    # is tolerated.
+    if [ $status -eq 124 ] && [ -n "$_preload" ] &&
+           grep -Eq -- "$pattern" "$tmp/out"; then
+        echo "note: sanitizer build: nbdkit hung in exit after the error"
+        return 0
+    fi
     if [ $status -eq 124 ] || [ $status -gt 128 ]; then
         echo "FAIL: nbdkit $* hung or crashed (status $status)"; exit 1
     fi

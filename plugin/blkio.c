@@ -339,7 +339,7 @@ bio_dump_plugin (void)
 
 /* Was nbdkit started with -r/--readonly?  nbdkit 1.32 does not tell plugins
  * before the first connection, but the instance is opened in .get_ready, so
- * read the server's own command line.  Options end at the plugin name. */
+ * read the server's own command line. */
 static bool
 bio_server_readonly (void)
 {
@@ -376,8 +376,12 @@ bio_server_readonly (void)
       skip_next = false;
       continue;
     }
-    if (strcmp (arg, "--") == 0 || arg[0] != '-' || arg[1] == '\0')
-      break;                    /* the plugin name */
+    if (strcmp (arg, "--") == 0)
+      break;
+    /* The plugin name and KEY=VALUE: nbdkit's getopt permutes, so options
+     * may follow them ("nbdkit PLUGIN -r ..."). */
+    if (arg[0] != '-' || arg[1] == '\0')
+      continue;
     if (arg[1] == '-') {
       size_t i;
 

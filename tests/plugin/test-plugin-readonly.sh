@@ -29,3 +29,22 @@ for what, fn in [("pwrite", lambda: h.pwrite(b"x" * 512, 0)),
 h.shutdown()
 PY
 cmp "$tmp/disk" "$tmp/orig"
+_stop_nbdkit
+
+# -r reaches libblkio as read-only=true before connect, wherever it is on
+# the command line; a file without write permission is served read-only.
+for args in "-r -v -U - $PLUGIN" "-v -U - $PLUGIN -r" "-vr -U - $PLUGIN"; do
+    timeout -k 5 60 "$NBDKIT" $args io_uring path="$tmp/disk" \
+        get=read-only --run true > "$tmp/out" 2>&1
+    grep 'get: read-only=' "$tmp/out"
+    grep -q 'get: read-only=true' "$tmp/out"
+done
+timeout -k 5 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$tmp/disk" \
+    get=read-only --run true > "$tmp/out" 2>&1
+grep -q 'get: read-only=false' "$tmp/out"
+if [ "$(id -u)" != 0 ]; then
+    chmod a-w "$tmp/disk"
+    timeout -k 5 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$tmp/disk" \
+        --run 'nbdinfo --json "$uri"' > "$tmp/out" 2>&1
+    grep -q '"is_read_only": true' "$tmp/out"
+fi

@@ -299,6 +299,14 @@ void blkio_clear_error(void);
 void blkioq_complete(struct blkioq *q, void *user_data, int ret,
                      const char *error_msg);
 
+/* Complete a request that the device will never see (refused, or finished
+ * without the device) and wake event-driven callers, since the device will
+ * not signal the completion fd for it. */
+void blkioq_fail(struct blkioq *q, void *user_data, int ret, const char *msg);
+
+/* Signal the completion fd (regular queues; no-op on poll queues). */
+void blkioq_notify(struct blkioq *q);
+
 /* Completions waiting in the ring. */
 static inline uint32_t blkioq_ring_count(const struct blkioq *q)
 {

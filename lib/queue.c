@@ -73,12 +73,14 @@ void blkioq_complete(struct blkioq *q, void *user_data, int ret,
     q->cring_tail++;
 }
 
-/* Fail a request before any driver saw it.  Wake event-driven callers:
- * the device will not signal the completion fd for this one. */
-static void queue_fail(struct blkioq *q, void *user_data, int ret,
-                       const char *msg)
+void blkioq_fail(struct blkioq *q, void *user_data, int ret, const char *msg)
 {
     blkioq_complete(q, user_data, ret, msg);
+    blkioq_notify(q);
+}
+
+void blkioq_notify(struct blkioq *q)
+{
     if (q->completion_fd >= 0) {
         uint64_t one = 1;
         ssize_t r = write(q->completion_fd, &one, sizeof(one));
@@ -443,7 +445,7 @@ static void queue_request(struct blkioq *q, struct blkio_request *req)
         }
     }
     if (BLKIO_UNLIKELY(ret < 0))
-        queue_fail(q, req->user_data, ret, msg);
+        blkioq_fail(q, req->user_data, ret, msg);
 }
 
 void blkioq_read(struct blkioq *q, uint64_t start, void *buf, size_t len,

@@ -1255,10 +1255,16 @@ int virtio_blk_process(struct blkioq *q, int min,
     ret = vblk_process_locked(vq, min, deadline, sig);
 
     if (!q->poll) {
-        /* Re-arm (or keep suppressing) completion fd notifications. */
-        if (!vq->notify_off)
+        /* Re-arm (or keep suppressing) completion fd notifications.
+         * Completions the device added after our last reap and before the
+         * re-arm will not be signalled (with event index it only signals
+         * when crossing used_event): signal the fd ourselves, or an
+         * event-driven caller waits forever. */
+        if (!vq->notify_off) {
             virtq_set_notify(&vq->vq, true);
-        else if (!vq->vq.event_idx)
+            if (virtq_has_used(&vq->vq))
+                vq->signal_fd = true;
+        } else if (!vq->vq.event_idx)
             virtq_set_notify(&vq->vq, false);
         if (vq->signal_fd || (vq->broken && blkioq_ring_count(q) > before)) {
             uint64_t one = 1;

@@ -64,6 +64,7 @@ static void vt_ro_stop(void)
     if (!vt_ro_started)
         return;
     vt_ro_started = false;
+    vt_close_fds();
     snprintf(cmd, sizeof(cmd),
              "vdpa dev del " VT_RO_NAME " 2>/dev/null; "
              "p=$(cat /run/test-vdpa-ro.pid 2>/dev/null) && kill $p && "

@@ -84,6 +84,20 @@ static char vt_image[256];
 static char vt_setup[512];
 static bool vt_started;
 
+/*
+ * At exit, a failed check may leave an instance open: `vdpa dev del`
+ * waits until every vhost-vdpa fd is closed, so ours (and the library's
+ * eventfds) must go first or the removal hangs and the next test cannot
+ * make its device.  Only stdio survives.
+ */
+static inline void vt_close_fds(void)
+{
+    fflush(stdout);
+    fflush(stderr);
+    for (int fd = 3; fd < 1024; fd++)
+        close(fd);
+}
+
 static inline void vt_stop(void)
 {
     char cmd[600];
@@ -91,6 +105,7 @@ static inline void vt_stop(void)
     if (!vt_started)
         return;
     vt_started = false;
+    vt_close_fds();
     snprintf(cmd, sizeof(cmd), "'%s' stop", vt_setup);
     if (system(cmd) != 0)
         fprintf(stderr, "warning: %s failed\n", cmd);

@@ -12,7 +12,9 @@
 #
 # Environment: FILE (default /var/tmp/vu-bench.img), SIZE=256M, RUNTIME=5,
 # RAMP=1, CACHE=none|writeback (qsd cache.direct; default none = O_DIRECT
-# when the file system allows it), KEEP_FILE=0.
+# when the file system allows it), KEEP_FILE=0, ROUNDS=1 (NBD rounds),
+# NQ (the plugin's num-queues; default: its own choice), LIB=0 (skip the
+# library runs), QSD_QUEUES=4 (the export's num-queues).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,7 +58,7 @@ fi
 
 sock=$tmp/vhost-user.sock
 "$qsd" --blockdev "driver=file,node-name=disk,filename=$file,cache.direct=$direct" \
-    --export "type=vhost-user-blk,id=e,addr.type=unix,addr.path=$sock,node-name=disk,writable=on,num-queues=4" \
+    --export "type=vhost-user-blk,id=e,addr.type=unix,addr.path=$sock,node-name=disk,writable=on,num-queues=${QSD_QUEUES:-4}" \
     >"$tmp/qsd.log" 2>&1 &
 qsd_pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
@@ -65,7 +67,9 @@ for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 echo "vhost-user-bench: $(nproc) CPUs, $file ($bytes bytes, cache.direct=$direct), ${runtime}s runs"
 echo
 echo "== library: randread bs=4k iodepth=16, 1 queue =="
+[ "${LIB:-1}" = 0 ] && echo "  (skipped)"
 for mode in blocking event poll; do
+    [ "${LIB:-1}" = 0 ] && break
     extra=
     [ $mode = poll ] && extra=--poll
     "$bench" --driver virtio-blk-vhost-user --path "$sock" --rw randread \
@@ -81,11 +85,19 @@ command -v nbdkit >/dev/null || { echo "(no nbdkit)"; exit 0; }
 fio --enghelp 2>/dev/null | grep -qw nbd || { echo "(fio has no nbd engine)"; exit 0; }
 
 nsock=$tmp/nbd.sock
+# blkio:  this plugin as it is meant to run (its own choice of num-queues
+#         unless NQ is set);
+# serial: the upstream design: one queue, one request at a time (nbdkit's
+#         noparallel filter, serialize=requests);
+# file:   nbdkit-file-plugin on the same backing file (the ceiling).
 start_nbdkit() {
     rm -f "$nsock"
     case $1 in
     blkio) nbdkit -U "$nsock" -f "$plugin" virtio-blk-vhost-user \
-               path="$sock" num-queues=2 & ;;
+               path="$sock" ${NQ:+num-queues=$NQ} & ;;
+    serial) nbdkit -U "$nsock" -f --filter=noparallel "$plugin" \
+               virtio-blk-vhost-user path="$sock" num-queues=1 \
+               serialize=requests & ;;
     file)  nbdkit -U "$nsock" -f file file="$file" cache=none & ;;
     esac
     nbd_pid=$!
@@ -94,25 +106,47 @@ start_nbdkit() {
 }
 stop_nbdkit() { kill "$nbd_pid"; wait "$nbd_pid" 2>/dev/null || true; nbd_pid=; }
 
+# utime+stime of a process, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 run_fio() {
+    local t0 t1
     start_nbdkit "$1"
+    t0=$(cpu_ticks "$nbd_pid")
     fio --name=randread --ioengine=nbd --uri="nbd+unix:///?socket=$nsock" \
         --rw=randread --bs=4k --iodepth=16 --size="$bytes" --time_based \
         --runtime="$runtime" --ramp_time="$ramp" --output-format=json \
         --output="$tmp/out.json" >/dev/null
+    t1=$(cpu_ticks "$nbd_pid")
     stop_nbdkit
-    $py - "$tmp/out.json" <<'PY'
+    $py - "$tmp/out.json" "$((t1 - t0))" "$(getconf CLK_TCK)" \
+        "$((runtime + ramp))" "$1" >>"$tmp/results" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
+ticks, hz, secs, name = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 r = j["read"]
 cpu = (j["usr_cpu"] + j["sys_cpu"])
-print(f'{r["iops"]:.0f} IOPS  lat mean {r["lat_ns"]["mean"]/1000:.1f} us  '
-      f'(fio client cpu {cpu:.0f}%)')
+# nbdkit's CPU over the whole fio run (ramp included) per request.
+reqs = r["iops"] * secs
+us_per_req = ticks / hz * 1e6 / reqs if reqs else 0
+print(f'{name} {r["iops"]:.0f} {r["lat_ns"]["mean"]/1000:.1f} {cpu:.0f} '
+      f'{us_per_req:.1f}')
 PY
+    tail -1 "$tmp/results" | awk '{ printf "  %-6s %6d IOPS  lat mean %5.1f us  fio cpu %3d%%  nbdkit %4.1f us CPU/req\n", $1, $2, $3, $4, $5 }'
 }
 
 echo
-echo "== NBD (fio nbd engine): randread bs=4k iodepth=16 =="
-for s in blkio file file blkio; do
-    printf '  %-6s %s\n' "$s" "$(run_fio $s)"
+echo "== NBD (fio nbd engine): randread bs=4k iodepth=16${NQ:+, blkio num-queues=$NQ} =="
+: >"$tmp/results"
+for _ in $(seq "${ROUNDS:-1}"); do
+    for s in blkio serial file file serial blkio; do
+        run_fio $s
+    done
 done
+awk '{ n[$1]++; s[$1] += $2 }
+     END {
+       b = s["blkio"] / n["blkio"]; z = s["serial"] / n["serial"];
+       f = s["file"] / n["file"];
+       printf "  mean: blkio %.0f  serial %.0f  file %.0f IOPS\n", b, z, f;
+       printf "RESULT ours/serialized %.2f  ours/file-plugin %.2f\n", b / z, b / f
+     }' "$tmp/results"

@@ -10,12 +10,19 @@
  * many requests are in flight at once.
  *
  * Per queue, a mutex is held only to enqueue, submit and hand out
- * completions.  A waiting thread never holds it while it sleeps: one of the
- * waiters on a queue (the "reaper") blocks on the queue's completion fd,
- * the others sleep on their own condition variable and are woken by
- * whichever thread hands out their completions.  Every request and
- * sub-request is described by a preallocated slot, so the I/O path does not
- * allocate.
+ * completions; bounce-buffer copies happen outside it.  Each queue has a
+ * completion thread that blocks on the queue's completion fd.  Whoever
+ * harvests a completion (that thread, or a submitter whose blkioq_do_io()
+ * returned it) finishes it: copies a bounced read out, frees the slot and,
+ * once the last piece of a request is done, wakes its owner with a futex on
+ * the owner's own counter.  A waiting nbdkit thread therefore sleeps exactly
+ * once per request and never touches the queue lock again after submitting.
+ * Every request and sub-request is described by a preallocated slot, so the
+ * I/O path does not allocate.
+ *
+ * If blkioq_do_io() itself fails (the backend is gone, the queue is
+ * broken), the queue is dead: every request in flight on it fails at once
+ * with that error, and so does every later request on it.
  */
 
 #include <errno.h>
@@ -31,6 +38,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/futex.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -65,10 +75,10 @@ static const char *const bio_known_drivers[] = {
 /* Completions handed out per blkioq_do_io() call. */
 #define BIO_HARVEST 64
 
-/* If a completion fd stays silent this long while requests are in flight,
- * poll the queue anyway (and say so): a missed notification then costs a
- * stall instead of a hang. */
-#define BIO_POLL_SAFETY_MS 5000
+/* While requests are in flight, a completion thread whose fd stays silent
+ * this long calls blkioq_do_io() anyway: a backend that died without a
+ * word is noticed, and a missed notification costs a stall, not a hang. */
+#define BIO_POLL_SAFETY_MS 1000
 
 /* ---- configuration ---- */
 
@@ -93,23 +103,30 @@ static int bio_user_num_queues;         /* 0: choose */
 
 struct bio_waiter;
 
+enum bio_slot_state {
+  BIO_SLOT_FREE,
+  BIO_SLOT_INFLIGHT,            /* owned by libblkio */
+  BIO_SLOT_HARVESTED,           /* completed, being finished (copy out) */
+  BIO_SLOT_LOST,                /* the queue died with it in flight */
+};
+
 /* One request (or sub-request) in flight; its address is the user_data. */
 struct bio_slot {
-  struct bio_slot *next;        /* free list, or the owner's done list */
+  struct bio_slot *next;        /* free list, or a harvest list */
   struct bio_waiter *owner;
+  enum bio_slot_state state;
+  int ret;                      /* completion: 0 or negative errno */
+  const char *msg;              /* completion: libblkio's message */
   char *bounce;                 /* this slot's bounce chunk, or NULL */
   char *copy_to;                /* read through bounce: destination */
   uint32_t len;
 };
 
-/* Lives on the stack of the thread that runs one nbdkit request. */
+/* Lives on the stack of the thread that runs one nbdkit request.  Only the
+ * queue lock's holder changes it; the owner reads it once remaining is 0
+ * (futex word, release/acquire) and never touches the queue again. */
 struct bio_waiter {
-  pthread_cond_t cond;
-  struct bio_waiter *next, *prev;       /* queue's sleeper list */
-  struct bio_slot *done;                /* completed, not yet reclaimed */
-  unsigned inflight;                    /* slots owned */
-  bool sleeping;
-  bool want_slot;                       /* sleeping for a free slot */
+  _Atomic uint32_t remaining;           /* pieces in flight */
   int err;                              /* first error (positive errno) */
   char msg[256];
 };
@@ -118,11 +135,16 @@ struct bio_queue {
   pthread_mutex_t lock;
   struct blkioq *q;
   int fd;                               /* completion fd */
-  bool reaper;                          /* someone blocks on fd */
-  struct bio_waiter *sleepers;          /* doubly linked, head */
   struct bio_slot *free_slots;
   struct bio_slot *slots;
   unsigned nslots;
+  unsigned inflight;                    /* slots given to libblkio */
+  unsigned slot_waiters;                /* threads waiting for a slot */
+  _Atomic uint32_t slot_gen;            /* futex word: slots were freed */
+  int dead;                             /* positive errno once dead */
+  char dead_msg[256];
+  pthread_t thread;                     /* completion thread */
+  bool have_thread;
   struct blkio_mem_region region;
   bool have_region, region_mapped;
 } __attribute__((aligned(64)));
@@ -133,6 +155,7 @@ static struct bio_queue *bio_queues;
 static int bio_nqueues;
 static atomic_uint bio_next_queue;
 static __thread struct bio_queue *bio_thread_queue;
+static int bio_stop_fd = -1;            /* readable: completion threads exit */
 
 /* Device geometry, read once after blkio_start(). */
 static uint64_t bio_capacity;
@@ -171,6 +194,26 @@ bio_min_limit (uint64_t a, uint64_t b)
   return a < b ? a : b;
 }
 
+/* Stop the completion threads (idempotent). */
+static void
+bio_stop_threads (void)
+{
+  uint64_t one = 1;
+  int i;
+
+  if (bio_stop_fd == -1)
+    return;
+  if (write (bio_stop_fd, &one, sizeof one) == -1)
+    nbdkit_debug ("write stop fd: %m");
+  for (i = 0; i < bio_nqueues; i++) {
+    if (bio_queues[i].have_thread)
+      pthread_join (bio_queues[i].thread, NULL);
+    bio_queues[i].have_thread = false;
+  }
+  close (bio_stop_fd);
+  bio_stop_fd = -1;
+}
+
 /* Called when the plugin is unloaded. */
 static void
 bio_unload (void)
@@ -178,6 +221,7 @@ bio_unload (void)
   int i;
   size_t k;
 
+  bio_stop_threads ();
   if (bio_queues) {
     for (i = 0; i < bio_nqueues; i++) {
       struct bio_queue *bq = &bio_queues[i];
@@ -721,6 +765,41 @@ bio_get_ready (void)
   return 0;
 }
 
+static void *bio_completion_thread (void *arg);
+
+/* Start one completion thread per queue, now that nbdkit has forked into
+ * the background (threads do not survive fork). */
+static int
+bio_after_fork (void)
+{
+  int i, err;
+
+  bio_stop_fd = eventfd (0, EFD_CLOEXEC);
+  if (bio_stop_fd == -1) {
+    nbdkit_error ("eventfd: %m");
+    return -1;
+  }
+  for (i = 0; i < bio_nqueues; i++) {
+    err = pthread_create (&bio_queues[i].thread, NULL,
+                          bio_completion_thread, &bio_queues[i]);
+    if (err) {
+      errno = err;
+      nbdkit_error ("pthread_create: completion thread %d: %m", i);
+      return -1;
+    }
+    bio_queues[i].have_thread = true;
+  }
+  return 0;
+}
+
+/* All connections are gone: stop the completion threads before unload
+ * destroys the instance. */
+static void
+bio_cleanup (void)
+{
+  bio_stop_threads ();
+}
+
 /* The handle only records whether a connection may write. */
 static char bio_handle_ro, bio_handle_rw;
 
@@ -833,48 +912,202 @@ bio_my_queue (void)
   return bio_thread_queue;
 }
 
-static void
-bio_wake (struct bio_waiter *w)
+static long
+bio_futex (_Atomic uint32_t *word, int op, uint32_t val)
 {
-  if (w->sleeping)
-    pthread_cond_signal (&w->cond);
+  return syscall (SYS_futex, word, op, val, NULL, NULL, 0);
 }
 
-/* Submit what is queued and hand out every completion; called with the
- * queue lock held.  Each completed slot goes to its owner's done list. */
-static int
-bio_harvest (struct bio_queue *bq, struct bio_waiter *self)
+/* Sleep while *word == val (returns at once if it already differs). */
+static void
+bio_futex_wait (_Atomic uint32_t *word, uint32_t val)
+{
+  bio_futex (word, FUTEX_WAIT_PRIVATE, val);
+}
+
+/* The word may belong to a waiter that has already seen the new value and
+ * returned: a stray wake of whatever now sleeps on that address is
+ * harmless, since every wait here rechecks its condition. */
+static void
+bio_futex_wake (_Atomic uint32_t *word, int n)
+{
+  bio_futex (word, FUTEX_WAKE_PRIVATE, n);
+}
+
+/* Record the first error of a request; called with the queue lock held. */
+static void
+bio_set_err (struct bio_waiter *w, int err, const char *msg)
+{
+  if (w->err)
+    return;
+  w->err = err;
+  snprintf (w->msg, sizeof w->msg, "%s",
+            msg && msg[0] ? msg : strerror (err));
+}
+
+/* Count one piece of w as finished; called with the queue lock held.
+ * Returns true if that was the last one and w must be woken (after the
+ * lock is dropped, to keep the woken thread off a held lock). */
+static bool
+bio_piece_done (struct bio_waiter *w)
+{
+  return atomic_fetch_sub_explicit (&w->remaining, 1,
+                                    memory_order_release) == 1;
+}
+
+/* blkioq_do_io() failed: nothing more can be expected from this queue.
+ * Fail every request in flight and every request to come; the slots stay
+ * lost, since libblkio may still own their buffers.  Called with the lock
+ * held; the owners are woken here (rare path). */
+static void
+bio_queue_die (struct bio_queue *bq, int err, const char *msg)
+{
+  unsigned k;
+
+  if (bq->dead)
+    return;
+  bq->dead = err;
+  snprintf (bq->dead_msg, sizeof bq->dead_msg, "blkioq_do_io: %s", msg);
+  nbdkit_error ("queue %td failed, its requests fail from now on: %s",
+                bq - bio_queues, bq->dead_msg);
+  for (k = 0; k < bq->nslots; k++) {
+    struct bio_slot *s = &bq->slots[k];
+    struct bio_waiter *w = s->owner;
+
+    if (s->state != BIO_SLOT_INFLIGHT)
+      continue;
+    s->state = BIO_SLOT_LOST;
+    s->owner = NULL;
+    bq->inflight--;
+    bio_set_err (w, err, bq->dead_msg);
+    if (bio_piece_done (w))
+      bio_futex_wake (&w->remaining, 1);
+  }
+  /* Threads waiting for a slot must see the queue die. */
+  atomic_fetch_add (&bq->slot_gen, 1);
+  bio_futex_wake (&bq->slot_gen, INT_MAX);
+}
+
+/* Submit what is queued and take every completion off the queue; called
+ * with the lock held.  Returns the completed slots (state HARVESTED) as a
+ * list for bio_finish(), or NULL. */
+static struct bio_slot *
+bio_harvest (struct bio_queue *bq)
 {
   struct blkio_completion c[BIO_HARVEST];
+  struct bio_slot *list = NULL, **tail = &list;
   int n, i;
 
+  if (bq->dead)
+    return NULL;
   do {
     n = blkioq_do_io (bq->q, c, 0, BIO_HARVEST, NULL);
+    if (n == -EINTR || n == -EAGAIN)
+      break;                    /* transient: the next call retries */
     if (n < 0) {
-      if (!self->err) {
-        self->err = -n;
-        snprintf (self->msg, sizeof self->msg, "blkioq_do_io: %s",
-                  blkio_get_error_msg ());
-      }
-      return n;
+      bio_queue_die (bq, -n, blkio_get_error_msg ());
+      break;
     }
     for (i = 0; i < n; i++) {
       struct bio_slot *s = c[i].user_data;
-      struct bio_waiter *w = s->owner;
 
-      if (c[i].ret < 0 && !w->err) {
-        w->err = -c[i].ret;
-        snprintf (w->msg, sizeof w->msg, "%s",
-                  c[i].error_msg && c[i].error_msg[0]
-                  ? c[i].error_msg : strerror (-c[i].ret));
-      }
-      s->next = w->done;
-      w->done = s;
-      if (w != self)
-        bio_wake (w);
+      s->state = BIO_SLOT_HARVESTED;
+      s->ret = c[i].ret;
+      s->msg = c[i].ret < 0 ? c[i].error_msg : NULL;
+      s->next = NULL;
+      *tail = s;
+      tail = &s->next;
     }
   } while (n == BIO_HARVEST);
-  return 0;
+  return list;
+}
+
+/* Finish harvested slots: copy bounced reads out WITHOUT the queue lock
+ * (the slots are ours until freed), then, with the lock, free the slots
+ * and count the pieces down; wake the owners that are complete after
+ * dropping the lock.  Called and returns without the lock. */
+static void
+bio_finish (struct bio_queue *bq, struct bio_slot *list)
+{
+  _Atomic uint32_t *wake[BIO_HARVEST];
+  unsigned nwake = 0;
+  bool wake_slots = false;
+  struct bio_slot *s, *next;
+
+  for (s = list; s; s = s->next)
+    if (s->copy_to && s->ret == 0)
+      memcpy (s->copy_to, s->bounce, s->len);
+
+  while (list) {
+    pthread_mutex_lock (&bq->lock);
+    for (s = list; s && nwake < BIO_HARVEST; s = next) {
+      struct bio_waiter *w = s->owner;
+
+      next = s->next;
+      if (s->ret < 0)
+        bio_set_err (w, -s->ret, s->msg);
+      s->state = BIO_SLOT_FREE;
+      s->owner = NULL;
+      s->next = bq->free_slots;
+      bq->free_slots = s;
+      bq->inflight--;
+      if (bio_piece_done (w))
+        wake[nwake++] = &w->remaining;
+    }
+    list = s;
+    wake_slots = bq->slot_waiters > 0;
+    if (wake_slots)
+      atomic_fetch_add (&bq->slot_gen, 1);
+    pthread_mutex_unlock (&bq->lock);
+
+    while (nwake)
+      bio_futex_wake (wake[--nwake], 1);
+    if (wake_slots)
+      bio_futex_wake (&bq->slot_gen, INT_MAX);
+  }
+}
+
+/* The completion thread of one queue: wait for the completion fd, then
+ * harvest and finish for everyone. */
+static void *
+bio_completion_thread (void *arg)
+{
+  struct bio_queue *bq = arg;
+  struct pollfd pfd[2] = {
+    { .fd = bq->fd, .events = POLLIN },
+    { .fd = bio_stop_fd, .events = POLLIN },
+  };
+
+  for (;;) {
+    struct bio_slot *list;
+    uint64_t ev;
+    int r;
+
+    r = poll (pfd, 2, BIO_POLL_SAFETY_MS);
+    if (r == -1 && errno != EINTR) {
+      nbdkit_error ("poll on completion fd: %m");
+      pthread_mutex_lock (&bq->lock);
+      bio_queue_die (bq, errno, "cannot wait for completions");
+      pthread_mutex_unlock (&bq->lock);
+      return NULL;
+    }
+    if (pfd[1].revents)
+      return NULL;
+    /* Reset the event before blkioq_do_io(), as libblkio asks: a
+     * completion that arrives after this read signals the fd again. */
+    if (r > 0 && read (bq->fd, &ev, sizeof ev) == -1 && errno != EAGAIN)
+      nbdkit_debug ("read completion fd: %m");
+
+    pthread_mutex_lock (&bq->lock);
+    if (r == 0 && bq->inflight == 0) {
+      pthread_mutex_unlock (&bq->lock);
+      continue;
+    }
+    list = bio_harvest (bq);
+    pthread_mutex_unlock (&bq->lock);
+    if (list)
+      bio_finish (bq, list);
+  }
 }
 
 /* Queue the next piece of op on slot s; returns its length. */
@@ -922,47 +1155,6 @@ bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s)
   return len;
 }
 
-static void
-bio_sleep (struct bio_queue *bq, struct bio_waiter *w)
-{
-  w->next = bq->sleepers;
-  w->prev = NULL;
-  if (bq->sleepers)
-    bq->sleepers->prev = w;
-  bq->sleepers = w;
-  w->sleeping = true;
-  pthread_cond_wait (&w->cond, &bq->lock);
-  w->sleeping = false;
-  if (w->prev)
-    w->prev->next = w->next;
-  else
-    bq->sleepers = w->next;
-  if (w->next)
-    w->next->prev = w->prev;
-}
-
-/* Block on the completion fd without the lock. */
-static void
-bio_reap_wait (struct bio_queue *bq)
-{
-  struct pollfd pfd = { .fd = bq->fd, .events = POLLIN };
-  uint64_t ev;
-  int r;
-
-  bq->reaper = true;
-  pthread_mutex_unlock (&bq->lock);
-  r = poll (&pfd, 1, BIO_POLL_SAFETY_MS);
-  if (r == 0)
-    nbdkit_debug ("no completion notification for %d ms, polling the queue",
-                  BIO_POLL_SAFETY_MS);
-  /* Reset the event before the next blkioq_do_io(), as libblkio asks:
-   * a completion that arrives after this read signals the fd again. */
-  if (read (bq->fd, &ev, sizeof ev) == -1 && errno != EAGAIN)
-    nbdkit_debug ("read completion fd: %m");
-  pthread_mutex_lock (&bq->lock);
-  bq->reaper = false;
-}
-
 /* Run op to completion on the calling thread's queue.  Returns 0 or a
  * negative errno, with op->msg set. */
 static int
@@ -971,65 +1163,67 @@ bio_run (struct bio_op *op)
   struct bio_queue *bq = bio_my_queue ();
   struct bio_waiter w;
   bool todo = true;
-  bool freed_from_empty;
+  uint32_t left;
 
-  memset (&w, 0, sizeof w);
-  pthread_cond_init (&w.cond, NULL);
+  atomic_init (&w.remaining, 0);
+  w.err = 0;
+  w.msg[0] = '\0';
 
   pthread_mutex_lock (&bq->lock);
-  for (;;) {
-    /* Queue as many pieces as there are free slots. */
+  while (todo) {
+    struct bio_slot *list;
+    bool queued = false;
+
+    if (bq->dead) {
+      bio_set_err (&w, bq->dead, bq->dead_msg);
+      break;
+    }
+    /* Queue as many pieces as there are free slots; writes are copied
+     * into their bounce chunks here, hence under the lock, but only when
+     * the request is too large to go in one piece is there more than one
+     * such copy per lock hold. */
     while (todo && bq->free_slots) {
       struct bio_slot *s = bq->free_slots;
 
       bq->free_slots = s->next;
       s->owner = &w;
-      w.inflight++;
+      s->state = BIO_SLOT_INFLIGHT;
+      bq->inflight++;
+      atomic_fetch_add_explicit (&w.remaining, 1, memory_order_relaxed);
       bio_enqueue (bq, op, s);
+      queued = true;
       if (op->count == 0)
         todo = false;
     }
-
-    bio_harvest (bq, &w);
-
-    /* Reclaim finished slots (copying bounced reads out). */
-    freed_from_empty = w.done && bq->free_slots == NULL;
-    while (w.done) {
-      struct bio_slot *s = w.done;
-
-      w.done = s->next;
-      if (s->copy_to)
-        memcpy (s->copy_to, s->bounce, s->len);
-      s->next = bq->free_slots;
-      bq->free_slots = s;
-      w.inflight--;
-    }
-    if (freed_from_empty) {
-      for (struct bio_waiter *o = bq->sleepers; o; o = o->next)
-        if (o->want_slot)
-          pthread_cond_signal (&o->cond);
-    }
-
-    if (!todo && w.inflight == 0)
-      break;
-    if (todo && bq->free_slots)
+    if (queued) {
+      /* Submits, and hands back whatever else completed meanwhile. */
+      list = bio_harvest (bq);
+      if (list) {
+        pthread_mutex_unlock (&bq->lock);
+        bio_finish (bq, list);
+        pthread_mutex_lock (&bq->lock);
+      }
       continue;
+    }
 
-    /* Nothing to do but wait: be the reaper, or sleep until one hands us
-     * our completions (or a free slot). */
-    w.want_slot = todo;
-    if (!bq->reaper)
-      bio_reap_wait (bq);
-    else
-      bio_sleep (bq, &w);
+    /* Out of slots: wait until some are freed (or the queue dies). */
+    {
+      uint32_t gen = atomic_load (&bq->slot_gen);
+
+      bq->slot_waiters++;
+      pthread_mutex_unlock (&bq->lock);
+      bio_futex_wait (&bq->slot_gen, gen);
+      pthread_mutex_lock (&bq->lock);
+      bq->slot_waiters--;
+    }
   }
-
-  /* Leaving: if others still wait and nobody blocks on the fd, wake one of
-   * them to take over. */
-  if (!bq->reaper && bq->sleepers)
-    pthread_cond_signal (&bq->sleepers->cond);
   pthread_mutex_unlock (&bq->lock);
-  pthread_cond_destroy (&w.cond);
+
+  /* Sleep until the last piece is finished; whoever finishes it has
+   * written err/msg before the release that brings remaining to 0. */
+  while ((left = atomic_load_explicit (&w.remaining,
+                                       memory_order_acquire)) != 0)
+    bio_futex_wait (&w.remaining, left);
 
   if (w.err) {
     memcpy (op->msg, w.msg, sizeof op->msg);
@@ -1186,6 +1380,8 @@ static struct nbdkit_plugin plugin = {
   .magic_config_key   = "driver",
   .dump_plugin        = bio_dump_plugin,
   .get_ready          = bio_get_ready,
+  .after_fork         = bio_after_fork,
+  .cleanup            = bio_cleanup,
   .open               = bio_open,
   .get_size           = bio_get_size,
   .block_size         = bio_block_size,

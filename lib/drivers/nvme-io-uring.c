@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "uring-common.h"
 
 /* ---- NVMe definitions (NVM Express Base 2.0, NVM and ZNS command sets) ---- */
 
@@ -145,15 +146,21 @@ struct nvme_state {
     uint32_t zero_buf_blocks;
 };
 
-/* One request, from queueing to blkioq_complete().  Chained requests
- * advance lba/nlb_left one command at a time. */
+/* One request, from queueing to blkioq_complete().  Everything a command
+ * needs is copied in at queueing, so that a request can wait on the
+ * backlog; chained requests advance lba/nlb_left one command at a time. */
 struct nvme_slot {
     void *user_data;
     enum blkio_op op;
     uint32_t flags;
-    uint32_t next_free;
+    uint32_t next;              /* free list or backlog link */
+    bool in_flight;             /* a CQE is due for this slot */
+    bool vec;                   /* read/write: addr is an iovec array */
+    uint32_t data_len;          /* read/write: bytes, or iovec count */
+    uint64_t addr;              /* read/write: buffer or iovec array */
     uint64_t lba;
-    uint64_t nlb_left;
+    uint64_t nlb_left;          /* blocks not yet issued (read/write too) */
+    uint32_t zsa;               /* zone management send action */
     struct nvme_dsm_range dsm;  /* read by the device: stays put */
     /* report zones */
     struct blkio_zone *zones;
@@ -169,6 +176,11 @@ struct nvme_queue {
     struct nvme_slot **chunks;  /* never reallocated slots, see above */
     uint32_t nchunks;
     uint32_t free_head;
+    uint32_t backlog_head;      /* requests waiting for room in the rings */
+    uint32_t backlog_tail;
+    uint32_t inflight;          /* SQEs prepared and not yet reaped */
+    uint32_t max_inflight;      /* CQ ring size: the CQ cannot overflow */
+    uint32_t bad_cqes;          /* CQEs that matched no command */
 };
 
 /* ---- properties ---- */
@@ -401,6 +413,12 @@ static int nvme_probe(struct blkio *b, int fd)
         goto out;
     }
     lba_size = 1u << s->lba_shift;
+    if (nsze == 0 || nsze > UINT64_MAX >> s->lba_shift) {
+        ret = blkio_set_error(-ENOTSUP, "namespace %u reports an unusable "
+                              "size of %llu blocks", s->nsid,
+                              (unsigned long long)nsze);
+        goto out;
+    }
 
     b->capacity = nsze << s->lba_shift;
     b->request_alignment = (int)lba_size;
@@ -655,8 +673,8 @@ static int nvme_slots_grow(struct nvme_queue *nq)
         return -ENOMEM;
     nq->chunks[nq->nchunks++] = chunk;
     for (uint32_t i = 0; i < NVME_SLOTS_PER_CHUNK; i++)
-        chunk[i].next_free = i + 1 < NVME_SLOTS_PER_CHUNK ? base + i + 1
-                                                          : nq->free_head;
+        chunk[i].next = i + 1 < NVME_SLOTS_PER_CHUNK ? base + i + 1
+                                                     : nq->free_head;
     nq->free_head = base;
     return 0;
 }
@@ -667,7 +685,7 @@ static int nvme_slot_alloc(struct nvme_queue *nq, uint32_t *idx)
         nvme_slots_grow(nq) < 0)
         return -ENOMEM;
     *idx = nq->free_head;
-    nq->free_head = nvme_slot(nq, *idx)->next_free;
+    nq->free_head = nvme_slot(nq, *idx)->next;
     return 0;
 }
 
@@ -675,8 +693,19 @@ static void nvme_slot_free(struct nvme_queue *nq, uint32_t idx)
 {
     struct nvme_slot *sl = nvme_slot(nq, idx);
 
-    sl->next_free = nq->free_head;
+    sl->next = nq->free_head;
     nq->free_head = idx;
+}
+
+static void nvme_queue_free(struct nvme_queue *nq)
+{
+    for (uint32_t c = 0; c < nq->nchunks; c++) {
+        for (uint32_t i = 0; i < NVME_SLOTS_PER_CHUNK; i++)
+            free(nq->chunks[c][i].report_buf);
+        free(nq->chunks[c]);
+    }
+    free(nq->chunks);
+    free(nq);
 }
 
 static int nvme_queue_init(struct blkioq *q)
@@ -693,6 +722,8 @@ static int nvme_queue_init(struct blkioq *q)
                                q->index);
     nq->q = q;
     nq->free_head = NVME_SLOT_NONE;
+    nq->backlog_head = NVME_SLOT_NONE;
+    nq->backlog_tail = NVME_SLOT_NONE;
     if (q->poll)
         p.flags |= IORING_SETUP_IOPOLL;
 
@@ -704,6 +735,7 @@ static int nvme_queue_init(struct blkioq *q)
         free(nq);
         return ret;
     }
+    nq->max_inflight = p.cq_entries;
     ret = io_uring_register_files(&nq->ring, &b->fd, 1);
     if (ret < 0) {
         blkio_set_error(ret, "io_uring_register_files for queue %d: %s",
@@ -718,12 +750,9 @@ static int nvme_queue_init(struct blkioq *q)
             goto err;
         }
     }
-    ret = nvme_slots_grow(nq);
-    if (ret < 0) {
-        blkio_set_error(ret, "out of memory for queue %d slots", q->index);
-        goto err;
-    }
-    while (nq->nchunks * NVME_SLOTS_PER_CHUNK < (uint32_t)b->num_entries) {
+    /* Slots for a full CQ up front: growing later is for callers that
+     * keep more requests queued than the rings take. */
+    while (nq->nchunks * NVME_SLOTS_PER_CHUNK < nq->max_inflight) {
         ret = nvme_slots_grow(nq);
         if (ret < 0) {
             blkio_set_error(ret, "out of memory for queue %d slots",
@@ -736,10 +765,7 @@ static int nvme_queue_init(struct blkioq *q)
 
 err:
     io_uring_queue_exit(&nq->ring);
-    for (uint32_t i = 0; i < nq->nchunks; i++)
-        free(nq->chunks[i]);
-    free(nq->chunks);
-    free(nq);
+    nvme_queue_free(nq);
     return ret;
 }
 
@@ -749,17 +775,17 @@ static void nvme_queue_destroy(struct blkioq *q)
 
     if (!nq)
         return;
-    /* Exiting the ring cancels and waits for in-flight commands, so the
-     * slots (and report buffers) are unused after it. */
-    io_uring_queue_exit(&nq->ring);
-    for (uint32_t c = 0; c < nq->nchunks; c++) {
-        for (uint32_t i = 0; i < NVME_SLOTS_PER_CHUNK; i++)
-            free(nq->chunks[c][i].report_buf);
-        free(nq->chunks[c]);
-    }
-    free(nq->chunks);
-    free(nq);
     q->priv = NULL;
+    /* Closing the ring does not wait for commands on the device, which
+     * may still read a slot's DSM range or write a report buffer: wait
+     * for them.  A device that never answers gets the memory leaked
+     * rather than freed under it. */
+    if (uring_drain(&nq->ring, nq->inflight, q->poll, false) > 0) {
+        io_uring_queue_exit(&nq->ring);
+        return;
+    }
+    io_uring_queue_exit(&nq->ring);
+    nvme_queue_free(nq);
 }
 
 static void nvme_set_completion_fd_enabled(struct blkioq *q, bool enable)
@@ -773,32 +799,18 @@ static void nvme_set_completion_fd_enabled(struct blkioq *q, bool enable)
 
 /* ---- command submission ---- */
 
-/* An SQE for one NVMe I/O command.  When the SQ is full of commands not
- * yet handed to the kernel, hand them over first: that syscall does not
- * wait for the device. */
-static struct nvme_uring_cmd *nvme_get_cmd(struct nvme_queue *nq,
-                                           uint32_t slot, bool vec)
+/* An SQE, or NULL when the SQ is full even after handing what is there
+ * to the kernel (that syscall does not wait for the device). */
+static struct io_uring_sqe *nvme_get_sqe(struct nvme_queue *nq)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&nq->ring);
-    struct nvme_uring_cmd *cmd;
 
     if (BLKIO_UNLIKELY(!sqe)) {
         if (io_uring_submit(&nq->ring) < 0)
             return NULL;
         sqe = io_uring_get_sqe(&nq->ring);
-        if (!sqe)
-            return NULL;
     }
-    /* 128-byte SQE: the NVMe command fills the 80-byte cmd area */
-    memset(sqe, 0, 2 * sizeof(*sqe));
-    sqe->opcode = IORING_OP_URING_CMD;
-    sqe->flags = IOSQE_FIXED_FILE;
-    sqe->fd = 0;
-    sqe->cmd_op = vec ? NVME_URING_CMD_IO_VEC : NVME_URING_CMD_IO;
-    sqe->user_data = slot;
-    cmd = (struct nvme_uring_cmd *)sqe->cmd;
-    cmd->nsid = ((struct nvme_state *)nq->q->b->priv)->nsid;
-    return cmd;
+    return sqe;
 }
 
 static inline void nvme_cmd_lba(struct nvme_uring_cmd *cmd, uint64_t slba)
@@ -807,19 +819,42 @@ static inline void nvme_cmd_lba(struct nvme_uring_cmd *cmd, uint64_t slba)
     cmd->cdw11 = (uint32_t)(slba >> 32);
 }
 
-/* Issue the next command of a chained request (write zeroes, discard,
- * report zones), or its only command.  Returns 0 or -errno. */
-static int nvme_issue_next(struct nvme_queue *nq, uint32_t idx)
+/* Fill sqe with the next command of slot idx (its only one, for most
+ * requests) and advance the slot past it. */
+static void nvme_prep(struct nvme_queue *nq, uint32_t idx,
+                      struct io_uring_sqe *sqe)
 {
     struct nvme_state *s = nq->q->b->priv;
     struct nvme_slot *sl = nvme_slot(nq, idx);
-    struct nvme_uring_cmd *cmd = nvme_get_cmd(nq, idx, false);
-    uint32_t n;
+    struct nvme_uring_cmd *cmd;
+    uint32_t n = 0;
 
-    if (!cmd)
-        return -EAGAIN;
+    /* 128-byte SQE: the NVMe command fills the 80-byte cmd area */
+    memset(sqe, 0, 2 * sizeof(*sqe));
+    sqe->opcode = IORING_OP_URING_CMD;
+    sqe->flags = IOSQE_FIXED_FILE;
+    sqe->fd = 0;
+    sqe->cmd_op = sl->vec ? NVME_URING_CMD_IO_VEC : NVME_URING_CMD_IO;
+    sqe->user_data = idx;
+    cmd = (struct nvme_uring_cmd *)sqe->cmd;
+    cmd->nsid = s->nsid;
 
     switch (sl->op) {
+    case BLKIO_OP_READ:
+    case BLKIO_OP_WRITE:
+        n = (uint32_t)sl->nlb_left;     /* max-transfer fits one command */
+        cmd->opcode = sl->op == BLKIO_OP_READ ? NVME_CMD_READ
+                                              : NVME_CMD_WRITE;
+        cmd->addr = sl->addr;
+        cmd->data_len = sl->data_len;
+        cmd->cdw12 = n - 1;
+        if (sl->flags & BLKIO_REQ_FUA)
+            cmd->cdw12 |= NVME_RW_FUA;
+        nvme_cmd_lba(cmd, sl->lba);
+        break;
+    case BLKIO_OP_FLUSH:
+        cmd->opcode = NVME_CMD_FLUSH;
+        break;
     case BLKIO_OP_WRITE_ZEROES:
         if (s->oncs & NVME_ONCS_WRITE_ZEROES) {
             n = sl->nlb_left < s->wz_max_blocks ? (uint32_t)sl->nlb_left
@@ -837,6 +872,8 @@ static int nvme_issue_next(struct nvme_queue *nq, uint32_t idx)
             cmd->data_len = n << s->lba_shift;
             cmd->cdw12 = n - 1;
         }
+        /* FUA on every command: the request is acknowledged only after
+         * the last one, and all of them must be durable by then. */
         if (sl->flags & BLKIO_REQ_FUA)
             cmd->cdw12 |= NVME_RW_FUA;
         nvme_cmd_lba(cmd, sl->lba);
@@ -865,30 +902,68 @@ static int nvme_issue_next(struct nvme_queue *nq, uint32_t idx)
         nvme_cmd_lba(cmd, sl->lba);
         cmd->cdw12 = sl->report_len / 4 - 1;    /* NUMD, zero-based */
         cmd->cdw13 = NVME_ZRA_REPORT | NVME_ZRA_PARTIAL;
-        n = 0;
         break;
     }
-    default:
-        return -EINVAL;
+    default:    /* zone management send */
+        cmd->opcode = NVME_CMD_ZONE_MGMT_SEND;
+        if (!(sl->zsa & NVME_ZSA_SELECT_ALL))
+            nvme_cmd_lba(cmd, sl->lba);
+        cmd->cdw13 = sl->zsa;
+        break;
     }
     sl->lba += n;
     sl->nlb_left -= n;
-    return 0;
 }
 
-/* Fail a request with a message that says why (the core's own message for
- * a refused request is generic).  Like the core, wake event-driven callers:
- * the device will not signal the completion fd for this one. */
-static int nvme_fail(struct blkioq *q, void *user_data, int ret,
-                     const char *msg)
+static void nvme_backlog_push(struct nvme_queue *nq, uint32_t idx)
 {
-    blkioq_complete(q, user_data, ret, msg);
-    if (q->completion_fd >= 0) {
-        uint64_t one = 1;
-        ssize_t r = write(q->completion_fd, &one, sizeof(one));
-        (void)r;   /* a full counter already means "readable" */
+    nvme_slot(nq, idx)->next = NVME_SLOT_NONE;
+    if (nq->backlog_tail == NVME_SLOT_NONE)
+        nq->backlog_head = idx;
+    else
+        nvme_slot(nq, nq->backlog_tail)->next = idx;
+    nq->backlog_tail = idx;
+}
+
+/*
+ * Hand slot idx's next command to the SQ, or put the slot on the backlog
+ * when the SQ is full or the CQ could overflow (the kernel would then hold
+ * CQEs in memory it may fail to allocate, and on older kernels refuse
+ * submissions).  Never fails, never waits.
+ */
+static void nvme_issue(struct nvme_queue *nq, uint32_t idx, bool from_backlog)
+{
+    struct io_uring_sqe *sqe;
+
+    /* Keep request order: nothing overtakes the backlog. */
+    if ((!from_backlog && nq->backlog_head != NVME_SLOT_NONE) ||
+        nq->inflight >= nq->max_inflight)
+        goto backlog;
+    sqe = nvme_get_sqe(nq);
+    if (!sqe)
+        goto backlog;
+    nvme_prep(nq, idx, sqe);
+    nvme_slot(nq, idx)->in_flight = true;
+    nq->inflight++;
+    return;
+
+backlog:
+    nvme_backlog_push(nq, idx);
+}
+
+/* Move backlogged requests into the SQ while there is room. */
+static void nvme_backlog_drain(struct nvme_queue *nq)
+{
+    while (nq->backlog_head != NVME_SLOT_NONE &&
+           nq->inflight < nq->max_inflight &&
+           io_uring_sq_space_left(&nq->ring) > 0) {
+        uint32_t idx = nq->backlog_head;
+
+        nq->backlog_head = nvme_slot(nq, idx)->next;
+        if (nq->backlog_head == NVME_SLOT_NONE)
+            nq->backlog_tail = NVME_SLOT_NONE;
+        nvme_issue(nq, idx, true);
     }
-    return 0;
 }
 
 static int nvme_queue_request(struct blkioq *q,
@@ -897,52 +972,96 @@ static int nvme_queue_request(struct blkioq *q,
     struct nvme_queue *nq = q->priv;
     struct blkio *b = q->b;
     struct nvme_state *s = b->priv;
-    struct nvme_uring_cmd *cmd;
     struct nvme_slot *sl;
     uint32_t idx, zsa = 0;
-    int ret;
 
-    /* Requests that need no command at all */
+    /* Requests that need no command at all, or cannot have one.  The
+     * device will not signal the completion fd for these:
+     * blkioq_fail() does. */
     switch (req->op) {
     case BLKIO_OP_READ:
     case BLKIO_OP_WRITE:
-        if (req->iovcnt > b->max_segments)
-            return nvme_fail(q, req->user_data, -EINVAL,
-                             "iovcnt exceeds max-segments");
+        if (req->iovcnt > b->max_segments) {
+            blkioq_fail(q, req->user_data, -EINVAL,
+                        "iovcnt exceeds max-segments");
+            return 0;
+        }
         /* fall through */
     case BLKIO_OP_WRITE_ZEROES:
     case BLKIO_OP_DISCARD:
         if (req->len == 0) {
-            blkioq_complete(q, req->user_data, 0, NULL);
+            blkioq_fail(q, req->user_data, 0, NULL);
             return 0;
         }
         break;
     case BLKIO_OP_REPORT_ZONES:
         if (req->nr_zones == 0) {
-            blkioq_complete(q, req->user_data, 0, NULL);
+            blkioq_fail(q, req->user_data, 0, NULL);
             return 0;
         }
-        if (!req->zones)
-            return nvme_fail(q, req->user_data, -EINVAL,
-                             "report zones: zones array is NULL");
-        if (req->start >= b->capacity)
-            return nvme_fail(q, req->user_data, -EINVAL,
-                             "report zones: offset is beyond capacity");
+        if (!req->zones) {
+            blkioq_fail(q, req->user_data, -EINVAL,
+                        "report zones: zones array is NULL");
+            return 0;
+        }
+        if (req->start >= b->capacity) {
+            blkioq_fail(q, req->user_data, -EINVAL,
+                        "report zones: offset is beyond capacity");
+            return 0;
+        }
+        break;
+    case BLKIO_OP_OPEN_ZONE:
+    case BLKIO_OP_CLOSE_ZONE:
+    case BLKIO_OP_FINISH_ZONE:
+    case BLKIO_OP_RESET_ZONE:
+        if (req->start % b->zone_size || req->start >= b->capacity) {
+            blkioq_fail(q, req->user_data, -EINVAL,
+                        "zone offset is not the start of a zone");
+            return 0;
+        }
         break;
     default:
         break;
     }
 
-    if (req->op == BLKIO_OP_DISCARD && !(s->oncs & NVME_ONCS_DSM))
-        return nvme_fail(q, req->user_data, -ENOTSUP,
-                         "the controller does not support Dataset "
-                         "Management (discard)");
+    if (req->op == BLKIO_OP_DISCARD && !(s->oncs & NVME_ONCS_DSM)) {
+        blkioq_fail(q, req->user_data, -ENOTSUP,
+                    "the controller does not support Dataset Management "
+                    "(discard)");
+        return 0;
+    }
     if (req->op == BLKIO_OP_WRITE_ZEROES &&
         !(s->oncs & NVME_ONCS_WRITE_ZEROES) &&
-        ((req->flags & BLKIO_REQ_NO_FALLBACK) || !s->zero_buf))
-        return nvme_fail(q, req->user_data, -ENOTSUP,
-                         "the controller does not support Write Zeroes "
-                         "and BLKIO_REQ_NO_FALLBACK is set");
+        ((req->flags & BLKIO_REQ_NO_FALLBACK) || !s->zero_buf)) {
+        blkioq_fail(q, req->user_data, -ENOTSUP,
+                    "the controller does not support Write Zeroes and "
+                    "BLKIO_REQ_NO_FALLBACK is set");
+        return 0;
+    }
+
+    switch (req->op) {
+    case BLKIO_OP_OPEN_ZONE:         zsa = NVME_ZSA_OPEN; break;
+    case BLKIO_OP_CLOSE_ZONE:        zsa = NVME_ZSA_CLOSE; break;
+    case BLKIO_OP_FINISH_ZONE:       zsa = NVME_ZSA_FINISH; break;
+    case BLKIO_OP_RESET_ZONE:        zsa = NVME_ZSA_RESET; break;
+    case BLKIO_OP_OPEN_ALL_ZONES:
+        zsa = NVME_ZSA_OPEN | NVME_ZSA_SELECT_ALL; break;
+    case BLKIO_OP_CLOSE_ALL_ZONES:
+        zsa = NVME_ZSA_CLOSE | NVME_ZSA_SELECT_ALL; break;
+    case BLKIO_OP_FINISH_ALL_ZONES:
+        zsa = NVME_ZSA_FINISH | NVME_ZSA_SELECT_ALL; break;
+    case BLKIO_OP_RESET_ALL_ZONES:
+        zsa = NVME_ZSA_RESET | NVME_ZSA_SELECT_ALL; break;
+    case BLKIO_OP_READ:
+    case BLKIO_OP_WRITE:
+    case BLKIO_OP_FLUSH:
+    case BLKIO_OP_WRITE_ZEROES:
+    case BLKIO_OP_DISCARD:
+    case BLKIO_OP_REPORT_ZONES:
+        break;
+    default:
+        return -ENOTSUP;
+    }
 
     if (nvme_slot_alloc(nq, &idx) < 0)
         return -ENOMEM;
@@ -952,39 +1071,24 @@ static int nvme_queue_request(struct blkioq *q,
     sl->flags = req->flags;
     sl->lba = req->start >> s->lba_shift;
     sl->nlb_left = 0;
+    sl->vec = false;
+    sl->zsa = zsa;
 
     switch (req->op) {
     case BLKIO_OP_READ:
-    case BLKIO_OP_WRITE: {
-        uint32_t nlb = (uint32_t)(req->len >> s->lba_shift);
-        bool vec = req->iovcnt > 1;
-
-        cmd = nvme_get_cmd(nq, idx, vec);
-        if (!cmd)
-            goto busy;
-        cmd->opcode = req->op == BLKIO_OP_READ ? NVME_CMD_READ
-                                               : NVME_CMD_WRITE;
-        if (vec) {
+    case BLKIO_OP_WRITE:
+        sl->nlb_left = req->len >> s->lba_shift;
+        sl->vec = req->iovcnt > 1;
+        if (sl->vec) {
             /* The caller keeps the iovec array alive until completion */
-            cmd->addr = (uint64_t)(uintptr_t)req->iov;
-            cmd->data_len = (uint32_t)req->iovcnt;
+            sl->addr = (uint64_t)(uintptr_t)req->iov;
+            sl->data_len = (uint32_t)req->iovcnt;
         } else {
             /* req->iov may point into the caller's stack: copy it out */
-            cmd->addr = (uint64_t)(uintptr_t)req->iov[0].iov_base;
-            cmd->data_len = (uint32_t)req->iov[0].iov_len;
+            sl->addr = (uint64_t)(uintptr_t)req->iov[0].iov_base;
+            sl->data_len = (uint32_t)req->iov[0].iov_len;
         }
-        nvme_cmd_lba(cmd, sl->lba);
-        cmd->cdw12 = nlb - 1;
-        if (req->flags & BLKIO_REQ_FUA)
-            cmd->cdw12 |= NVME_RW_FUA;
-        return 0;
-    }
-    case BLKIO_OP_FLUSH:
-        cmd = nvme_get_cmd(nq, idx, false);
-        if (!cmd)
-            goto busy;
-        cmd->opcode = NVME_CMD_FLUSH;
-        return 0;
+        break;
     case BLKIO_OP_WRITE_ZEROES:
     case BLKIO_OP_DISCARD:
         sl->nlb_left = req->len >> s->lba_shift;
@@ -1010,59 +1114,12 @@ static int nvme_queue_request(struct blkioq *q,
         }
         break;
     }
-    case BLKIO_OP_OPEN_ZONE:
-    case BLKIO_OP_CLOSE_ZONE:
-    case BLKIO_OP_FINISH_ZONE:
-    case BLKIO_OP_RESET_ZONE:
-        if (req->start % b->zone_size || req->start >= b->capacity) {
-            nvme_slot_free(nq, idx);
-            return nvme_fail(q, req->user_data, -EINVAL,
-                             "zone offset is not the start of a zone");
-        }
-        /* fall through */
-    case BLKIO_OP_OPEN_ALL_ZONES:
-    case BLKIO_OP_CLOSE_ALL_ZONES:
-    case BLKIO_OP_FINISH_ALL_ZONES:
-    case BLKIO_OP_RESET_ALL_ZONES:
-        switch (req->op) {
-        case BLKIO_OP_OPEN_ZONE:         zsa = NVME_ZSA_OPEN; break;
-        case BLKIO_OP_CLOSE_ZONE:        zsa = NVME_ZSA_CLOSE; break;
-        case BLKIO_OP_FINISH_ZONE:       zsa = NVME_ZSA_FINISH; break;
-        case BLKIO_OP_RESET_ZONE:        zsa = NVME_ZSA_RESET; break;
-        case BLKIO_OP_OPEN_ALL_ZONES:
-            zsa = NVME_ZSA_OPEN | NVME_ZSA_SELECT_ALL; break;
-        case BLKIO_OP_CLOSE_ALL_ZONES:
-            zsa = NVME_ZSA_CLOSE | NVME_ZSA_SELECT_ALL; break;
-        case BLKIO_OP_FINISH_ALL_ZONES:
-            zsa = NVME_ZSA_FINISH | NVME_ZSA_SELECT_ALL; break;
-        default:
-            zsa = NVME_ZSA_RESET | NVME_ZSA_SELECT_ALL; break;
-        }
-        cmd = nvme_get_cmd(nq, idx, false);
-        if (!cmd)
-            goto busy;
-        cmd->opcode = NVME_CMD_ZONE_MGMT_SEND;
-        if (!(zsa & NVME_ZSA_SELECT_ALL))
-            nvme_cmd_lba(cmd, sl->lba);
-        cmd->cdw13 = zsa;
-        return 0;
     default:
-        nvme_slot_free(nq, idx);
-        return -ENOTSUP;
+        break;
     }
 
-    ret = nvme_issue_next(nq, idx);
-    if (ret < 0) {
-        free(sl->report_buf);
-        sl->report_buf = NULL;
-        nvme_slot_free(nq, idx);
-        return ret;
-    }
+    nvme_issue(nq, idx, false);
     return 0;
-
-busy:
-    nvme_slot_free(nq, idx);
-    return -EAGAIN;
 }
 
 /* ---- completion ---- */
@@ -1089,10 +1146,20 @@ static int nvme_status_errno(int status, const char **msg)
         return -ECANCELED;
     case 0x00b: *msg = "nvme status 0x00b: invalid namespace or format";
         return -ENODEV;
-    case 0x00f: *msg = "nvme status 0x00f: invalid SGL offset";
+    case 0x00f: *msg = "nvme status 0x00f: data SGL length invalid";
         return -EINVAL;
-    case 0x015: *msg = "nvme status 0x015: namespace is write protected";
+    case 0x013: *msg = "nvme status 0x013: PRP offset invalid";
+        return -EINVAL;
+    case 0x015: *msg = "nvme status 0x015: operation denied";
+        return -EPERM;
+    case 0x016: *msg = "nvme status 0x016: SGL offset invalid";
+        return -EINVAL;
+    case 0x020: *msg = "nvme status 0x020: namespace is write protected";
         return -EROFS;
+    case 0x021: *msg = "nvme status 0x021: command interrupted";
+        return -EAGAIN;
+    case 0x022: *msg = "nvme status 0x022: transient transport error";
+        return -EAGAIN;
     case 0x080: *msg = "nvme status 0x080: LBA out of range";
         return -ERANGE;
     case 0x081: *msg = "nvme status 0x081: capacity exceeded";
@@ -1101,6 +1168,8 @@ static int nvme_status_errno(int status, const char **msg)
         return -EAGAIN;
     case 0x083: *msg = "nvme status 0x083: reservation conflict";
         return -EBADE;
+    case 0x084: *msg = "nvme status 0x084: format in progress";
+        return -EAGAIN;
     /* command specific status */
     case 0x180: *msg = "nvme status 0x180: conflicting attributes";
         return -EINVAL;
@@ -1109,6 +1178,9 @@ static int nvme_status_errno(int status, const char **msg)
     case 0x182: *msg = "nvme status 0x182: attempted write to read only "
                        "range";
         return -EROFS;
+    case 0x183: *msg = "nvme status 0x183: invalid command for this "
+                       "controller (ONCS)";
+        return -ENOTSUP;
     case 0x1b8: *msg = "nvme status 0x1b8: zone boundary error";
         return -EIO;
     case 0x1b9: *msg = "nvme status 0x1b9: zone is full";
@@ -1139,6 +1211,8 @@ static int nvme_status_errno(int status, const char **msg)
     case 0x284: *msg = "nvme status 0x284: end-to-end reference tag check "
                        "error";
         return -EILSEQ;
+    case 0x285: *msg = "nvme status 0x285: compare failure";
+        return -EILSEQ;
     case 0x286: *msg = "nvme status 0x286: access denied";
         return -EACCES;
     case 0x287: *msg = "nvme status 0x287: deallocated or unwritten "
@@ -1159,55 +1233,124 @@ static int nvme_status_errno(int status, const char **msg)
         break;
     case 3: *msg = "nvme command failed with a path related error";
         break;
-    default: *msg = "nvme command failed with a vendor specific status";
+    case 7: *msg = "nvme command failed with a vendor specific status";
+        break;
+    default: *msg = "nvme command failed with a reserved status code type";
         break;
     }
     return -EIO;
 }
 
-/* Turn one report's descriptors into struct blkio_zone.  Returns how many
- * it converted; the next report starts after the last one. */
-static uint32_t nvme_report_convert(struct nvme_state *s,
-                                    struct nvme_slot *sl)
+/*
+ * Turn one report's descriptors into struct blkio_zone.  The report is the
+ * device's word and is checked before any of it reaches the caller: the
+ * descriptor count must fit the buffer we gave, each descriptor must be the
+ * next zone (ZNS zones are contiguous and equally sized), inside the
+ * namespace, of a known type and state, with its capacity and write pointer
+ * inside the zone.  Returns how many zones were converted (the next report
+ * starts after the last one), or -EIO with *msg.
+ */
+static int nvme_report_convert(const struct blkio *b,
+                               const struct nvme_state *s,
+                               struct nvme_slot *sl, const char **msg)
 {
     const uint8_t *buf = sl->report_buf;
     uint64_t nr = nvme_le64(buf);
+    uint64_t end = b->nr_zones * s->zone_blocks;
     uint32_t room = sl->report_len / NVME_ZONE_DESC_SIZE - 1;
     uint32_t i;
 
-    if (nr > room)
-        nr = room;
+    if (nr > room) {
+        *msg = "report zones: the device reported more zones than fit the "
+               "report buffer";
+        return -EIO;
+    }
     if (nr > sl->nr_zones - sl->zones_done)
         nr = sl->nr_zones - sl->zones_done;
     for (i = 0; i < nr; i++) {
         const uint8_t *d = buf + NVME_ZONE_DESC_SIZE * (i + 1);
         struct blkio_zone *z = &sl->zones[sl->zones_done + i];
         uint64_t zslba = nvme_le64(d + 16);
+        uint64_t zcap = nvme_le64(d + 8);
+        uint64_t wp = nvme_le64(d + 24);
+        uint8_t type = d[0] & 0xf, state = d[1] >> 4;
+
+        if (zslba != sl->lba || zslba >= end) {
+            *msg = "report zones: the device reported a zone that is not "
+                   "the next one or lies beyond the namespace";
+            return -EIO;
+        }
+        if (type != BLKIO_ZONE_TYPE_SEQWRITE_REQ) {
+            *msg = "report zones: the device reported an unknown zone type";
+            return -EIO;
+        }
+        if (zcap > s->zone_blocks) {
+            *msg = "report zones: the device reported a zone capacity "
+                   "larger than the zone size";
+            return -EIO;
+        }
+        /* NVMe zone types and states use the numbers blkio.h uses */
+        switch (state) {
+        case BLKIO_ZONE_STATE_EMPTY:
+        case BLKIO_ZONE_STATE_IMP_OPEN:
+        case BLKIO_ZONE_STATE_EXP_OPEN:
+        case BLKIO_ZONE_STATE_CLOSED:
+            if (wp < zslba || wp - zslba > zcap) {
+                *msg = "report zones: the device reported a write pointer "
+                       "outside the zone's capacity";
+                return -EIO;
+            }
+            break;
+        case BLKIO_ZONE_STATE_FULL:
+        case BLKIO_ZONE_STATE_READONLY:
+        case BLKIO_ZONE_STATE_OFFLINE:
+            /* The write pointer is not valid in these states; a full zone
+             * has it at the end of the zone (blkioq_finish_zone()). */
+            wp = zslba + s->zone_blocks;
+            break;
+        default:
+            *msg = "report zones: the device reported an unknown zone "
+                   "state";
+            return -EIO;
+        }
 
         memset(z, 0, sizeof(*z));
         z->start = zslba << s->lba_shift;
         z->len = s->zone_blocks << s->lba_shift;
-        z->capacity = nvme_le64(d + 8) << s->lba_shift;
-        z->write_pointer = nvme_le64(d + 24) << s->lba_shift;
-        /* NVMe zone types and states use the numbers blkio.h uses */
-        z->zone_type = d[0] & 0xf;
-        z->zone_state = d[1] >> 4;
+        z->capacity = zcap << s->lba_shift;
+        z->write_pointer = wp << s->lba_shift;
+        z->zone_type = type;
+        z->zone_state = state;
         z->reset = (d[2] & NVME_ZA_RZR) ? 1 : 0;
         sl->lba = zslba + s->zone_blocks;
     }
     sl->zones_done += i;
-    return i;
+    return (int)i;
 }
 
+/* One CQE.  Its user_data is ours only if it names a slot with a command
+ * in flight: anything else is counted and dropped, never taken as a
+ * request's result. */
 static void nvme_complete_cqe(struct nvme_queue *nq,
                               const struct io_uring_cqe *cqe)
 {
     struct blkio *b = nq->q->b;
     struct nvme_state *s = b->priv;
-    uint32_t idx = (uint32_t)cqe->user_data;
-    struct nvme_slot *sl = nvme_slot(nq, idx);
+    uint64_t ud = cqe->user_data;
+    struct nvme_slot *sl;
     const char *msg = NULL;
+    uint32_t idx;
     int ret = 0;
+
+    if (BLKIO_UNLIKELY(ud >= (uint64_t)nq->nchunks * NVME_SLOTS_PER_CHUNK ||
+                       !nvme_slot(nq, (uint32_t)ud)->in_flight)) {
+        nq->bad_cqes++;
+        return;
+    }
+    idx = (uint32_t)ud;
+    sl = nvme_slot(nq, idx);
+    sl->in_flight = false;
+    nq->inflight--;
 
     if (BLKIO_UNLIKELY(cqe->res < 0)) {
         ret = cqe->res;
@@ -1215,28 +1358,21 @@ static void nvme_complete_cqe(struct nvme_queue *nq,
     } else if (BLKIO_UNLIKELY(cqe->res > 0)) {
         ret = nvme_status_errno(cqe->res, &msg);
     } else if (sl->op == BLKIO_OP_REPORT_ZONES) {
-        uint32_t got = nvme_report_convert(s, sl);
-        uint64_t next = sl->lba << s->lba_shift;
+        int got = nvme_report_convert(b, s, sl, &msg);
 
-        if (got > 0 && sl->zones_done < sl->nr_zones && next < b->capacity) {
-            if (nvme_issue_next(nq, idx) == 0)
-                return;
-            ret = -EAGAIN;
-            msg = "could not queue the next zone report command";
+        if (got < 0) {
+            ret = got;
+        } else if (got > 0 && sl->zones_done < sl->nr_zones &&
+                   sl->lba < b->nr_zones * s->zone_blocks) {
+            nvme_issue(nq, idx, false);
+            return;
         } else {
             ret = (int)(sl->zones_done < INT_MAX ? sl->zones_done : INT_MAX);
         }
-        free(sl->report_buf);
-        sl->report_buf = NULL;
-        blkioq_complete(nq->q, sl->user_data, ret, msg);
-        nvme_slot_free(nq, idx);
-        return;
     } else if (sl->nlb_left > 0) {
-        /* chained request: next command, or fail if we cannot queue it */
-        if (nvme_issue_next(nq, idx) == 0)
-            return;
-        ret = -EAGAIN;
-        msg = "could not queue the next command of the request";
+        /* chained request: its next command */
+        nvme_issue(nq, idx, false);
+        return;
     }
 
     if (sl->report_buf) {
@@ -1247,73 +1383,41 @@ static void nvme_complete_cqe(struct nvme_queue *nq,
     nvme_slot_free(nq, idx);
 }
 
-/* Move every posted CQE into the completion ring.  On IOPOLL rings the
- * peek itself polls the device. */
-static void nvme_reap(struct nvme_queue *nq)
+/* Move every posted CQE into the completion ring (or into a chained
+ * request's next command), then refill the SQ from the backlog. */
+static void nvme_reap(struct blkioq *q)
 {
+    struct nvme_queue *nq = q->priv;
     struct io_uring_cqe *cqe;
+    unsigned head, n;
 
-    while (io_uring_peek_cqe(&nq->ring, &cqe) == 0) {
-        nvme_complete_cqe(nq, cqe);
-        io_uring_cqe_seen(&nq->ring, cqe);
-    }
-}
-
-static bool nvme_deadline_passed(const struct timespec *deadline)
-{
-    struct timespec left;
-
-    blkio_deadline_remaining(deadline, &left);
-    return left.tv_sec == 0 && left.tv_nsec == 0;
+    do {
+        n = 0;
+        io_uring_for_each_cqe(&nq->ring, head, cqe) {
+            n++;
+            nvme_complete_cqe(nq, cqe);
+        }
+        io_uring_cq_advance(&nq->ring, n);
+        nvme_backlog_drain(nq);
+    } while (n);
 }
 
 static int nvme_process(struct blkioq *q, int min,
                         const struct timespec *deadline, const sigset_t *sig)
 {
     struct nvme_queue *nq = q->priv;
-    int ret;
+    int ret = uring_process(q, &nq->ring, nvme_reap, &nq->inflight, min,
+                            deadline, sig);
 
-    nvme_reap(nq);
-    ret = io_uring_submit(&nq->ring);
-    if (ret < 0 && ret != -EAGAIN && ret != -EBUSY)
-        return blkio_set_error(ret, "io_uring_submit: %s", strerror(-ret));
-    nvme_reap(nq);
+    if (BLKIO_UNLIKELY(nq->bad_cqes)) {
+        uint32_t n = nq->bad_cqes;
 
-    while (blkioq_ring_count(q) < (uint32_t)min) {
-        unsigned want = (unsigned)min - blkioq_ring_count(q);
-        struct io_uring_cqe *cqe;
-
-        if (q->poll) {
-            /* IOPOLL rings ignore wait timeouts: spin for one CQE at a
-             * time and check the deadline in between. */
-            if (deadline && nvme_deadline_passed(deadline))
-                return -ETIME;
-            ret = io_uring_submit_and_wait(&nq->ring, 1);
-        } else if (deadline) {
-            struct timespec left;
-            struct __kernel_timespec ts;
-
-            blkio_deadline_remaining(deadline, &left);
-            ts.tv_sec = left.tv_sec;
-            ts.tv_nsec = left.tv_nsec;
-            ret = io_uring_submit_and_wait_timeout(&nq->ring, &cqe, want, &ts,
-                                                   (sigset_t *)sig);
-        } else if (sig) {
-            ret = io_uring_submit_and_wait_timeout(&nq->ring, &cqe, want,
-                                                   NULL, (sigset_t *)sig);
-        } else {
-            ret = io_uring_submit_and_wait(&nq->ring, want);
-        }
-        nvme_reap(nq);
-        if (ret < 0 && blkioq_ring_count(q) < (uint32_t)min) {
-            if (ret == -ETIME || ret == -EINTR)
-                return ret;
-            if (ret == -EAGAIN || ret == -EBUSY)
-                continue;   /* CQ overflow being flushed: reap and retry */
-            return blkio_set_error(ret, "io_uring wait: %s", strerror(-ret));
-        }
+        nq->bad_cqes = 0;
+        return blkio_set_error(-EIO, "nvme-io_uring queue %d: dropped %u "
+                               "completions that matched no command in "
+                               "flight", q->index, n);
     }
-    return 0;
+    return ret;
 }
 
 const struct blkio_driver blkio_driver_nvme_io_uring = {

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The vhost-user backend dies under load: kill -9 qemu-storage-daemon while
+# a client keeps 16 reads in flight.  The client must get errors within a
+# few seconds (no request may hang), nbdkit must not spin afterwards, and
+# it must still exit when asked.  Run under tests/vhost-user/qsd-run.sh.
+source "$(dirname "$0")/functions.sh"
+requires_driver virtio-blk-vhost-user
+requires /usr/bin/python3 -c 'import nbd'
+if [ -z "${VU_SOCK:-}" ] || [ -z "${VU_QSD_PID:-}" ]; then
+    echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
+    exit 77
+fi
+set -x
+
+start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2
+nbd_pid=$(cat "$pidfile")
+
+# The client: reads at depth 16 until told the backend is dead (the file
+# $tmp/killed holds the time of the kill), then checks that errors come
+# quickly and that every later request fails quickly too.
+/usr/bin/python3 - "$(uri)" "$tmp/killed" > "$tmp/client.out" 2>&1 <<'PY' &
+import nbd, os, random, sys, time
+uri, killed = sys.argv[1], sys.argv[2]
+h = nbd.NBD()
+h.connect_uri(uri)
+blocks = h.get_size() // 4096
+inflight = []
+ok = errs = 0
+first_err = kill_time = None
+after_err_done = 0
+start = time.time()
+
+def issue():
+    inflight.append(h.aio_pread(nbd.Buffer(4096),
+                                random.randrange(blocks) * 4096))
+
+while True:
+    now = time.time()
+    if kill_time is None and os.path.exists(killed):
+        with open(killed) as f:
+            kill_time = float(f.read())
+    if kill_time is not None and now - kill_time > 3:
+        print(f"FAIL: no error 3s after the kill ({ok} reads ok, "
+              f"{len(inflight)} in flight)")
+        sys.exit(1)
+    if now - start > 30:
+        print("FAIL: the backend was never killed")
+        sys.exit(1)
+    while first_err is None and len(inflight) < 16:
+        issue()
+    h.poll(100)
+    for c in inflight[:]:
+        try:
+            done = h.aio_command_completed(c)
+        except nbd.Error as e:
+            done = True
+            errs += 1
+            if first_err is None:
+                first_err = time.time()
+                print(f"first error {first_err - (kill_time or first_err):.2f}s"
+                      f" after the kill: {e}")
+        if done:
+            inflight.remove(c)
+            if first_err is None:
+                ok += 1
+    if first_err is not None:
+        break
+
+# Everything still in flight, and new requests, must fail, and quickly.
+deadline = time.time() + 5
+for i in range(32):
+    issue()
+while inflight and time.time() < deadline:
+    h.poll(100)
+    for c in inflight[:]:
+        try:
+            if h.aio_command_completed(c):
+                print("FAIL: a read succeeded after the backend died")
+                sys.exit(1)
+        except nbd.Error:
+            errs += 1
+            inflight.remove(c)
+if inflight:
+    print(f"FAIL: {len(inflight)} requests hang after the backend died")
+    sys.exit(1)
+if ok == 0:
+    print("FAIL: no read succeeded before the kill")
+    sys.exit(1)
+print(f"ok: {ok} reads before, {errs} errors after the kill")
+PY
+client=$!
+cleanup_fn "kill $client 2>/dev/null"
+
+sleep 1
+kill -0 "$client"               # still reading
+kill -9 "$VU_QSD_PID"
+date +%s.%N > "$tmp/killed.new"
+mv "$tmp/killed.new" "$tmp/killed"
+
+rc=0
+timeout 20 tail --pid="$client" -f /dev/null || true
+wait "$client" || rc=$?
+cat "$tmp/client.out"
+[ "$rc" -eq 0 ]
+grep -q "^ok:" "$tmp/client.out"
+
+# Idle now: nbdkit must not burn CPU (less than 0.3 s in 2 s).
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+t0=$(ticks "$nbd_pid")
+sleep 2
+t1=$(ticks "$nbd_pid")
+hz=$(getconf CLK_TCK)
+echo "nbdkit CPU while idle after the failure: $(( (t1 - t0) * 1000 / hz )) ms / 2 s"
+[ $(( (t1 - t0) * 1000 / hz )) -lt 300 ]
+
+# And it still exits cleanly when asked.
+kill "$nbd_pid"
+for _ in $(seq 100); do
+    kill -0 "$nbd_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$nbd_pid" 2>/dev/null; then
+    echo "FAIL: nbdkit did not exit 10 s after SIGTERM"
+    exit 1
+fi

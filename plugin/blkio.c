@@ -145,6 +145,12 @@ struct bio_queue {
   char dead_msg[256];
   pthread_t thread;                     /* completion thread */
   bool have_thread;
+  /* At most one thread waits on the completion fd: the completion thread,
+   * or while it is parked (nothing was in flight) the thread of a lone
+   * request, which then saves the hand-over. */
+  bool ct_parked;
+  bool owner_reaping;
+  _Atomic uint32_t ct_word;             /* futex word: unpark */
   struct blkio_mem_region region;
   bool have_region, region_mapped;
 } __attribute__((aligned(64)));
@@ -156,6 +162,7 @@ static int bio_nqueues;
 static atomic_uint bio_next_queue;
 static __thread struct bio_queue *bio_thread_queue;
 static int bio_stop_fd = -1;            /* readable: completion threads exit */
+static atomic_bool bio_stopping;
 
 /* Device geometry, read once after blkio_start(). */
 static uint64_t bio_capacity;
@@ -194,6 +201,8 @@ bio_min_limit (uint64_t a, uint64_t b)
   return a < b ? a : b;
 }
 
+static void bio_futex_wake (_Atomic uint32_t *word, int n);
+
 /* Stop the completion threads (idempotent). */
 static void
 bio_stop_threads (void)
@@ -203,8 +212,15 @@ bio_stop_threads (void)
 
   if (bio_stop_fd == -1)
     return;
+  atomic_store (&bio_stopping, true);
   if (write (bio_stop_fd, &one, sizeof one) == -1)
     nbdkit_debug ("write stop fd: %m");
+  for (i = 0; i < bio_nqueues; i++) {
+    pthread_mutex_lock (&bio_queues[i].lock);
+    atomic_fetch_add (&bio_queues[i].ct_word, 1);
+    pthread_mutex_unlock (&bio_queues[i].lock);
+    bio_futex_wake (&bio_queues[i].ct_word, 1);
+  }
   for (i = 0; i < bio_nqueues; i++) {
     if (bio_queues[i].have_thread)
       pthread_join (bio_queues[i].thread, NULL);
@@ -1067,46 +1083,90 @@ bio_finish (struct bio_queue *bq, struct bio_slot *list)
   }
 }
 
-/* The completion thread of one queue: wait for the completion fd, then
- * harvest and finish for everyone. */
-static void *
-bio_completion_thread (void *arg)
+/* Wake the parked completion thread; called with the lock held, returns
+ * whether bio_unpark_wake() must follow once it is dropped. */
+static bool
+bio_unpark (struct bio_queue *bq)
 {
-  struct bio_queue *bq = arg;
+  if (!bq->ct_parked || bq->owner_reaping)
+    return false;
+  bq->ct_parked = false;
+  atomic_fetch_add (&bq->ct_word, 1);
+  return true;
+}
+
+static void
+bio_unpark_wake (struct bio_queue *bq)
+{
+  bio_futex_wake (&bq->ct_word, 1);
+}
+
+/* Wait (without the lock) until the completion fd fires, or the safety
+ * timeout passes, then reset it.  Returns poll()'s result. */
+static int
+bio_wait_fd (struct bio_queue *bq, bool with_stop)
+{
   struct pollfd pfd[2] = {
     { .fd = bq->fd, .events = POLLIN },
     { .fd = bio_stop_fd, .events = POLLIN },
   };
+  uint64_t ev;
+  int r;
 
+  r = poll (pfd, with_stop ? 2 : 1, BIO_POLL_SAFETY_MS);
+  if (r == -1) {
+    if (errno != EINTR)
+      nbdkit_debug ("poll on completion fd: %m");
+    return 0;
+  }
+  if (with_stop && pfd[1].revents)
+    return -1;
+  /* Reset the event before blkioq_do_io(), as libblkio asks: a
+   * completion that arrives after this read signals the fd again. */
+  if (r > 0 && (pfd[0].revents & POLLIN) &&
+      read (bq->fd, &ev, sizeof ev) == -1 && errno != EAGAIN)
+    nbdkit_debug ("read completion fd: %m");
+  return r;
+}
+
+/* The completion thread of one queue: wait for the completion fd, then
+ * harvest and finish for everyone.  It parks while nothing is in flight. */
+static void *
+bio_completion_thread (void *arg)
+{
+  struct bio_queue *bq = arg;
+
+  pthread_mutex_lock (&bq->lock);
   for (;;) {
     struct bio_slot *list;
-    uint64_t ev;
     int r;
 
-    r = poll (pfd, 2, BIO_POLL_SAFETY_MS);
-    if (r == -1 && errno != EINTR) {
-      nbdkit_error ("poll on completion fd: %m");
-      pthread_mutex_lock (&bq->lock);
-      bio_queue_die (bq, errno, "cannot wait for completions");
+    if (bq->inflight == 0)
+      bq->ct_parked = true;
+    while (bq->ct_parked && !atomic_load (&bio_stopping)) {
+      uint32_t gen = atomic_load (&bq->ct_word);
+
       pthread_mutex_unlock (&bq->lock);
-      return NULL;
+      bio_futex_wait (&bq->ct_word, gen);
+      pthread_mutex_lock (&bq->lock);
     }
-    if (pfd[1].revents)
+    pthread_mutex_unlock (&bq->lock);
+    if (atomic_load (&bio_stopping))
       return NULL;
-    /* Reset the event before blkioq_do_io(), as libblkio asks: a
-     * completion that arrives after this read signals the fd again. */
-    if (r > 0 && read (bq->fd, &ev, sizeof ev) == -1 && errno != EAGAIN)
-      nbdkit_debug ("read completion fd: %m");
+
+    r = bio_wait_fd (bq, true);
+    if (r == -1)
+      return NULL;
 
     pthread_mutex_lock (&bq->lock);
-    if (r == 0 && bq->inflight == 0) {
-      pthread_mutex_unlock (&bq->lock);
+    if (r == 0 && bq->inflight == 0)
       continue;
-    }
     list = bio_harvest (bq);
-    pthread_mutex_unlock (&bq->lock);
-    if (list)
+    if (list) {
+      pthread_mutex_unlock (&bq->lock);
       bio_finish (bq, list);
+      pthread_mutex_lock (&bq->lock);
+    }
   }
 }
 
@@ -1206,18 +1266,52 @@ bio_run (struct bio_op *op)
       continue;
     }
 
-    /* Out of slots: wait until some are freed (or the queue dies). */
+    /* Out of slots: wait until some are freed (or the queue dies);
+     * somebody must be harvesting meanwhile. */
     {
       uint32_t gen = atomic_load (&bq->slot_gen);
+      bool wake_ct = bio_unpark (bq);
 
       bq->slot_waiters++;
       pthread_mutex_unlock (&bq->lock);
+      if (wake_ct)
+        bio_unpark_wake (bq);
       bio_futex_wait (&bq->slot_gen, gen);
       pthread_mutex_lock (&bq->lock);
       bq->slot_waiters--;
     }
   }
-  pthread_mutex_unlock (&bq->lock);
+
+  /* Nobody waits on the completion fd (the queue was idle): wait on it
+   * ourselves rather than wake the completion thread to hand us our
+   * completion.  Others who queue meanwhile are served by us, and by the
+   * completion thread once we leave. */
+  if (atomic_load (&w.remaining) != 0 && bq->ct_parked &&
+      !bq->owner_reaping) {
+    bool wake_ct;
+
+    bq->owner_reaping = true;
+    while (atomic_load (&w.remaining) != 0) {
+      struct bio_slot *list;
+
+      pthread_mutex_unlock (&bq->lock);
+      bio_wait_fd (bq, false);
+      pthread_mutex_lock (&bq->lock);
+      list = bio_harvest (bq);
+      if (list) {
+        pthread_mutex_unlock (&bq->lock);
+        bio_finish (bq, list);
+        pthread_mutex_lock (&bq->lock);
+      }
+    }
+    bq->owner_reaping = false;
+    wake_ct = bq->inflight > 0 && bio_unpark (bq);
+    pthread_mutex_unlock (&bq->lock);
+    if (wake_ct)
+      bio_unpark_wake (bq);
+  }
+  else
+    pthread_mutex_unlock (&bq->lock);
 
   /* Sleep until the last piece is finished; whoever finishes it has
    * written err/msg before the release that brings remaining to 0. */

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "uring-common.h"
 
 /* Memcheck cannot see the kernel fill read buffers through io_uring; tell
  * it, so that programs using libblkio run clean under valgrind.  The
@@ -91,6 +92,7 @@ struct iou_req {
     int iovcnt;
     uint32_t next;              /* free list or backlog link */
     uint8_t op;                 /* enum blkio_op */
+    bool in_flight;             /* a CQE is due for this slot */
     bool single_iov;
     bool fua;
     uint8_t step;               /* index into steps[] */
@@ -456,8 +458,10 @@ static int iou_slots_grow(struct iou_queue *iq)
     if (!s)
         return -ENOMEM;
     /* Chain the new slots onto the free list. */
-    for (uint32_t i = iq->nslots; i < n; i++)
+    for (uint32_t i = iq->nslots; i < n; i++) {
         s[i].next = i + 1 < n ? i + 1 : iq->free_head;
+        s[i].in_flight = false;
+    }
     iq->free_head = iq->nslots;
     iq->slots = s;
     iq->nslots = n;
@@ -521,7 +525,11 @@ static void iou_queue_destroy(struct blkioq *q)
 
     if (!iq)
         return;
-    /* Requests still in the kernel are cancelled when the ring goes. */
+    /* Closing the ring does not wait: the kernel would go on filling the
+     * caller's read buffers after blkio_destroy() returned.  Cancel what
+     * can be cancelled and wait (bounded) for the rest.  The slots are
+     * never read by the kernel, so they can go either way. */
+    uring_drain(&iq->ring, iq->inflight, q->poll, true);
     io_uring_queue_exit(&iq->ring);
     free(iq->slots);
     free(iq);
@@ -672,6 +680,7 @@ static void iou_issue(struct blkioq *q, uint32_t idx, bool from_backlog)
     if (((struct iou_instance *)q->b->priv)->force_async)
         sqe->flags |= IOSQE_ASYNC;
     io_uring_sqe_set_data64(sqe, idx);
+    iq->slots[idx].in_flight = true;
     iq->inflight++;
     return;
 
@@ -736,24 +745,6 @@ static bool iou_plan(const struct blkio *b, const struct blkio_request *req,
     return true;
 }
 
-/* Complete a request that needs no kernel work.  The kernel will not
- * signal the completion fd for it, so do it here for event-driven
- * callers. */
-static void iou_complete_now(struct blkioq *q, void *user_data)
-{
-    struct iou_queue *iq = q->priv;
-
-    blkioq_complete(q, user_data, 0, NULL);
-    /* Same rule as the ring's own notifications: on unless the caller
-     * turned them off. */
-    if (q->completion_fd >= 0 && io_uring_cq_eventfd_enabled(&iq->ring)) {
-        uint64_t one = 1;
-        ssize_t r = write(q->completion_fd, &one, sizeof(one));
-
-        (void)r;    /* a full counter is readable already */
-    }
-}
-
 static int iou_queue_request(struct blkioq *q,
                              const struct blkio_request *req)
 {
@@ -811,13 +802,13 @@ static int iou_queue_request(struct blkioq *q,
         }
         if (req->len == 0) {
             iou_slot_free(iq, idx);
-            iou_complete_now(q, req->user_data);
+            blkioq_fail(q, req->user_data, 0, NULL);
             return 0;
         }
     } else if (req->len == 0) {
         /* Nothing to transfer: complete without the kernel. */
         iou_slot_free(iq, idx);
-        iou_complete_now(q, req->user_data);
+        blkioq_fail(q, req->user_data, 0, NULL);
         return 0;
     }
 
@@ -979,66 +970,20 @@ static void iou_reap(struct blkioq *q)
     do {
         n = 0;
         io_uring_for_each_cqe(&iq->ring, head, cqe) {
-            uint32_t idx = (uint32_t)cqe->user_data;
-            int res = cqe->res;
+            uint64_t idx = cqe->user_data;
 
             n++;
+            /* Only a slot we gave the kernel has a CQE due. */
+            if (BLKIO_UNLIKELY(idx >= iq->nslots ||
+                               !iq->slots[idx].in_flight))
+                continue;
+            iq->slots[idx].in_flight = false;
             iq->inflight--;
-            iou_handle_cqe(q, idx, res);
+            iou_handle_cqe(q, (uint32_t)idx, cqe->res);
         }
         io_uring_cq_advance(&iq->ring, n);
         iou_backlog_drain(q);
     } while (n);
-}
-
-/* A poll queue: the kernel polls for completions while we are in
- * io_uring_enter; with a deadline, poll in short rounds and watch it. */
-static int iou_process_poll(struct blkioq *q, int min,
-                            const struct timespec *deadline)
-{
-    struct iou_queue *iq = q->priv;
-
-    for (;;) {
-        uint32_t have;
-        int ret;
-
-        iou_reap(q);
-        have = blkioq_ring_count(q);
-        if (have >= (uint32_t)min || !deadline) {
-            unsigned want = have >= (uint32_t)min ? 0 : min - have;
-
-            if (want > iq->inflight)
-                want = iq->inflight;
-            if (want == 0) {
-                ret = io_uring_submit_and_get_events(&iq->ring);
-            } else {
-                ret = io_uring_submit_and_wait(&iq->ring, want);
-            }
-            if (ret < 0 && ret != -EAGAIN && ret != -EBUSY &&
-                ret != -EINTR && ret != -ETIME)
-                return blkio_set_error(ret, "io_uring_enter: %s",
-                                       strerror(-ret));
-            iou_reap(q);
-            if (blkioq_ring_count(q) >= (uint32_t)min)
-                return 0;
-            continue;
-        }
-
-        ret = io_uring_submit_and_get_events(&iq->ring);
-        if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
-            return blkio_set_error(ret, "io_uring_enter: %s",
-                                   strerror(-ret));
-        iou_reap(q);
-        if (blkioq_ring_count(q) >= (uint32_t)min)
-            return 0;
-        {
-            struct timespec left;
-
-            blkio_deadline_remaining(deadline, &left);
-            if (left.tv_sec == 0 && left.tv_nsec == 0)
-                return -ETIME;
-        }
-    }
 }
 
 static int iou_process(struct blkioq *q, int min,
@@ -1046,72 +991,8 @@ static int iou_process(struct blkioq *q, int min,
 {
     struct iou_queue *iq = q->priv;
 
-    if (q->poll)
-        return iou_process_poll(q, min, deadline);
-
-    for (;;) {
-        struct __kernel_timespec kts;
-        struct io_uring_cqe *cqe;
-        uint32_t have;
-        unsigned want;
-        int ret;
-
-        iou_reap(q);
-        have = blkioq_ring_count(q);
-        if (have >= (uint32_t)min) {
-            /* Enough already: just pass on what was queued. */
-            if (io_uring_sq_ready(&iq->ring)) {
-                ret = io_uring_submit(&iq->ring);
-                if (ret < 0 && ret != -EAGAIN && ret != -EBUSY &&
-                    ret != -EINTR)
-                    return blkio_set_error(ret, "io_uring_submit: %s",
-                                           strerror(-ret));
-                iou_reap(q);
-            }
-            return 0;
-        }
-
-        want = min - have;
-        if (want > iq->inflight)
-            want = iq->inflight;
-        if (want == 0)
-            return blkio_set_error(-EINVAL, "waiting for %d completions "
-                                   "but none are in flight", min);
-
-        if (deadline) {
-            struct timespec left;
-
-            blkio_deadline_remaining(deadline, &left);
-            kts.tv_sec = left.tv_sec;
-            kts.tv_nsec = left.tv_nsec;
-        }
-        /* One io_uring_enter: submit everything queued and wait. */
-        ret = io_uring_submit_and_wait_timeout(&iq->ring, &cqe, want,
-                                               deadline ? &kts : NULL,
-                                               (sigset_t *)sig);
-        iou_reap(q);
-        if (blkioq_ring_count(q) >= (uint32_t)min)
-            return 0;
-        if (ret == -ETIME)
-            return -ETIME;
-        if (ret == -EINTR) {
-            /* With a signal mask the caller wants to hear of signals;
-             * without one, an interrupted wait just goes on. */
-            if (sig)
-                return -EINTR;
-            continue;
-        }
-        if (ret < 0 && ret != -EAGAIN && ret != -EBUSY)
-            return blkio_set_error(ret, "io_uring_enter: %s",
-                                   strerror(-ret));
-        if (deadline) {
-            struct timespec left;
-
-            blkio_deadline_remaining(deadline, &left);
-            if (left.tv_sec == 0 && left.tv_nsec == 0)
-                return -ETIME;
-        }
-    }
+    return uring_process(q, &iq->ring, iou_reap, &iq->inflight, min,
+                         deadline, sig);
 }
 
 const struct blkio_driver blkio_driver_io_uring = {

@@ -141,7 +141,7 @@ uint32_t uring_drain(struct io_uring *ring, uint32_t inflight, bool poll,
             sqe = io_uring_get_sqe(ring);
         }
         if (sqe) {
-            io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+            io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_ANY);
             io_uring_sqe_set_data64(sqe, URING_DRAIN_TAG);
         }
     }

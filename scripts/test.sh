@@ -36,14 +36,17 @@ done
 run_stage() {   # name builddir meson-test-args...
     name=$1; dir=$2; shift 2
     echo "=== $name ==="
-    rm -f "$dir/meson-logs/$name.json"
+    rm -f "$dir/meson-logs/$name".json "$dir/meson-logs/$name"-*.json
     meson test -C "$dir" --logbase "$name" --print-errorlogs --num-processes 2 "$@"
     rc=$?
     [ $rc -eq 0 ] || status=1
-    if [ -f "$dir/meson-logs/$name.json" ]; then
-        cp "$dir/meson-logs/$name.json" "$logs/$name.json"
+    # meson appends the wrapper's name to the log base under --wrap.
+    log=$(ls "$dir/meson-logs/$name".json "$dir/meson-logs/$name"-*.json 2>/dev/null | head -1)
+    if [ -n "$log" ]; then
+        cp "$log" "$logs/$name.json"
     else
         echo '{"name": "'"$name"'", "result": "FAIL"}' > "$logs/$name.json"
+        status=1
     fi
 }
 

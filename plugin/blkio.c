@@ -72,6 +72,10 @@ static const char *const bio_known_drivers[] = {
 #define BIO_BOUNCE_CHUNK (1024 * 1024)
 #define BIO_BOUNCE_SLOTS 16
 
+/* Bounced writes larger than this are copied without the queue lock (it
+ * is dropped and taken again); smaller ones are cheaper to copy under it. */
+#define BIO_COPY_UNLOCKED (16 * 1024)
+
 /* Completions handed out per blkioq_do_io() call. */
 #define BIO_HARVEST 64
 
@@ -105,6 +109,7 @@ struct bio_waiter;
 
 enum bio_slot_state {
   BIO_SLOT_FREE,
+  BIO_SLOT_FILLING,             /* a writer copies into it, unlocked */
   BIO_SLOT_INFLIGHT,            /* owned by libblkio */
   BIO_SLOT_HARVESTED,           /* completed, being finished (copy out) */
   BIO_SLOT_LOST,                /* the queue died with it in flight */
@@ -1172,7 +1177,8 @@ bio_completion_thread (void *arg)
 
 /* Queue the next piece of op on slot s; returns its length. */
 static uint64_t
-bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s)
+bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s,
+             bool copied)
 {
   uint64_t len = op->count;
 
@@ -1192,7 +1198,8 @@ bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s)
     break;
   case BIO_WRITE:
     if (op->bounce) {
-      memcpy (s->bounce, op->buf, len);
+      if (!copied)
+        memcpy (s->bounce, op->buf, len);
       blkioq_write (bq->q, op->offset, s->bounce, len, s, op->flags);
     }
     else
@@ -1238,10 +1245,56 @@ bio_run (struct bio_op *op)
       bio_set_err (&w, bq->dead, bq->dead_msg);
       break;
     }
-    /* Queue as many pieces as there are free slots; writes are copied
-     * into their bounce chunks here, hence under the lock, but only when
-     * the request is too large to go in one piece is there more than one
-     * such copy per lock hold. */
+    /* A large bounced write: take the slots, copy into them without the
+     * lock, then queue them. */
+    if (op->bounce && op->kind == BIO_WRITE && op->count > BIO_COPY_UNLOCKED &&
+        bq->free_slots) {
+      struct bio_slot *got = NULL, **tail = &got, *sl;
+      uint64_t left = op->count, off = 0;
+
+      while (left && bq->free_slots) {
+        sl = bq->free_slots;
+        bq->free_slots = sl->next;
+        sl->state = BIO_SLOT_FILLING;
+        sl->next = NULL;
+        *tail = sl;
+        tail = &sl->next;
+        left -= op->max_len && left > op->max_len ? op->max_len : left;
+      }
+      pthread_mutex_unlock (&bq->lock);
+      for (sl = got; sl; sl = sl->next) {
+        uint64_t len = op->count - off;
+
+        if (op->max_len && len > op->max_len)
+          len = op->max_len;
+        memcpy (sl->bounce, op->buf + off, len);
+        off += len;
+      }
+      pthread_mutex_lock (&bq->lock);
+      while (got) {
+        sl = got;
+        got = sl->next;
+        if (bq->dead) {
+          sl->state = BIO_SLOT_FREE;
+          sl->next = bq->free_slots;
+          bq->free_slots = sl;
+          continue;
+        }
+        sl->owner = &w;
+        sl->state = BIO_SLOT_INFLIGHT;
+        bq->inflight++;
+        atomic_fetch_add_explicit (&w.remaining, 1, memory_order_relaxed);
+        bio_enqueue (bq, op, sl, true);
+        queued = true;
+        if (op->count == 0)
+          todo = false;
+      }
+      if (bq->dead)
+        continue;               /* fails the request at the top */
+    }
+
+    /* Queue as many pieces as there are free slots; small writes are
+     * copied into their bounce chunks here, under the lock. */
     while (todo && bq->free_slots) {
       struct bio_slot *s = bq->free_slots;
 
@@ -1250,7 +1303,7 @@ bio_run (struct bio_op *op)
       s->state = BIO_SLOT_INFLIGHT;
       bq->inflight++;
       atomic_fetch_add_explicit (&w.remaining, 1, memory_order_relaxed);
-      bio_enqueue (bq, op, s);
+      bio_enqueue (bq, op, s, false);
       queued = true;
       if (op->count == 0)
         todo = false;

@@ -375,7 +375,7 @@ bio_config_complete (void)
   "[driver=]DRIVER     (required) libblkio driver, eg. io_uring,\n" \
   "                    virtio-blk-vhost-user, nvme-io_uring.\n" \
   "path=PATH           Path of the file, socket or device.\n" \
-  "num-queues=N        Number of libblkio queues (default: up to 16).\n" \
+  "num-queues=N        Number of libblkio queues (default: CPUs/2, max 16).\n" \
   "PROPERTY=VALUE      Set any other libblkio property.\n" \
   "get=PROPERTY        Print a property in debug output after start."
 
@@ -722,9 +722,13 @@ bio_get_ready (void)
   else {
     long ncpus = sysconf (_SC_NPROCESSORS_ONLN);
 
-    nq = ncpus > 0 ? 2 * ncpus : 4;
-    if (nq < 4)
-      nq = 4;
+    /* A queue costs a completion thread and splits the completions (and
+     * the device's notifications) into smaller batches: each queue should
+     * keep a CPU busy, which nbdkit's threads, the completion thread and
+     * the backend share.  On 2 CPUs over vhost-user one queue needs half
+     * the kicks and completion wake-ups of four (0.22 vs 0.48 kicks per
+     * request) and is faster. */
+    nq = ncpus > 1 ? ncpus / 2 : 1;
     if (nq > 16)
       nq = 16;
     if (nq > max_queues)

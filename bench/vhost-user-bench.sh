@@ -14,7 +14,8 @@
 # RAMP=1, CACHE=none|writeback (qsd cache.direct; default none = O_DIRECT
 # when the file system allows it), KEEP_FILE=0, ROUNDS=1 (NBD rounds),
 # NQ (the plugin's num-queues; default: its own choice), LIB=0 (skip the
-# library runs), QSD_QUEUES=4 (the export's num-queues).
+# library runs), QSD_QUEUES=4 (the export's num-queues), QSD_AIO (the
+# backend's aio=threads|native|io_uring; default: QEMU's, threads).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,14 +58,14 @@ if [ "$direct" = on ] && ! dd if="$file" of=/dev/null bs=4k count=1 iflag=direct
 fi
 
 sock=$tmp/vhost-user.sock
-"$qsd" --blockdev "driver=file,node-name=disk,filename=$file,cache.direct=$direct" \
+"$qsd" --blockdev "driver=file,node-name=disk,filename=$file,cache.direct=$direct${QSD_AIO:+,aio=$QSD_AIO}" \
     --export "type=vhost-user-blk,id=e,addr.type=unix,addr.path=$sock,node-name=disk,writable=on,num-queues=${QSD_QUEUES:-4}" \
     >"$tmp/qsd.log" 2>&1 &
 qsd_pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 [ -S "$sock" ] || die "qemu-storage-daemon did not start: $(cat "$tmp/qsd.log")"
 
-echo "vhost-user-bench: $(nproc) CPUs, $file ($bytes bytes, cache.direct=$direct), ${runtime}s runs"
+echo "vhost-user-bench: $(nproc) CPUs, $file ($bytes bytes, cache.direct=$direct${QSD_AIO:+, aio=$QSD_AIO}), ${runtime}s runs"
 echo
 echo "== library: randread bs=4k iodepth=16, 1 queue =="
 [ "${LIB:-1}" = 0 ] && echo "  (skipped)"

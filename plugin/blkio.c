@@ -983,7 +983,13 @@ bio_piece_done (struct bio_waiter *w)
 /* blkioq_do_io() failed: nothing more can be expected from this queue.
  * Fail every request in flight and every request to come; the slots stay
  * lost, since libblkio may still own their buffers.  Called with the lock
- * held; the owners are woken here (rare path). */
+ * held; the owners are woken here (rare path).
+ *
+ * Bounce chunks are never reused, so a device that still writes to one
+ * harms nobody.  A zero-copy read (io_uring) that the kernel completes
+ * later still lands in nbdkit's buffer: waiting for it instead would mean
+ * waiting on a queue that no longer reports anything, i.e. forever, so
+ * failing the request is the lesser evil. */
 static void
 bio_queue_die (struct bio_queue *bq, int err, const char *msg)
 {
@@ -992,7 +998,8 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
   if (bq->dead)
     return;
   bq->dead = err;
-  snprintf (bq->dead_msg, sizeof bq->dead_msg, "blkioq_do_io: %s", msg);
+  snprintf (bq->dead_msg, sizeof bq->dead_msg, "blkioq_do_io: %s",
+            msg && msg[0] ? msg : strerror (err));
   nbdkit_error ("queue %td failed, its requests fail from now on: %s",
                 bq - bio_queues, bq->dead_msg);
   for (k = 0; k < bq->nslots; k++) {

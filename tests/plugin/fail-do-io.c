@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * LD_PRELOAD shim for test-plugin-do-io-fails.sh: once the file named by
+ * FAIL_DO_IO_FILE exists, every blkioq_do_io() fails with -ENOTCONN (as if
+ * the backend were gone) instead of calling libblkio.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <blkio.h>
+
+typedef int do_io_fn(struct blkioq *, struct blkio_completion *, int, int,
+                     struct timespec *);
+
+__attribute__((visibility("default"))) int
+blkioq_do_io(struct blkioq *q, struct blkio_completion *completions,
+             int min_completions, int max_completions,
+             struct timespec *timeout)
+{
+    static do_io_fn *real;
+    const char *trigger = getenv("FAIL_DO_IO_FILE");
+
+    if (trigger && access(trigger, F_OK) == 0)
+        return -ENOTCONN;
+    if (!real)
+        real = (do_io_fn *)dlsym(RTLD_NEXT, "blkioq_do_io");
+    if (!real)
+        return -ENOSYS;
+    return real(q, completions, min_completions, max_completions, timeout);
+}

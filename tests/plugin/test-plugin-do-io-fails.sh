@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# blkioq_do_io() itself starts failing (an LD_PRELOAD shim makes it return
+# -ENOTCONN) while a client keeps 16 reads in flight: the requests in
+# flight and every later one fail with that error within 3 s, nbdkit does
+# not spin, and it still exits when asked.
+source "$(dirname "$0")/functions.sh"
+requires_driver io_uring
+requires /usr/bin/python3 -c 'import nbd'
+if [ -z "${FAIL_DO_IO_SHIM:-}" ] || [ ! -f "$FAIL_DO_IO_SHIM" ]; then
+    echo "$0: SKIP: FAIL_DO_IO_SHIM (the built fail-do-io.so) is not set"
+    exit 77
+fi
+if [ -n "$_preload" ]; then
+    echo "$0: SKIP: sanitizer build (its runtime must come first in LD_PRELOAD)"
+    exit 77
+fi
+set -x
+
+# A slow-ish device keeps requests in flight: O_DIRECT if the file system
+# has it.
+truncate -s 64M "$tmp/disk"
+direct=false
+dd if=/dev/zero of="$tmp/disk" bs=1M count=64 oflag=direct conv=notrunc \
+    2>/dev/null && direct=true
+
+export FAIL_DO_IO_FILE=$tmp/fail
+LD_PRELOAD=$FAIL_DO_IO_SHIM start_nbdkit io_uring path="$tmp/disk" \
+    direct=$direct num-queues=2
+nbd_pid=$(cat "$pidfile")
+
+/usr/bin/python3 - "$(uri)" "$FAIL_DO_IO_FILE" > "$tmp/client.out" 2>&1 <<'PY' &
+import nbd, os, random, sys, time
+uri, trigger = sys.argv[1], sys.argv[2]
+h = nbd.NBD()
+h.connect_uri(uri)
+blocks = h.get_size() // 4096
+inflight = []
+ok = 0
+start = time.time()
+fail_time = None
+
+def issue():
+    inflight.append(h.aio_pread(nbd.Buffer(4096),
+                                random.randrange(blocks) * 4096))
+
+# Read for a while, then pull the trigger with reads in flight.
+while True:
+    while len(inflight) < 16:
+        issue()
+    h.poll(100)
+    for c in inflight[:]:
+        if h.aio_command_completed(c):
+            inflight.remove(c)
+            ok += 1
+    if ok > 200 and time.time() - start > 0.5:
+        break
+open(trigger, "w").close()
+fail_time = time.time()
+for i in range(32):
+    issue()
+errs = 0
+while inflight and time.time() - fail_time < 3:
+    h.poll(100)
+    for c in inflight[:]:
+        try:
+            if h.aio_command_completed(c):
+                inflight.remove(c)     # completed before the trigger
+        except nbd.Error as e:
+            inflight.remove(c)
+            errs += 1
+            if errs == 1:
+                print(f"first error after {time.time() - fail_time:.2f}s: {e}")
+if inflight:
+    print(f"FAIL: {len(inflight)} requests hang 3s after do_io failed")
+    sys.exit(1)
+if errs < 32:
+    print(f"FAIL: only {errs} errors, expected the 32 later reads to fail")
+    sys.exit(1)
+print(f"ok: {ok} reads before, {errs} errors after, "
+      f"{time.time() - fail_time:.2f}s")
+PY
+client=$!
+cleanup_fn "kill $client 2>/dev/null"
+rc=0
+timeout 30 tail --pid="$client" -f /dev/null || true
+wait "$client" || rc=$?
+cat "$tmp/client.out"
+[ "$rc" -eq 0 ]
+grep -q "^ok:" "$tmp/client.out"
+grep -q "blkioq_do_io" "$tmp/client.out" || true
+
+# Idle now: nbdkit must not burn CPU (less than 0.3 s in 2 s).
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+t0=$(ticks "$nbd_pid")
+sleep 2
+t1=$(ticks "$nbd_pid")
+hz=$(getconf CLK_TCK)
+echo "nbdkit CPU while idle after the failure: $(( (t1 - t0) * 1000 / hz )) ms / 2 s"
+[ $(( (t1 - t0) * 1000 / hz )) -lt 300 ]
+
+kill "$nbd_pid"
+for _ in $(seq 100); do
+    kill -0 "$nbd_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$nbd_pid" 2>/dev/null; then
+    echo "FAIL: nbdkit did not exit 10 s after SIGTERM"
+    exit 1
+fi

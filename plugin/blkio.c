@@ -17,6 +17,9 @@
  * once the last piece of a request is done, wakes its owner with a futex on
  * the owner's own counter.  A waiting nbdkit thread therefore sleeps exactly
  * once per request and never touches the queue lock again after submitting.
+ * The completion thread parks while its queue is idle; a request that finds
+ * the queue idle waits on the completion fd itself, which saves the hand-over
+ * (at most one thread ever waits on a completion fd).
  * Every request and sub-request is described by a preallocated slot, so the
  * I/O path does not allocate.
  *

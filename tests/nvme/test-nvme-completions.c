@@ -19,7 +19,7 @@
 #define TC_CHECK(c)                                                          \
     do {                                                                     \
         if (!(c))                                                            \
-            NT_FAIL("%s", #c);                                               \
+            T_FAIL("%s", #c);                                                \
     } while (0)
 
 /* ---- core stubs ---- */
@@ -42,7 +42,7 @@ void blkioq_complete(struct blkioq *q, void *user_data, int ret,
 {
     (void)q;
     if (tc_ndone == 16)
-        NT_FAIL("too many completions");
+        T_FAIL("too many completions");
     tc_done[tc_ndone].user_data = user_data;
     tc_done[tc_ndone].ret = ret;
     tc_done[tc_ndone].error_msg = error_msg;
@@ -156,12 +156,12 @@ static void tc_status(int status, int want, const char *want_msg)
     tc_cqe(idx, status);
     TC_CHECK(tc_ndone == 1);
     if (tc_done[0].ret != want)
-        NT_FAIL("status 0x%x: ret %d, expected %d", status, tc_done[0].ret,
-                want);
+        T_FAIL("status 0x%x: ret %d, expected %d", status, tc_done[0].ret,
+               want);
     if (!tc_done[0].error_msg || !strstr(tc_done[0].error_msg, want_msg))
-        NT_FAIL("status 0x%x: message \"%s\", expected it to contain "
-                "\"%s\"", status, tc_done[0].error_msg ?
-                tc_done[0].error_msg : "(null)", want_msg);
+        T_FAIL("status 0x%x: message \"%s\", expected it to contain "
+               "\"%s\"", status, tc_done[0].error_msg ?
+               tc_done[0].error_msg : "(null)", want_msg);
 }
 
 static void test_status(void)
@@ -227,13 +227,13 @@ static void tc_expect_report(uint32_t idx, int want, const char *want_msg)
     tc_cqe(idx, 0);
     TC_CHECK(tc_ndone == 1);
     if (tc_done[0].ret != want)
-        NT_FAIL("report: ret %d, expected %d (%s)", tc_done[0].ret, want,
-                tc_done[0].error_msg ? tc_done[0].error_msg : "no message");
+        T_FAIL("report: ret %d, expected %d (%s)", tc_done[0].ret, want,
+               tc_done[0].error_msg ? tc_done[0].error_msg : "no message");
     if (want_msg && (!tc_done[0].error_msg ||
                      !strstr(tc_done[0].error_msg, want_msg)))
-        NT_FAIL("report: message \"%s\", expected \"%s\"",
-                tc_done[0].error_msg ? tc_done[0].error_msg : "(null)",
-                want_msg);
+        T_FAIL("report: message \"%s\", expected \"%s\"",
+               tc_done[0].error_msg ? tc_done[0].error_msg : "(null)",
+               want_msg);
     /* the driver freed the buffer with the request */
     TC_CHECK(nvme_slot(&tc_nq, idx)->report_buf == NULL);
 }

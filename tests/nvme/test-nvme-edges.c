@@ -60,9 +60,9 @@ static void test_many(const char *dev)
             uintptr_t u = (uintptr_t)c[i].user_data;
 
             if (c[i].ret != 0)
-                NT_FAIL("pass %d: request %lu failed with %d (%s)", pass,
-                        (unsigned long)u, c[i].ret,
-                        c[i].error_msg ? c[i].error_msg : "no message");
+                T_FAIL("pass %d: request %lu failed with %d (%s)", pass,
+                       (unsigned long)u, c[i].ret,
+                       c[i].error_msg ? c[i].error_msg : "no message");
             CHECK(u >= 1 && u <= NE_MANY && !seen[u - 1]);
             seen[u - 1] = 1;
         }
@@ -70,7 +70,7 @@ static void test_many(const char *dev)
     for (size_t i = 0; i < NE_MANY; i++) {
         for (size_t k = 0; k < NE_BLOCK; k++) {
             if (buf[i * NE_BLOCK + k] != (uint8_t)(i * 7 + 1))
-                NT_FAIL("block %zu byte %zu reads back wrong", i, k);
+                T_FAIL("block %zu byte %zu reads back wrong", i, k);
         }
     }
     /* Nothing left over. */
@@ -86,9 +86,9 @@ static void test_chained(const char *dev)
 {
     struct blkio *b = ne_open(dev, 1);
     struct blkioq *q = blkio_get_queue(b, 0);
-    uint64_t wz = nt_get_u64(b, "max-write-zeroes-len");
+    uint64_t wz = t_get_u64(b, "max-write-zeroes-len");
     uint64_t len = wz && wz < (1u << 20) ? wz * 3 : 3u << 20;
-    uint64_t mt = (uint64_t)nt_get_int(b, "max-transfer");
+    uint64_t mt = (uint64_t)t_get_int(b, "max-transfer");
     uint8_t *buf = nt_alloc(len);
     struct blkio_completion c[16];
     struct timespec t = { .tv_sec = 60 };
@@ -105,12 +105,12 @@ static void test_chained(const char *dev)
         uint64_t n = len - off < mt ? len - off : mt;
 
         blkioq_read(q, (16ull << 20) + off, buf + off, n, NULL, 0);
-        CHECK_RET(nt_wait(q, NULL), 0);
+        CHECK_RET(t_wait(q, NULL), 0);
     }
     for (uint64_t k = 0; k < len; k++)
         if (buf[k])
-            NT_FAIL("byte %llu after write zeroes is %u",
-                    (unsigned long long)k, buf[k]);
+            T_FAIL("byte %llu after write zeroes is %u",
+                   (unsigned long long)k, buf[k]);
     blkio_destroy(&b);
     free(buf);
 }
@@ -132,7 +132,7 @@ static void test_zero_length_wakes(const char *dev)
     blkioq_read(q, 0, dummy, 0, (void *)1, 0);
     CHECK_RET(blkioq_do_io(q, NULL, 0, 0, NULL), 0);
     if (poll(&pfd, 1, 2000) != 1)
-        NT_FAIL("zero-length read: completion fd not signalled");
+        T_FAIL("zero-length read: completion fd not signalled");
     CHECK(read(fd, &cnt, sizeof(cnt)) == sizeof(cnt));
     CHECK_RET(blkioq_do_io(q, &c, 1, 1, NULL), 1);
     CHECK_RET(c.ret, 0);
@@ -163,8 +163,8 @@ static void test_signals(const char *dev)
         .it_value = { .tv_usec = 200 },
     };
 
-    if ((size_t)nt_get_int(b, "max-transfer") < len)
-        len = (size_t)nt_get_int(b, "max-transfer");
+    if ((size_t)t_get_int(b, "max-transfer") < len)
+        len = (size_t)t_get_int(b, "max-transfer");
     sigemptyset(&sa.sa_mask);
     CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
     CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
@@ -194,7 +194,7 @@ static void test_destroy_in_flight(const char *dev)
 
     for (int i = 0; i < 64; i++)
         blkioq_read(q, (uint64_t)i * 4096, buf + i * 4096, 4096, NULL, 0);
-    if (nt_get_u64(b, "max-discard-len"))
+    if (t_get_u64(b, "max-discard-len"))
         blkioq_discard(q, 32ull << 20, 1 << 20, NULL, 0);
     CHECK_RET(blkioq_do_io(q, NULL, 0, 0, NULL), 0);
     blkio_destroy(&b);
@@ -206,7 +206,7 @@ int main(int argc, char **argv)
     const char *dev = nt_device(argc, argv, "BLKIO_VM_NVME", "/dev/ng0n1");
 
     if (geteuid() != 0)
-        nt_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
+        t_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
     test_zero_length_wakes(dev);
     test_many(dev);
     test_chained(dev);

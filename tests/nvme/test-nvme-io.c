@@ -60,7 +60,7 @@ static void test_integrity(struct blkio *b, uint32_t gen)
                     uint8_t *buf = bufs + off;
 
                     if (pass == 0) {
-                        nt_fill(buf, NT_CHUNK, off, gen);
+                        t_fill_pattern(buf, NT_CHUNK, off, gen);
                         blkioq_write(qs[qi], off, buf, NT_CHUNK,
                                      (void *)(uintptr_t)(k | qi << 16),
                                      k % 3 == 0 ? BLKIO_REQ_FUA : 0);
@@ -88,10 +88,10 @@ static void test_integrity(struct blkio *b, uint32_t gen)
                     uint32_t k = (uint32_t)(uintptr_t)c[i].user_data & 0xffff;
                     uint32_t from = (uint32_t)(uintptr_t)c[i].user_data >> 16;
                     if (c[i].ret != 0)
-                        NT_FAIL("chunk %u pass %d: ret %d (%s)", k, pass,
-                                c[i].ret, c[i].error_msg);
+                        T_FAIL("chunk %u pass %d: ret %d (%s)", k, pass,
+                               c[i].ret, c[i].error_msg);
                     if (from != (uint32_t)qi)
-                        NT_FAIL("chunk %u completed on queue %d", k, qi);
+                        T_FAIL("chunk %u completed on queue %d", k, qi);
                 }
                 inflight[qi] -= (uint32_t)n;
                 done += (uint32_t)n;
@@ -100,15 +100,15 @@ static void test_integrity(struct blkio *b, uint32_t gen)
     }
     for (uint32_t k = 0; k < NT_NCHUNK; k++) {
         uint64_t off = (uint64_t)k * NT_CHUNK;
-        if (!nt_verify(bufs + off, NT_CHUNK, off, gen))
-            NT_FAIL("chunk %u: data read back differs from data written",
-                    k);
+        if (!t_verify_pattern(bufs + off, NT_CHUNK, off, gen))
+            T_FAIL("chunk %u: data read back differs from data written",
+                   k);
     }
 
     /* flush on each queue */
     for (int qi = 0; qi < 2; qi++) {
         blkioq_flush(qs[qi], NULL, 0);
-        CHECK_RET(nt_wait(qs[qi], NULL), 0);
+        CHECK_RET(t_wait(qs[qi], NULL), 0);
     }
     free(iovs);
     free(bufs);
@@ -127,7 +127,7 @@ static void nt_rw(struct blkioq *q, bool write, uint64_t off, uint8_t *buf,
             blkioq_write(q, off + done, buf + done, l, NULL, 0);
         else
             blkioq_read(q, off + done, buf + done, l, NULL, 0);
-        CHECK_RET(nt_wait(q, NULL), 0);
+        CHECK_RET(t_wait(q, NULL), 0);
     }
 }
 
@@ -136,7 +136,7 @@ static void nt_write_pattern(struct blkioq *q, uint64_t off, size_t len,
 {
     uint8_t *buf = nt_alloc(len);
 
-    nt_fill(buf, len, off, gen);
+    t_fill_pattern(buf, len, off, gen);
     nt_rw(q, true, off, buf, len);
     free(buf);
 }
@@ -148,7 +148,7 @@ static bool nt_read_is_zero(struct blkioq *q, uint64_t off, size_t len)
 
     memset(buf, 0x5a, len);
     nt_rw(q, false, off, buf, len);
-    z = nt_is_zero(buf, len);
+    z = t_is_zero(buf, len);
     free(buf);
     return z;
 }
@@ -156,9 +156,9 @@ static bool nt_read_is_zero(struct blkioq *q, uint64_t off, size_t len)
 static void test_write_zeroes_discard(struct blkio *b)
 {
     struct blkioq *q = blkio_get_queue(b, 0);
-    uint64_t wz_max = nt_get_u64(b, "max-write-zeroes-len");
-    uint64_t dmax = nt_get_u64(b, "max-discard-len");
-    uint32_t ra = (uint32_t)nt_get_int(b, "request-alignment");
+    uint64_t wz_max = t_get_u64(b, "max-write-zeroes-len");
+    uint64_t dmax = t_get_u64(b, "max-discard-len");
+    uint32_t ra = (uint32_t)t_get_int(b, "request-alignment");
     uint64_t base = 32ull << 20;
     static const uint32_t flag_sets[] = {
         0, BLKIO_REQ_NO_UNMAP, BLKIO_REQ_FUA,
@@ -171,7 +171,7 @@ static void test_write_zeroes_discard(struct blkio *b)
     for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
         nt_write_pattern(q, base, len, 7);
         blkioq_write_zeroes(q, base + ra, len - 2 * ra, NULL, flag_sets[i]);
-        ret = nt_wait(q, &msg);
+        ret = t_wait(q, &msg);
         if (wz_max == 0 && (flag_sets[i] & BLKIO_REQ_NO_FALLBACK)) {
             CHECK_RET(ret, -ENOTSUP);
             continue;
@@ -182,80 +182,80 @@ static void test_write_zeroes_discard(struct blkio *b)
         {
             uint8_t *buf = nt_alloc(ra);
             blkioq_read(q, base, buf, ra, NULL, 0);
-            CHECK_RET(nt_wait(q, NULL), 0);
-            CHECK(nt_verify(buf, ra, base, 7));
+            CHECK_RET(t_wait(q, NULL), 0);
+            CHECK(t_verify_pattern(buf, ra, base, 7));
             blkioq_read(q, base + len - ra, buf, ra, NULL, 0);
-            CHECK_RET(nt_wait(q, NULL), 0);
-            CHECK(nt_verify(buf, ra, base + len - ra, 7));
+            CHECK_RET(t_wait(q, NULL), 0);
+            CHECK(t_verify_pattern(buf, ra, base + len - ra, 7));
             free(buf);
         }
     }
 
     /* longer than one Write Zeroes command: the driver chains commands
      * (QEMU allows 65536 blocks per command: needs a 128 MiB disk) */
-    if (wz_max > 0 && base + wz_max * 2 + ra <= nt_get_u64(b, "capacity")) {
+    if (wz_max > 0 && base + wz_max * 2 + ra <= t_get_u64(b, "capacity")) {
         uint64_t l = wz_max * 2 + ra;
         nt_write_pattern(q, base, (size_t)l, 9);
         blkioq_write_zeroes(q, base, l, NULL, 0);
-        CHECK_RET(nt_wait(q, NULL), 0);
+        CHECK_RET(t_wait(q, NULL), 0);
         CHECK(nt_read_is_zero(q, base, (size_t)l));
     }
 
     /* discard: succeeds where the controller has DSM */
     blkioq_discard(q, base, len, NULL, 0);
-    ret = nt_wait(q, &msg);
+    ret = t_wait(q, &msg);
     CHECK_RET(ret, dmax > 0 ? 0 : -ENOTSUP);
 
     /* zero-length requests complete at once */
     blkioq_write_zeroes(q, base, 0, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
 }
 
 /* Requests the library must refuse, each with its own errno. */
 static void test_refused(struct blkio *b)
 {
     struct blkioq *q = blkio_get_queue(b, 0);
-    uint64_t cap = nt_get_u64(b, "capacity");
-    uint32_t ra = (uint32_t)nt_get_int(b, "request-alignment");
-    int max_transfer = nt_get_int(b, "max-transfer");
-    int max_segments = nt_get_int(b, "max-segments");
+    uint64_t cap = t_get_u64(b, "capacity");
+    uint32_t ra = (uint32_t)t_get_int(b, "request-alignment");
+    int max_transfer = t_get_int(b, "max-transfer");
+    int max_segments = t_get_int(b, "max-segments");
     uint8_t *buf = nt_alloc((size_t)max_transfer + 8192);
     struct iovec *iov = calloc((size_t)max_segments + 1, sizeof(*iov));
     const char *msg;
 
     CHECK(iov);
     blkioq_read(q, 1, buf, ra, NULL, 0);                  /* start */
-    CHECK_RET(nt_wait(q, &msg), -EINVAL);
+    CHECK_RET(t_wait(q, &msg), -EINVAL);
     blkioq_read(q, 0, buf, ra + 1, NULL, 0);              /* length */
-    CHECK_RET(nt_wait(q, &msg), -EINVAL);
-    if (nt_get_int(b, "buf-alignment") > 1) {
+    CHECK_RET(t_wait(q, &msg), -EINVAL);
+    if (t_get_int(b, "buf-alignment") > 1) {
         blkioq_read(q, 0, buf + 1, ra, NULL, 0);          /* buffer */
-        CHECK_RET(nt_wait(q, &msg), -EINVAL);
+        CHECK_RET(t_wait(q, &msg), -EINVAL);
     }
     blkioq_read(q, cap, buf, ra, NULL, 0);                /* past the end */
-    CHECK_RET(nt_wait(q, &msg), -EINVAL);
+    CHECK_RET(t_wait(q, &msg), -EINVAL);
     blkioq_write(q, cap - ra, buf, 2 * ra, NULL, 0);      /* across it */
-    CHECK_RET(nt_wait(q, &msg), -EINVAL);
+    CHECK_RET(t_wait(q, &msg), -EINVAL);
     blkioq_read(q, 0, buf, (size_t)max_transfer + ra, NULL, 0);
-    CHECK_RET(nt_wait(q, &msg), -EINVAL);
+    CHECK_RET(t_wait(q, &msg), -EINVAL);
     for (int i = 0; i <= max_segments; i++)
         iov[i] = (struct iovec){ buf, ra };
     blkioq_readv(q, 0, iov, max_segments + 1, NULL, 0);   /* iovcnt */
-    CHECK_RET(nt_wait(q, &msg), -EINVAL);
+    CHECK_RET(t_wait(q, &msg), -EINVAL);
     CHECK(strstr(msg, "max-segments") != NULL);
     blkioq_read(q, 0, buf, ra, NULL, BLKIO_REQ_FUA);      /* flag */
-    CHECK_RET(nt_wait(q, &msg), -EINVAL);
+    CHECK_RET(t_wait(q, &msg), -EINVAL);
     blkioq_report_zones(q, 0, NULL, 0, NULL, 0);          /* not zoned */
-    CHECK_RET(nt_wait(q, &msg), -ENOTSUP);
+    CHECK_RET(t_wait(q, &msg), -ENOTSUP);
     blkioq_reset_zone(q, 0, NULL, 0);
-    CHECK_RET(nt_wait(q, &msg), -ENOTSUP);
+    CHECK_RET(t_wait(q, &msg), -ENOTSUP);
 
     /* the last block is fine */
     blkioq_read(q, cap - ra, buf, ra, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     /* the largest transfer is fine */
     blkioq_read(q, 0, buf, (size_t)max_transfer, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     free(iov);
     free(buf);
 }
@@ -267,14 +267,14 @@ static void test_read_only(const char *dev)
     uint8_t *buf = nt_alloc(4096);
 
     blkioq_write(q, 0, buf, 4096, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), -EBADF);
+    CHECK_RET(t_wait(q, NULL), -EBADF);
     blkioq_write_zeroes(q, 0, 4096, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), -EBADF);
+    CHECK_RET(t_wait(q, NULL), -EBADF);
     blkioq_discard(q, 0, 4096, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), -EBADF);
+    CHECK_RET(t_wait(q, NULL), -EBADF);
     blkioq_read(q, 0, buf, 4096, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
-    CHECK(nt_verify(buf, 4096, 0, 1));     /* written by test_integrity */
+    CHECK_RET(t_wait(q, NULL), 0);
+    CHECK(t_verify_pattern(buf, 4096, 0, 1)); /* written by test_integrity */
     free(buf);
     blkio_destroy(&b);
 }
@@ -326,7 +326,7 @@ static void test_poll_queue(const char *dev)
     CHECK_RET(blkio_create("nvme-io_uring", &b), 0);
     CHECK_RET(blkio_set_str(b, "path", dev), 0);
     CHECK_RET(blkio_connect(b), 0);
-    if (!nt_get_bool(b, "supports-poll-queues")) {
+    if (!t_get_bool(b, "supports-poll-queues")) {
         printf("poll queue part skipped: supports-poll-queues is false "
                "(the nvme driver has no poll queues; nvme.poll_queues=N)\n");
         CHECK_RET(blkio_set_int(b, "num-poll-queues", 1), 0);
@@ -339,13 +339,13 @@ static void test_poll_queue(const char *dev)
     CHECK_RET(blkio_start(b), 0);
     q = blkio_get_poll_queue(b, 0);
     CHECK(q && blkioq_get_completion_fd(q) == -1);
-    nt_fill(buf, 65536, 1 << 20, 3);
+    t_fill_pattern(buf, 65536, 1 << 20, 3);
     blkioq_write(q, 1 << 20, buf, 65536, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     memset(buf, 0, 65536);
     blkioq_read(q, 1 << 20, buf, 65536, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
-    CHECK(nt_verify(buf, 65536, 1 << 20, 3));
+    CHECK_RET(t_wait(q, NULL), 0);
+    CHECK(t_verify_pattern(buf, 65536, 1 << 20, 3));
     blkio_destroy(&b);
     free(buf);
 }
@@ -356,11 +356,11 @@ int main(int argc, char **argv)
     struct blkio *b;
 
     if (geteuid() != 0)
-        nt_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
+        t_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
     b = nt_open(dev, false, 2, 0);
-    if (nt_get_u64(b, "capacity") < (48ull << 20))
-        nt_skip("%s is smaller than the 48 MiB this test uses", dev);
-    nt_max_transfer = (size_t)nt_get_int(b, "max-transfer");
+    if (t_get_u64(b, "capacity") < (48ull << 20))
+        t_skip("%s is smaller than the 48 MiB this test uses", dev);
+    nt_max_transfer = (size_t)t_get_int(b, "max-transfer");
     test_integrity(b, 2);
     test_integrity(b, 1);
     test_write_zeroes_discard(b);
@@ -373,8 +373,8 @@ int main(int argc, char **argv)
         struct blkioq *q = blkio_get_queue(b, 2);
         uint8_t *buf = nt_alloc(4096);
         blkioq_read(q, 4096, buf, 4096, NULL, 0);
-        CHECK_RET(nt_wait(q, NULL), 0);
-        CHECK(nt_verify(buf, 4096, 4096, 1));
+        CHECK_RET(t_wait(q, NULL), 0);
+        CHECK(t_verify_pattern(buf, 4096, 4096, 1));
         free(buf);
     }
     blkio_destroy(&b);

@@ -40,22 +40,22 @@ static void nt_enable_poll_queues(const char *dev)
     if (nt_sysfs_num(blk, "queue/io_poll") == 1)
         return;
     if (!getenv("BLKIO_VM"))
-        nt_skip("%s has no NVMe poll queues (nvme.poll_queues=0) and this "
-                "is not the test VM", dev);
+        t_skip("%s has no NVMe poll queues (nvme.poll_queues=0) and this "
+               "is not the test VM", dev);
     if (sscanf(blk, "nvme%un%u", &c, &n) != 2)
-        NT_FAIL("cannot parse %s", blk);
+        T_FAIL("cannot parse %s", blk);
     snprintf(path, sizeof(path), "/sys/class/nvme/nvme%u/device", c);
     len = readlink(path, target, sizeof(target) - 1);
     if (len < 0)
-        nt_skip("readlink %s: %s", path, strerror(errno));
+        t_skip("readlink %s: %s", path, strerror(errno));
     target[len] = '\0';
     bdf = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
     if (!nt_write_file("/sys/module/nvme/parameters/poll_queues", "1"))
-        nt_skip("cannot set nvme poll_queues: %s", strerror(errno));
+        t_skip("cannot set nvme poll_queues: %s", strerror(errno));
     if (!nt_write_file("/sys/bus/pci/drivers/nvme/unbind", bdf))
-        NT_FAIL("unbind %s from nvme: %s", bdf, strerror(errno));
+        T_FAIL("unbind %s from nvme: %s", bdf, strerror(errno));
     if (!nt_write_file("/sys/bus/pci/drivers/nvme/bind", bdf))
-        NT_FAIL("bind %s to nvme: %s", bdf, strerror(errno));
+        T_FAIL("bind %s to nvme: %s", bdf, strerror(errno));
     for (int i = 0; i < 200; i++) {
         struct timespec t = { .tv_nsec = 50 * 1000 * 1000 };
         if (nt_sysfs_num(blk, "queue/io_poll") == 1 &&
@@ -63,7 +63,7 @@ static void nt_enable_poll_queues(const char *dev)
             return;
         nanosleep(&t, NULL);
     }
-    nt_skip("%s still has no poll queues after re-probing %s", dev, bdf);
+    t_skip("%s still has no poll queues after re-probing %s", dev, bdf);
 }
 
 int main(int argc, char **argv)
@@ -78,13 +78,13 @@ int main(int argc, char **argv)
     int n, got;
 
     if (geteuid() != 0)
-        nt_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
+        t_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
     nt_enable_poll_queues(dev);
 
     CHECK_RET(blkio_create("nvme-io_uring", &b), 0);
     CHECK_RET(blkio_set_str(b, "path", dev), 0);
     CHECK_RET(blkio_connect(b), 0);
-    CHECK(nt_get_bool(b, "supports-poll-queues"));
+    CHECK(t_get_bool(b, "supports-poll-queues"));
     CHECK_RET(blkio_set_int(b, "num-queues", 0), 0);
     CHECK_RET(blkio_set_int(b, "num-poll-queues", 1), 0);
     CHECK_RET(blkio_start(b), 0);
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
             uint8_t *p = buf + (size_t)i * LEN;
 
             if (pass == 0) {
-                nt_fill(p, LEN, off, 11);
+                t_fill_pattern(p, LEN, off, 11);
                 blkioq_write(q, off, p, LEN, NULL, 0);
             } else {
                 memset(p, 0, LEN);
@@ -111,13 +111,13 @@ int main(int argc, char **argv)
             CHECK(n >= 1);
             for (int i = 0; i < n; i++)
                 if (c[i].ret != 0)
-                    NT_FAIL("poll queue request: ret %d (%s)", c[i].ret,
-                            c[i].error_msg);
+                    T_FAIL("poll queue request: ret %d (%s)", c[i].ret,
+                           c[i].error_msg);
         }
     }
     for (int i = 0; i < DEPTH; i++)
-        CHECK(nt_verify(buf + (size_t)i * LEN, LEN,
-                        (uint64_t)i * LEN + (8 << 20), 11));
+        CHECK(t_verify_pattern(buf + (size_t)i * LEN, LEN,
+                               (uint64_t)i * LEN + (8 << 20), 11));
 
     /* with a timeout, and a flush */
     t = (struct timespec){ .tv_sec = 10 };

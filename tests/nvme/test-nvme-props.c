@@ -52,7 +52,7 @@ static void test_connect_errors(const char *dev)
     CHECK_RET(blkio_create("nvme-io_uring", &b), 0);
     CHECK_RET(blkio_set_int(b, "fd", fd), 0);
     CHECK_RET(blkio_connect(b), 0);
-    CHECK_RET(nt_get_int(b, "fd"), fd);
+    CHECK_RET(t_get_int(b, "fd"), fd);
     CHECK_RET(blkio_set_int(b, "fd", fd), -EBUSY);
     CHECK_RET(blkio_start(b), 0);
     blkio_destroy(&b);
@@ -67,14 +67,14 @@ static void test_num_entries(const char *dev)
     CHECK_RET(blkio_set_str(b, "path", dev), 0);
     CHECK_RET(blkio_set_int(b, "num-entries", 64), -EBUSY);
     CHECK_RET(blkio_connect(b), 0);
-    CHECK_RET(nt_get_int(b, "num-entries"), 128);
+    CHECK_RET(t_get_int(b, "num-entries"), 128);
     CHECK_RET(blkio_set_int(b, "num-entries", 0), -EINVAL);
     CHECK_RET(blkio_set_int(b, "num-entries", 40000), 0);
     CHECK_RET(blkio_start(b), -EINVAL);
     CHECK_RET(blkio_set_int(b, "num-entries", 16), 0);
     CHECK_RET(blkio_start(b), 0);
     CHECK_RET(blkio_set_int(b, "num-entries", 32), -EBUSY);
-    CHECK_RET(nt_get_int(b, "num-entries"), 16);
+    CHECK_RET(t_get_int(b, "num-entries"), 16);
     blkio_destroy(&b);
 }
 
@@ -85,15 +85,15 @@ static void check_zone_limit(struct blkio *b, const char *blk,
 {
     char attr[64];
     long long sys;
-    int ours = nt_get_int(b, name);
+    int ours = t_get_int(b, name);
 
     snprintf(attr, sizeof(attr), "queue/%s", name);
     sys = nt_sysfs_num(blk, attr);
     if (sys == ours)
         return;
-    if (sys == 0 && (uint64_t)ours >= nt_get_u64(b, "nr_zones"))
+    if (sys == 0 && (uint64_t)ours >= t_get_u64(b, "nr_zones"))
         return;
-    NT_FAIL("%s is %d, but sysfs %s says %lld", name, ours, attr, sys);
+    T_FAIL("%s is %d, but sysfs %s says %lld", name, ours, attr, sys);
 }
 
 static void test_props(const char *dev)
@@ -106,76 +106,76 @@ static void test_props(const char *dev)
 
     nt_block_name(dev, blk, sizeof(blk));
     if (nt_sysfs_num(blk, "size") < 0)
-        nt_skip("/sys/block/%s is missing", blk);
+        t_skip("/sys/block/%s is missing", blk);
 
     CHECK_RET(blkio_create("nvme-io_uring", &b), 0);
     CHECK_RET(blkio_set_str(b, "path", dev), 0);
     CHECK_RET(blkio_connect(b), 0);
 
-    capacity = nt_get_u64(b, "capacity");
+    capacity = t_get_u64(b, "capacity");
     CHECK_EQ_U64(capacity, (uint64_t)nt_sysfs_num(blk, "size") * 512);
 
-    ralign = nt_get_int(b, "request-alignment");
+    ralign = t_get_int(b, "request-alignment");
     CHECK_EQ_U64(ralign, nt_sysfs_num(blk, "queue/logical_block_size"));
 
     /* what QEMU's block layer limits need (see style-anchors, QEMU) */
-    CHECK(nt_get_int(b, "buf-alignment") >= 1);
-    CHECK(nt_get_int(b, "optimal-buf-alignment") >= 1);
-    CHECK(nt_get_int(b, "max-segments") >= 1);
-    max_transfer = nt_get_int(b, "max-transfer");
+    CHECK(t_get_int(b, "buf-alignment") >= 1);
+    CHECK(t_get_int(b, "optimal-buf-alignment") >= 1);
+    CHECK(t_get_int(b, "max-segments") >= 1);
+    max_transfer = t_get_int(b, "max-transfer");
     CHECK(max_transfer > 0 && max_transfer % ralign == 0);
     v = nt_sysfs_num(blk, "queue/max_hw_sectors_kb");
     CHECK(v > 0 && (long long)max_transfer <= v * 1024);
     v = nt_sysfs_num(blk, "queue/max_segments");
-    CHECK(v > 0 && nt_get_int(b, "max-segments") <= v);
+    CHECK(v > 0 && t_get_int(b, "max-segments") <= v);
 
     nt_sysfs_str(blk, "queue/write_cache", s, sizeof(s));
-    CHECK(nt_get_bool(b, "flush-needed") == (strcmp(s, "write back") == 0));
-    CHECK(nt_get_bool(b, "supports-fua-natively"));
-    CHECK(!nt_get_bool(b, "needs-mem-regions"));
-    CHECK(nt_get_bool(b, "can-add-queues"));
-    CHECK(nt_get_int(b, "max-queues") >= 1);
-    CHECK(nt_get_bool(b, "supports-poll-queues") ==
+    CHECK(t_get_bool(b, "flush-needed") == (strcmp(s, "write back") == 0));
+    CHECK(t_get_bool(b, "supports-fua-natively"));
+    CHECK(!t_get_bool(b, "needs-mem-regions"));
+    CHECK(t_get_bool(b, "can-add-queues"));
+    CHECK(t_get_int(b, "max-queues") >= 1);
+    CHECK(t_get_bool(b, "supports-poll-queues") ==
           (nt_sysfs_num(blk, "queue/io_poll") == 1));
 
     v = nt_sysfs_num(blk, "queue/discard_max_hw_bytes");
-    CHECK((nt_get_u64(b, "max-discard-len") > 0) == (v > 0));
+    CHECK((t_get_u64(b, "max-discard-len") > 0) == (v > 0));
     v = nt_sysfs_num(blk, "queue/write_zeroes_max_bytes");
     if (v > 0)
-        CHECK(nt_get_u64(b, "max-write-zeroes-len") > 0);
+        CHECK(t_get_u64(b, "max-write-zeroes-len") > 0);
 
     nt_sysfs_str(blk, "queue/zoned", s, sizeof(s));
     if (strcmp(s, "host-managed") == 0) {
-        uint64_t zs = nt_get_u64(b, "zone_size");
+        uint64_t zs = t_get_u64(b, "zone_size");
 
-        CHECK_RET(nt_get_int(b, "zoned"), 2);
+        CHECK_RET(t_get_int(b, "zoned"), 2);
         CHECK_EQ_U64(zs, (uint64_t)nt_sysfs_num(blk, "queue/chunk_sectors")
                              * 512);
-        CHECK_EQ_U64(nt_get_u64(b, "nr_zones"),
+        CHECK_EQ_U64(t_get_u64(b, "nr_zones"),
                      (uint64_t)nt_sysfs_num(blk, "queue/nr_zones"));
         check_zone_limit(b, blk, "max_open_zones");
         check_zone_limit(b, blk, "max_active_zones");
-        CHECK(nt_get_bool(b, "append_support"));
-        CHECK_EQ_U64(nt_get_u64(b, "zone_append_max_bytes"),
+        CHECK(t_get_bool(b, "append_support"));
+        CHECK_EQ_U64(t_get_u64(b, "zone_append_max_bytes"),
                      (uint64_t)nt_sysfs_num(blk,
-                                            "queue/zone_append_max_bytes"));
+                                           "queue/zone_append_max_bytes"));
     } else {
-        CHECK_RET(nt_get_int(b, "zoned"), 0);
-        CHECK_EQ_U64(nt_get_u64(b, "nr_zones"), 0);
-        CHECK_EQ_U64(nt_get_u64(b, "zone_size"), 0);
-        CHECK(!nt_get_bool(b, "append_support"));
+        CHECK_RET(t_get_int(b, "zoned"), 0);
+        CHECK_EQ_U64(t_get_u64(b, "nr_zones"), 0);
+        CHECK_EQ_U64(t_get_u64(b, "zone_size"), 0);
+        CHECK(!t_get_bool(b, "append_support"));
     }
 
     printf("%s: capacity %llu request-alignment %d max-transfer %d "
            "max-segments %d flush-needed %d max-write-zeroes-len %llu "
            "max-discard-len %llu zoned %d nr_zones %llu zone_size %llu\n",
            dev, (unsigned long long)capacity, ralign, max_transfer,
-           nt_get_int(b, "max-segments"), nt_get_bool(b, "flush-needed"),
-           (unsigned long long)nt_get_u64(b, "max-write-zeroes-len"),
-           (unsigned long long)nt_get_u64(b, "max-discard-len"),
-           nt_get_int(b, "zoned"),
-           (unsigned long long)nt_get_u64(b, "nr_zones"),
-           (unsigned long long)nt_get_u64(b, "zone_size"));
+           t_get_int(b, "max-segments"), t_get_bool(b, "flush-needed"),
+           (unsigned long long)t_get_u64(b, "max-write-zeroes-len"),
+           (unsigned long long)t_get_u64(b, "max-discard-len"),
+           t_get_int(b, "zoned"),
+           (unsigned long long)t_get_u64(b, "nr_zones"),
+           (unsigned long long)t_get_u64(b, "zone_size"));
     blkio_destroy(&b);
 }
 
@@ -185,7 +185,7 @@ int main(int argc, char **argv)
     const char *zdev = getenv("BLKIO_VM_NVME_ZONED");
 
     if (geteuid() != 0)
-        nt_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
+        t_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
     test_connect_errors(dev);
     test_num_entries(dev);
     test_props(dev);

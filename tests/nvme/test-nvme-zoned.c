@@ -16,20 +16,20 @@ static void report(uint64_t off, struct blkio_zone *z, uint32_t n,
 {
     memset(z, 0xee, sizeof(*z) * n);
     blkioq_report_zones(q, off, z, n, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), expected);
+    CHECK_RET(t_wait(q, NULL), expected);
 }
 
 static void zone_op(void (*op)(struct blkioq *, uint64_t, void *, uint32_t),
                     uint64_t zone, int expected)
 {
     op(q, zone * zone_size, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), expected);
+    CHECK_RET(t_wait(q, NULL), expected);
 }
 
 static void all_op(void (*op)(struct blkioq *, void *, uint32_t))
 {
     op(q, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
 }
 
 static uint8_t zone_state(uint64_t zone)
@@ -45,8 +45,8 @@ static uint8_t zone_state(uint64_t zone)
     do {                                                                     \
         uint8_t s_ = zone_state(zone);                                       \
         if (s_ != (st))                                                      \
-            NT_FAIL("zone %llu is in state 0x%x, expected %s (0x%x)",        \
-                    (unsigned long long)(zone), s_, #st, (st));              \
+            T_FAIL("zone %llu is in state 0x%x, expected %s (0x%x)",         \
+                   (unsigned long long)(zone), s_, #st, (st));               \
     } while (0)
 
 int main(int argc, char **argv)
@@ -59,17 +59,17 @@ int main(int argc, char **argv)
     const char *msg;
 
     if (geteuid() != 0)
-        nt_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
+        t_skip("nvme-io_uring needs CAP_SYS_ADMIN (run as root)");
     b = nt_open(dev, false, 1, 0);
     q = blkio_get_queue(b, 0);
-    if (nt_get_int(b, "zoned") != 2)
-        NT_FAIL("%s: zoned is %d, expected 2 (host-managed)", dev,
-                nt_get_int(b, "zoned"));
-    zone_size = nt_get_u64(b, "zone_size");
-    nr_zones = nt_get_u64(b, "nr_zones");
-    ra = (uint32_t)nt_get_int(b, "request-alignment");
+    if (t_get_int(b, "zoned") != 2)
+        T_FAIL("%s: zoned is %d, expected 2 (host-managed)", dev,
+               t_get_int(b, "zoned"));
+    zone_size = t_get_u64(b, "zone_size");
+    nr_zones = t_get_u64(b, "nr_zones");
+    ra = (uint32_t)t_get_int(b, "request-alignment");
     CHECK(zone_size > 0 && nr_zones >= 4);
-    CHECK_EQ_U64(nr_zones * zone_size, nt_get_u64(b, "capacity"));
+    CHECK_EQ_U64(nr_zones * zone_size, t_get_u64(b, "capacity"));
     buf = nt_alloc(zone_size);
     rbuf = nt_alloc(zone_size);
     zones = calloc(nr_zones + 1, sizeof(*zones));
@@ -93,28 +93,28 @@ int main(int argc, char **argv)
     CHECK_EQ_U64(zones[1].start, 4 * zone_size);
     /* the last zone, asking for more than there are */
     report((nr_zones - 1) * zone_size, zones, 4, 1);
-    report(nt_get_u64(b, "capacity"), zones, 1, -EINVAL);
+    report(t_get_u64(b, "capacity"), zones, 1, -EINVAL);
 
     /* sequential writes at the write pointer: implicitly opened */
-    nt_fill(buf, 2 * 4096, 0, 5);
+    t_fill_pattern(buf, 2 * 4096, 0, 5);
     blkioq_write(q, 0, buf, 4096, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     blkioq_write(q, 4096, buf + 4096, 4096, NULL, BLKIO_REQ_FUA);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     report(0, &z, 1, 1);
     CHECK_RET(z.zone_state, BLKIO_ZONE_STATE_IMP_OPEN);
     CHECK_EQ_U64(z.write_pointer, 8192);
     blkioq_read(q, 0, rbuf, 8192, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
-    CHECK(nt_verify(rbuf, 8192, 0, 5));
+    CHECK_RET(t_wait(q, NULL), 0);
+    CHECK(t_verify_pattern(rbuf, 8192, 0, 5));
 
     /* a write away from the write pointer: the device says no */
     blkioq_write(q, 0, buf, 4096, NULL, 0);
-    CHECK_RET(nt_wait(q, &msg), -EIO);
+    CHECK_RET(t_wait(q, &msg), -EIO);
     printf("write not at the write pointer: %s\n", msg);
     CHECK(strstr(msg, "nvme status") != NULL);
     blkioq_write(q, zone_size + 4096, buf, 4096, NULL, 0);
-    CHECK_RET(nt_wait(q, &msg), -EIO);
+    CHECK_RET(t_wait(q, &msg), -EIO);
 
     /* explicit transitions of single zones */
     zone_op(blkioq_close_zone, 0, 0);
@@ -124,18 +124,18 @@ int main(int argc, char **argv)
     zone_op(blkioq_finish_zone, 1, 0);
     CHECK_STATE(1, BLKIO_ZONE_STATE_FULL);
     blkioq_write(q, zone_size, buf, 4096, NULL, 0);       /* zone is full */
-    CHECK_RET(nt_wait(q, &msg), -EIO);
+    CHECK_RET(t_wait(q, &msg), -EIO);
     printf("write into a full zone: %s\n", msg);
     zone_op(blkioq_reset_zone, 1, 0);
     CHECK_STATE(1, BLKIO_ZONE_STATE_EMPTY);
     /* zone management needs the start of a zone */
     blkioq_open_zone(q, zone_size + ra, NULL, 0);
-    CHECK_RET(nt_wait(q, &msg), -EINVAL);
+    CHECK_RET(t_wait(q, &msg), -EINVAL);
     CHECK(strstr(msg, "start of a zone") != NULL);
 
     /* writing on after a close continues at the write pointer */
     blkioq_write(q, 8192, buf, 4096, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     report(0, &z, 1, 1);
     CHECK_EQ_U64(z.write_pointer, 12288);
 
@@ -161,26 +161,26 @@ int main(int argc, char **argv)
     /* fill a whole zone in max-transfer pieces: it becomes full */
     {
         uint64_t zcap = zones[3].capacity, off = 0;
-        uint64_t mt = (uint64_t)nt_get_int(b, "max-transfer");
+        uint64_t mt = (uint64_t)t_get_int(b, "max-transfer");
 
-        nt_fill(buf, zcap, 3 * zone_size, 6);
+        t_fill_pattern(buf, zcap, 3 * zone_size, 6);
         while (off < zcap) {
             uint64_t l = zcap - off < mt ? zcap - off : mt;
             blkioq_write(q, 3 * zone_size + off, buf + off, l, NULL, 0);
-            CHECK_RET(nt_wait(q, NULL), 0);
+            CHECK_RET(t_wait(q, NULL), 0);
             off += l;
         }
         CHECK_STATE(3, BLKIO_ZONE_STATE_FULL);
         for (off = 0; off < zcap; off += mt) {
             uint64_t l = zcap - off < mt ? zcap - off : mt;
             blkioq_read(q, 3 * zone_size + off, rbuf + off, l, NULL, 0);
-            CHECK_RET(nt_wait(q, NULL), 0);
+            CHECK_RET(t_wait(q, NULL), 0);
         }
-        CHECK(nt_verify(rbuf, zcap, 3 * zone_size, 6));
+        CHECK(t_verify_pattern(rbuf, zcap, 3 * zone_size, 6));
     }
     /* write zeroes is a write too: at the write pointer of zone 4 */
     blkioq_write_zeroes(q, 4 * zone_size, 8192, NULL, 0);
-    CHECK_RET(nt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     report(4 * zone_size, &z, 1, 1);
     CHECK_EQ_U64(z.write_pointer, 4 * zone_size + 8192);
     all_op(blkioq_reset_all_zones);

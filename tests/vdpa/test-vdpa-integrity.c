@@ -60,36 +60,36 @@ static void vt_reap(struct vt_worker *w, bool reading)
                 break;
             /* Nothing yet: sleep until the device signals. */
             if (poll(&pfd, 1, 30000) != 1)
-                VT_FAIL("event mode: no completion fd signal within 30 s "
-                        "with %u requests in flight", w->inflight);
+                T_FAIL("event mode: no completion fd signal within 30 s "
+                       "with %u requests in flight", w->inflight);
             if (read(pfd.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-                VT_FAIL("read completion fd: %s", strerror(errno));
+                T_FAIL("read completion fd: %s", strerror(errno));
         }
     } else {
         struct timespec t = { .tv_sec = 30 };
 
         n = blkioq_do_io(w->q, c, 1, VT_DEPTH, &t);
         if (n < 1)
-            VT_FAIL("%s mode: do_io returned %d (%s) with %u in flight",
-                    vt_mode_names[w->mode], n, blkio_get_error_msg(),
-                    w->inflight);
+            T_FAIL("%s mode: do_io returned %d (%s) with %u in flight",
+                   vt_mode_names[w->mode], n, blkio_get_error_msg(),
+                   w->inflight);
     }
     for (int i = 0; i < n; i++) {
         unsigned k = (unsigned)(uintptr_t)c[i].user_data;
 
         if (k >= VT_NCHUNK || !w->busy[k])
-            VT_FAIL("completion for unknown chunk %u", k);
+            T_FAIL("completion for unknown chunk %u", k);
         if (c[i].ret != 0)
-            VT_FAIL("%s mode: request on chunk %u failed: %d (%s)",
-                    vt_mode_names[w->mode], k, c[i].ret,
-                    c[i].error_msg ? c[i].error_msg : "");
+            T_FAIL("%s mode: request on chunk %u failed: %d (%s)",
+                   vt_mode_names[w->mode], k, c[i].ret,
+                   c[i].error_msg ? c[i].error_msg : "");
         if (reading &&
             memcmp(w->buf + (size_t)k * VT_CHUNK,
                    w->shadow + (size_t)k * VT_CHUNK, VT_CHUNK) != 0)
-            VT_FAIL("%s mode: chunk %u at %llu read back different data",
-                    vt_mode_names[w->mode], k,
-                    (unsigned long long)(w->base +
-                                         (uint64_t)k * VT_CHUNK));
+            T_FAIL("%s mode: chunk %u at %llu read back different data",
+                   vt_mode_names[w->mode], k,
+                   (unsigned long long)(w->base +
+                                        (uint64_t)k * VT_CHUNK));
         w->busy[k] = false;
         w->inflight--;
     }
@@ -100,7 +100,7 @@ static void vt_shuffle(struct vt_worker *w, unsigned *order)
     for (unsigned i = 0; i < VT_NCHUNK; i++)
         order[i] = i;
     for (unsigned i = VT_NCHUNK - 1; i > 0; i--) {
-        unsigned j = vt_rand(&w->rng) % (i + 1), t = order[i];
+        unsigned j = t_rand32(&w->rng) % (i + 1), t = order[i];
         order[i] = order[j];
         order[j] = t;
     }
@@ -119,7 +119,7 @@ static void *vt_work(void *arg)
 
         while (w->inflight == VT_DEPTH)
             vt_reap(w, false);
-        vt_fill(w->shadow + o, VT_CHUNK, w->base + o, w->gen);
+        t_fill_pattern(w->shadow + o, VT_CHUNK, w->base + o, w->gen);
         memcpy(w->buf + o, w->shadow + o, VT_CHUNK);
         w->busy[k] = true;
         w->inflight++;
@@ -136,21 +136,21 @@ static void *vt_work(void *arg)
         while (w->inflight == VT_DEPTH)
             vt_reap(w, false);
         do {
-            k = vt_rand(&w->rng) % VT_NCHUNK;
+            k = t_rand32(&w->rng) % VT_NCHUNK;
             if (w->busy[k])
                 vt_reap(w, false);
         } while (w->busy[k]);
-        s0 = vt_rand(&w->rng) % sectors;
-        ns = 1 + vt_rand(&w->rng) % (sectors - s0);
+        s0 = t_rand32(&w->rng) % sectors;
+        ns = 1 + t_rand32(&w->rng) % (sectors - s0);
         o = (size_t)k * VT_CHUNK;
         po = o + (size_t)s0 * 512;
         plen = (size_t)ns * 512;
-        vt_fill(w->shadow + po, plen, w->base + po, w->gen + 1 + i);
+        t_fill_pattern(w->shadow + po, plen, w->base + po, w->gen + 1 + i);
         memcpy(w->buf + po, w->shadow + po, plen);
         /* Up to three segments with odd (not sector) boundaries. */
-        niov = 1 + vt_rand(&w->rng) % 3;
-        a = plen > 8 ? 1 + vt_rand(&w->rng) % (plen - 2) : plen;
-        bcut = a + (plen - a > 1 ? vt_rand(&w->rng) % (plen - a) : 0);
+        niov = 1 + t_rand32(&w->rng) % 3;
+        a = plen > 8 ? 1 + t_rand32(&w->rng) % (plen - 2) : plen;
+        bcut = a + (plen - a > 1 ? t_rand32(&w->rng) % (plen - a) : 0);
         if (niov == 1 || plen < 4) {
             w->iov[k][0] = (struct iovec){ w->buf + po, plen };
             niov = 1;
@@ -217,7 +217,7 @@ static void vt_run_mode(const char *dev, enum vt_mode mode)
         w[i].base = ((uint64_t)mode * 2 + (uint64_t)i) * VT_AREA;
         w[i].gen = 0x1000u * (uint32_t)(mode + 1) + (uint32_t)i * 0x100u;
         w[i].rng = 0x9e3779b97f4a7c15ull * (uint64_t)(mode * 2 + i + 1);
-        w[i].buf = vt_region(b, VT_AREA, &r[i]);
+        w[i].buf = t_region(b, VT_AREA, &r[i]);
         w[i].shadow = malloc(VT_AREA);
         CHECK(w[i].shadow);
         if (mode == VT_EVENT)
@@ -230,12 +230,12 @@ static void vt_run_mode(const char *dev, enum vt_mode mode)
 
     /* Durable and really in the backend. */
     blkioq_flush(w[0].q, NULL, 0);
-    CHECK_RET(vt_wait(w[0].q, NULL), 0);
+    CHECK_RET(t_wait(w[0].q, NULL), 0);
     for (int i = 0; i < 2; i++) {
         vt_read_image(img, VT_AREA, w[i].base);
         if (memcmp(img, w[i].shadow, VT_AREA) != 0)
-            VT_FAIL("%s mode: the backend image differs from what queue "
-                    "%d wrote", vt_mode_names[mode], i);
+            T_FAIL("%s mode: the backend image differs from what queue "
+                   "%d wrote", vt_mode_names[mode], i);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("%s: %u + %u requests on 2 %squeues verified (%.1f s)\n",
@@ -270,6 +270,6 @@ int main(int argc, char **argv)
         }
     }
     if (!any)
-        VT_FAIL("unknown mode; use blocking, event or poll");
+        T_FAIL("unknown mode; use blocking, event or poll");
     return 0;
 }

@@ -32,31 +32,31 @@ static void test_properties(const char *dev)
     }
     CHECK_RET(blkio_connect(b), 0);
 
-    CHECK_EQ(vt_get_u64(b, "capacity"), VT_SIZE);
-    CHECK_EQ(vt_get_int(b, "request-alignment"), 512);
-    CHECK_EQ(vt_get_int(b, "max-queues"), VT_EXPORT_QUEUES);
-    CHECK_EQ(vt_get_int(b, "num-queues"), 1);
-    CHECK_EQ(vt_get_int(b, "num-poll-queues"), 0);
-    CHECK(vt_get_bool(b, "needs-mem-regions"));
-    CHECK(!vt_get_bool(b, "needs-mem-region-fd"));
-    CHECK(vt_get_bool(b, "supports-poll-queues"));
-    CHECK(!vt_get_bool(b, "can-add-queues"));
-    CHECK(!vt_get_bool(b, "can-grow"));
-    CHECK(!vt_get_bool(b, "read-only"));
-    CHECK(vt_get_bool(b, "flush-needed"));     /* qsd's export has FLUSH */
-    CHECK(!vt_get_bool(b, "supports-fua-natively"));
-    CHECK_EQ(vt_get_int(b, "buf-alignment"), 1);
-    CHECK_EQ(vt_get_int(b, "max-transfer"), 0);
-    CHECK(vt_get_int(b, "max-segments") >= 1);
-    CHECK(vt_get_u64(b, "max-mem-regions") >= 1);
-    CHECK(vt_get_u64(b, "max-write-zeroes-len") > 0);
-    CHECK(vt_get_u64(b, "max-discard-len") > 0);
-    CHECK_EQ(vt_get_int(b, "discard-alignment") % 512, 0);
+    CHECK_EQ(t_get_u64(b, "capacity"), VT_SIZE);
+    CHECK_EQ(t_get_int(b, "request-alignment"), 512);
+    CHECK_EQ(t_get_int(b, "max-queues"), VT_EXPORT_QUEUES);
+    CHECK_EQ(t_get_int(b, "num-queues"), 1);
+    CHECK_EQ(t_get_int(b, "num-poll-queues"), 0);
+    CHECK(t_get_bool(b, "needs-mem-regions"));
+    CHECK(!t_get_bool(b, "needs-mem-region-fd"));
+    CHECK(t_get_bool(b, "supports-poll-queues"));
+    CHECK(!t_get_bool(b, "can-add-queues"));
+    CHECK(!t_get_bool(b, "can-grow"));
+    CHECK(!t_get_bool(b, "read-only"));
+    CHECK(t_get_bool(b, "flush-needed"));     /* qsd's export has FLUSH */
+    CHECK(!t_get_bool(b, "supports-fua-natively"));
+    CHECK_EQ(t_get_int(b, "buf-alignment"), 1);
+    CHECK_EQ(t_get_int(b, "max-transfer"), 0);
+    CHECK(t_get_int(b, "max-segments") >= 1);
+    CHECK(t_get_u64(b, "max-mem-regions") >= 1);
+    CHECK(t_get_u64(b, "max-write-zeroes-len") > 0);
+    CHECK(t_get_u64(b, "max-discard-len") > 0);
+    CHECK_EQ(t_get_int(b, "discard-alignment") % 512, 0);
     /* qemu-storage-daemon's vduse-blk export: queue-size 256 (default). */
-    mqs = vt_get_int(b, "max-queue-size");
+    mqs = t_get_int(b, "max-queue-size");
     CHECK_EQ(mqs, 256);
-    CHECK_EQ(vt_get_int(b, "queue-size"), 256);
-    CHECK(vt_get_int(b, "fd") >= 0);
+    CHECK_EQ(t_get_int(b, "queue-size"), 256);
+    CHECK(t_get_int(b, "fd") >= 0);
     CHECK_RET(blkio_get_str(b, "path", &s), 0);
     CHECK(strcmp(s, dev) == 0);
     free(s);
@@ -166,20 +166,20 @@ static void test_fd(const char *dev)
     CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
     CHECK_RET(blkio_set_int(b, "fd", fd), 0);
     CHECK_RET(blkio_connect(b), 0);
-    CHECK_EQ(vt_get_int(b, "fd"), fd);
-    CHECK_EQ(vt_get_u64(b, "capacity"), VT_SIZE);
+    CHECK_EQ(t_get_int(b, "fd"), fd);
+    CHECK_EQ(t_get_u64(b, "capacity"), VT_SIZE);
     CHECK_RET(blkio_start(b), 0);
     {
         struct blkio_mem_region r;
         struct blkioq *q = blkio_get_queue(b, 0);
-        uint8_t *buf = vt_region(b, 4096, &r);
+        uint8_t *buf = t_region(b, 4096, &r);
 
         memset(buf, 0x5a, 4096);
         blkioq_write(q, 8192, buf, 4096, NULL, 0);
-        CHECK_RET(vt_wait(q, NULL), 0);
+        CHECK_RET(t_wait(q, NULL), 0);
         memset(buf, 0, 4096);
         blkioq_read(q, 8192, buf, 4096, NULL, 0);
-        CHECK_RET(vt_wait(q, NULL), 0);
+        CHECK_RET(t_wait(q, NULL), 0);
         CHECK(buf[0] == 0x5a && buf[4095] == 0x5a);
     }
     blkio_destroy(&b);
@@ -202,11 +202,11 @@ static void test_small_queue(const char *dev)
     CHECK_RET(blkio_connect(b), 0);
     CHECK_RET(blkio_set_int(b, "queue-size", 4), 0);
     CHECK_RET(blkio_start(b), 0);
-    CHECK_EQ(vt_get_int(b, "queue-size"), 4);
+    CHECK_EQ(t_get_int(b, "queue-size"), 4);
     q = blkio_get_queue(b, 0);
-    buf = vt_region(b, 64 * 4096, &r);
+    buf = t_region(b, 64 * 4096, &r);
     for (int i = 0; i < 64; i++) {
-        vt_fill(buf + i * 4096, 4096, (uint64_t)i * 4096, 77);
+        t_fill_pattern(buf + i * 4096, 4096, (uint64_t)i * 4096, 77);
         blkioq_write(q, (uint64_t)i * 4096, buf + i * 4096, 4096, NULL, 0);
     }
     while (n < 64) {
@@ -225,9 +225,9 @@ static void test_small_queue(const char *dev)
         uint8_t want[4096];
 
         CHECK_RET(c[i].ret, 0);
-        vt_fill(want, 4096, (uint64_t)i * 4096, 77);
+        t_fill_pattern(want, 4096, (uint64_t)i * 4096, 77);
         if (memcmp(want, buf + i * 4096, 4096) != 0)
-            VT_FAIL("block %d read back wrong through a 4-entry queue", i);
+            T_FAIL("block %d read back wrong through a 4-entry queue", i);
     }
     blkio_destroy(&b);
 }

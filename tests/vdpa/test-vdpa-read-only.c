@@ -19,34 +19,34 @@ static void test_read_only_instance(const char *dev)
     struct blkio *b = vt_open(dev, true, 1, 0);
     struct blkioq *q = blkio_get_queue(b, 0);
     struct blkio_mem_region r;
-    uint8_t *buf = vt_region(b, VT_LEN, &r);
+    uint8_t *buf = t_region(b, VT_LEN, &r);
     uint8_t *img = malloc(VT_LEN);
     struct iovec iov = { buf, 4096 };
     const char *msg;
 
     CHECK(q && img);
-    CHECK(vt_get_bool(b, "read-only"));
-    vt_fill(buf, VT_LEN, 0, 1);
+    CHECK(t_get_bool(b, "read-only"));
+    t_fill_pattern(buf, VT_LEN, 0, 1);
     blkioq_write(q, 0, buf, VT_LEN, NULL, 0);
-    CHECK_RET(vt_wait(q, &msg), -EBADF);
+    CHECK_RET(t_wait(q, &msg), -EBADF);
     CHECK(msg != NULL);
     blkioq_write(q, 0, buf, 4096, NULL, BLKIO_REQ_FUA);
-    CHECK_RET(vt_wait(q, NULL), -EBADF);
+    CHECK_RET(t_wait(q, NULL), -EBADF);
     blkioq_writev(q, 4096, &iov, 1, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EBADF);
+    CHECK_RET(t_wait(q, NULL), -EBADF);
     blkioq_write_zeroes(q, 0, 4096, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EBADF);
+    CHECK_RET(t_wait(q, NULL), -EBADF);
     blkioq_discard(q, 0, 4096, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EBADF);
+    CHECK_RET(t_wait(q, NULL), -EBADF);
 
     blkioq_flush(q, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     memset(buf, 0xee, VT_LEN);
     blkioq_read(q, 0, buf, VT_LEN, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
-    CHECK(vt_is_zero(buf, VT_LEN));     /* the fresh image */
+    CHECK_RET(t_wait(q, NULL), 0);
+    CHECK(t_is_zero(buf, VT_LEN));     /* the fresh image */
     vt_read_image(img, VT_LEN, 0);
-    CHECK(vt_is_zero(img, VT_LEN));
+    CHECK(t_is_zero(img, VT_LEN));
     free(img);
     blkio_destroy(&b);
 }
@@ -88,7 +88,7 @@ static const char *vt_ro_start(void)
     fd = open(vt_ro_image, O_RDWR | O_CREAT | O_TRUNC, 0600);
     CHECK(fd >= 0);
     CHECK(ftruncate(fd, (off_t)VT_SIZE) == 0);
-    vt_fill(data, VT_LEN, 0, 99);
+    t_fill_pattern(data, VT_LEN, 0, 99);
     CHECK(pwrite(fd, data, VT_LEN, 0) == VT_LEN);
     close(fd);
     free(data);
@@ -112,7 +112,7 @@ static const char *vt_ro_start(void)
     if (!fgets(dev, sizeof(dev), p))
         dev[0] = '\0';
     if (pclose(p) != 0)
-        VT_FAIL("could not make a read-only vduse-blk export");
+        T_FAIL("could not make a read-only vduse-blk export");
     dev[strcspn(dev, "\n")] = '\0';
     return dev;
 }
@@ -130,22 +130,22 @@ static void test_read_only_device(void)
     CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
     CHECK_RET(blkio_set_str(b, "path", dev), 0);
     CHECK_RET(blkio_connect(b), 0);
-    CHECK_EQ(vt_get_u64(b, "capacity"), VT_SIZE);
-    CHECK_EQ(vt_get_int(b, "max-queues"), 1);
+    CHECK_EQ(t_get_u64(b, "capacity"), VT_SIZE);
+    CHECK_EQ(t_get_int(b, "max-queues"), 1);
     CHECK_RET(blkio_start(b), -EROFS);
     CHECK(strstr(blkio_get_error_msg(), "read-only"));
     blkio_destroy(&b);
 
     b = vt_open(dev, true, 1, 0);
     q = blkio_get_queue(b, 0);
-    buf = vt_region(b, VT_LEN, &r);
+    buf = t_region(b, VT_LEN, &r);
     blkioq_read(q, 0, buf, VT_LEN, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
-    vt_fill(want, VT_LEN, 0, 99);
+    CHECK_RET(t_wait(q, NULL), 0);
+    t_fill_pattern(want, VT_LEN, 0, 99);
     if (memcmp(buf, want, VT_LEN) != 0)
-        VT_FAIL("read from the read-only export differs from its image");
+        T_FAIL("read from the read-only export differs from its image");
     blkioq_write(q, 0, buf, 4096, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EBADF);
+    CHECK_RET(t_wait(q, NULL), -EBADF);
     blkio_destroy(&b);
     free(want);
 }

@@ -28,8 +28,8 @@ static void vt_check_image(const void *want, size_t len, uint64_t off,
     CHECK(img);
     vt_read_image(img, len, off);
     if (memcmp(img, want, len) != 0)
-        VT_FAIL("%s: the backend image at %llu differs", what,
-                (unsigned long long)off);
+        T_FAIL("%s: the backend image at %llu differs", what,
+               (unsigned long long)off);
     free(img);
 }
 
@@ -39,57 +39,57 @@ static void vt_check_image_zero(size_t len, uint64_t off, const char *what)
 
     CHECK(img);
     vt_read_image(img, len, off);
-    if (!vt_is_zero(img, len))
-        VT_FAIL("%s: the backend image at %llu is not zero", what,
-                (unsigned long long)off);
+    if (!t_is_zero(img, len))
+        T_FAIL("%s: the backend image at %llu is not zero", what,
+               (unsigned long long)off);
     free(img);
 }
 
 static void vt_flush(struct blkioq *q)
 {
     blkioq_flush(q, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
 }
 
 /* All request types on q, in the device area starting at base. */
 static void test_types(struct blkio *b, struct blkioq *q, uint64_t base,
                        uint8_t *buf, uint8_t *buf2, uint32_t gen)
 {
-    uint64_t wz_max = vt_get_u64(b, "max-write-zeroes-len");
+    uint64_t wz_max = t_get_u64(b, "max-write-zeroes-len");
     struct iovec iov[4];
     const char *msg;
 
     /* Write, flush, read back; the image has it. */
-    vt_fill(buf, VT_BUF, base, gen);
+    t_fill_pattern(buf, VT_BUF, base, gen);
     blkioq_write(q, base, buf, VT_BUF, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     vt_flush(q);
     vt_check_image(buf, VT_BUF, base, "write + flush");
     memset(buf2, 0xee, VT_BUF);
     blkioq_read(q, base, buf2, VT_BUF, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     CHECK(memcmp(buf, buf2, VT_BUF) == 0);
 
     /* writev / readv with odd segment boundaries. */
-    vt_fill(buf, VT_BUF, base, gen + 1);
+    t_fill_pattern(buf, VT_BUF, base, gen + 1);
     iov[0] = (struct iovec){ buf, 1 };
     iov[1] = (struct iovec){ buf + 1, 4095 };
     iov[2] = (struct iovec){ buf + 4096, 100000 };
     iov[3] = (struct iovec){ buf + 104096, VT_BUF - 104096 };
     blkioq_writev(q, base, iov, 4, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     memset(buf2, 0, VT_BUF);
     iov[0] = (struct iovec){ buf2, 511 };
     iov[1] = (struct iovec){ buf2 + 511, 1 };
     iov[2] = (struct iovec){ buf2 + 512, VT_BUF - 512 };
     blkioq_readv(q, base, iov, 3, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     CHECK(memcmp(buf, buf2, VT_BUF) == 0);
 
     /* FUA: durable without a separate flush (emulated with one). */
-    vt_fill(buf, 65536, base + 65536, gen + 2);
+    t_fill_pattern(buf, 65536, base + 65536, gen + 2);
     blkioq_write(q, base + 65536, buf, 65536, NULL, BLKIO_REQ_FUA);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     vt_check_image(buf, 65536, base + 65536, "FUA write");
 
     /* Write zeroes, each flag combination, on patterned data. */
@@ -102,18 +102,18 @@ static void test_types(struct blkio *b, struct blkioq *q, uint64_t base,
         for (unsigned i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
             uint64_t off = base + (uint64_t)i * 131072;
 
-            vt_fill(buf, 131072, off, gen + 3 + i);
+            t_fill_pattern(buf, 131072, off, gen + 3 + i);
             blkioq_write(q, off, buf, 131072, NULL, 0);
-            CHECK_RET(vt_wait(q, NULL), 0);
+            CHECK_RET(t_wait(q, NULL), 0);
             blkioq_write_zeroes(q, off + 4096, 65536, NULL, flags[i]);
-            if (vt_wait(q, &msg) != 0)
-                VT_FAIL("write zeroes with flags 0x%x failed: %s", flags[i],
-                        msg);
+            if (t_wait(q, &msg) != 0)
+                T_FAIL("write zeroes with flags 0x%x failed: %s", flags[i],
+                       msg);
             memset(buf2, 0xee, 131072);
             blkioq_read(q, off, buf2, 131072, NULL, 0);
-            CHECK_RET(vt_wait(q, NULL), 0);
+            CHECK_RET(t_wait(q, NULL), 0);
             CHECK(memcmp(buf2, buf, 4096) == 0);
-            CHECK(vt_is_zero(buf2 + 4096, 65536));
+            CHECK(t_is_zero(buf2 + 4096, 65536));
             CHECK(memcmp(buf2 + 69632, buf + 69632, 131072 - 69632) == 0);
         }
     }
@@ -123,7 +123,7 @@ static void test_types(struct blkio *b, struct blkioq *q, uint64_t base,
         uint64_t len = wz_max * 2 + 512 * 8;
 
         blkioq_write_zeroes(q, base, len, NULL, 0);
-        CHECK_RET(vt_wait(q, NULL), 0);
+        CHECK_RET(t_wait(q, NULL), 0);
         vt_flush(q);
         vt_check_image_zero((size_t)len, base, "long write zeroes");
         printf("write zeroes of %llu bytes (max-write-zeroes-len %llu) ok\n",
@@ -132,29 +132,29 @@ static void test_types(struct blkio *b, struct blkioq *q, uint64_t base,
 
     /* Discard: succeeds; the data afterwards is unspecified. */
     blkioq_discard(q, base, VT_BUF, NULL, 0);
-    if (vt_wait(q, &msg) != 0)
-        VT_FAIL("discard failed: %s", msg);
+    if (t_wait(q, &msg) != 0)
+        T_FAIL("discard failed: %s", msg);
 
     /* Requests refused before they reach the device. */
     blkioq_read(q, base + 100, buf, 512, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EINVAL);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
     blkioq_read(q, base, buf, 100, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EINVAL);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
     blkioq_read(q, VT_SIZE - 512, buf, 1024, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EINVAL);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
     blkioq_write_zeroes(q, VT_SIZE, 512, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EINVAL);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
     blkioq_read(q, base, buf, 512, NULL, 0x80000000u);
-    CHECK_RET(vt_wait(q, NULL), -EINVAL);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
     {
         uint8_t stack[512];
 
         blkioq_read(q, base, stack, sizeof(stack), NULL, 0);
-        CHECK_RET(vt_wait(q, NULL), -EFAULT);
+        CHECK_RET(t_wait(q, NULL), -EFAULT);
     }
     /* The last sector works. */
     blkioq_read(q, VT_SIZE - 512, buf, 512, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
 }
 
 /* Memory the application maps itself (a memfd, shared). */
@@ -172,24 +172,24 @@ static void test_own_region(struct blkio *b, struct blkioq *q)
     r = (struct blkio_mem_region){ .addr = p, .len = len, .fd = fd };
     CHECK_RET(blkio_map_mem_region(b, &r), 0);
 
-    vt_fill(p, len, 32u << 20, 4242);
+    t_fill_pattern(p, len, 32u << 20, 4242);
     blkioq_write(q, 32u << 20, p, len, NULL, BLKIO_REQ_FUA);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     vt_check_image(p, len, 32u << 20, "write from the application's region");
 
     /* Unmapped: refused.  Mapped again: works. */
     blkio_unmap_mem_region(b, &r);
     blkioq_read(q, 32u << 20, p, 4096, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EFAULT);
+    CHECK_RET(t_wait(q, NULL), -EFAULT);
     CHECK_RET(blkio_map_mem_region(b, &r), 0);
     memset(p, 0, len);
     blkioq_read(q, 32u << 20, p, len, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     {
         uint8_t *want = malloc(len);
 
         CHECK(want);
-        vt_fill(want, len, 32u << 20, 4242);
+        t_fill_pattern(want, len, 32u << 20, 4242);
         CHECK(memcmp(want, p, len) == 0);
         free(want);
     }
@@ -222,9 +222,9 @@ static void test_anon_regions(struct blkio *b, struct blkioq *q)
     CHECK(p != MAP_FAILED);
     r = (struct blkio_mem_region){ .addr = p, .len = len, .fd = -1 };
     CHECK_RET(blkio_map_mem_region(b, &r), 0);
-    vt_fill(p, len, 40u << 20, 777);
+    t_fill_pattern(p, len, 40u << 20, 777);
     blkioq_write(q, 40u << 20, p, len, NULL, BLKIO_REQ_FUA);
-    CHECK_RET(vt_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), 0);
     vt_check_image(p, len, 40u << 20, "write from shared anonymous memory");
     blkio_unmap_mem_region(b, &r);
     munmap(p, len);
@@ -245,7 +245,7 @@ static void test_completion_fd(struct blkioq *q, uint8_t *buf)
     blkioq_read(q, 0, buf, 4096, NULL, 0);
     CHECK_RET(blkioq_do_io(q, &c, 0, 1, NULL), 0);  /* submits */
     if (poll(&pfd, 1, 30000) != 1)
-        VT_FAIL("completion fd not signalled within 30 s");
+        T_FAIL("completion fd not signalled within 30 s");
     CHECK(read(pfd.fd, &v, sizeof(v)) == sizeof(v));
     CHECK_RET(blkioq_do_io(q, &c, 1, 1, NULL), 1);
     CHECK_RET(c.ret, 0);
@@ -256,7 +256,7 @@ int main(void)
     const char *dev = vt_start(VT_SIZE);
     struct blkio *b = vt_open(dev, false, 1, 1);
     struct blkio_mem_region r;
-    uint8_t *buf = vt_region(b, 2 * VT_BUF, &r);
+    uint8_t *buf = t_region(b, 2 * VT_BUF, &r);
     struct blkioq *q = blkio_get_queue(b, 0);
     struct blkioq *pq = blkio_get_poll_queue(b, 0);
 

@@ -60,9 +60,9 @@ static int vt_reap(struct vt_job *j, struct blkio_completion *c, int max)
         if (n != 0)
             return n;
         if (poll(&p, 1, 30000) != 1)
-            VT_FAIL("event mode: no completion fd signal within 30 s");
+            T_FAIL("event mode: no completion fd signal within 30 s");
         if (read(p.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-            VT_FAIL("event mode: read completion fd: %s", strerror(errno));
+            T_FAIL("event mode: read completion fd: %s", strerror(errno));
         return blkioq_do_io(j->q, c, 0, max, NULL);
     }
     case VT_BLOCKING:
@@ -70,8 +70,8 @@ static int vt_reap(struct vt_job *j, struct blkio_completion *c, int max)
     default:
         n = blkioq_do_io(j->q, c, 1, max, &t);
         if (n < 1)
-            VT_FAIL("%s mode: do_io returned %d (%s)",
-                    vt_mode_name[j->mode], n, blkio_get_error_msg());
+            T_FAIL("%s mode: do_io returned %d (%s)",
+                   vt_mode_name[j->mode], n, blkio_get_error_msg());
         return n;
     }
 }
@@ -115,7 +115,7 @@ static void *vt_integrity(void *arg)
                 order[k] = t;
             }
             if (write)
-                vt_fill(j->buf, VT_AREA, j->dev_off, gen);
+                t_fill_pattern(j->buf, VT_AREA, j->dev_off, gen);
             else
                 memset(j->buf, 0x5a, VT_AREA);
 
@@ -152,22 +152,22 @@ static void *vt_integrity(void *arg)
                 int n = vt_reap(j, c, VT_DEPTH);
                 for (int i = 0; i < n; i++)
                     if (c[i].ret != 0)
-                        VT_FAIL("%s mode: chunk %lu %s failed: %d (%s)",
-                                vt_mode_name[j->mode],
-                                (unsigned long)(uintptr_t)c[i].user_data - 1,
-                                write ? "write" : "read", c[i].ret,
-                                c[i].error_msg ? c[i].error_msg : "");
+                        T_FAIL("%s mode: chunk %lu %s failed: %d (%s)",
+                               vt_mode_name[j->mode],
+                               (unsigned long)(uintptr_t)c[i].user_data - 1,
+                               write ? "write" : "read", c[i].ret,
+                               c[i].error_msg ? c[i].error_msg : "");
                 inflight -= (uint32_t)n;
                 done += (uint32_t)n;
             }
         }
         for (uint32_t k = 0; k < nchunks; k++) {
             uint32_t s = starts[k];
-            if (!vt_verify(j->buf + s, starts[k + 1] - s, j->dev_off + s,
-                           gen))
-                VT_FAIL("%s mode, pass %u: chunk %u at %llu reads back "
-                        "different data", vt_mode_name[j->mode], pass, k,
-                        (unsigned long long)(j->dev_off + s));
+            if (!t_verify_pattern(j->buf + s, starts[k + 1] - s,
+                                  j->dev_off + s, gen))
+                T_FAIL("%s mode, pass %u: chunk %u at %llu reads back "
+                       "different data", vt_mode_name[j->mode], pass, k,
+                       (unsigned long long)(j->dev_off + s));
         }
     }
     free(starts);
@@ -200,7 +200,7 @@ static void test_integrity(struct blkio *b, uint8_t *mem)
 }
 
 /* One request on q: submitted, waited for, its result returned. */
-#define VT_ONE(q, call) (call, vt_wait((q), NULL))
+#define VT_ONE(q, call) (call, t_wait((q), NULL))
 
 static void test_request_types(struct blkio *b, struct blkioq *q, uint8_t *mem)
 {
@@ -212,15 +212,15 @@ static void test_request_types(struct blkio *b, struct blkioq *q, uint8_t *mem)
 
     CHECK(v != NULL);
     /* FUA write, then flush, read back. */
-    vt_fill(buf, len, base, 11);
+    t_fill_pattern(buf, len, base, 11);
     CHECK_RET(VT_ONE(q, blkioq_write(q, base, buf, len, NULL,
                                      BLKIO_REQ_FUA)), 0);
     CHECK_RET(VT_ONE(q, blkioq_flush(q, NULL, 0)), 0);
     CHECK_RET(VT_ONE(q, blkioq_read(q, base, back, len, NULL, 0)), 0);
-    CHECK(vt_verify(back, len, base, 11));
+    CHECK(t_verify_pattern(back, len, base, 11));
 
     /* 512 segments of 512 bytes: more than seg_max, split into parts. */
-    vt_fill(buf, len, base, 12);
+    t_fill_pattern(buf, len, base, 12);
     for (int i = 0; i < 512; i++)
         v[i] = (struct iovec){ buf + (size_t)i * 512, 512 };
     CHECK_RET(VT_ONE(q, blkioq_writev(q, base, v, 512, NULL, 0)), 0);
@@ -229,8 +229,8 @@ static void test_request_types(struct blkio *b, struct blkioq *q, uint8_t *mem)
         v[i] = (struct iovec){ back + (size_t)(511 - i) * 512, 512 };
     CHECK_RET(VT_ONE(q, blkioq_readv(q, base, v, 512, NULL, 0)), 0);
     for (int i = 0; i < 512; i++)
-        CHECK(vt_verify(back + (size_t)(511 - i) * 512, 512,
-                        base + (uint64_t)i * 512, 12));
+        CHECK(t_verify_pattern(back + (size_t)(511 - i) * 512, 512,
+                               base + (uint64_t)i * 512, 12));
 
     /* Write zeroes with every flag combination. */
     {
@@ -240,7 +240,7 @@ static void test_request_types(struct blkio *b, struct blkioq *q, uint8_t *mem)
                                        BLKIO_REQ_NO_FALLBACK };
 
         for (size_t i = 0; i < 4; i++) {
-            vt_fill(buf, len, base, 20 + (uint32_t)i);
+            t_fill_pattern(buf, len, base, 20 + (uint32_t)i);
             CHECK_RET(VT_ONE(q, blkioq_write(q, base, buf, len, NULL, 0)),
                       0);
             CHECK_RET(VT_ONE(q, blkioq_write_zeroes(q, base + 4096,
@@ -248,10 +248,10 @@ static void test_request_types(struct blkio *b, struct blkioq *q, uint8_t *mem)
                                                     flags[i])), 0);
             memset(back, 0xee, len);
             CHECK_RET(VT_ONE(q, blkioq_read(q, base, back, len, NULL, 0)), 0);
-            CHECK(vt_verify(back, 4096, base, 20 + (uint32_t)i));
-            CHECK(vt_is_zero(back + 4096, len - 8192));
-            CHECK(vt_verify(back + len - 4096, 4096, base + len - 4096,
-                            20 + (uint32_t)i));
+            CHECK(t_verify_pattern(back, 4096, base, 20 + (uint32_t)i));
+            CHECK(t_is_zero(back + 4096, len - 8192));
+            CHECK(t_verify_pattern(back + len - 4096, 4096, base + len - 4096,
+                                   20 + (uint32_t)i));
         }
     }
     /* A longer write zeroes (QEMU's limit is far above: one part). */
@@ -265,17 +265,17 @@ static void test_request_types(struct blkio *b, struct blkioq *q, uint8_t *mem)
     /* Refused by the library before the device. */
     {
         static uint8_t unmapped[4096] __attribute__((aligned(4096)));
-        uint64_t cap = vt_get_u64(b, "capacity");
+        uint64_t cap = t_get_u64(b, "capacity");
 
         blkioq_read(q, 0, unmapped, 4096, NULL, 0);
-        CHECK_RET(vt_wait(q, &msg), -EFAULT);
+        CHECK_RET(t_wait(q, &msg), -EFAULT);
         printf("unmapped buffer: %s\n", msg);
         blkioq_read(q, 100, buf, 512, NULL, 0);
-        CHECK_RET(vt_wait(q, &msg), -EINVAL);
+        CHECK_RET(t_wait(q, &msg), -EINVAL);
         blkioq_read(q, cap - 512, buf, 1024, NULL, 0);
-        CHECK_RET(vt_wait(q, &msg), -EINVAL);
+        CHECK_RET(t_wait(q, &msg), -EINVAL);
         blkioq_write_zeroes(q, cap, 512, NULL, 0);
-        CHECK_RET(vt_wait(q, &msg), -EINVAL);
+        CHECK_RET(t_wait(q, &msg), -EINVAL);
         /* The last block works. */
         CHECK_RET(VT_ONE(q, blkioq_read(q, cap - 512, buf, 512, NULL, 0)),
                   0);
@@ -294,14 +294,14 @@ static void test_own_memory(struct blkio *b, struct blkioq *q)
 
     CHECK(m != MAP_FAILED);
     CHECK_RET(blkio_map_mem_region(b, &r), 0);
-    vt_fill(m, len, off, 31);
+    t_fill_pattern(m, len, off, 31);
     CHECK_RET(VT_ONE(q, blkioq_write(q, off, m, len, NULL, 0)), 0);
     CHECK_RET(VT_ONE(q, blkioq_read(q, off, m + len, len, NULL, 0)), 0);
-    CHECK(vt_verify(m + len, len, off, 31));
+    CHECK(t_verify_pattern(m + len, len, off, 31));
     blkio_unmap_mem_region(b, &r);
     /* Unmapped again: refused. */
     blkioq_read(q, off, m, 4096, NULL, 0);
-    CHECK_RET(vt_wait(q, NULL), -EFAULT);
+    CHECK_RET(t_wait(q, NULL), -EFAULT);
     munmap(m, 2 * len);
 }
 
@@ -310,23 +310,23 @@ static void test_read_only(const char *path)
     struct blkio *b = vt_open(path, true, 1, 0);
     struct blkioq *q = blkio_get_queue(b, 0);
     struct blkio_mem_region r;
-    uint8_t *buf = vt_region(b, 1u << 20, &r);
+    uint8_t *buf = t_region(b, 1u << 20, &r);
     const char *msg;
 
-    CHECK(vt_get_bool(b, "read-only"));
+    CHECK(t_get_bool(b, "read-only"));
     /* What test_own_memory() wrote is there. */
     CHECK_RET(VT_ONE(q, blkioq_read(q, VT_OWN_OFF, buf, 1u << 20, NULL, 0)),
               0);
-    CHECK(vt_verify(buf, 1u << 20, VT_OWN_OFF, 31));
+    CHECK(t_verify_pattern(buf, 1u << 20, VT_OWN_OFF, 31));
     blkioq_write(q, 0, buf, 4096, NULL, 0);
-    CHECK_RET(vt_wait(q, &msg), -EBADF);
+    CHECK_RET(t_wait(q, &msg), -EBADF);
     blkioq_write_zeroes(q, 0, 4096, NULL, 0);
-    CHECK_RET(vt_wait(q, &msg), -EBADF);
+    CHECK_RET(t_wait(q, &msg), -EBADF);
     blkioq_discard(q, 0, 4096, NULL, 0);
-    CHECK_RET(vt_wait(q, &msg), -EBADF);
+    CHECK_RET(t_wait(q, &msg), -EBADF);
     printf("read-only: %s\n", msg);
     CHECK_RET(VT_ONE(q, blkioq_flush(q, NULL, 0)), 0);
-    vt_region_free(b, &r);
+    t_region_free(b, &r);
     blkio_destroy(&b);
 }
 
@@ -350,10 +350,10 @@ static void test_declined_features(const char *path)
     b = vt_open(path, false, 1, 0);
     unsetenv("LIBBLKIO_VIRTIO_DECLINE_FEATURES");
     q = blkio_get_queue(b, 0);
-    buf = vt_region(b, chunk * n, &r);
+    buf = t_region(b, chunk * n, &r);
     for (int write = 1; write >= 0; write--) {
         if (write)
-            vt_fill(buf, chunk * n, base, 41);
+            t_fill_pattern(buf, chunk * n, base, 41);
         else
             memset(buf, 0, chunk * n);
         for (size_t i = 0; i < n; i++) {
@@ -374,8 +374,8 @@ static void test_declined_features(const char *path)
             done += (size_t)got;
         }
     }
-    CHECK(vt_verify(buf, chunk * n, base, 41));
-    vt_region_free(b, &r);
+    CHECK(t_verify_pattern(buf, chunk * n, base, 41));
+    t_region_free(b, &r);
     blkio_destroy(&b);
 }
 
@@ -385,7 +385,7 @@ static void test_remove_queue(const char *path)
 {
     struct blkio *b = vt_open(path, false, 2, 1);
     struct blkio_mem_region r;
-    uint8_t *buf = vt_region(b, 65536, &r);
+    uint8_t *buf = t_region(b, 65536, &r);
     struct blkioq *q0 = blkio_get_queue(b, 0);
 
     CHECK_RET(blkio_remove_queue(b, 1), 0);
@@ -393,9 +393,9 @@ static void test_remove_queue(const char *path)
     CHECK(blkio_get_queue(b, 1) == NULL);
     CHECK_RET(VT_ONE(q0, blkioq_read(q0, VT_OWN_OFF, buf, 65536, NULL, 0)),
               0);
-    CHECK(vt_verify(buf, 65536, VT_OWN_OFF, 31));
+    CHECK(t_verify_pattern(buf, 65536, VT_OWN_OFF, 31));
     CHECK_RET(VT_ONE(q0, blkioq_flush(q0, NULL, 0)), 0);
-    vt_region_free(b, &r);
+    t_region_free(b, &r);
     blkio_destroy(&b);
 }
 
@@ -404,12 +404,12 @@ int main(void)
     const char *path = vt_device();
     struct blkio *b = vt_open(path, false, 2, 1);
     struct blkio_mem_region r;
-    uint8_t *mem = vt_region(b, 3 * (size_t)VT_AREA, &r);
+    uint8_t *mem = t_region(b, 3 * (size_t)VT_AREA, &r);
 
     test_integrity(b, mem);
     test_request_types(b, blkio_get_queue(b, 0), mem);
     test_own_memory(b, blkio_get_queue(b, 1));
-    vt_region_free(b, &r);
+    t_region_free(b, &r);
     blkio_destroy(&b);
     test_read_only(path);
     test_declined_features(path);

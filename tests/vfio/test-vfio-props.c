@@ -14,7 +14,7 @@ static uint64_t vt_env_u64(const char *name)
     const char *s = getenv(name);
 
     if (!s || !*s)
-        VT_FAIL("%s is not set (the meson test passes it)", name);
+        T_FAIL("%s is not set (the meson test passes it)", name);
     return strtoull(s, NULL, 0);
 }
 
@@ -33,20 +33,20 @@ static void test_props(const char *path)
     CHECK_RET(blkio_set_str(b, "path", path), 0);
     CHECK_RET(blkio_connect(b), 0);
 
-    CHECK_EQ_U64(vt_get_u64(b, "capacity"), capacity);
-    CHECK_EQ_U64(vt_get_int(b, "max-queues"), queues);
-    CHECK(vt_get_bool(b, "needs-mem-regions"));
-    CHECK(!vt_get_bool(b, "needs-mem-region-fd"));
-    CHECK_EQ_U64(vt_get_u64(b, "mem-region-alignment"),
+    CHECK_EQ_U64(t_get_u64(b, "capacity"), capacity);
+    CHECK_EQ_U64(t_get_int(b, "max-queues"), queues);
+    CHECK(t_get_bool(b, "needs-mem-regions"));
+    CHECK(!t_get_bool(b, "needs-mem-region-fd"));
+    CHECK_EQ_U64(t_get_u64(b, "mem-region-alignment"),
                  (uint64_t)sysconf(_SC_PAGESIZE));
-    CHECK(vt_get_bool(b, "supports-poll-queues"));
-    CHECK(!vt_get_bool(b, "can-add-queues"));
-    CHECK_EQ_U64(vt_get_int(b, "request-alignment"), 512);
-    CHECK(vt_get_int(b, "max-segments") >= 1);
-    CHECK(vt_get_bool(b, "flush-needed"));          /* QEMU: write cache on */
-    CHECK(vt_get_u64(b, "max-discard-len") > 0);    /* discard=on */
-    CHECK(vt_get_u64(b, "max-write-zeroes-len") > 0);
-    CHECK(!vt_get_bool(b, "read-only"));
+    CHECK(t_get_bool(b, "supports-poll-queues"));
+    CHECK(!t_get_bool(b, "can-add-queues"));
+    CHECK_EQ_U64(t_get_int(b, "request-alignment"), 512);
+    CHECK(t_get_int(b, "max-segments") >= 1);
+    CHECK(t_get_bool(b, "flush-needed"));          /* QEMU: write cache on */
+    CHECK(t_get_u64(b, "max-discard-len") > 0);    /* discard=on */
+    CHECK(t_get_u64(b, "max-write-zeroes-len") > 0);
+    CHECK(!t_get_bool(b, "read-only"));
     {
         /* Registers are reached through an mmap of the BAR where VFIO
          * allows it (QEMU's virtio BAR has no MSI-X table in it). */
@@ -63,14 +63,14 @@ static void test_props(const char *path)
     }
 
     /* QEMU's virtio-blk queue-size default is 256 for every queue. */
-    qs = vt_get_int(b, "queue-size");
-    mqs = vt_get_int(b, "max-queue-size");
+    qs = t_get_int(b, "queue-size");
+    mqs = t_get_int(b, "max-queue-size");
     CHECK_EQ_U64(mqs, 256);
     CHECK_EQ_U64(qs, 256);
     CHECK_RET(blkio_set_int(b, "queue-size", 3), -EINVAL);
     CHECK_RET(blkio_set_int(b, "queue-size", mqs * 2), -EINVAL);
     CHECK_RET(blkio_set_int(b, "queue-size", 64), 0);
-    CHECK_EQ_U64(vt_get_int(b, "queue-size"), 64);
+    CHECK_EQ_U64(t_get_int(b, "queue-size"), 64);
 
     /* More regular queues than the device has: start refuses. */
     CHECK_RET(blkio_set_int(b, "num-queues", queues + 1), 0);
@@ -129,11 +129,11 @@ static void test_reopen(const char *path)
     for (int i = 0; i < 3; i++) {
         struct blkio *b = vt_open(path, true, 1, 0);
         struct blkio_mem_region r;
-        uint8_t *buf = vt_region(b, 4096, &r);
+        uint8_t *buf = t_region(b, 4096, &r);
 
         blkioq_read(blkio_get_queue(b, 0), 0, buf, 4096, NULL, 0);
-        CHECK_RET(vt_wait(blkio_get_queue(b, 0), NULL), 0);
-        vt_region_free(b, &r);
+        CHECK_RET(t_wait(blkio_get_queue(b, 0), NULL), 0);
+        t_region_free(b, &r);
         blkio_destroy(&b);
     }
 }

@@ -103,7 +103,7 @@ int main(int argc, char **argv)
     dst = ut_temp_file(SIZE);
     small = ut_temp_file(4096);
     out = ut_temp_file(0);
-    ut_fill_random(data, SIZE, (uint64_t)time(NULL));
+    t_fill_random(data, SIZE, (uint64_t)time(NULL));
     ut_pwrite_file(src, data, SIZE, 0);
 
     snprintf(s1, sizeof(s1), "io_uring:path=%s", src);

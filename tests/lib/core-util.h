@@ -11,72 +11,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "blkio.h"
-
-#define T_EXIT_PASS 0
-#define T_EXIT_FAIL 1
-#define T_EXIT_SKIP 77
-
-#define T_FAIL(...)                                                          \
-    do {                                                                     \
-        fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);                \
-        fprintf(stderr, __VA_ARGS__);                                        \
-        fprintf(stderr, "\n");                                               \
-        exit(T_EXIT_FAIL);                                                   \
-    } while (0)
-
-/* A condition that must hold. */
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond))                                                         \
-            T_FAIL("%s (last error message: \"%s\")", #cond,                 \
-                   blkio_get_error_msg());                                   \
-    } while (0)
-
-/* A call that must return exactly `expected` (0, a count or -errno). */
-#define CHECK_RET(expr, expected)                                            \
-    do {                                                                     \
-        long r_ = (long)(expr);                                              \
-        long e_ = (long)(expected);                                          \
-        if (r_ != e_)                                                        \
-            T_FAIL("%s returned %ld (%s), expected %ld (%s); error "         \
-                   "message: \"%s\"", #expr, r_,                             \
-                   r_ < 0 ? strerror((int)-r_) : "-", e_,                    \
-                   e_ < 0 ? strerror((int)-e_) : "-",                        \
-                   blkio_get_error_msg());                                   \
-    } while (0)
-
-/* The calling thread's error message must contain `needle`. */
-#define CHECK_MSG(needle)                                                    \
-    do {                                                                     \
-        const char *m_ = blkio_get_error_msg();                              \
-        if (!m_ || !strstr(m_, (needle)))                                    \
-            T_FAIL("error message \"%s\" does not contain \"%s\"",           \
-                   m_ ? m_ : "(null)", (needle));                            \
-    } while (0)
-
-static inline void __attribute__((noreturn, format(printf, 1, 2)))
-cu_skip(const char *fmt, ...)
-{
-    va_list ap;
-
-    printf("SKIP: ");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    exit(T_EXIT_SKIP);
-}
+#include "../common/test-util.h"
 
 /* Valgrind does not apply the signal mask io_uring_enter() waits with,
  * so a signal cannot interrupt such a wait under it. */
@@ -118,11 +58,8 @@ static void cu_cleanup_tmpdir(void)
 static inline const char *cu_dir(void)
 {
     if (!cu_tmpdir[0]) {
-        const char *base = getenv("TMPDIR");
-
-        if (!base || !*base)
-            base = "/var/tmp";
-        snprintf(cu_tmpdir, sizeof(cu_tmpdir), "%s/blkio-core-XXXXXX", base);
+        snprintf(cu_tmpdir, sizeof(cu_tmpdir), "%s/blkio-core-XXXXXX",
+                 t_tmpdir());
         if (!mkdtemp(cu_tmpdir)) {
             snprintf(cu_tmpdir, sizeof(cu_tmpdir), "/tmp/blkio-core-XXXXXX");
             if (!mkdtemp(cu_tmpdir))
@@ -185,7 +122,7 @@ static inline struct blkio *cu_create(const char *driver)
     int ret = blkio_create(driver, &b);
 
     if (ret == -ENOSYS)
-        cu_skip("driver %s not available: %s", driver, blkio_get_error_msg());
+        t_skip("driver %s not available: %s", driver, blkio_get_error_msg());
     if (ret < 0)
         T_FAIL("blkio_create(\"%s\") returned %d (%s): %s", driver, ret,
                strerror(-ret), blkio_get_error_msg());
@@ -211,12 +148,7 @@ static inline struct blkio *cu_io_uring(const char *path, enum cu_state state)
 /* Wait for exactly one completion (up to 10 s, so a hang fails). */
 static inline struct blkio_completion cu_wait_one(struct blkioq *q)
 {
-    struct blkio_completion c;
-    struct timespec t = { .tv_sec = 10 };
-
-    memset(&c, 0xab, sizeof(c));
-    CHECK_RET(blkioq_do_io(q, &c, 1, 1, &t), 1);
-    return c;
+    return t_wait_one(q, 10);
 }
 
 #endif /* TESTS_LIB_CORE_UTIL_H */

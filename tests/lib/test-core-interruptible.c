@@ -72,7 +72,7 @@ int main(void)
     /* A wait that only a signal ends: a read the FUSE server holds. */
     f = cu_fuse_start(1 << 20, why, sizeof(why));
     if (!f)
-        cu_skip("no request that blocks: %s", why);
+        t_skip("no request that blocks: %s", why);
     b = cu_io_uring(f->file, CU_STARTED);
     q = blkio_get_queue(b, 0);
     cu_fuse_hold(f);
@@ -87,8 +87,8 @@ int main(void)
         CHECK_RET(c.ret, 0);
         blkio_destroy(&b);
         cu_fuse_stop(f);
-        cu_skip("under valgrind, signals cannot interrupt io_uring_enter() "
-                "waits (the rest passed)");
+        t_skip("under valgrind, signals cannot interrupt io_uring_enter() "
+               "waits (the rest passed)");
     }
 
     k.target = pthread_self();

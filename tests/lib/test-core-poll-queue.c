@@ -25,8 +25,8 @@ int main(void)
     ret = blkio_connect(b);
     if (ret < 0) {
         blkio_destroy(&b);
-        cu_skip("O_DIRECT not possible on %s: %s", path,
-                blkio_get_error_msg());
+        t_skip("O_DIRECT not possible on %s: %s", path,
+               blkio_get_error_msg());
     }
     if (!b->supports_poll_queues) {
         printf("note: forcing supports-poll-queues on\n");

@@ -35,7 +35,7 @@ int main(void)
     CHECK(blkio_add_queue(b) < 0);   /* not started */
     if (maxq < 3) {
         blkio_destroy(&b);
-        cu_skip("max-queues is %d, need 3", maxq);
+        t_skip("max-queues is %d, need 3", maxq);
     }
     CHECK_RET(blkio_set_int(b, "num-queues", 3), 0);
     CHECK_RET(blkio_start(b), 0);

@@ -46,7 +46,7 @@ int main(int argc, char **argv)
     if (access(argv[1], R_OK) < 0)
         T_FAIL("%s: %s", argv[1], strerror(errno));
     if (system("nm --version >/dev/null 2>&1") != 0)
-        cu_skip("nm (binutils) is not installed");
+        t_skip("nm (binutils) is not installed");
     if (NEXPECTED != 43)
         T_FAIL("internal: %zu names listed", NEXPECTED);
 

@@ -160,7 +160,7 @@ int main(void)
     blkio_destroy(&b);
 
     if (!blocked_case())
-        cu_skip("the -ETIME case needs a read that does not complete "
-                "(a FUSE file); the rest passed");
+        t_skip("the -ETIME case needs a read that does not complete "
+               "(a FUSE file); the rest passed");
     return T_EXIT_PASS;
 }

@@ -36,7 +36,7 @@ static void exercise(const char *backing, bool direct)
         0, BLKIO_REQ_NO_UNMAP, BLKIO_REQ_NO_FALLBACK,
         BLKIO_REQ_NO_UNMAP | BLKIO_REQ_NO_FALLBACK,
     };
-    unsigned char *buf = ut_aligned_alloc(4096, SIZE);
+    unsigned char *buf = t_aligned_alloc(4096, SIZE);
     uint64_t cap, wz;
     int ra, ret;
 
@@ -48,7 +48,7 @@ static void exercise(const char *backing, bool direct)
     printf("direct=%d request-alignment=%d max-write-zeroes-len=%" PRIu64
            "\n", direct, ra, wz);
 
-    ut_fill_random(pattern, SIZE, direct ? 2 : 1);
+    t_fill_random(pattern, SIZE, direct ? 2 : 1);
     memcpy(buf, pattern, SIZE);
     blkioq_write(q, 0, buf, SIZE, NULL, 0);
     check(ut_wait1(q, NULL) == 0);

@@ -19,7 +19,7 @@ int main(void)
     ok(blkio_get_bool(b, "flush-needed", &flush_needed));
     check(flush_needed);
 
-    ut_fill_random(wbuf, sizeof(wbuf), 3);
+    t_fill_random(wbuf, sizeof(wbuf), 3);
     blkioq_write(q, 4096, wbuf, sizeof(wbuf), wbuf, BLKIO_REQ_FUA);
     check(ut_wait1(q, wbuf) == 0);
     ut_pread_file(path, rbuf, sizeof(rbuf), 4096);
@@ -30,7 +30,7 @@ int main(void)
     blkioq_flush(q, q, 0);
     check(ut_wait1(q, q) == 0);
     ut_pread_file(path, rbuf, sizeof(rbuf), 4096);
-    check(ut_all_zero(rbuf, 4096));
+    check(t_is_zero(rbuf, 4096));
     check(memcmp(wbuf + 4096, rbuf + 4096, 4096) == 0);
 
     blkioq_read(q, 0, rbuf, 512, NULL, BLKIO_REQ_FUA);

@@ -25,7 +25,7 @@ int main(void)
     struct blkioq *q[NQUEUES];
 
     check(wbuf && rbuf && fbuf && c);
-    ut_fill_random(wbuf, FILESIZE, 42);
+    t_fill_random(wbuf, FILESIZE, 42);
 
     ok(blkio_create("io_uring", &b));
     ok(blkio_set_str(b, "path", path));
@@ -48,7 +48,7 @@ int main(void)
             for (int k = 0; k < NREQS; k++)
                 order[k] = k;
             for (int k = NREQS - 1; k > 0; k--) {
-                int j = (int)(ut_rand(&s) % (uint64_t)(k + 1));
+                int j = (int)(t_rand(&s) % (uint64_t)(k + 1));
                 int t = order[k];
                 order[k] = order[j];
                 order[j] = t;

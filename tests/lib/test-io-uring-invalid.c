@@ -14,11 +14,8 @@ static void expect(struct blkioq *q, int want)
     struct blkio_completion c;
 
     check(ok(blkioq_do_io(q, &c, 1, 1, NULL)) == 1);
-    if (c.ret != want) {
-        fprintf(stderr, "ret %d (%s), expected %d\n", c.ret,
-                strerror(-c.ret), want);
-        abort();
-    }
+    if (c.ret != want)
+        T_FAIL("ret %d (%s), expected %d", c.ret, strerror(-c.ret), want);
     check(want == 0 || (c.error_msg && c.error_msg[0]));
 }
 
@@ -33,7 +30,7 @@ int main(void)
     /* Buffered: any alignment, but not past the end. */
     b = ut_start(path, false, false);
     q = blkio_get_queue(b, 0);
-    buf = ut_aligned_alloc(4096, 3 * 4096);
+    buf = t_aligned_alloc(4096, 3 * 4096);
     memset(buf, 0xee, 3 * 4096);
     blkioq_write(q, SIZE - 1, buf, 2, NULL, 0);
     expect(q, -EINVAL);
@@ -82,7 +79,7 @@ int main(void)
     expect(q, -EINVAL);
     /* Nothing of the above reached the file. */
     ut_pread_file(path, fbuf, SIZE, 0);
-    check(ut_all_zero(fbuf, SIZE));
+    check(t_is_zero(fbuf, SIZE));
 
     /* Aligned is fine. */
     memset(buf, 0xee, 3 * 4096);

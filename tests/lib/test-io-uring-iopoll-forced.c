@@ -81,8 +81,8 @@ int main(void)
     check(q != NULL);
     check(blkioq_get_completion_fd(q) == -1);
 
-    buf = ut_aligned_alloc(BS, N * BS);
-    ut_fill_random(buf, N * BS, 77);
+    buf = t_aligned_alloc(BS, N * BS);
+    t_fill_random(buf, N * BS, 77);
     /* Writes into a fresh file allocate blocks, which makes the file system
      * drop the polled flag: they succeed even where the device cannot
      * poll. */

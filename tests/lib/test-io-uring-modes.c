@@ -60,11 +60,9 @@ static void event_driven(struct blkioq *q)
         do
             n = epoll_wait(ep, &ev, 1, 10000);
         while (n < 0 && errno == EINTR);
-        if (n != 1) {
-            fprintf(stderr, "epoll_wait returned %d (%s) with %d of %d "
-                    "completions\n", n, strerror(errno), got, N);
-            abort();
-        }
+        if (n != 1)
+            T_FAIL("epoll_wait returned %d (%s) with %d of %d completions",
+                   n, strerror(errno), got, N);
         check(read(cfd, &cnt, sizeof(cnt)) == sizeof(cnt) || errno == EAGAIN);
 
         /* Process with notifications off, as the manual suggests. */
@@ -152,7 +150,7 @@ int main(void)
     struct blkioq *q = blkio_get_queue(b, 0);
 
     for (int i = 0; i < N; i++)
-        ut_fill_random(buf[i], BS, (uint64_t)i + 1);
+        t_fill_random(buf[i], BS, (uint64_t)i + 1);
     blocking(q);
     event_driven(q);
     polling(q);

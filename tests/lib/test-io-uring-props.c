@@ -10,59 +10,25 @@
 
 #define GIB (1ull << 30)
 
-static void expect_int(struct blkio *b, const char *name, int want)
-{
-    int v = -12345;
-
-    ok(blkio_get_int(b, name, &v));
-    if (v != want) {
-        fprintf(stderr, "%s is %d, expected %d\n", name, v, want);
-        abort();
-    }
-}
-
-static void expect_u64(struct blkio *b, const char *name, uint64_t want)
-{
-    uint64_t v = 12345;
-
-    ok(blkio_get_uint64(b, name, &v));
-    if (v != want) {
-        fprintf(stderr, "%s is %" PRIu64 ", expected %" PRIu64 "\n", name, v,
-                want);
-        abort();
-    }
-}
-
-static void expect_bool(struct blkio *b, const char *name, bool want)
-{
-    bool v = !want;
-
-    ok(blkio_get_bool(b, name, &v));
-    if (v != want) {
-        fprintf(stderr, "%s is %d, expected %d\n", name, v, want);
-        abort();
-    }
-}
-
 static void check_device(struct blkio *b)
 {
-    expect_u64(b, "capacity", GIB);
-    expect_int(b, "max-queues", INT_MAX);
-    expect_int(b, "request-alignment", 1);
-    expect_bool(b, "needs-mem-regions", false);
-    expect_bool(b, "needs-mem-region-fd", false);
-    expect_u64(b, "mem-region-alignment", 1);
-    expect_int(b, "buf-alignment", 1);
-    expect_int(b, "max-transfer", 0);
-    expect_int(b, "max-segments", 1024);
-    expect_bool(b, "supports-poll-queues", false);
-    expect_bool(b, "can-add-queues", true);
-    expect_int(b, "optimal-io-alignment", 4096);
-    expect_bool(b, "supports-fua-natively", false);
-    expect_int(b, "num-entries", 128);
-    expect_bool(b, "direct", false);
-    expect_bool(b, "read-only", false);
-    expect_bool(b, "can-grow", false);
+    t_expect_u64(b, "capacity", GIB);
+    t_expect_int(b, "max-queues", INT_MAX);
+    t_expect_int(b, "request-alignment", 1);
+    t_expect_bool(b, "needs-mem-regions", false);
+    t_expect_bool(b, "needs-mem-region-fd", false);
+    t_expect_u64(b, "mem-region-alignment", 1);
+    t_expect_int(b, "buf-alignment", 1);
+    t_expect_int(b, "max-transfer", 0);
+    t_expect_int(b, "max-segments", 1024);
+    t_expect_bool(b, "supports-poll-queues", false);
+    t_expect_bool(b, "can-add-queues", true);
+    t_expect_int(b, "optimal-io-alignment", 4096);
+    t_expect_bool(b, "supports-fua-natively", false);
+    t_expect_int(b, "num-entries", 128);
+    t_expect_bool(b, "direct", false);
+    t_expect_bool(b, "read-only", false);
+    t_expect_bool(b, "can-grow", false);
 }
 
 int main(void)
@@ -74,9 +40,9 @@ int main(void)
     int fd;
 
     ok(blkio_create("io_uring", &b));
-    expect_bool(b, "can-add-queues", true);
-    expect_bool(b, "direct", false);
-    expect_int(b, "fd", -1);
+    t_expect_bool(b, "can-add-queues", true);
+    t_expect_bool(b, "direct", false);
+    t_expect_int(b, "fd", -1);
     ok(blkio_get_str(b, "driver", &s));
     check(strcmp(s, "io_uring") == 0);
     free(s);
@@ -104,8 +70,8 @@ int main(void)
 
     ok(blkio_start(b));
     check_device(b);
-    expect_int(b, "num-queues", 1);
-    expect_int(b, "num-poll-queues", 0);
+    t_expect_int(b, "num-queues", 1);
+    t_expect_int(b, "num-poll-queues", 0);
     blkio_destroy(&b);
     return 0;
 }

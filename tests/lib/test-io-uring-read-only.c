@@ -15,7 +15,7 @@ int main(void)
     bool ro;
     int fd;
 
-    ut_fill_random(wbuf, sizeof(wbuf), 8);
+    t_fill_random(wbuf, sizeof(wbuf), 8);
     ut_pwrite_file(path, wbuf, sizeof(wbuf), 0);
 
     b = ut_start(path, false, true);

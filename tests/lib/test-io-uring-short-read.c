@@ -18,7 +18,7 @@ int main(void)
     struct blkioq *q;
     struct iovec iov[3];
 
-    ut_fill_random(pattern, SIZE, 21);
+    t_fill_random(pattern, SIZE, 21);
     ut_pwrite_file(path, pattern, SIZE, 0);
     b = ut_start(path, false, false);
     q = blkio_get_queue(b, 0);
@@ -28,7 +28,7 @@ int main(void)
     blkioq_read(q, 8192, buf, 8192, NULL, 0);
     check(ut_wait1(q, NULL) == 0);
     check(memcmp(buf, pattern + 8192, 10000 - 8192) == 0);
-    check(ut_all_zero(buf + 10000 - 8192, 8192 - (10000 - 8192)));
+    check(t_is_zero(buf + 10000 - 8192, 8192 - (10000 - 8192)));
 
     /* Vectored, crossing EOF in the middle of the second element. */
     memset(buf, 0xff, SIZE);
@@ -38,13 +38,13 @@ int main(void)
     blkioq_readv(q, 5000, iov, 3, NULL, 0);
     check(ut_wait1(q, NULL) == 0);
     check(memcmp(buf, pattern + 5000, 5000) == 0);
-    check(ut_all_zero(buf + 5000, 12000 - 5000));
+    check(t_is_zero(buf + 5000, 12000 - 5000));
     check(buf[12000] == 0xff);
 
     memset(buf, 0xff, SIZE);
     blkioq_read(q, SIZE / 2, buf, 4096, NULL, 0);
     check(ut_wait1(q, NULL) == 0);
-    check(ut_all_zero(buf, 4096));
+    check(t_is_zero(buf, 4096));
 
     blkioq_write(q, SIZE - 4096, pattern, 4096, NULL, 0);
     check(ut_wait1(q, NULL) == 0);

@@ -24,17 +24,17 @@ int main(void)
     check(max_segments == NSEG);
 
     for (int i = 0; i < NSEG; i++)
-        total += 1 + ut_rand(&s) % 3000;
+        total += 1 + t_rand(&s) % 3000;
     wbuf = malloc(total);
     rbuf = calloc(1, total + 1);
     fbuf = malloc(total);
     check(wbuf && rbuf && fbuf);
-    ut_fill_random(wbuf, total, 5);
+    t_fill_random(wbuf, total, 5);
 
     /* Odd segment lengths, and the read side split differently. */
     s = 99;
     for (size_t i = 0, off = 0; i < NSEG; i++) {
-        size_t len = 1 + ut_rand(&s) % 3000;
+        size_t len = 1 + t_rand(&s) % 3000;
 
         wiov[i].iov_base = wbuf + off;
         wiov[i].iov_len = len;

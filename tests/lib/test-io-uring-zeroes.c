@@ -40,12 +40,10 @@ static void run(struct blkioq *q, const char *path, bool discard,
     else
         blkioq_write_zeroes(q, off, len, q, flags);
     ret = ut_wait1(q, q);
-    if (ret != expect_ret) {
-        fprintf(stderr, "%s flags %#x at %" PRIu64 "+%" PRIu64 ": ret %d "
-                "(%s), expected %d\n", discard ? "discard" : "write zeroes",
-                flags, off, len, ret, strerror(-ret), expect_ret);
-        abort();
-    }
+    if (ret != expect_ret)
+        T_FAIL("%s flags %#x at %" PRIu64 "+%" PRIu64 ": ret %d (%s), "
+               "expected %d", discard ? "discard" : "write zeroes", flags,
+               off, len, ret, strerror(-ret), expect_ret);
     after = blocks_of(path);
     *alloc_change = after < before ? -1 : after > before ? 1 : 0;
 
@@ -54,7 +52,7 @@ static void run(struct blkioq *q, const char *path, bool discard,
     check(memcmp(rbuf + off + len, pattern + off + len,
                  SIZE - off - len) == 0);
     if (ret == 0)
-        check(ut_all_zero(rbuf + off, len));
+        check(t_is_zero(rbuf + off, len));
     else
         check(memcmp(rbuf + off, pattern + off, len) == 0);
 }
@@ -67,7 +65,7 @@ int main(void)
     struct statfs sfs;
     int change;
 
-    ut_fill_random(pattern, SIZE, 11);
+    t_fill_random(pattern, SIZE, 11);
 
     b = ut_start(path, false, false);
     q = blkio_get_queue(b, 0);

@@ -3,12 +3,15 @@
  * util.h - helpers shared by the io_uring driver tests (test-io-uring-*.c).
  *
  * ok(expr)            expr must return >= 0; otherwise print expr, its return
- *                     value and blkio_get_error_msg(), then abort().
+ *                     value and blkio_get_error_msg(), then fail.
  * err(expr, expected) expr must return exactly the negative errno `expected`
  *                     and leave a non-empty error message.
  * check(cond)         a plain condition.
  * skip_if(cond, why)  print the reason and exit 77, which meson counts as a
  *                     skip.
+ *
+ * They fail through tests/common/test-util.h (exit 1), whose CHECK*,
+ * T_FAIL, data patterns and t_aligned_alloc() the tests use as well.
  *
  * Temporary files go to $TMPDIR (default /var/tmp, a real disk file system
  * here, unlike a tmpfs /tmp) and are unlinked at exit.
@@ -24,58 +27,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <blkio.h>
+#include "../common/test-util.h"
 
 #define ok(expr)                                                             \
     ({                                                                       \
         long ok_ret_ = (long)(expr);                                         \
-        if (ok_ret_ < 0) {                                                   \
-            fprintf(stderr, "%s:%d: %s returned %ld (%s): %s\n", __FILE__,   \
-                    __LINE__, #expr, ok_ret_, strerror((int)-ok_ret_),       \
-                    blkio_get_error_msg());                                  \
-            abort();                                                         \
-        }                                                                    \
+        if (ok_ret_ < 0)                                                     \
+            T_FAIL_MSG("%s returned %ld (%s)", #expr, ok_ret_,               \
+                       strerror((int)-ok_ret_));                             \
         ok_ret_;                                                             \
     })
 
+/* An error return must come with a message. */
 #define err(expr, expected)                                                  \
     do {                                                                     \
-        long err_ret_ = (long)(expr);                                        \
-        if (err_ret_ != (long)(expected)) {                                  \
-            fprintf(stderr, "%s:%d: %s returned %ld (%s), expected %d "      \
-                    "(%s): %s\n", __FILE__, __LINE__, #expr, err_ret_,       \
-                    err_ret_ < 0 ? strerror((int)-err_ret_) : "-",           \
-                    (int)(expected), strerror(-(expected)),                  \
-                    blkio_get_error_msg());                                  \
-            abort();                                                         \
-        }                                                                    \
-        if (blkio_get_error_msg()[0] == '\0') {                              \
-            fprintf(stderr, "%s:%d: %s failed without an error message\n",   \
-                    __FILE__, __LINE__, #expr);                              \
-            abort();                                                         \
-        }                                                                    \
+        CHECK_RET(expr, expected);                                           \
+        if (blkio_get_error_msg()[0] == '\0')                                \
+            T_FAIL("%s failed without an error message", #expr);             \
     } while (0)
 
-#define check(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s (last message: %s)\n",  \
-                    __FILE__, __LINE__, #cond, blkio_get_error_msg());       \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
+#define check(cond) CHECK(cond)
 
 #define skip_if(cond, reason)                                                \
     do {                                                                     \
-        if (cond) {                                                          \
-            printf("SKIP: %s\n", (reason));                                  \
-            fflush(stdout);                                                  \
-            exit(77);                                                        \
-        }                                                                    \
+        if (cond)                                                            \
+            t_skip("%s", (reason));                                          \
     } while (0)
 
 /* ---- temporary files ---- */
@@ -98,7 +76,7 @@ static inline const char *ut_temp_file_in(const char *dir, uint64_t size)
     int fd;
 
     if (!dir)
-        dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+        dir = t_tmpdir();
     check(ut_nfiles < UT_MAX_FILES);
     p = ut_files[ut_nfiles];
     snprintf(p, sizeof(ut_files[0]), "%s/blkio-test-XXXXXX", dir);
@@ -117,37 +95,6 @@ static inline const char *ut_temp_file_in(const char *dir, uint64_t size)
 static inline const char *ut_temp_file(uint64_t size)
 {
     return ut_temp_file_in(NULL, size);
-}
-
-/* Deterministic pseudo-random bytes (xorshift64*). */
-static inline uint64_t ut_rand(uint64_t *state)
-{
-    uint64_t x = *state;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static inline void ut_fill_random(void *buf, size_t len, uint64_t seed)
-{
-    uint64_t s = seed | 1;
-    unsigned char *p = buf;
-
-    for (size_t i = 0; i < len; i++)
-        p[i] = (unsigned char)(ut_rand(&s) >> 56);
-}
-
-static inline bool ut_all_zero(const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-
-    for (size_t i = 0; i < len; i++)
-        if (p[i])
-            return false;
-    return true;
 }
 
 /* pread/pwrite the whole range through the file system, to check what the
@@ -189,23 +136,17 @@ static inline struct blkio *ut_start(const char *path, bool direct,
     return b;
 }
 
-/* Wait for exactly one completion and return its ret. */
+/* Wait for exactly one completion, however long it takes, and return its
+ * ret. */
 static inline int ut_wait1(struct blkioq *q, void *expected_user_data)
 {
-    struct blkio_completion c;
+    struct blkio_completion c = t_wait_one(q, 0);
 
-    check(ok(blkioq_do_io(q, &c, 1, 1, NULL)) == 1);
     check(c.user_data == expected_user_data);
     return c.ret;
 }
 
-static inline void *ut_aligned_alloc(size_t align, size_t len)
-{
-    void *p = NULL;
-
-    check(posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align,
-                         len ? len : 1) == 0);
-    return p;
-}
+/* The older name, still used by test-io-uring-poll-queues.c. */
+#define ut_aligned_alloc t_aligned_alloc
 
 #endif /* TESTS_LIB_UTIL_H */

@@ -31,18 +31,18 @@ static int drain(struct blkioq *q, uint8_t *buf, int inflight)
         int r = blkioq_do_io(q, c, 1, DEPTH, &t);
 
         if (r < 0)
-            T_FAIL("blkioq_do_io after the kill: %s", strerror(-r));
+            T_FAIL_MSG("blkioq_do_io after the kill: %s", strerror(-r));
         for (int i = 0; i < r; i++) {
             if (c[i].ret != 0) {
                 if (c[i].ret != -ENOTCONN && c[i].ret != -EIO)
-                    T_FAIL("unexpected error %s", strerror(-c[i].ret));
+                    T_FAIL_MSG("unexpected error %s", strerror(-c[i].ret));
                 failed++;
             }
         }
         inflight -= r;
     }
     if (now() - t0 > 5)
-        T_FAIL("completing after the kill took %.1f s", now() - t0);
+        T_FAIL_MSG("completing after the kill took %.1f s", now() - t0);
     (void)buf;
     return failed;
 }
@@ -54,7 +54,7 @@ int main(void)
     struct blkioq *q = blkio_get_queue(b, 0);
     struct blkioq *pq = blkio_get_poll_queue(b, 0);
     struct blkio_mem_region r;
-    uint8_t *buf = vu_buf(b, 2 * DEPTH * 65536, &r);
+    uint8_t *buf = t_region(b, 2 * DEPTH * 65536, &r);
     int failed;
 
     CHECK(pid > 0 && q && pq);

@@ -8,6 +8,7 @@
  * sizes cover a 24 MiB area once, then reads of other random sizes (some
  * vectored) bring it back for comparison.
  */
+#include <poll.h>
 #include <pthread.h>
 
 #include "vu-util.h"
@@ -31,7 +32,7 @@ static struct job *make_jobs(uint64_t *seed, size_t *njobs)
 
     CHECK(jobs);
     while (off < AREA) {
-        uint32_t len = (uint32_t)(1 + vu_rand(seed) % 256) * 512;  /* <=128K */
+        uint32_t len = (uint32_t)(1 + t_rand(seed) % 256) * 512;  /* <=128K */
         if (off + len > AREA)
             len = (uint32_t)(AREA - off);
         jobs[n].off = off;
@@ -41,7 +42,7 @@ static struct job *make_jobs(uint64_t *seed, size_t *njobs)
     }
     /* Shuffle so that neighbours go to different queues and times. */
     for (size_t i = n - 1; i > 0; i--) {
-        size_t j = vu_rand(seed) % (i + 1);
+        size_t j = t_rand(seed) % (i + 1);
         struct job t = jobs[i];
         jobs[i] = jobs[j];
         jobs[j] = t;
@@ -79,7 +80,7 @@ static void run_queues(struct blkio *b, enum mode mode, bool write,
         struct blkio_completion c[DEPTH];
 
         if (time(NULL) - t0 > 30)
-            T_FAIL("no progress: %zu of %zu done", done, njobs);
+            T_FAIL_MSG("no progress: %zu of %zu done", done, njobs);
         /* Fill every queue up to DEPTH. */
         for (int i = 0; i < nq && next < njobs; i++) {
             while (inflight[i] < DEPTH && next < njobs) {
@@ -115,7 +116,7 @@ static void run_queues(struct blkio *b, enum mode mode, bool write,
             }
             r = poll(pfd, (nfds_t)nq, 10000);
             if (r <= 0)
-                T_FAIL("poll on completion fds returned %d", r);
+                T_FAIL_MSG("poll on completion fds returned %d", r);
             for (int i = 0; i < nq; i++) {
                 uint64_t v;
                 if (pfd[i].revents & POLLIN)
@@ -129,14 +130,14 @@ static void run_queues(struct blkio *b, enum mode mode, bool write,
             int r = blkioq_do_io(qs[i], c, min, DEPTH, &t);
 
             if (r < 0)
-                T_FAIL("queue %d: blkioq_do_io: %s", i, strerror(-r));
+                T_FAIL_MSG("queue %d: blkioq_do_io: %s", i, strerror(-r));
             for (int k = 0; k < r; k++) {
                 const struct job *j = c[k].user_data;
                 if (c[k].ret != 0)
-                    T_FAIL("%s at %llu+%u failed: %s (%s)",
-                           write ? "write" : "read",
-                           (unsigned long long)j->off, j->len,
-                           strerror(-c[k].ret), c[k].error_msg);
+                    T_FAIL_MSG("%s at %llu+%u failed: %s (%s)",
+                               write ? "write" : "read",
+                               (unsigned long long)j->off, j->len,
+                               strerror(-c[k].ret), c[k].error_msg);
             }
             inflight[i] -= r;
             done += (size_t)r;
@@ -203,9 +204,9 @@ int main(int argc, char **argv)
         mode = THREADS;
 
     b = mode == POLL ? vu_start(0, NQ) : vu_start(NQ, 0);
-    wbuf = vu_buf(b, AREA, &wr);
-    rbuf = vu_buf(b, AREA, &rd);
-    vu_fill(wbuf, AREA, seed);
+    wbuf = t_region(b, AREA, &wr);
+    rbuf = t_region(b, AREA, &rd);
+    t_fill_random(wbuf, AREA, seed);
     memset(rbuf, 0xee, AREA);
 
     wjobs = make_jobs(&seed, &nw);
@@ -215,9 +216,9 @@ int main(int argc, char **argv)
 
     for (size_t i = 0; i < AREA; i++)
         if (wbuf[i] != rbuf[i])
-            T_FAIL("data mismatch at byte %zu: wrote 0x%02x, read 0x%02x "
-                   "(seed 0x%llx)", i, wbuf[i], rbuf[i],
-                   (unsigned long long)seed);
+            T_FAIL_MSG("data mismatch at byte %zu: wrote 0x%02x, read 0x%02x "
+                       "(seed 0x%llx)", i, wbuf[i], rbuf[i],
+                       (unsigned long long)seed);
     printf("%s: %zu writes, %zu reads verified\n", argv[1] ? argv[1] : "",
            nw, nr);
     free(wjobs);

@@ -13,14 +13,14 @@
 static void rw_check(struct blkioq *q, uint8_t *w, uint8_t *r, uint64_t off,
                      uint64_t seed)
 {
-    vu_fill(w, RLEN, seed);
+    t_fill_random(w, RLEN, seed);
     memset(r, 0, RLEN);
     blkioq_write(q, off, w, RLEN, NULL, 0);
     CHECK_RET(vu_wait_one(q), 0);
     blkioq_read(q, off, r, RLEN, NULL, 0);
     CHECK_RET(vu_wait_one(q), 0);
     if (memcmp(w, r, RLEN))
-        T_FAIL("data mismatch at offset %llu", (unsigned long long)off);
+        T_FAIL_MSG("data mismatch at offset %llu", (unsigned long long)off);
 }
 
 int main(void)
@@ -37,7 +37,7 @@ int main(void)
     /* One slot holds the library's rings; keep one for `extra` below. */
     n = max - 2 < NREG ? (int)max - 2 : NREG;
     for (int i = 0; i < n; i++) {
-        vu_buf(b, RLEN, &reg[i]);
+        t_region(b, RLEN, &reg[i]);
         if (i > 0)
             rw_check(q, reg[i - 1].addr, reg[i].addr,
                      (uint64_t)i * RLEN, (uint64_t)i);
@@ -61,7 +61,7 @@ int main(void)
     /* A fresh allocation after unmaps. */
     {
         struct blkio_mem_region extra;
-        vu_buf(b, 2 * RLEN, &extra);
+        t_region(b, 2 * RLEN, &extra);
         rw_check(q, extra.addr, reg[2].addr, 8192 * 1024, 7);
         blkio_unmap_mem_region(b, &extra);
         blkio_free_mem_region(b, &extra);

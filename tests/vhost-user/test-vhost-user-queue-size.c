@@ -21,7 +21,7 @@ static void run(int qsize)
     CHECK_RET(blkio_start(b), 0);
     q = blkio_get_queue(b, 1);
     CHECK(q);
-    buf = vu_buf(b, 1 << 20, &r);
+    buf = t_region(b, 1 << 20, &r);
     for (int i = 0; i < NREQ; i++)
         blkioq_read(q, (uint64_t)i * 4096, buf + (i % 256) * 4096, 4096,
                     NULL, 0);

@@ -15,14 +15,14 @@ int main(void)
 
     CHECK_RET(blkio_start(b), -EROFS);
     if (!strstr(blkio_get_error_msg(), "read-only"))
-        T_FAIL("message does not mention read-only");
+        T_FAIL_MSG("message does not mention read-only");
     blkio_destroy(&b);
 
     b = vu_connect(true);
     CHECK_RET(blkio_start(b), 0);
     q = blkio_get_queue(b, 0);
     CHECK(q);
-    buf = vu_buf(b, 65536, &r);
+    buf = t_region(b, 65536, &r);
 
     blkioq_read(q, 0, buf, 65536, NULL, 0);
     CHECK_RET(vu_wait_one(q), 0);

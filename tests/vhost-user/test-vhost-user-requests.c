@@ -35,7 +35,7 @@ static void expect_zero(const uint8_t *p, size_t len, const char *what)
 {
     for (size_t i = 0; i < len; i++)
         if (p[i])
-            T_FAIL("%s: byte %zu is 0x%02x, expected 0", what, i, p[i]);
+            T_FAIL_MSG("%s: byte %zu is 0x%02x, expected 0", what, i, p[i]);
 }
 
 static void expect_same(const uint8_t *a, const uint8_t *c, size_t len,
@@ -43,8 +43,8 @@ static void expect_same(const uint8_t *a, const uint8_t *c, size_t len,
 {
     for (size_t i = 0; i < len; i++)
         if (a[i] != c[i])
-            T_FAIL("%s: byte %zu is 0x%02x, expected 0x%02x", what, i, c[i],
-                   a[i]);
+            T_FAIL_MSG("%s: byte %zu is 0x%02x, expected 0x%02x", what, i,
+                       c[i], a[i]);
 }
 
 int main(void)
@@ -67,11 +67,11 @@ int main(void)
     CHECK_RET(blkio_start(b), 0);
     q = blkio_get_queue(b, 0);
     CHECK(q);
-    buf = vu_buf(b, BIG, &r1);
-    chk = vu_buf(b, BIG, &r2);
+    buf = t_region(b, BIG, &r1);
+    chk = t_region(b, BIG, &r2);
 
     /* Plain, FUA, flush. */
-    vu_fill(buf, MIB, 1);
+    t_fill_random(buf, MIB, 1);
     do_write(0, buf, MIB, 0);
     do_write(MIB, buf, MIB, BLKIO_REQ_FUA);
     blkioq_flush(q, NULL, 0);
@@ -115,7 +115,7 @@ int main(void)
     /* Round the last segment so the total is a whole number of sectors. */
     iov[299].iov_len += 512 - total % 512;
     total += 512 - total % 512;
-    vu_fill(buf, total, 2);
+    t_fill_random(buf, total, 2);
     blkioq_writev(q, 4 * MIB, iov, 300, NULL, 0);
     CHECK_RET(vu_wait_one(q), 0);
     memset(chk, 0, total);
@@ -129,7 +129,7 @@ int main(void)
     expect_same(buf, chk, total, "300-segment readv");
 
     /* 20 MiB transfers and zeroes/discard beyond the device limits. */
-    vu_fill(buf, BIG, 3);
+    t_fill_random(buf, BIG, 3);
     do_write(8 * MIB, buf, BIG, BLKIO_REQ_FUA);
     memset(chk, 0, BIG);
     do_read(8 * MIB, chk, BIG);
@@ -144,7 +144,7 @@ int main(void)
     }
 
     /* A burst far larger than the 16-entry ring. */
-    vu_fill(buf, MIB, 4);
+    t_fill_random(buf, MIB, 4);
     for (int i = 0; i < 256; i++)
         blkioq_write(q, 32 * MIB + (uint64_t)i * 4096, buf + i * 4096, 4096,
                      NULL, 0);

@@ -38,7 +38,7 @@ int main(void)
     struct blkio *b = vu_start(1, 1);
     struct blkioq *q = blkio_get_queue(b, 0), *pq = blkio_get_poll_queue(b, 0);
     struct blkio_mem_region r;
-    uint8_t *buf = vu_buf(b, 65536, &r);
+    uint8_t *buf = t_region(b, 65536, &r);
     struct blkio_completion c[2];
     struct timespec t0, to;
     sigset_t block, unblocked;
@@ -63,7 +63,7 @@ int main(void)
     CHECK_RET(blkioq_do_io(q, c, 1, 1, &to), -ETIME);
     s = elapsed(&t0);
     if (s < 0.15 || s > 2)
-        T_FAIL("regular queue timed out after %.3f s, expected 0.2", s);
+        T_FAIL_MSG("regular queue timed out after %.3f s, expected 0.2", s);
 
     /* Deadline on a poll queue. */
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -71,7 +71,7 @@ int main(void)
     CHECK_RET(blkioq_do_io(pq, c, 1, 1, &to), -ETIME);
     s = elapsed(&t0);
     if (s < 0.15 || s > 2)
-        T_FAIL("poll queue timed out after %.3f s, expected 0.2", s);
+        T_FAIL_MSG("poll queue timed out after %.3f s, expected 0.2", s);
 
     /* A signal the wait unblocks interrupts it. */
     CHECK(pthread_create(&th, NULL, send_signal, NULL) == 0);
@@ -82,7 +82,7 @@ int main(void)
     pthread_join(th, NULL);
     s = elapsed(&t0);
     if (s > 2)
-        T_FAIL("interrupted wait took %.3f s", s);
+        T_FAIL_MSG("interrupted wait took %.3f s", s);
 
     /* The backend continues: both requests complete. */
     CHECK(kill(pid, SIGCONT) == 0);

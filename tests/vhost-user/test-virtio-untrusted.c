@@ -22,15 +22,7 @@
 
 #include "internal.h"
 #include "virtio/virtio-blk.h"
-
-#define FAIL(...)                                                            \
-    do {                                                                     \
-        fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);                \
-        fprintf(stderr, __VA_ARGS__);                                        \
-        fprintf(stderr, "\n");                                               \
-        exit(1);                                                             \
-    } while (0)
-#define CHECK(c) do { if (!(c)) FAIL("%s", #c); } while (0)
+#include "../common/test-util.h"
 
 enum misbehave {
     DEV_OK, DEV_NO_STATUS, DEV_IOERR, DEV_UNSUPP, DEV_BAD_LEN, DEV_BAD_ID,
@@ -316,15 +308,15 @@ static void scenario(enum misbehave mode, int expect, bool broken_after,
     {
         int r = one_read(&in, buf, 1);
         if (r != expect)
-            FAIL("mode %d: got %d (%s), expected %d", mode, r, strerror(-r),
-                 expect);
+            T_FAIL("mode %d: got %d (%s), expected %d", mode, r, strerror(-r),
+                   expect);
     }
     dev.mode = DEV_OK;
     {
         int r = one_read(&in, buf, 1);
         if (broken_after ? r == 0 : r != 0)
-            FAIL("mode %d: request after the misbehaviour returned %d",
-                 mode, r);
+            T_FAIL("mode %d: request after the misbehaviour returned %d",
+                   mode, r);
     }
     close_inst(&in);
 }

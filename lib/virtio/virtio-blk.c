@@ -705,12 +705,7 @@ static void vblk_ureq_fail(struct vblk_ureq *u, int ret, const char *msg)
 static int vblk_refuse(struct vblk_queue *vq, const struct blkio_request *req,
                        int ret, const char *msg)
 {
-    blkioq_complete(vq->q, req->user_data, ret, msg);
-    if (vq->q->completion_fd >= 0) {
-        uint64_t one = 1;
-        ssize_t r = write(vq->q->completion_fd, &one, sizeof(one));
-        (void)r;
-    }
+    blkioq_fail(vq->q, req->user_data, ret, msg);
     return 0;
 }
 
@@ -1266,11 +1261,8 @@ int virtio_blk_process(struct blkioq *q, int min,
                 vq->signal_fd = true;
         } else if (!vq->vq.event_idx)
             virtq_set_notify(&vq->vq, false);
-        if (vq->signal_fd || (vq->broken && blkioq_ring_count(q) > before)) {
-            uint64_t one = 1;
-            ssize_t r = write(q->completion_fd, &one, sizeof(one));
-            (void)r;
-        }
+        if (vq->signal_fd || (vq->broken && blkioq_ring_count(q) > before))
+            blkioq_notify(q);
     }
     vq->signal_fd = false;
     return ret;

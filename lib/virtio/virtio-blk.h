@@ -39,6 +39,20 @@ int virtio_blk_process(struct blkioq *q, int min,
                        const struct timespec *deadline, const sigset_t *sig);
 void virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable);
 
+/* The driver-table entries every virtio-blk transport shares; a transport
+ * adds its name, properties, create and connect:
+ *   const struct blkio_driver d = { .name = ..., VIRTIO_BLK_DRIVER_OPS }; */
+#define VIRTIO_BLK_DRIVER_OPS                                               \
+    .start                     = virtio_blk_start,                          \
+    .destroy                   = virtio_blk_destroy,                        \
+    .map_mem_region            = virtio_blk_map_mem_region,                 \
+    .unmap_mem_region          = virtio_blk_unmap_mem_region,               \
+    .queue_init                = virtio_blk_queue_init,                     \
+    .queue_destroy             = virtio_blk_queue_destroy,                  \
+    .queue_request             = virtio_blk_queue_request,                  \
+    .process                   = virtio_blk_process,                        \
+    .set_completion_fd_enabled = virtio_blk_set_completion_fd_enabled
+
 /* Transports call this when they notice the device is gone; every queue
  * then fails its requests instead of waiting. */
 void virtio_blk_mark_dead(struct blkio *b);

@@ -280,6 +280,20 @@ static inline uint32_t t_rand32(uint64_t *s)
     return (uint32_t)(*s >> 11);
 }
 
+/* order[] = a random permutation of 0..n-1 drawn from rnd(state). */
+static inline void t_shuffle(uint32_t *order, uint32_t n,
+                             uint32_t (*rnd)(uint64_t *), uint64_t *state)
+{
+    for (uint32_t i = 0; i < n; i++)
+        order[i] = i;
+    for (uint32_t i = n ? n - 1 : 0; i > 0; i--) {
+        uint32_t j = rnd(state) % (i + 1), t = order[i];
+
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
 /* Random bytes that depend only on the seed. */
 static inline void t_fill_random(void *buf, size_t len, uint64_t seed)
 {

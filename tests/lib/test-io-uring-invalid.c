@@ -50,14 +50,7 @@ int main(void)
     expect(q, -ENOTSUP);
     blkio_destroy(&b);
 
-    ok(blkio_create("io_uring", &b));
-    ok(blkio_set_str(b, "path", path));
-    ok(blkio_set_bool(b, "direct", true));
-    if (blkio_connect(b) < 0) {
-        printf("SKIP: O_DIRECT not supported here: %s\n",
-               blkio_get_error_msg());
-        return 77;
-    }
+    b = ut_connect_direct(path);
     ok(blkio_start(b));
     ok(blkio_get_int(b, "request-alignment", &ra));
     ok(blkio_get_int(b, "buf-alignment", &ba));

@@ -59,14 +59,7 @@ int main(void)
     unsigned char *buf;
     int unsupported, ret;
 
-    ok(blkio_create("io_uring", &b));
-    ok(blkio_set_str(b, "path", path));
-    ok(blkio_set_bool(b, "direct", true));
-    if (blkio_connect(b) < 0) {
-        printf("SKIP: O_DIRECT not supported here: %s\n",
-               blkio_get_error_msg());
-        return 77;
-    }
+    b = ut_connect_direct(path);
     b->supports_poll_queues = true;
     ok(blkio_set_int(b, "num-queues", 0));
     ok(blkio_set_int(b, "num-poll-queues", 1));

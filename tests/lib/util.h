@@ -136,6 +136,20 @@ static inline struct blkio *ut_start(const char *path, bool direct,
     return b;
 }
 
+/* An O_DIRECT io_uring instance on path, connected but not started; skips
+ * where the file system refuses O_DIRECT. */
+static inline struct blkio *ut_connect_direct(const char *path)
+{
+    struct blkio *b;
+
+    ok(blkio_create("io_uring", &b));
+    ok(blkio_set_str(b, "path", path));
+    ok(blkio_set_bool(b, "direct", true));
+    if (blkio_connect(b) < 0)
+        t_skip("O_DIRECT not supported here: %s", blkio_get_error_msg());
+    return b;
+}
+
 /* Wait for exactly one completion, however long it takes, and return its
  * ret. */
 static inline int ut_wait1(struct blkioq *q, void *expected_user_data)

@@ -95,24 +95,13 @@ static void vt_reap(struct vt_worker *w, bool reading)
     }
 }
 
-static void vt_shuffle(struct vt_worker *w, unsigned *order)
-{
-    for (unsigned i = 0; i < VT_NCHUNK; i++)
-        order[i] = i;
-    for (unsigned i = VT_NCHUNK - 1; i > 0; i--) {
-        unsigned j = t_rand32(&w->rng) % (i + 1), t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
-}
-
 static void *vt_work(void *arg)
 {
     struct vt_worker *w = arg;
-    unsigned order[VT_NCHUNK];
+    uint32_t order[VT_NCHUNK];
 
     /* Phase 1: write every chunk, every third one with FUA. */
-    vt_shuffle(w, order);
+    t_shuffle(order, VT_NCHUNK, t_rand32, &w->rng);
     for (unsigned i = 0; i < VT_NCHUNK; i++) {
         unsigned k = order[i];
         size_t o = (size_t)k * VT_CHUNK;
@@ -173,7 +162,7 @@ static void *vt_work(void *arg)
         vt_reap(w, false);
 
     /* Phase 3: read everything back in random order, two segments each. */
-    vt_shuffle(w, order);
+    t_shuffle(order, VT_NCHUNK, t_rand32, &w->rng);
     memset(w->buf, 0xa5, VT_AREA);
     for (unsigned i = 0; i < VT_NCHUNK; i++) {
         unsigned k = order[i];

@@ -107,13 +107,7 @@ static void *vt_integrity(void *arg)
         for (int write = 1; write >= 0; write--) {
             uint32_t next = 0, done = 0, inflight = 0;
 
-            for (uint32_t i = 0; i < nchunks; i++)
-                order[i] = i;
-            for (uint32_t i = nchunks - 1; i > 0; i--) {
-                uint32_t k = vt_rand(&j->seed) % (i + 1), t = order[i];
-                order[i] = order[k];
-                order[k] = t;
-            }
+            t_shuffle(order, nchunks, vt_rand, &j->seed);
             if (write)
                 t_fill_pattern(j->buf, VT_AREA, j->dev_off, gen);
             else

@@ -144,13 +144,23 @@ static inline bool t_get_bool(struct blkio *b, const char *name)
     return v;
 }
 
-/* A property that must read back as `want`; the failure names it. */
+/* A property that must read back as `want`; failures name the caller's
+ * line and the property. */
+static inline void t_expect_read_ok(const char *file, int line,
+                                    const char *name, int ret)
+{
+    if (ret != 0)
+        t_fail_at(file, line, blkio_get_error_msg(),
+                  "reading %s returned %d (%s)", name, ret, strerror(-ret));
+}
+
 static inline void t_expect_u64_at(const char *file, int line,
                                    struct blkio *b, const char *name,
                                    uint64_t want)
 {
-    uint64_t v = t_get_u64(b, name);
+    uint64_t v = 0;
 
+    t_expect_read_ok(file, line, name, blkio_get_uint64(b, name, &v));
     if (v != want)
         t_fail_at(file, line, NULL, "%s is %llu, expected %llu", name,
                   (unsigned long long)v, (unsigned long long)want);
@@ -159,8 +169,9 @@ static inline void t_expect_u64_at(const char *file, int line,
 static inline void t_expect_int_at(const char *file, int line,
                                    struct blkio *b, const char *name, int want)
 {
-    int v = t_get_int(b, name);
+    int v = 0;
 
+    t_expect_read_ok(file, line, name, blkio_get_int(b, name, &v));
     if (v != want)
         t_fail_at(file, line, NULL, "%s is %d, expected %d", name, v, want);
 }
@@ -169,8 +180,9 @@ static inline void t_expect_bool_at(const char *file, int line,
                                     struct blkio *b, const char *name,
                                     bool want)
 {
-    bool v = t_get_bool(b, name);
+    bool v = false;
 
+    t_expect_read_ok(file, line, name, blkio_get_bool(b, name, &v));
     if (v != want)
         t_fail_at(file, line, NULL, "%s is %d, expected %d", name, v, want);
 }

@@ -19,7 +19,8 @@
  *    changes nothing; blkioq_do_io_interruptible() is -ENOTSUP;
  *  - random data written in 64 requests (plain, vectored, FUA) reaped by one
  *    blocking do_io(min=64) on poll queue 0 (the kernel polls), read back in
- *    128 pieces on poll queue 1 by do_io(min=0) loops;
+ *    128 pieces on poll queue 1 by do_io(min=0) loops, then 256 lone
+ *    reads, each waited for by a blocking do_io(min=1);
  *  - both poll queues in flight at once (writes on one, reads on the
  *    other), reaped with a timeout, then everything read back through the
  *    regular (interrupt-driven) queue;
@@ -184,6 +185,26 @@ static void read_all_min0(struct blkioq *pq)
     if (memcmp(rbuf, shadow, REGION) != 0)
         T_FAIL("data read on poll queue 1 differs from what poll queue 0 "
                "wrote");
+}
+
+/* Phase 2b: 256 reads of 4 KiB one at a time, each waited for by a
+ * blocking do_io(min=1): the polling path of a lone request.  (Completed
+ * by interrupt, each would raise one; tests/nvme/test-io-uring-poll.sh
+ * counts them.) */
+static void one_by_one(struct blkioq *pq)
+{
+    static uint8_t buf[4096] __attribute__((aligned(4096)));
+
+    for (uint32_t i = 0; i < 256; i++) {
+        uint64_t off = (uint64_t)(t_rand32(&seed) % (REGION / 4096)) * 4096;
+
+        memset(buf, 0, sizeof(buf));
+        blkioq_read(pq, base + off, buf, sizeof(buf), TAG(i), 0);
+        check(ut_wait1(pq, TAG(i)) == 0);
+        if (memcmp(buf, shadow + off, sizeof(buf)) != 0)
+            T_FAIL("lone read %u at region offset %" PRIu64 " differs", i,
+                   off);
+    }
 }
 
 /* Phase 3: writes of new data to the even chunks on pq0 while pq1 reads
@@ -447,6 +468,7 @@ static void exercise(const char *path, bool must_poll)
     t0 = now_s();
     write_all(pq0);
     read_all_min0(pq1);
+    one_by_one(pq0);
     both_queues(pq0, pq1, q);
     unsupported(pq1);
     regular(q, pq0);

@@ -160,7 +160,4 @@ static inline int ut_wait1(struct blkioq *q, void *expected_user_data)
     return c.ret;
 }
 
-/* The older name, still used by test-io-uring-poll-queues.c. */
-#define ut_aligned_alloc t_aligned_alloc
-
 #endif /* TESTS_LIB_UTIL_H */

@@ -61,7 +61,8 @@ int main(void)
         printf("under valgrind: reads in flight are not held\n");
         blkioq_read(q, 65536, buf, 4096, NULL, 0);
         blkioq_read(q, 131072, buf + 4096, 4096, NULL, 0);
-        CHECK_RET(blkioq_do_io(q, &c, 0, 1, NULL), 0);
+        /* Submit; an unheld read may already be done (0 or 1 back). */
+        CHECK(blkioq_do_io(q, &c, 0, 1, NULL) >= 0);
         blkio_destroy(&b);
         munmap(buf, 8192);
         cu_fuse_stop(f);

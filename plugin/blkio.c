@@ -1060,9 +1060,11 @@ bio_harvest (struct bio_queue *bq)
 /* Finish harvested slots: copy bounced reads out WITHOUT the queue lock
  * (the slots are ours until freed), then, with the lock, free the slots
  * and count the pieces down; wake the owners that are complete after
- * dropping the lock.  Called and returns without the lock. */
+ * dropping the lock, except self (the caller's request, or NULL).  Called
+ * and returns without the lock. */
 static void
-bio_finish (struct bio_queue *bq, struct bio_slot *list)
+bio_finish (struct bio_queue *bq, struct bio_slot *list,
+            const struct bio_waiter *self)
 {
   _Atomic uint32_t *wake[BIO_HARVEST];
   unsigned nwake = 0;
@@ -1086,7 +1088,9 @@ bio_finish (struct bio_queue *bq, struct bio_slot *list)
       s->next = bq->free_slots;
       bq->free_slots = s;
       bq->inflight--;
-      if (bio_piece_done (w))
+      /* The caller's own request needs no wake-up (a futex syscall per
+       * request on the lone-request path otherwise). */
+      if (bio_piece_done (w) && w != self)
         wake[nwake++] = &w->remaining;
     }
     list = s;
@@ -1183,7 +1187,7 @@ bio_completion_thread (void *arg)
     list = bio_harvest (bq);
     if (list) {
       pthread_mutex_unlock (&bq->lock);
-      bio_finish (bq, list);
+      bio_finish (bq, list, NULL);
       pthread_mutex_lock (&bq->lock);
     }
   }
@@ -1327,7 +1331,7 @@ bio_run (struct bio_op *op)
       list = bio_harvest (bq);
       if (list) {
         pthread_mutex_unlock (&bq->lock);
-        bio_finish (bq, list);
+        bio_finish (bq, list, &w);
         pthread_mutex_lock (&bq->lock);
       }
       continue;
@@ -1367,7 +1371,7 @@ bio_run (struct bio_op *op)
       list = bio_harvest (bq);
       if (list) {
         pthread_mutex_unlock (&bq->lock);
-        bio_finish (bq, list);
+        bio_finish (bq, list, &w);
         pthread_mutex_lock (&bq->lock);
       }
     }

@@ -299,6 +299,11 @@ void blkio_clear_error(void);
 void blkioq_complete(struct blkioq *q, void *user_data, int ret,
                      const char *error_msg);
 
+/* Property hook shared by drivers: the int must be > 0 (num-entries). */
+int blkio_prop_set_positive_int(struct blkio *b,
+                                const struct blkio_property *p,
+                                const void *value);
+
 /* Complete a request that the device will never see (refused, or finished
  * without the device) and wake event-driven callers, since the device will
  * not signal the completion fd for it. */

@@ -27,6 +27,19 @@ static int prop_set_nonneg_int(struct blkio *b, const struct blkio_property *p,
     return 0;
 }
 
+int blkio_prop_set_positive_int(struct blkio *b,
+                                const struct blkio_property *p,
+                                const void *value)
+{
+    (void)b;
+    int v = *(const int *)value;
+
+    if (v <= 0)
+        return blkio_set_error(-EINVAL, "property '%s' must be > 0, got %d",
+                               p->name, v);
+    return 0;
+}
+
 static const struct blkio_property blkio_common_props[] = {
     /* Available after blkio_create() */
     BLKIO_PROP("can-add-queues", PROP_BOOL, ST_ALL, 0, can_add_queues, NULL),

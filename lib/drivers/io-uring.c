@@ -136,25 +136,11 @@ static int iou_set_fd(struct blkio *b, const struct blkio_property *p,
     return 0;
 }
 
-static int iou_set_num_entries(struct blkio *b,
-                               const struct blkio_property *p,
-                               const void *value)
-{
-    int n = *(const int *)value;
-
-    (void)b;
-    (void)p;
-    if (n <= 0)
-        return blkio_set_error(-EINVAL, "num-entries must be > 0, got %d",
-                               n);
-    return 0;
-}
-
 static const struct blkio_property iou_props[] = {
     BLKIO_PROP("direct", PROP_BOOL, ST_ALL, ST_CREATED, direct, NULL),
     BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, iou_set_fd),
     BLKIO_PROP("num-entries", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               num_entries, iou_set_num_entries),
+               num_entries, blkio_prop_set_positive_int),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
 };
 

@@ -198,24 +198,11 @@ static int nvme_set_fd(struct blkio *b, const struct blkio_property *p,
     return 0;
 }
 
-static int nvme_set_num_entries(struct blkio *b,
-                                const struct blkio_property *p,
-                                const void *value)
-{
-    (void)b;
-    (void)p;
-    int n = *(const int *)value;
-
-    if (n <= 0)
-        return blkio_set_error(-EINVAL, "num-entries must be > 0, got %d", n);
-    return 0;
-}
-
 static const struct blkio_property nvme_props[] = {
     BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, nvme_set_fd),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
     BLKIO_PROP("num-entries", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               num_entries, nvme_set_num_entries),
+               num_entries, blkio_prop_set_positive_int),
     BLKIO_PROP("zoned", PROP_INT, ST_AFTER_CONNECT, 0, zoned, NULL),
     BLKIO_PROP("max_active_zones", PROP_INT, ST_AFTER_CONNECT, 0,
                max_active_zones, NULL),

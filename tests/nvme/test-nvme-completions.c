@@ -59,6 +59,15 @@ void blkioq_notify(struct blkioq *q)
     (void)q;
 }
 
+int blkio_prop_set_positive_int(struct blkio *b,
+                                const struct blkio_property *p,
+                                const void *value)
+{
+    (void)b;
+    (void)p;
+    return *(const int *)value > 0 ? 0 : -EINVAL;
+}
+
 void blkio_deadline_remaining(const struct timespec *deadline,
                               struct timespec *left)
 {

@@ -1426,6 +1426,24 @@ bio_rw_limit (bool bounce)
   return bio_rw_max;
 }
 
+/* Read or write through bounce buffers when the buffer needs them, split
+ * by the transfer limits. */
+static int
+bio_rw (struct bio_op *op, const char *what)
+{
+  /* bio_run() consumes op; report the request as the client sent it. */
+  const uint64_t offset = op->offset;
+  const uint64_t count = op->count;
+  int r;
+
+  if (count == 0)
+    return 0;
+  op->bounce = bio_must_bounce (op->buf, count);
+  op->max_len = bio_rw_limit (op->bounce);
+  r = bio_run (op);
+  return r < 0 ? bio_fail (what, offset, count, op, r) : 0;
+}
+
 /* Read data. */
 static int
 bio_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
@@ -1434,14 +1452,8 @@ bio_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
   struct bio_op op = {
     .kind = BIO_READ, .buf = buf, .offset = offset, .count = count,
   };
-  int r;
 
-  if (count == 0)
-    return 0;
-  op.bounce = bio_must_bounce (buf, count);
-  op.max_len = bio_rw_limit (op.bounce);
-  r = bio_run (&op);
-  return r < 0 ? bio_fail ("read", offset, count, &op, r) : 0;
+  return bio_rw (&op, "read");
 }
 
 /* Write data. */
@@ -1453,14 +1465,8 @@ bio_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
     .kind = BIO_WRITE, .buf = (char *) buf, .offset = offset, .count = count,
     .flags = flags & NBDKIT_FLAG_FUA ? BLKIO_REQ_FUA : 0,
   };
-  int r;
 
-  if (count == 0)
-    return 0;
-  op.bounce = bio_must_bounce (buf, count);
-  op.max_len = bio_rw_limit (op.bounce);
-  r = bio_run (&op);
-  return r < 0 ? bio_fail ("write", offset, count, &op, r) : 0;
+  return bio_rw (&op, "write");
 }
 
 /* Flush to persistent storage. */

@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
+#
 # plugin-fio.sh - nbdkit-blkio-plugin (io_uring driver) against
 # nbdkit-file-plugin on the same file in the same run, with fio's nbd
 # engine over a Unix socket; the nbdkit null plugin gives the ceiling of
@@ -8,28 +10,37 @@
 #
 # Environment:
 #   FILE=/var/tmp/blkio-plugin-bench.img   test file, written once with data
-#   SIZE=1G          its size
-#   RUNTIME=5        measured seconds per run (after RAMP unmeasured)
+#   SIZE=512M        its size (it must fit in the page cache)
+#   ROUNDS=5         rounds; each runs every server once per workload
+#   RUNTIME=3        measured seconds per run (after RAMP unmeasured)
 #   RAMP=1
 #   NBDKIT=nbdkit    the server
 #   PLUGIN_ARGS=     extra parameters for our plugin (eg. num-queues=2)
+#   ALT_ARGS=        if set, a fourth server: our plugin with these
+#                    parameters instead, to compare two settings in one run
+#   SERVER_CPUS= CLIENT_CPUS=   taskset CPU lists for nbdkit and fio
+#                    (default: unpinned)
 #   KEEP_FILE=0      1: keep the test file for the next run
 #
 # Workloads: 4 KiB random reads at queue depth 16, and 1 MiB sequential
-# reads at queue depth 8.  Servers run in the order blkio, file, null,
-# null, file, blkio so that drift on a shared machine hits all equally.
-# Prints IOPS and MiB/s per run, the means, and the ratios.
+# reads at queue depth 8.  Each round runs the servers back to back, in
+# the opposite order every other round, so that drift on a shared machine
+# hits all of them alike; the ratios are taken within a round and the
+# median over the rounds is reported, with the nbdkit CPU time per request
+# beside it (less sensitive to what else runs on the machine).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
 plugin=$build/plugin/nbdkit-blkio-plugin.so
 file=${FILE:-/var/tmp/blkio-plugin-bench.img}
-size=${SIZE:-1G}
-runtime=${RUNTIME:-5}
+size=${SIZE:-512M}
+rounds=${ROUNDS:-5}
+runtime=${RUNTIME:-3}
 ramp=${RAMP:-1}
 nbdkit=${NBDKIT:-nbdkit}
-py=/usr/bin/python3
+BENCH_SERVER_CPUS=${SERVER_CPUS:-}
+BENCH_CLIENT_CPUS=${CLIENT_CPUS:-}
 
 die() { echo "plugin-fio: $*" >&2; exit 1; }
 
@@ -39,23 +50,11 @@ fio --enghelp 2>/dev/null | grep -qw nbd || die "this fio has no nbd engine"
 command -v "$nbdkit" >/dev/null || die "nbdkit not installed"
 
 tmp=$(mktemp -d /tmp/plugin-fio.XXXXXX)
-sock=$tmp/nbd.sock
-pidfile=$tmp/nbdkit.pid
-server_pid=
-
-stop_server() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=
-    fi
-}
+. "$top/bench/lib.sh"
 cleanup() {
-    stop_server
+    nbd_stop
     rm -rf "$tmp"
-    if [ "${KEEP_FILE:-0}" != 1 ]; then
-        rm -f "$file"
-    fi
+    [ "${KEEP_FILE:-0}" = 1 ] || rm -f "$file"
 }
 trap cleanup EXIT
 
@@ -65,68 +64,48 @@ if [ ! -s "$file" ]; then
         --ioengine=psync --refill_buffers --end_fsync=1 >/dev/null
 fi
 bytes=$(stat -c %s "$file")
-# Page the file in before the first (blkio) run, so that it does not pay
-# for a cold cache alone.
+# Every server reads from the page cache: page the file in first.
 cat "$file" >/dev/null
 
-start_server() {
-    rm -f "$sock" "$pidfile"
+start() {
     case $1 in
-    blkio) "$nbdkit" -U "$sock" -P "$pidfile" -f "$plugin" \
-               io_uring path="$file" ${PLUGIN_ARGS:-} & ;;
-    file)  "$nbdkit" -U "$sock" -P "$pidfile" -f file file="$file" & ;;
-    null)  "$nbdkit" -U "$sock" -P "$pidfile" -f null size="$bytes" & ;;
-    esac
-    server_pid=$!
-    for _ in $(seq 100); do
-        [ -S "$sock" ] && [ -s "$pidfile" ] && return 0
-        kill -0 "$server_pid" 2>/dev/null || die "nbdkit ($1) did not start"
-        sleep 0.1
-    done
-    die "nbdkit ($1) did not start in 10 s"
+    blkio) nbd_start "$nbdkit" "$plugin" io_uring path="$file" \
+               ${PLUGIN_ARGS:-} ;;
+    alt)   nbd_start "$nbdkit" "$plugin" io_uring path="$file" \
+               ${ALT_ARGS:-} ;;
+    file)  nbd_start "$nbdkit" file file="$file" ;;
+    null)  nbd_start "$nbdkit" null size="$bytes" ;;
+    esac || die "nbdkit ($1) did not start"
 }
 
-# run_fio SERVER NAME RW BS DEPTH -> "iops mibs"
-run_fio() {
-    start_server "$1"
-    fio --name="$2" --ioengine=nbd --uri="nbd+unix:///?socket=$sock" \
-        --rw="$3" --bs="$4" --iodepth="$5" --size="$bytes" \
-        --time_based --runtime="$runtime" --ramp_time="$ramp" \
-        --output-format=json --output="$tmp/out.json" >/dev/null
-    stop_server
-    $py - "$tmp/out.json" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1]))["jobs"][0]["read"]
-print(f'{j["iops"]:.0f} {j["bw_bytes"] / 1048576:.1f}')
-PY
-}
+servers="blkio file null"
+[ -n "${ALT_ARGS+x}" ] && servers="blkio alt file null"
+reversed=$(echo "$servers" | tr ' ' '\n' | tac | tr '\n' ' ')
 
-echo "plugin-fio: $(nproc) CPUs, file $file ($bytes bytes), ${runtime}s runs"
-echo "nbdkit $("$nbdkit" --version | head -1), blkio plugin: " \
-     "$("$nbdkit" "$plugin" --dump-plugin | grep '^blkio_library=')"
+echo "plugin-fio: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load" \
+     "$(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
+echo "plugin-fio: file $file ($bytes bytes, cached), $rounds rounds of" \
+     "${runtime}s runs after ${ramp}s ramp${SERVER_CPUS:+, nbdkit on CPUs $SERVER_CPUS}${CLIENT_CPUS:+, fio on CPUs $CLIENT_CPUS}"
+echo "plugin-fio: $("$nbdkit" --version | head -1)," \
+     "$("$nbdkit" "$plugin" --dump-plugin | grep '^blkio_library=')" \
+     "${PLUGIN_ARGS:+($PLUGIN_ARGS)}${ALT_ARGS+; alt: $ALT_ARGS}"
 
-declare -A sum_iops sum_mib
 for w in "randread 4k 16" "read 1M 8"; do
     set -- $w
-    rw=$1 bs=$2 qd=$3
-    for s in blkio file null; do
-        sum_iops[$s]=0; sum_mib[$s]=0
-    done
     echo
-    echo "== $rw bs=$bs iodepth=$qd =="
-    for s in blkio file null null file blkio; do
-        read -r iops mib < <(run_fio $s "$rw-$bs" "$rw" "$bs" "$qd")
-        printf '  %-6s %9s IOPS %9s MiB/s\n' "$s" "$iops" "$mib"
-        sum_iops[$s]=$((${sum_iops[$s]} + iops))
-        sum_mib[$s]=$($py -c "print(${sum_mib[$s]} + $mib)")
+    echo "== $1 bs=$2 iodepth=$3 ==  (server IOPS MiB/s nbdkit-CPU-us/request)"
+    : >"$tmp/results"
+    for r in $(seq "$rounds"); do
+        order=$servers
+        [ $((r % 2)) = 0 ] && order=$reversed
+        for s in $order; do
+            start "$s"
+            nbd_fio "$s" "$1" "$2" "$3" | sed 's/^/  /'
+            nbd_stop
+        done
     done
-    $py - "${sum_iops[blkio]}" "${sum_iops[file]}" "${sum_iops[null]}" \
-        "${sum_mib[blkio]}" "${sum_mib[file]}" "${sum_mib[null]}" <<'PY'
-import sys
-bi, fi, ni, bm, fm, nm = map(float, sys.argv[1:])
-print(f"  mean   blkio {bi/2:.0f} IOPS {bm/2:.1f} MiB/s | file {fi/2:.0f} IOPS "
-      f"{fm/2:.1f} MiB/s | null {ni/2:.0f} IOPS {nm/2:.1f} MiB/s")
-print(f"  ratio  blkio/file {bi/fi:.2f}   blkio/null {bi/ni:.2f}   "
-      f"file/null {fi/ni:.2f}")
-PY
+    nbd_summary blkio file
+    nbd_summary blkio null
+    nbd_summary file null
+    [ -n "${ALT_ARGS+x}" ] && nbd_summary alt blkio
 done

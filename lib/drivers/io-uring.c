@@ -108,6 +108,7 @@ struct iou_queue {
     uint32_t backlog_tail;
     uint32_t inflight;          /* SQEs prepared and not yet reaped */
     uint32_t max_inflight;      /* CQ ring size: no overflow possible */
+    bool fixed_file;            /* the fd is registered as file 0 */
 };
 
 struct iou_instance {
@@ -482,6 +483,10 @@ static int iou_queue_init(struct blkioq *q)
     }
     iq->max_inflight = p.cq_entries;
 
+    /* A registered file spares the kernel an fget/fput per request.  It is
+     * only an optimisation: a kernel that refuses it gets the plain fd. */
+    iq->fixed_file = io_uring_register_files(&iq->ring, &q->b->fd, 1) == 0;
+
     if (!q->poll) {
         ret = io_uring_register_eventfd(&iq->ring, q->completion_fd);
         if (ret < 0) {
@@ -663,6 +668,10 @@ static void iou_issue(struct blkioq *q, uint32_t idx, bool from_backlog)
             goto backlog;
     }
     iou_prep_step(q, sqe, &iq->slots[idx]);
+    if (iq->fixed_file) {
+        sqe->fd = 0;
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
     if (((struct iou_instance *)q->b->priv)->force_async)
         sqe->flags |= IOSQE_ASYNC;
     io_uring_sqe_set_data64(sqe, idx);

@@ -304,6 +304,10 @@ int blkio_prop_set_positive_int(struct blkio *b,
                                 const struct blkio_property *p,
                                 const void *value);
 
+/* Property hook shared by the drivers that take "fd": it must be >= 0. */
+int blkio_prop_set_fd(struct blkio *b, const struct blkio_property *p,
+                      const void *value);
+
 /* Complete a request that the device will never see (refused, or finished
  * without the device) and wake event-driven callers, since the device will
  * not signal the completion fd for it. */

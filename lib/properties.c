@@ -40,6 +40,21 @@ int blkio_prop_set_positive_int(struct blkio *b,
     return 0;
 }
 
+/* "fd" is an open file descriptor the caller hands over.  QEMU probes
+ * whether a driver takes one by setting -1 and expects -EINVAL, so every
+ * negative value is refused the same way by every driver. */
+int blkio_prop_set_fd(struct blkio *b, const struct blkio_property *p,
+                      const void *value)
+{
+    (void)b;
+    int fd = *(const int *)value;
+
+    if (fd < 0)
+        return blkio_set_error(-EINVAL, "property '%s' must be an open file "
+                               "descriptor (>= 0), got %d", p->name, fd);
+    return 0;
+}
+
 static const struct blkio_property blkio_common_props[] = {
     /* Available after blkio_create() */
     BLKIO_PROP("can-add-queues", PROP_BOOL, ST_ALL, 0, can_add_queues, NULL),

@@ -123,23 +123,9 @@ struct iou_instance {
 
 /* ---- properties ---- */
 
-/* QEMU probes for fd support with fd=-1 and expects -EINVAL. */
-static int iou_set_fd(struct blkio *b, const struct blkio_property *p,
-                      const void *value)
-{
-    int fd = *(const int *)value;
-
-    (void)b;
-    (void)p;
-    if (fd < 0)
-        return blkio_set_error(-EINVAL, "fd must be a valid file "
-                               "descriptor, got %d", fd);
-    return 0;
-}
-
 static const struct blkio_property iou_props[] = {
     BLKIO_PROP("direct", PROP_BOOL, ST_ALL, ST_CREATED, direct, NULL),
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, iou_set_fd),
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, blkio_prop_set_fd),
     BLKIO_PROP("num-entries", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
                num_entries, blkio_prop_set_positive_int),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),

@@ -185,21 +185,8 @@ struct nvme_queue {
 
 /* ---- properties ---- */
 
-static int nvme_set_fd(struct blkio *b, const struct blkio_property *p,
-                       const void *value)
-{
-    (void)b;
-    (void)p;
-    int fd = *(const int *)value;
-
-    /* -1 means "not set" (QEMU sets it to probe for fd support). */
-    if (fd < -1)
-        return blkio_set_error(-EINVAL, "invalid fd %d", fd);
-    return 0;
-}
-
 static const struct blkio_property nvme_props[] = {
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, nvme_set_fd),
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, blkio_prop_set_fd),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
     BLKIO_PROP("num-entries", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
                num_entries, blkio_prop_set_positive_int),

@@ -689,19 +689,6 @@ static int vdpa_probe(struct vhost_vdpa *v)
     return vdpa_reset(v);
 }
 
-/* QEMU probes for fd support with fd=-1 and expects -EINVAL. */
-static int vdpa_set_fd(struct blkio *b, const struct blkio_property *p,
-                       const void *value)
-{
-    int fd = *(const int *)value;
-
-    (void)b;
-    if (fd < 0)
-        return blkio_set_error(-EINVAL, "%s must be an open file descriptor "
-                               "of a vhost-vdpa device, got %d", p->name, fd);
-    return 0;
-}
-
 static int vdpa_drv_create(struct blkio *b)
 {
     struct vhost_vdpa *v = calloc(1, sizeof(*v));
@@ -785,7 +772,7 @@ static int vdpa_drv_connect(struct blkio *b)
 
 static const struct blkio_property vdpa_props[] = {
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, vdpa_set_fd),
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, blkio_prop_set_fd),
     BLKIO_PROP("queue-size", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
                queue_size, virtio_blk_set_queue_size),
     BLKIO_PROP("max-queue-size", PROP_INT, ST_AFTER_CONNECT, 0,

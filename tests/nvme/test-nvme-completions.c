@@ -68,6 +68,14 @@ int blkio_prop_set_positive_int(struct blkio *b,
     return *(const int *)value > 0 ? 0 : -EINVAL;
 }
 
+int blkio_prop_set_fd(struct blkio *b, const struct blkio_property *p,
+                      const void *value)
+{
+    (void)b;
+    (void)p;
+    return *(const int *)value >= 0 ? 0 : -EINVAL;
+}
+
 void blkio_deadline_remaining(const struct timespec *deadline,
                               struct timespec *left)
 {

@@ -9,6 +9,8 @@
 #                             the background, waiting until it serves
 #   nbdsh ARGS...             libnbd's nbdsh with Debian's python3
 #   make_random FILE SIZE     FILE filled with SIZE random bytes
+#   assert_idle PID           PID uses less than 0.3 s of CPU over 2 s
+#   assert_exits_on_term PID  SIGTERM ends PID within 10 s
 # Environment: PLUGIN (the built .so, set by meson), NBDKIT (default: the
 # nbdkit in PATH).
 
@@ -119,6 +121,33 @@ start_nbdkit ()
         sleep 0.1
     done
     echo "$0: nbdkit did not start within 20 s" >&2
+    return 1
+}
+
+# After a failure nbdkit must not spin: a thread retrying a dead queue in
+# a loop shows up here.
+assert_idle ()
+{
+    local t0 t1 ms
+    t0=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+    sleep 2
+    t1=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+    ms=$(( (t1 - t0) * 1000 / $(getconf CLK_TCK) ))
+    echo "CPU of $1 while idle: $ms ms in 2 s"
+    if [ "$ms" -ge 300 ]; then
+        echo "FAIL: $1 is busy while idle"
+        return 1
+    fi
+}
+
+assert_exits_on_term ()
+{
+    kill "$1"
+    for _ in $(seq 100); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    echo "FAIL: $1 did not exit 10 s after SIGTERM"
     return 1
 }
 

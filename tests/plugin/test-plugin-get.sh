@@ -15,3 +15,10 @@ grep -q 'get: capacity=3145728' "$tmp/out"
 grep -q 'get: num-entries=64' "$tmp/out"
 grep -q 'get: num-queues=3' "$tmp/out"
 grep -q 'get: driver=io_uring' "$tmp/out"
+
+# Without num-queues=, an io_uring driver gets a queue per worker thread
+# of a connection (16), not the CPU-based default of the virtio drivers.
+timeout -k 5 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$tmp/disk" \
+    get=num-queues --run 'true' > "$tmp/out" 2>&1
+grep 'get: num-queues=' "$tmp/out"
+grep -q 'get: num-queues=16' "$tmp/out"

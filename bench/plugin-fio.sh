@@ -18,6 +18,8 @@
 #   PLUGIN_ARGS=     extra parameters for our plugin (eg. num-queues=2)
 #   ALT_ARGS=        if set, a fourth server: our plugin with these
 #                    parameters instead, to compare two settings in one run
+#   ALT_PLUGIN=      the fourth server's plugin .so (default: the same one),
+#                    to compare two builds in one run
 #   SERVER_CPUS= CLIENT_CPUS=   taskset CPU lists for nbdkit and fio
 #                    (default: unpinned)
 #   KEEP_FILE=0      1: keep the test file for the next run
@@ -71,15 +73,15 @@ start() {
     case $1 in
     blkio) nbd_start "$nbdkit" "$plugin" io_uring path="$file" \
                ${PLUGIN_ARGS:-} ;;
-    alt)   nbd_start "$nbdkit" "$plugin" io_uring path="$file" \
-               ${ALT_ARGS:-} ;;
+    alt)   nbd_start "$nbdkit" "${ALT_PLUGIN:-$plugin}" io_uring \
+               path="$file" ${ALT_ARGS:-} ;;
     file)  nbd_start "$nbdkit" file file="$file" ;;
     null)  nbd_start "$nbdkit" null size="$bytes" ;;
     esac || die "nbdkit ($1) did not start"
 }
 
 servers="blkio file null"
-[ -n "${ALT_ARGS+x}" ] && servers="blkio alt file null"
+[ -n "${ALT_ARGS+x}${ALT_PLUGIN+x}" ] && servers="blkio alt file null"
 reversed=$(echo "$servers" | tr ' ' '\n' | tac | tr '\n' ' ')
 
 echo "plugin-fio: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load" \
@@ -88,7 +90,7 @@ echo "plugin-fio: file $file ($bytes bytes, cached), $rounds rounds of" \
      "${runtime}s runs after ${ramp}s ramp${SERVER_CPUS:+, nbdkit on CPUs $SERVER_CPUS}${CLIENT_CPUS:+, fio on CPUs $CLIENT_CPUS}"
 echo "plugin-fio: $("$nbdkit" --version | head -1)," \
      "$("$nbdkit" "$plugin" --dump-plugin | grep '^blkio_library=')" \
-     "${PLUGIN_ARGS:+($PLUGIN_ARGS)}${ALT_ARGS+; alt: $ALT_ARGS}"
+     "${PLUGIN_ARGS:+($PLUGIN_ARGS)}${ALT_ARGS+; alt: $ALT_ARGS}${ALT_PLUGIN+; alt plugin: $ALT_PLUGIN}"
 
 for w in "randread 4k 16" "read 1M 8"; do
     set -- $w
@@ -107,5 +109,5 @@ for w in "randread 4k 16" "read 1M 8"; do
     nbd_summary blkio file
     nbd_summary blkio null
     nbd_summary file null
-    [ -n "${ALT_ARGS+x}" ] && nbd_summary alt blkio
+    if [ -n "${ALT_ARGS+x}${ALT_PLUGIN+x}" ]; then nbd_summary alt blkio; fi
 done

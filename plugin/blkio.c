@@ -158,6 +158,10 @@ struct bio_queue {
    * request, which then saves the hand-over. */
   bool ct_parked;
   bool owner_reaping;
+  /* The completion fd is only switched on while somebody waits on it:
+   * otherwise every completion would signal it (an eventfd write in the
+   * kernel per io_uring CQE) for nobody. */
+  bool fd_armed;
   _Atomic uint32_t ct_word;             /* futex word: unpark */
   struct blkio_mem_region region;
   bool have_region, region_mapped;
@@ -633,7 +637,9 @@ bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
                   i, blkio_get_error_msg ());
     return -1;
   }
-  blkioq_set_completion_fd_enabled (bq->q, true);
+  /* Nobody waits on it yet (see bio_fd_arm). */
+  blkioq_set_completion_fd_enabled (bq->q, false);
+  bq->fd_armed = false;
 
   /* With bounce buffers a slot is a chunk, so fewer of them. */
   bq->nslots = bio_have_bounce && entries > BIO_BOUNCE_SLOTS
@@ -1150,6 +1156,32 @@ bio_unpark_wake (struct bio_queue *bq)
   bio_futex_wake (&bq->ct_word, 1);
 }
 
+/* Switch the completion fd on before somebody waits on it, or off when
+ * nobody will; called with the lock held.  Completions that arrived while
+ * it was off signalled nothing, so after switching it on the caller must
+ * harvest once more before it sleeps on the fd. */
+static void
+bio_fd_arm (struct bio_queue *bq, bool on)
+{
+  if (bq->fd_armed != on) {
+    blkioq_set_completion_fd_enabled (bq->q, on);
+    bq->fd_armed = on;
+  }
+}
+
+/* Harvest and finish for everyone; called and returns with the lock held. */
+static void
+bio_harvest_finish (struct bio_queue *bq, const struct bio_waiter *self)
+{
+  struct bio_slot *list = bio_harvest (bq);
+
+  if (list) {
+    pthread_mutex_unlock (&bq->lock);
+    bio_finish (bq, list, self);
+    pthread_mutex_lock (&bq->lock);
+  }
+}
+
 /* Wait (without the lock) until the completion fd fires, or the safety
  * timeout passes, then reset it.  Returns poll()'s result. */
 static int
@@ -1187,11 +1219,12 @@ bio_completion_thread (void *arg)
 
   pthread_mutex_lock (&bq->lock);
   for (;;) {
-    struct bio_slot *list;
     int r;
 
     if (bq->inflight == 0)
       bq->ct_parked = true;
+    if (bq->ct_parked && !bq->owner_reaping)
+      bio_fd_arm (bq, false);
     while (bq->ct_parked && !atomic_load (&bio_stopping)) {
       uint32_t gen = atomic_load (&bq->ct_word);
 
@@ -1199,9 +1232,16 @@ bio_completion_thread (void *arg)
       bio_futex_wait (&bq->ct_word, gen);
       pthread_mutex_lock (&bq->lock);
     }
-    pthread_mutex_unlock (&bq->lock);
-    if (atomic_load (&bio_stopping))
+    if (atomic_load (&bio_stopping)) {
+      pthread_mutex_unlock (&bq->lock);
       return NULL;
+    }
+    if (!bq->fd_armed) {
+      bio_fd_arm (bq, true);
+      bio_harvest_finish (bq, NULL);
+      continue;
+    }
+    pthread_mutex_unlock (&bq->lock);
 
     r = bio_wait_fd (bq, true);
     if (r == -1)
@@ -1210,12 +1250,7 @@ bio_completion_thread (void *arg)
     pthread_mutex_lock (&bq->lock);
     if (r == 0 && bq->inflight == 0)
       continue;
-    list = bio_harvest (bq);
-    if (list) {
-      pthread_mutex_unlock (&bq->lock);
-      bio_finish (bq, list, NULL);
-      pthread_mutex_lock (&bq->lock);
-    }
+    bio_harvest_finish (bq, NULL);
   }
 }
 
@@ -1282,7 +1317,6 @@ bio_run (struct bio_op *op)
 
   pthread_mutex_lock (&bq->lock);
   while (todo) {
-    struct bio_slot *list;
     bool queued = false;
 
     if (bq->dead) {
@@ -1354,12 +1388,7 @@ bio_run (struct bio_op *op)
     }
     if (queued) {
       /* Submits, and hands back whatever else completed meanwhile. */
-      list = bio_harvest (bq);
-      if (list) {
-        pthread_mutex_unlock (&bq->lock);
-        bio_finish (bq, list, &w);
-        pthread_mutex_lock (&bq->lock);
-      }
+      bio_harvest_finish (bq, &w);
       continue;
     }
 
@@ -1388,21 +1417,20 @@ bio_run (struct bio_op *op)
     bool wake_ct;
 
     bq->owner_reaping = true;
+    if (!bq->fd_armed) {
+      bio_fd_arm (bq, true);
+      bio_harvest_finish (bq, &w);
+    }
     while (atomic_load (&w.remaining) != 0) {
-      struct bio_slot *list;
-
       pthread_mutex_unlock (&bq->lock);
       bio_wait_fd (bq, false);
       pthread_mutex_lock (&bq->lock);
-      list = bio_harvest (bq);
-      if (list) {
-        pthread_mutex_unlock (&bq->lock);
-        bio_finish (bq, list, &w);
-        pthread_mutex_lock (&bq->lock);
-      }
+      bio_harvest_finish (bq, &w);
     }
     bq->owner_reaping = false;
     wake_ct = bq->inflight > 0 && bio_unpark (bq);
+    if (bq->ct_parked)
+      bio_fd_arm (bq, false);
     pthread_mutex_unlock (&bq->lock);
     if (wake_ct)
       bio_unpark_wake (bq);

@@ -517,9 +517,7 @@ static void iou_set_completion_fd_enabled(struct blkioq *q, bool enable)
 {
     struct iou_queue *iq = q->priv;
 
-    /* -EOPNOTSUPP only before Linux 5.8: notifications then stay on, which
-     * costs spurious wakeups, not correctness. */
-    (void)io_uring_cq_eventfd_toggle(&iq->ring, enable);
+    uring_set_eventfd_enabled(&iq->ring, enable);
 }
 
 /* ---- requests ---- */

@@ -766,9 +766,8 @@ static void nvme_set_completion_fd_enabled(struct blkioq *q, bool enable)
 {
     struct nvme_queue *nq = q->priv;
 
-    /* Needs Linux 5.8; older kernels keep signalling, which is harmless. */
     if (nq)
-        (void)io_uring_cq_eventfd_toggle(&nq->ring, enable);
+        uring_set_eventfd_enabled(&nq->ring, enable);
 }
 
 /* ---- command submission ---- */

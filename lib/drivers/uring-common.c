@@ -4,6 +4,7 @@
  * based drivers (see uring-common.h).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -163,4 +164,11 @@ uint32_t uring_drain(struct io_uring *ring, uint32_t inflight, bool poll,
             break;
     }
     return inflight;
+}
+
+void uring_set_eventfd_enabled(struct io_uring *ring, bool enable)
+{
+    (void)io_uring_cq_eventfd_toggle(ring, enable);
+    if (enable)
+        atomic_thread_fence(memory_order_seq_cst);
 }

@@ -45,4 +45,14 @@ int uring_process(struct blkioq *q, struct io_uring *ring, uring_reap_fn reap,
 uint32_t uring_drain(struct io_uring *ring, uint32_t inflight, bool poll,
                      bool cancel);
 
+/*
+ * driver->set_completion_fd_enabled() of a ring with a registered eventfd.
+ * Turning it on is followed by a full barrier, so that the caller's next
+ * look at the CQ (the re-check the libblkio manual asks for) cannot be
+ * ordered before the kernel can see the flag.  Before Linux 5.8 the
+ * eventfd cannot be turned off and keeps signalling: spurious events,
+ * which the API allows.
+ */
+void uring_set_eventfd_enabled(struct io_uring *ring, bool enable);
+
 #endif /* BLKIO_URING_COMMON_H */

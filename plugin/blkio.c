@@ -147,6 +147,9 @@ struct bio_queue {
   struct bio_slot *slots;
   unsigned nslots;
   unsigned inflight;                    /* slots given to libblkio */
+  unsigned unharvested;                 /* of those, not yet returned by
+                                         * blkioq_do_io() */
+  atomic_uint users;                    /* live threads assigned here */
   unsigned slot_waiters;                /* threads waiting for a slot */
   _Atomic uint32_t slot_gen;            /* futex word: slots were freed */
   int dead;                             /* positive errno once dead */
@@ -173,6 +176,9 @@ static struct bio_queue *bio_queues;
 static int bio_nqueues;
 static atomic_uint bio_next_queue;
 static __thread struct bio_queue *bio_thread_queue;
+static pthread_key_t bio_thread_key;    /* its destructor counts users down */
+static bool bio_have_thread_key;
+static void bio_thread_exit (void *arg);
 static int bio_stop_fd = -1;            /* readable: completion threads exit */
 static atomic_bool bio_stopping;
 
@@ -250,6 +256,12 @@ bio_unload (void)
   size_t k;
 
   bio_stop_threads ();
+  /* nbdkit's worker threads are gone; no destructor may run later in an
+   * unloaded plugin. */
+  if (bio_have_thread_key) {
+    pthread_key_delete (bio_thread_key);
+    bio_have_thread_key = false;
+  }
   if (bio_queues) {
     for (i = 0; i < bio_nqueues; i++) {
       struct bio_queue *bq = &bio_queues[i];
@@ -813,6 +825,9 @@ bio_get_ready (void)
     nbdkit_error ("calloc: %m");
     return -1;
   }
+  /* Without the key no queue ever counts as private: correct, slower. */
+  bio_have_thread_key =
+    pthread_key_create (&bio_thread_key, bio_thread_exit) == 0;
   for (i = 0; i < (size_t) nq; i++) {
     bio_nqueues = i + 1;        /* so that unload cleans up this one too */
     if (bio_queue_init (&bio_queues[i], i, entries) == -1)
@@ -960,6 +975,15 @@ struct bio_op {
   char msg[256];                /* on failure: what went wrong */
 };
 
+/* A thread that exits no longer uses its queue. */
+static void
+bio_thread_exit (void *arg)
+{
+  struct bio_queue *bq = arg;
+
+  atomic_fetch_sub (&bq->users, 1);
+}
+
 /* The queue of the calling thread: threads are spread round robin. */
 static struct bio_queue *
 bio_my_queue (void)
@@ -967,7 +991,13 @@ bio_my_queue (void)
   if (bio_thread_queue == NULL) {
     unsigned n = atomic_fetch_add_explicit (&bio_next_queue, 1,
                                             memory_order_relaxed);
-    bio_thread_queue = &bio_queues[n % bio_nqueues];
+    struct bio_queue *bq = &bio_queues[n % bio_nqueues];
+
+    atomic_fetch_add (&bq->users, 1);
+    if (!bio_have_thread_key ||
+        pthread_setspecific (bio_thread_key, bq) != 0)
+      atomic_fetch_add (&bq->users, 1);   /* never counted down: shared */
+    bio_thread_queue = bq;
   }
   return bio_thread_queue;
 }
@@ -1046,6 +1076,7 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
     s->state = BIO_SLOT_LOST;
     s->owner = NULL;
     bq->inflight--;
+    bq->unharvested--;
     bio_set_err (w, err, bq->dead_msg);
     if (bio_piece_done (w))
       bio_futex_wake (&w->remaining, 1);
@@ -1055,21 +1086,23 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
   bio_futex_wake (&bq->slot_gen, INT_MAX);
 }
 
-/* Submit what is queued and take every completion off the queue; called
- * with the lock held.  Returns the completed slots (state HARVESTED) as a
+/* Submit what is queued and take every completion off the queue, waiting
+ * (at most BIO_POLL_SAFETY_MS) until there are at least min; called with
+ * the lock held.  Returns the completed slots (state HARVESTED) as a
  * list for bio_finish(), or NULL. */
 static struct bio_slot *
-bio_harvest (struct bio_queue *bq)
+bio_harvest (struct bio_queue *bq, int min)
 {
   struct blkio_completion c[BIO_HARVEST];
   struct bio_slot *list = NULL, **tail = &list;
+  struct timespec safety = { .tv_sec = BIO_POLL_SAFETY_MS / 1000 };
   int n, i;
 
   if (bq->dead)
     return NULL;
   do {
-    n = blkioq_do_io (bq->q, c, 0, BIO_HARVEST, NULL);
-    if (n == -EINTR || n == -EAGAIN)
+    n = blkioq_do_io (bq->q, c, min, BIO_HARVEST, min ? &safety : NULL);
+    if (n == -EINTR || n == -EAGAIN || n == -ETIME)
       break;                    /* transient: the next call retries */
     if (n < 0) {
       bio_queue_die (bq, -n, blkio_get_error_msg ());
@@ -1085,6 +1118,8 @@ bio_harvest (struct bio_queue *bq)
       *tail = s;
       tail = &s->next;
     }
+    bq->unharvested -= n;
+    min = 0;
   } while (n == BIO_HARVEST);
   return list;
 }
@@ -1171,9 +1206,10 @@ bio_fd_arm (struct bio_queue *bq, bool on)
 
 /* Harvest and finish for everyone; called and returns with the lock held. */
 static void
-bio_harvest_finish (struct bio_queue *bq, const struct bio_waiter *self)
+bio_harvest_finish (struct bio_queue *bq, const struct bio_waiter *self,
+                    int min)
 {
-  struct bio_slot *list = bio_harvest (bq);
+  struct bio_slot *list = bio_harvest (bq, min);
 
   if (list) {
     pthread_mutex_unlock (&bq->lock);
@@ -1238,7 +1274,7 @@ bio_completion_thread (void *arg)
     }
     if (!bq->fd_armed) {
       bio_fd_arm (bq, true);
-      bio_harvest_finish (bq, NULL);
+      bio_harvest_finish (bq, NULL, 0);
       continue;
     }
     pthread_mutex_unlock (&bq->lock);
@@ -1250,7 +1286,7 @@ bio_completion_thread (void *arg)
     pthread_mutex_lock (&bq->lock);
     if (r == 0 && bq->inflight == 0)
       continue;
-    bio_harvest_finish (bq, NULL);
+    bio_harvest_finish (bq, NULL, 0);
   }
 }
 
@@ -1265,6 +1301,7 @@ bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s,
     len = op->max_len;
   s->copy_to = NULL;
   s->len = len;
+  bq->unharvested++;
 
   switch (op->kind) {
   case BIO_READ:
@@ -1299,6 +1336,18 @@ bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s,
   op->offset += len;
   op->count -= len;
   return len;
+}
+
+/* Whether the caller (holding the lock) may wait for its requests inside
+ * blkioq_do_io() with the lock held: no other thread uses the queue, and
+ * nobody else is waiting on it for completions.  Submitting and waiting is
+ * then one call (one io_uring_enter), with no completion fd, no poll() and
+ * no hand-over from the completion thread. */
+static bool
+bio_alone (struct bio_queue *bq)
+{
+  return atomic_load_explicit (&bq->users, memory_order_relaxed) == 1 &&
+         bq->ct_parked && !bq->owner_reaping && !bq->dead;
 }
 
 /* Run op to completion on the calling thread's queue.  Returns 0 or a
@@ -1387,13 +1436,18 @@ bio_run (struct bio_op *op)
         todo = false;
     }
     if (queued) {
-      /* Submits, and hands back whatever else completed meanwhile. */
-      bio_harvest_finish (bq, &w);
+      /* Submits, and hands back whatever else completed meanwhile; alone
+       * with everything queued, also waits for the first completion. */
+      bio_harvest_finish (bq, &w, !todo && bio_alone (bq) ? 1 : 0);
       continue;
     }
 
     /* Out of slots: wait until some are freed (or the queue dies);
-     * somebody must be harvesting meanwhile. */
+     * somebody must be harvesting meanwhile.  Alone, that is us. */
+    if (bio_alone (bq) && bq->unharvested > 0) {
+      bio_harvest_finish (bq, &w, 1);
+      continue;
+    }
     {
       uint32_t gen = atomic_load (&bq->slot_gen);
       bool wake_ct = bio_unpark (bq);
@@ -1408,24 +1462,32 @@ bio_run (struct bio_op *op)
     }
   }
 
+  /* Alone on the queue: wait inside blkioq_do_io().  Once nothing of
+   * ours is left in libblkio, whoever took it off finishes it. */
+  if (atomic_load (&w.remaining) != 0 && bio_alone (bq)) {
+    while (atomic_load (&w.remaining) != 0 && bq->unharvested > 0 &&
+           !bq->dead)
+      bio_harvest_finish (bq, &w, 1);
+    pthread_mutex_unlock (&bq->lock);
+  }
   /* Nobody waits on the completion fd (the queue was idle): wait on it
    * ourselves rather than wake the completion thread to hand us our
    * completion.  Others who queue meanwhile are served by us, and by the
    * completion thread once we leave. */
-  if (atomic_load (&w.remaining) != 0 && bq->ct_parked &&
-      !bq->owner_reaping) {
+  else if (atomic_load (&w.remaining) != 0 && bq->ct_parked &&
+           !bq->owner_reaping) {
     bool wake_ct;
 
     bq->owner_reaping = true;
     if (!bq->fd_armed) {
       bio_fd_arm (bq, true);
-      bio_harvest_finish (bq, &w);
+      bio_harvest_finish (bq, &w, 0);
     }
     while (atomic_load (&w.remaining) != 0) {
       pthread_mutex_unlock (&bq->lock);
       bio_wait_fd (bq, false);
       pthread_mutex_lock (&bq->lock);
-      bio_harvest_finish (bq, &w);
+      bio_harvest_finish (bq, &w, 0);
     }
     bq->owner_reaping = false;
     wake_ct = bq->inflight > 0 && bio_unpark (bq);

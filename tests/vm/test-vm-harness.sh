@@ -47,7 +47,7 @@ rc=$?
 sed 's/^/  | /' "$work/out"
 [ $rc = 1 ] || { echo "NOT OK: run-in-vm.sh exited $rc, expected 1"; failed=1; }
 expect "FAIL $g/test-vm-hang.sh (run timed out after 10s)"
-# A boot that dies before the tests start is retried once, and only once.
+# A boot that dies before the tests start is booted again.
 BLKIO_VM_DEBUG_BREAK_FIRST_BOOT=1 TMPDIR=$work/tmp "$run" -- "$g/test-vm-pass.sh" \
     > "$work/out" 2>&1
 rc=$?

@@ -1087,22 +1087,23 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
 }
 
 /* Submit what is queued and take every completion off the queue, waiting
- * (at most BIO_POLL_SAFETY_MS) until there are at least min; called with
- * the lock held.  Returns the completed slots (state HARVESTED) as a
+ * until there are at least min; called with the lock held.  Returns the completed slots (state HARVESTED) as a
  * list for bio_finish(), or NULL. */
 static struct bio_slot *
 bio_harvest (struct bio_queue *bq, int min)
 {
   struct blkio_completion c[BIO_HARVEST];
   struct bio_slot *list = NULL, **tail = &list;
-  struct timespec safety = { .tv_sec = BIO_POLL_SAFETY_MS / 1000 };
   int n, i;
 
   if (bq->dead)
     return NULL;
   do {
-    n = blkioq_do_io (bq->q, c, min, BIO_HARVEST, min ? &safety : NULL);
-    if (n == -EINTR || n == -EAGAIN || n == -ETIME)
+    /* No timeout: waiting inside libblkio loses no wake-up (unlike a
+     * completion fd read at the wrong moment), a peer that hangs up fails
+     * the call, and a timeout would cost two clock reads per request. */
+    n = blkioq_do_io (bq->q, c, min, BIO_HARVEST, NULL);
+    if (n == -EINTR || n == -EAGAIN)
       break;                    /* transient: the next call retries */
     if (n < 0) {
       bio_queue_die (bq, -n, blkio_get_error_msg ());

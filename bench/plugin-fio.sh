@@ -20,6 +20,8 @@
 #                    parameters instead, to compare two settings in one run
 #   ALT_PLUGIN=      the fourth server's plugin .so (default: the same one),
 #                    to compare two builds in one run
+#   SERVERS=         which servers run (default: blkio [alt] file null),
+#                    e.g. "blkio alt" for an A/B of our plugin alone
 #   SERVER_CPUS= CLIENT_CPUS=   taskset CPU lists for nbdkit and fio
 #                    (default: unpinned)
 #   KEEP_FILE=0      1: keep the test file for the next run
@@ -82,6 +84,7 @@ start() {
 
 servers="blkio file null"
 [ -n "${ALT_ARGS+x}${ALT_PLUGIN+x}" ] && servers="blkio alt file null"
+servers=${SERVERS:-$servers}
 reversed=$(echo "$servers" | tr ' ' '\n' | tac | tr '\n' ' ')
 
 echo "plugin-fio: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load" \

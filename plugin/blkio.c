@@ -1125,6 +1125,26 @@ bio_harvest (struct bio_queue *bq, int min)
   return list;
 }
 
+/* Give a finished slot back and count its piece down; called with the
+ * lock held.  Returns the futex word to wake if that completed a request
+ * other than self's (self, the caller, needs no wake-up: that would be a
+ * futex syscall per request on the lone-request path), else NULL. */
+static _Atomic uint32_t *
+bio_release_slot (struct bio_queue *bq, struct bio_slot *s,
+                  const struct bio_waiter *self)
+{
+  struct bio_waiter *w = s->owner;
+
+  if (s->ret < 0)
+    bio_set_err (w, -s->ret, s->msg);
+  s->state = BIO_SLOT_FREE;
+  s->owner = NULL;
+  s->next = bq->free_slots;
+  bq->free_slots = s;
+  bq->inflight--;
+  return bio_piece_done (w) && w != self ? &w->remaining : NULL;
+}
+
 /* Finish harvested slots: copy bounced reads out WITHOUT the queue lock
  * (the slots are ours until freed), then, with the lock, free the slots
  * and count the pieces down; wake the owners that are complete after
@@ -1146,20 +1166,12 @@ bio_finish (struct bio_queue *bq, struct bio_slot *list,
   while (list) {
     pthread_mutex_lock (&bq->lock);
     for (s = list; s && nwake < BIO_HARVEST; s = next) {
-      struct bio_waiter *w = s->owner;
+      _Atomic uint32_t *word;
 
       next = s->next;
-      if (s->ret < 0)
-        bio_set_err (w, -s->ret, s->msg);
-      s->state = BIO_SLOT_FREE;
-      s->owner = NULL;
-      s->next = bq->free_slots;
-      bq->free_slots = s;
-      bq->inflight--;
-      /* The caller's own request needs no wake-up (a futex syscall per
-       * request on the lone-request path otherwise). */
-      if (bio_piece_done (w) && w != self)
-        wake[nwake++] = &w->remaining;
+      word = bio_release_slot (bq, s, self);
+      if (word)
+        wake[nwake++] = word;
     }
     list = s;
     wake_slots = bq->slot_waiters > 0;
@@ -1171,6 +1183,29 @@ bio_finish (struct bio_queue *bq, struct bio_slot *list,
       bio_futex_wake (wake[--nwake], 1);
     if (wake_slots)
       bio_futex_wake (&bq->slot_gen, INT_MAX);
+  }
+}
+
+/* bio_finish() for slots with nothing to copy out, with the lock held: no
+ * lock round trip.  Owners are woken at once, which is harmless since a
+ * woken owner does not take this lock. */
+static void
+bio_finish_locked (struct bio_queue *bq, struct bio_slot *list,
+                   const struct bio_waiter *self)
+{
+  struct bio_slot *s, *next;
+
+  for (s = list; s; s = next) {
+    _Atomic uint32_t *word;
+
+    next = s->next;
+    word = bio_release_slot (bq, s, self);
+    if (word)
+      bio_futex_wake (word, 1);
+  }
+  if (bq->slot_waiters > 0) {
+    atomic_fetch_add (&bq->slot_gen, 1);
+    bio_futex_wake (&bq->slot_gen, INT_MAX);
   }
 }
 
@@ -1210,13 +1245,20 @@ static void
 bio_harvest_finish (struct bio_queue *bq, const struct bio_waiter *self,
                     int min)
 {
-  struct bio_slot *list = bio_harvest (bq, min);
+  struct bio_slot *list = bio_harvest (bq, min), *s;
 
-  if (list) {
-    pthread_mutex_unlock (&bq->lock);
-    bio_finish (bq, list, self);
-    pthread_mutex_lock (&bq->lock);
+  if (!list)
+    return;
+  for (s = list; s; s = s->next)
+    if (s->copy_to && s->ret == 0)
+      break;
+  if (s == NULL) {
+    bio_finish_locked (bq, list, self);
+    return;
   }
+  pthread_mutex_unlock (&bq->lock);
+  bio_finish (bq, list, self);
+  pthread_mutex_lock (&bq->lock);
 }
 
 /* Wait (without the lock) until the completion fd fires, or the safety

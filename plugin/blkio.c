@@ -139,6 +139,13 @@ struct bio_waiter {
   char msg[256];
 };
 
+/* A thread's waiter outlives each request: the thread that finishes the
+ * last piece may still be making its futex wake on `remaining` after the
+ * owner saw 0 and returned.  On the owner's stack that wake would hit
+ * memory that is no longer the owner's; here it is at worst a spurious
+ * wake-up of the thread's next wait, which rechecks its condition. */
+static __thread struct bio_waiter bio_thread_waiter;
+
 struct bio_queue {
   pthread_mutex_t lock;
   struct blkioq *q;
@@ -1399,20 +1406,20 @@ static int
 bio_run (struct bio_op *op)
 {
   struct bio_queue *bq = bio_my_queue ();
-  struct bio_waiter w;
+  struct bio_waiter *w = &bio_thread_waiter;
   bool todo = true;
   uint32_t left;
 
-  atomic_init (&w.remaining, 0);
-  w.err = 0;
-  w.msg[0] = '\0';
+  atomic_init (&w->remaining, 0);
+  w->err = 0;
+  w->msg[0] = '\0';
 
   pthread_mutex_lock (&bq->lock);
   while (todo) {
     bool queued = false;
 
     if (bq->dead) {
-      bio_set_err (&w, bq->dead, bq->dead_msg);
+      bio_set_err (w, bq->dead, bq->dead_msg);
       break;
     }
     /* A large bounced write: take the slots, copy into them without the
@@ -1450,10 +1457,10 @@ bio_run (struct bio_op *op)
           bq->free_slots = sl;
           continue;
         }
-        sl->owner = &w;
+        sl->owner = w;
         sl->state = BIO_SLOT_INFLIGHT;
         bq->inflight++;
-        atomic_fetch_add_explicit (&w.remaining, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit (&w->remaining, 1, memory_order_relaxed);
         bio_enqueue (bq, op, sl, true);
         queued = true;
         if (op->count == 0)
@@ -1469,10 +1476,10 @@ bio_run (struct bio_op *op)
       struct bio_slot *s = bq->free_slots;
 
       bq->free_slots = s->next;
-      s->owner = &w;
+      s->owner = w;
       s->state = BIO_SLOT_INFLIGHT;
       bq->inflight++;
-      atomic_fetch_add_explicit (&w.remaining, 1, memory_order_relaxed);
+      atomic_fetch_add_explicit (&w->remaining, 1, memory_order_relaxed);
       bio_enqueue (bq, op, s, false);
       queued = true;
       if (op->count == 0)
@@ -1481,14 +1488,14 @@ bio_run (struct bio_op *op)
     if (queued) {
       /* Submits, and hands back whatever else completed meanwhile; alone
        * with everything queued, also waits for the first completion. */
-      bio_harvest_finish (bq, &w, !todo && bio_alone (bq) ? 1 : 0);
+      bio_harvest_finish (bq, w, !todo && bio_alone (bq) ? 1 : 0);
       continue;
     }
 
     /* Out of slots: wait until some are freed (or the queue dies);
      * somebody must be harvesting meanwhile.  Alone, that is us. */
     if (bio_alone (bq) && bq->unharvested > 0) {
-      bio_harvest_finish (bq, &w, 1);
+      bio_harvest_finish (bq, w, 1);
       continue;
     }
     {
@@ -1507,30 +1514,30 @@ bio_run (struct bio_op *op)
 
   /* Alone on the queue: wait inside blkioq_do_io().  Once nothing of
    * ours is left in libblkio, whoever took it off finishes it. */
-  if (atomic_load (&w.remaining) != 0 && bio_alone (bq)) {
-    while (atomic_load (&w.remaining) != 0 && bq->unharvested > 0 &&
+  if (atomic_load (&w->remaining) != 0 && bio_alone (bq)) {
+    while (atomic_load (&w->remaining) != 0 && bq->unharvested > 0 &&
            !bq->dead)
-      bio_harvest_finish (bq, &w, 1);
+      bio_harvest_finish (bq, w, 1);
     pthread_mutex_unlock (&bq->lock);
   }
   /* Nobody waits on the completion fd (the queue was idle): wait on it
    * ourselves rather than wake the completion thread to hand us our
    * completion.  Others who queue meanwhile are served by us, and by the
    * completion thread once we leave. */
-  else if (atomic_load (&w.remaining) != 0 && bq->ct_parked &&
+  else if (atomic_load (&w->remaining) != 0 && bq->ct_parked &&
            !bq->owner_reaping) {
     bool wake_ct;
 
     bq->owner_reaping = true;
     if (!bq->fd_armed) {
       bio_fd_arm (bq, true);
-      bio_harvest_finish (bq, &w, 0);
+      bio_harvest_finish (bq, w, 0);
     }
-    while (atomic_load (&w.remaining) != 0) {
+    while (atomic_load (&w->remaining) != 0) {
       pthread_mutex_unlock (&bq->lock);
       bio_wait_fd (bq, false);
       pthread_mutex_lock (&bq->lock);
-      bio_harvest_finish (bq, &w, 0);
+      bio_harvest_finish (bq, w, 0);
     }
     bq->owner_reaping = false;
     wake_ct = bq->inflight > 0 && bio_unpark (bq);
@@ -1545,13 +1552,13 @@ bio_run (struct bio_op *op)
 
   /* Sleep until the last piece is finished; whoever finishes it has
    * written err/msg before the release that brings remaining to 0. */
-  while ((left = atomic_load_explicit (&w.remaining,
+  while ((left = atomic_load_explicit (&w->remaining,
                                        memory_order_acquire)) != 0)
-    bio_futex_wait (&w.remaining, left);
+    bio_futex_wait (&w->remaining, left);
 
-  if (w.err) {
-    memcpy (op->msg, w.msg, sizeof op->msg);
-    return -w.err;
+  if (w->err) {
+    memcpy (op->msg, w->msg, sizeof op->msg);
+    return -w->err;
   }
   return 0;
 }

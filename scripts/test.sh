@@ -2,7 +2,8 @@
 # The test command: install dependencies, build, and run the whole suite
 # (library, io_uring driver, nbdkit plugin, vhost-user against
 # qemu-storage-daemon, and the QEMU test VM for NVMe), then the library
-# tests again under ASan+UBSan and under valgrind.
+# tests again under ASan+UBSan and under valgrind, and the plugin's
+# functional tests with nbdkit under valgrind.
 #
 #   scripts/test.sh            everything
 #   SUITES="lib plugin" scripts/test.sh   only these meson suites
@@ -77,6 +78,20 @@ if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -Eq ' (lib|core) '; then
     run_stage valgrind build --suite core --suite lib \
         --wrap='valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --track-fds=no' \
         --timeout-multiplier 4
+fi
+
+# 4. The plugin's functional tests with nbdkit under valgrind (the tests
+#    that measure time or preload a shim stay out: valgrind slows nbdkit
+#    down 20-50x).
+if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -q ' plugin '; then
+    export BLKIO_TEST_VALGRIND=1
+    run_stage plugin-valgrind build \
+        --timeout-multiplier 4 \
+        test-plugin-dump test-plugin-bad-params test-plugin-info \
+        test-plugin-get test-plugin-data test-plugin-flags \
+        test-plugin-readonly test-plugin-errors test-plugin-sizes \
+        test-plugin-parallel test-plugin-qemu-io test-plugin-vhost-user
+    unset BLKIO_TEST_VALGRIND
 fi
 
 /usr/bin/python3 - "$logs" <<'PY'

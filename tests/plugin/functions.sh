@@ -12,7 +12,8 @@
 #   assert_idle PID           PID uses less than 0.3 s of CPU over 2 s
 #   assert_exits_on_term PID  SIGTERM ends PID within 10 s
 # Environment: PLUGIN (the built .so, set by meson), NBDKIT (default: the
-# nbdkit in PATH).
+# nbdkit in PATH), BLKIO_TEST_VALGRIND=1 (run every nbdkit under valgrind;
+# any error valgrind reports fails the test at exit).
 
 set -e
 set -u
@@ -57,6 +58,39 @@ LD_PRELOAD=$_preload ASAN_OPTIONS=\${ASAN_OPTIONS:-detect_leaks=0} \\
 WRAP
     chmod +x "$tmp/nbdkit"
     NBDKIT=$tmp/nbdkit
+fi
+
+# Under valgrind nbdkit is stopped by a signal, so its exit status cannot
+# carry valgrind's verdict: each nbdkit writes a log, and a log that is
+# not empty at exit (after nbdkit stopped) fails the test.
+_valgrind_verdict ()
+{
+    local log
+    for log in "$tmp"/valgrind.*.log; do
+        if [ -s "$log" ]; then
+            echo "$0: FAIL: valgrind reported errors in nbdkit:"
+            cat "$log"
+            status=1            # _run_cleanup's exit status
+        fi
+    done
+}
+if [ "${BLKIO_TEST_VALGRIND:-0}" = 1 ]; then
+    _here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    if [ -n "$_preload" ]; then
+        echo "$0: BLKIO_TEST_VALGRIND=1 needs a build without sanitizers" >&2
+        exit 1
+    fi
+    cat > "$tmp/nbdkit" <<WRAP
+#!/bin/sh
+# NBDKIT_VALGRIND keeps plugins loaded at exit, so that valgrind can
+# still name their functions.
+NBDKIT_VALGRIND=1 exec valgrind -q --leak-check=full \
+    --errors-for-leak-kinds=definite --log-file="$tmp/valgrind.%p.log" \
+    --suppressions="$_here/nbdkit.supp" "$NBDKIT" "\$@"
+WRAP
+    chmod +x "$tmp/nbdkit"
+    NBDKIT=$tmp/nbdkit
+    cleanup_fn _valgrind_verdict
 fi
 
 requires ()

@@ -304,9 +304,12 @@ int blkio_prop_set_positive_int(struct blkio *b,
                                 const struct blkio_property *p,
                                 const void *value);
 
-/* Property hook shared by the drivers that take "fd": it must be >= 0. */
-int blkio_prop_set_fd(struct blkio *b, const struct blkio_property *p,
-                      const void *value);
+/* Property hook: the int must be >= 0 (num-queues, and "fd", which every
+ * driver refuses when negative: QEMU probes for fd support with -1 and
+ * expects -EINVAL). */
+int blkio_prop_set_nonneg_int(struct blkio *b,
+                              const struct blkio_property *p,
+                              const void *value);
 
 /* Complete a request that the device will never see (refused, or finished
  * without the device) and wake event-driven callers, since the device will

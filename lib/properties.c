@@ -15,8 +15,8 @@
 
 #include "internal.h"
 
-static int prop_set_nonneg_int(struct blkio *b, const struct blkio_property *p,
-                               const void *value)
+int blkio_prop_set_nonneg_int(struct blkio *b, const struct blkio_property *p,
+                              const void *value)
 {
     (void)b;
     int v = *(const int *)value;
@@ -40,21 +40,6 @@ int blkio_prop_set_positive_int(struct blkio *b,
     return 0;
 }
 
-/* "fd" is an open file descriptor the caller hands over.  QEMU probes
- * whether a driver takes one by setting -1 and expects -EINVAL, so every
- * negative value is refused the same way by every driver. */
-int blkio_prop_set_fd(struct blkio *b, const struct blkio_property *p,
-                      const void *value)
-{
-    (void)b;
-    int fd = *(const int *)value;
-
-    if (fd < 0)
-        return blkio_set_error(-EINVAL, "property '%s' must be an open file "
-                               "descriptor (>= 0), got %d", p->name, fd);
-    return 0;
-}
-
 static const struct blkio_property blkio_common_props[] = {
     /* Available after blkio_create() */
     BLKIO_PROP("can-add-queues", PROP_BOOL, ST_ALL, 0, can_add_queues, NULL),
@@ -65,9 +50,9 @@ static const struct blkio_property blkio_common_props[] = {
     BLKIO_PROP("capacity", PROP_UINT64, ST_AFTER_CONNECT, 0, capacity, NULL),
     BLKIO_PROP("max-queues", PROP_INT, ST_AFTER_CONNECT, 0, max_queues, NULL),
     BLKIO_PROP("num-queues", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               num_queues, prop_set_nonneg_int),
+               num_queues, blkio_prop_set_nonneg_int),
     BLKIO_PROP("num-poll-queues", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               num_poll_queues, prop_set_nonneg_int),
+               num_poll_queues, blkio_prop_set_nonneg_int),
     BLKIO_PROP("supports-poll-queues", PROP_BOOL, ST_AFTER_CONNECT, 0,
                supports_poll_queues, NULL),
 

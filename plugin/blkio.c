@@ -130,9 +130,9 @@ struct bio_slot {
   uint32_t len;
 };
 
-/* Lives on the stack of the thread that runs one nbdkit request.  Only the
- * queue lock's holder changes it; the owner reads it once remaining is 0
- * (futex word, release/acquire) and never touches the queue again. */
+/* The state of the request an nbdkit thread runs (one per thread, see
+ * bio_thread_waiter).  Only the queue lock's holder changes it; the owner
+ * reads it once remaining is 0 (futex word, release/acquire). */
 struct bio_waiter {
   _Atomic uint32_t remaining;           /* pieces in flight */
   int err;                              /* first error (positive errno) */
@@ -700,8 +700,6 @@ bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
   return 0;
 }
 
-/* Open the shared instance: create, connect, set properties, start, and
- * set up the queues.  Errors here are shown to the user. */
 /* Default queue count of the io_uring drivers: nbdkit's default number
  * of worker threads per connection. */
 #define BIO_INLINE_QUEUES 16
@@ -715,6 +713,8 @@ bio_queue_runs_inline (void)
          strcmp (bio_driver, "nvme-io_uring") == 0;
 }
 
+/* Open the shared instance: create, connect, set properties, start, and
+ * set up the queues.  Errors here are shown to the user. */
 static int
 bio_get_ready (void)
 {
@@ -1043,8 +1043,7 @@ bio_set_err (struct bio_waiter *w, int err, const char *msg)
 }
 
 /* Count one piece of w as finished; called with the queue lock held.
- * Returns true if that was the last one and w must be woken (after the
- * lock is dropped, to keep the woken thread off a held lock). */
+ * Returns true if that was the last one and w must be woken. */
 static bool
 bio_piece_done (struct bio_waiter *w)
 {
@@ -1094,8 +1093,8 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
 }
 
 /* Submit what is queued and take every completion off the queue, waiting
- * until there are at least min; called with the lock held.  Returns the completed slots (state HARVESTED) as a
- * list for bio_finish(), or NULL. */
+ * until there are at least min; called with the lock held.  Returns the
+ * completed slots (state HARVESTED) as a list for bio_finish(), or NULL. */
 static struct bio_slot *
 bio_harvest (struct bio_queue *bq, int min)
 {
@@ -1388,6 +1387,20 @@ bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s,
   return len;
 }
 
+/* Give slot s to w's next piece of op and queue it; called with the lock
+ * held.  Returns whether op has more pieces to queue. */
+static bool
+bio_queue_piece (struct bio_queue *bq, struct bio_op *op,
+                 struct bio_waiter *w, struct bio_slot *s, bool copied)
+{
+  s->owner = w;
+  s->state = BIO_SLOT_INFLIGHT;
+  bq->inflight++;
+  atomic_fetch_add_explicit (&w->remaining, 1, memory_order_relaxed);
+  bio_enqueue (bq, op, s, copied);
+  return op->count > 0;
+}
+
 /* Whether the caller (holding the lock) may wait for its requests inside
  * blkioq_do_io() with the lock held: no other thread uses the queue, and
  * nobody else is waiting on it for completions.  Submitting and waiting is
@@ -1457,14 +1470,8 @@ bio_run (struct bio_op *op)
           bq->free_slots = sl;
           continue;
         }
-        sl->owner = w;
-        sl->state = BIO_SLOT_INFLIGHT;
-        bq->inflight++;
-        atomic_fetch_add_explicit (&w->remaining, 1, memory_order_relaxed);
-        bio_enqueue (bq, op, sl, true);
+        todo = bio_queue_piece (bq, op, w, sl, true);
         queued = true;
-        if (op->count == 0)
-          todo = false;
       }
       if (bq->dead)
         continue;               /* fails the request at the top */
@@ -1476,14 +1483,8 @@ bio_run (struct bio_op *op)
       struct bio_slot *s = bq->free_slots;
 
       bq->free_slots = s->next;
-      s->owner = w;
-      s->state = BIO_SLOT_INFLIGHT;
-      bq->inflight++;
-      atomic_fetch_add_explicit (&w->remaining, 1, memory_order_relaxed);
-      bio_enqueue (bq, op, s, false);
+      todo = bio_queue_piece (bq, op, w, s, false);
       queued = true;
-      if (op->count == 0)
-        todo = false;
     }
     if (queued) {
       /* Submits, and hands back whatever else completed meanwhile; alone

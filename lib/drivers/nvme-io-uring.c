@@ -186,7 +186,8 @@ struct nvme_queue {
 /* ---- properties ---- */
 
 static const struct blkio_property nvme_props[] = {
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, blkio_prop_set_fd),
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,
+               blkio_prop_set_nonneg_int),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
     BLKIO_PROP("num-entries", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
                num_entries, blkio_prop_set_positive_int),

@@ -772,7 +772,8 @@ static int vdpa_drv_connect(struct blkio *b)
 
 static const struct blkio_property vdpa_props[] = {
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, blkio_prop_set_fd),
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,
+               blkio_prop_set_nonneg_int),
     BLKIO_PROP("queue-size", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
                queue_size, virtio_blk_set_queue_size),
     BLKIO_PROP("max-queue-size", PROP_INT, ST_AFTER_CONNECT, 0,

@@ -68,8 +68,9 @@ int blkio_prop_set_positive_int(struct blkio *b,
     return *(const int *)value > 0 ? 0 : -EINVAL;
 }
 
-int blkio_prop_set_fd(struct blkio *b, const struct blkio_property *p,
-                      const void *value)
+int blkio_prop_set_nonneg_int(struct blkio *b,
+                              const struct blkio_property *p,
+                              const void *value)
 {
     (void)b;
     (void)p;

@@ -9,6 +9,8 @@
 #                             the background, waiting until it serves
 #   nbdsh ARGS...             libnbd's nbdsh with Debian's python3
 #   make_random FILE SIZE     FILE filled with SIZE random bytes
+#   wait_client PID SECS OUT  the background client PID must end within
+#                             SECS, exit 0 and print an "ok:" line to OUT
 #   assert_idle PID           PID uses less than 0.3 s of CPU over 2 s
 #   assert_exits_on_term PID  SIGTERM ends PID within 10 s
 # Environment: PLUGIN (the built .so, set by meson), NBDKIT (default: the
@@ -48,8 +50,8 @@ pidfile=$tmp/nbdkit.pid
 
 # A sanitizer build of the plugin needs its runtime loaded into nbdkit
 # (which is not built with it) before anything else: wrap nbdkit.
-_preload=$(ldd "$PLUGIN" 2>/dev/null |
-           awk '/libasan|libubsan/ { printf "%s%s", sep, $3; sep=":" }')
+. "$(dirname "${BASH_SOURCE[0]}")/../common/sanitizer.sh"
+_preload=$(sanitizer_preload "$PLUGIN")
 if [ -n "$_preload" ]; then
     cat > "$tmp/nbdkit" <<WRAP
 #!/bin/sh
@@ -156,6 +158,18 @@ start_nbdkit ()
     done
     echo "$0: nbdkit did not start within 20 s" >&2
     return 1
+}
+
+wait_client ()
+{
+    local rc=0
+    if ! timeout "$2" tail --pid="$1" -f /dev/null; then
+        echo "FAIL: the client did not finish within $2 s"
+        kill -9 "$1" 2>/dev/null
+    fi
+    wait "$1" || rc=$?
+    cat "$3"
+    [ "$rc" -eq 0 ] && grep -q "^ok:" "$3"
 }
 
 # After a failure nbdkit must not spin: a thread retrying a dead queue in

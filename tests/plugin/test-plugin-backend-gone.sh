@@ -27,7 +27,6 @@ blocks = h.get_size() // 4096
 inflight = []
 ok = errs = 0
 first_err = kill_time = None
-after_err_done = 0
 start = time.time()
 
 def issue():
@@ -101,12 +100,7 @@ kill -9 "$VU_QSD_PID"
 date +%s.%N > "$tmp/killed.new"
 mv "$tmp/killed.new" "$tmp/killed"
 
-rc=0
-timeout 20 tail --pid="$client" -f /dev/null || true
-wait "$client" || rc=$?
-cat "$tmp/client.out"
-[ "$rc" -eq 0 ]
-grep -q "^ok:" "$tmp/client.out"
+wait_client "$client" 20 "$tmp/client.out"
 
 # Idle now, and it still exits when asked.
 assert_idle "$nbd_pid"

@@ -81,12 +81,7 @@ print(f"ok: {ok} reads before, {errs} errors after, "
 PY
 client=$!
 cleanup_fn "kill $client 2>/dev/null"
-rc=0
-timeout 30 tail --pid="$client" -f /dev/null || true
-wait "$client" || rc=$?
-cat "$tmp/client.out"
-[ "$rc" -eq 0 ]
-grep -q "^ok:" "$tmp/client.out"
+wait_client "$client" 30 "$tmp/client.out"
 
 # Idle now, and it still exits when asked.
 assert_idle "$nbd_pid"

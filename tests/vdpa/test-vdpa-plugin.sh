@@ -20,10 +20,8 @@ command -v nbdcopy >/dev/null || skip "nbdcopy is not installed"
 
 # A sanitizer build of the plugin needs its runtime loaded first into
 # nbdkit, which is not built with it.
-preload=
-for lib in $(ldd "$plugin" | awk '/libasan|libubsan/ { print $3 }'); do
-    preload="$preload${preload:+:}$lib"
-done
+. "$(dirname "$0")/../common/sanitizer.sh"
+preload=$(sanitizer_preload "$plugin")
 if [ -n "$preload" ]; then
     export LD_PRELOAD=$preload ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 fi

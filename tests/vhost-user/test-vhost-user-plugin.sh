@@ -34,10 +34,8 @@ trap cleanup EXIT INT TERM
 
 # A sanitizer build of the plugin needs its runtime loaded first into
 # nbdkit, which is not built with it.
-preload=
-for lib in $(ldd "$plugin" | awk '/libasan|libubsan/ { print $3 }'); do
-    preload="$preload${preload:+:}$lib"
-done
+. "$(dirname "$0")/../common/sanitizer.sh"
+preload=$(sanitizer_preload "$plugin")
 
 LD_PRELOAD=$preload ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} \
 "$nbdkit" -f -U "$dir/nbd.sock" -P "$dir/nbdkit.pid" "$plugin" \

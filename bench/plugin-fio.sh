@@ -26,12 +26,16 @@
 #                    (default: unpinned)
 #   KEEP_FILE=0      1: keep the test file for the next run
 #
+#   WORKLOADS="randread-4k read-1M"   which of the two workloads run
+#
 # Workloads: 4 KiB random reads at queue depth 16, and 1 MiB sequential
-# reads at queue depth 8.  Each round runs the servers back to back, in
-# the opposite order every other round, so that drift on a shared machine
-# hits all of them alike; the ratios are taken within a round and the
-# median over the rounds is reported, with the nbdkit CPU time per request
-# beside it (less sensitive to what else runs on the machine).
+# reads at queue depth 8.  Each round runs the servers back to back, the
+# order rotated by one every round, so that over a multiple of the number
+# of servers each one runs in every position equally often (a fixed or
+# merely reversed order kept one server in the middle of every round, and
+# the middle measured faster); drift on a shared machine hits all of them
+# alike.  The ratios are taken within a round and the median over the
+# rounds is reported, with the nbdkit CPU time per request beside it.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,7 +89,17 @@ start() {
 servers="blkio file null"
 [ -n "${ALT_ARGS+x}${ALT_PLUGIN+x}" ] && servers="blkio alt file null"
 servers=${SERVERS:-$servers}
-reversed=$(echo "$servers" | tr ' ' '\n' | tac | tr '\n' ' ')
+nservers=$(echo $servers | wc -w)
+
+# The servers in round r's order: the list rotated left by r-1.
+round_order() {
+    local -a list=($servers)
+    local i k=$(( ($1 - 1) % nservers ))
+
+    for ((i = 0; i < nservers; i++)); do
+        printf '%s ' "${list[(i + k) % nservers]}"
+    done
+}
 
 echo "plugin-fio: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load" \
      "$(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
@@ -95,15 +109,17 @@ echo "plugin-fio: $("$nbdkit" --version | head -1)," \
      "$("$nbdkit" "$plugin" --dump-plugin | grep '^blkio_library=')" \
      "${PLUGIN_ARGS:+($PLUGIN_ARGS)}${ALT_ARGS+; alt: $ALT_ARGS}${ALT_PLUGIN+; alt plugin: $ALT_PLUGIN}"
 
-for w in "randread 4k 16" "read 1M 8"; do
-    set -- $w
+for w in ${WORKLOADS:-randread-4k read-1M}; do
+    case $w in
+    randread-4k) set -- randread 4k 16 ;;
+    read-1M)     set -- read 1M 8 ;;
+    *) die "unknown workload $w (randread-4k or read-1M)" ;;
+    esac
     echo
     echo "== $1 bs=$2 iodepth=$3 ==  (server IOPS MiB/s nbdkit-CPU-us/request)"
     : >"$tmp/results"
     for r in $(seq "$rounds"); do
-        order=$servers
-        [ $((r % 2)) = 0 ] && order=$reversed
-        for s in $order; do
+        for s in $(round_order "$r"); do
             start "$s"
             nbd_fio "$s" "$1" "$2" "$3" | sed 's/^/  /'
             nbd_stop

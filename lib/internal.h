@@ -145,6 +145,11 @@ struct blkioq {
     uint32_t cring_mask;
     uint32_t cring_head;        /* next to hand out */
     uint32_t cring_tail;        /* next free */
+
+    /* A driver completed a request inside do_io without the device
+     * signalling the completion fd (io_uring's page-cache reads): if it is
+     * still in the ring when do_io returns, the core signals the fd. */
+    bool completed_unsignalled;
 };
 
 struct blkio_driver {

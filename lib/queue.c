@@ -656,6 +656,13 @@ static int queue_do_io(struct blkioq *q, struct blkio_completion *completions,
         q->cring_head++;
     }
     q->outstanding -= (uint64_t)n;
+    if (BLKIO_UNLIKELY(q->completed_unsignalled)) {
+        /* "Readable when do_io needs to be called again" (spuriously
+         * when the quiet one was handed out above). */
+        q->completed_unsignalled = false;
+        if (q->cring_head != q->cring_tail && q->completion_fd_enabled)
+            blkioq_notify(q);
+    }
     if (timeout)
         blkio_deadline_remaining(&deadline, timeout);
     return n;

@@ -18,6 +18,15 @@
  * (and, for write zeroes without BLKIO_REQ_NO_FALLBACK, finally plain writes
  * from a zero buffer), and FUA on write zeroes adds an fdatasync.  Every step
  * goes through the same slot until the request completes once.
+ *
+ * Page-cache reads skip the ring when it would carry them alone.  For a
+ * buffered read the kernel's io_uring first tries the copy without
+ * blocking (IOCB_NOWAIT) and only otherwise hands it to a worker; when a
+ * do_io would submit nothing but that one read, preadv2(RWF_NOWAIT) makes
+ * the same attempt without the ring's submission and completion
+ * bookkeeping (measured in bench/REPORT.md).  A read that is not (all) in
+ * the page cache goes through the ring as before, for the rest of its
+ * length.  Batches, O_DIRECT and poll queues always use the ring.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +42,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -108,6 +118,10 @@ struct iou_queue {
     uint32_t backlog_tail;
     uint32_t inflight;          /* SQEs prepared and not yet reaped */
     uint32_t max_inflight;      /* CQ ring size: no overflow possible */
+    uint32_t cache_try;         /* read held back for iou_try_cached() */
+    uint32_t cache_skip;        /* reads to send straight to the ring */
+    uint32_t cache_backoff;     /* cache_skip after the next miss */
+    bool cache_reads;           /* the page-cache fast path may be tried */
     bool fixed_file;            /* the fd is registered as file 0 */
 };
 
@@ -455,6 +469,15 @@ static int iou_queue_init(struct blkioq *q)
     iq->free_head = IOU_NONE;
     iq->backlog_head = IOU_NONE;
     iq->backlog_tail = IOU_NONE;
+    iq->cache_try = IOU_NONE;
+    iq->cache_backoff = 1;
+    {
+        struct iou_instance *ii = q->b->priv;
+
+        /* O_DIRECT has no page cache to hit: RWF_NOWAIT would only fail
+         * (or wait for the device in the caller). */
+        iq->cache_reads = !q->poll && !q->b->direct && !ii->force_async;
+    }
 
     memset(&p, 0, sizeof(p));
     if (q->poll)
@@ -482,6 +505,8 @@ static int iou_queue_init(struct blkioq *q)
             return blkio_set_error(ret, "io_uring_register_eventfd for "
                                    "queue %d: %s", q->index, strerror(-ret));
         }
+        /* A registered eventfd starts out signalled for every CQE. */
+        q->completion_fd_enabled = true;
     }
 
     while (iq->nslots < iq->max_inflight) {
@@ -685,6 +710,32 @@ static void iou_backlog_drain(struct blkioq *q)
     }
 }
 
+/*
+ * A new request.  A read is held back for iou_try_cached() while it is the
+ * only thing do_io would submit; any later request puts it in the SQ first,
+ * so that batches reach the kernel whole and in order.
+ */
+static void iou_start_request(struct blkioq *q, uint32_t idx)
+{
+    struct iou_queue *iq = q->priv;
+
+    if (iq->cache_try != IOU_NONE) {
+        uint32_t held = iq->cache_try;
+
+        iq->cache_try = IOU_NONE;
+        iou_issue(q, held, false);
+    } else if (iq->cache_reads && iq->slots[idx].op == BLKIO_OP_READ &&
+               iq->backlog_head == IOU_NONE &&
+               io_uring_sq_ready(&iq->ring) == 0) {
+        if (iq->cache_skip == 0) {
+            iq->cache_try = idx;
+            return;
+        }
+        iq->cache_skip--;
+    }
+    iou_issue(q, idx, false);
+}
+
 /* Plan the steps of a write zeroes or discard request; false if there is
  * no way to do it here. */
 static bool iou_plan(const struct blkio *b, const struct blkio_request *req,
@@ -792,7 +843,7 @@ static int iou_queue_request(struct blkioq *q,
         return 0;
     }
 
-    iou_issue(q, idx, false);
+    iou_start_request(q, idx);
     return 0;
 }
 
@@ -966,10 +1017,50 @@ static void iou_reap(struct blkioq *q)
     } while (n);
 }
 
+/* After a miss, this many reads (doubling per miss in a row, up to the
+ * maximum) go straight to the ring: data that is not cached tends to stay
+ * so, and every miss costs a system call. */
+#define IOU_CACHE_BACKOFF_MAX 64
+
+/*
+ * Copy the held read from the page cache if it is all there, without
+ * blocking, as io_uring's own first attempt would; what is not copied goes
+ * to the ring.  Errors other than "would block" are left to the ring too,
+ * so that they are reported the same way on both paths.
+ */
+static void iou_try_cached(struct blkioq *q)
+{
+    struct iou_queue *iq = q->priv;
+    uint32_t idx = iq->cache_try;
+    struct iou_req *r = &iq->slots[idx];
+    ssize_t n;
+
+    iq->cache_try = IOU_NONE;
+    n = preadv2(q->b->fd, iou_req_iov(r), r->iovcnt, (off_t)r->start,
+                RWF_NOWAIT);
+    if (n > 0 || (n == 0 && r->len > 0)) {
+        iq->cache_backoff = 1;
+        q->completed_unsignalled = true;
+        iou_handle_cqe(q, idx, (int)n);   /* a partial read resubmits */
+        return;
+    }
+    if (n < 0 && errno == EAGAIN) {
+        iq->cache_skip = iq->cache_backoff;
+        if (iq->cache_backoff < IOU_CACHE_BACKOFF_MAX)
+            iq->cache_backoff *= 2;
+    } else if (n < 0 && errno == EOPNOTSUPP) {
+        iq->cache_reads = false;    /* the file system has no RWF_NOWAIT */
+    }
+    iou_issue(q, idx, false);
+}
+
 static int iou_process(struct blkioq *q, int min,
                        const struct timespec *deadline, const sigset_t *sig)
 {
     struct iou_queue *iq = q->priv;
+
+    if (iq->cache_try != IOU_NONE)
+        iou_try_cached(q);
 
     return uring_process(q, &iq->ring, iou_reap, &iq->inflight, min,
                          deadline, sig);

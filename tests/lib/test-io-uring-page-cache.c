@@ -17,6 +17,17 @@
 
 #include "util.h"
 
+/* Valgrind makes read system calls of its own on the process's behalf:
+ * under it, only the data is checked, not which path it took. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 #define SIZE (4u << 20)
 #define BS   4096
 
@@ -44,6 +55,13 @@ static uint64_t reads_since(uint64_t before)
 {
     return syscr() - before - 1;
 }
+
+/* That many read system calls were made since `before`. */
+#define check_reads(before, n)                                               \
+    do {                                                                     \
+        if (!RUNNING_ON_VALGRIND)                                            \
+            check(reads_since(before) == (n));                               \
+    } while (0)
 
 /* Drop the file's clean pages from the page cache. */
 static void evict(const char *path)
@@ -74,7 +92,7 @@ int main(void)
     before = syscr();
     blkioq_read(q, 3 * BS, buf, BS, buf, 0);
     check(ut_wait1(q, buf) == 0);
-    check(reads_since(before) == 1);
+    check_reads(before, 1);
     check(memcmp(buf, pattern + 3 * BS, BS) == 0);
 
     /* Vectored too. */
@@ -85,7 +103,7 @@ int main(void)
         before = syscr();
         blkioq_readv(q, 7 * BS, iov, 2, NULL, 0);
         check(ut_wait1(q, NULL) == 0);
-        check(reads_since(before) == 1);
+        check_reads(before, 1);
         check(memcmp(buf, pattern + 7 * BS, 1000) == 0);
         check(memcmp(buf + 5000, pattern + 7 * BS + 1000, 3096) == 0);
     }
@@ -106,7 +124,7 @@ int main(void)
                 check(c[i].ret == 0);
             got += n;
         }
-        check(reads_since(before) == 0);
+        check_reads(before, 0);
         for (int i = 0; i < 4; i++)
             check(memcmp(buf + i * BS, pattern + (size_t)i * 64 * BS, BS) ==
                   0);
@@ -152,7 +170,7 @@ int main(void)
         check(poll(&pfd, 1, 10000) == 1);
         check(ut_wait1(q, buf) == 0);
         check(memcmp(buf, pattern, BS) == 0);
-        check(reads_since(before) == 1);
+        check_reads(before, 1);
     }
     blkio_destroy(&b);
 
@@ -164,7 +182,7 @@ int main(void)
     before = syscr();
     blkioq_read(q, BS, dbuf, BS, NULL, 0);
     check(ut_wait1(q, NULL) == 0);
-    check(reads_since(before) == 0);
+    check_reads(before, 0);
     check(memcmp(dbuf, pattern + BS, BS) == 0);
     free(dbuf);
     blkio_destroy(&b);

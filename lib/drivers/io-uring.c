@@ -21,12 +21,13 @@
  *
  * Page-cache reads skip the ring when it would carry them alone.  For a
  * buffered read the kernel's io_uring first tries the copy without
- * blocking (IOCB_NOWAIT) and only otherwise hands it to a worker; when a
- * do_io would submit nothing but that one read, preadv2(RWF_NOWAIT) makes
- * the same attempt without the ring's submission and completion
- * bookkeeping (measured in bench/REPORT.md).  A read that is not (all) in
- * the page cache goes through the ring as before, for the rest of its
- * length.  Batches, O_DIRECT and poll queues always use the ring.
+ * blocking (IOCB_NOWAIT) and only otherwise hands it to a worker; when the
+ * queue is idle and do_io would submit nothing but that one read,
+ * preadv2(RWF_NOWAIT) makes the same attempt without the ring's submission
+ * and completion bookkeeping (measured in bench/REPORT.md).  A read that
+ * is not (all) in the page cache goes through the ring as before, for the
+ * rest of its length.  Batches, O_DIRECT and poll queues always use the
+ * ring.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -711,9 +712,9 @@ static void iou_backlog_drain(struct blkioq *q)
 }
 
 /*
- * A new request.  A read is held back for iou_try_cached() while it is the
- * only thing do_io would submit; any later request puts it in the SQ first,
- * so that batches reach the kernel whole and in order.
+ * A new request.  A read on an idle queue (nothing queued, nothing in the
+ * kernel) is held back for iou_try_cached(); any later request puts it in
+ * the SQ first, so that batches reach the kernel whole and in order.
  */
 static void iou_start_request(struct blkioq *q, uint32_t idx)
 {
@@ -725,8 +726,7 @@ static void iou_start_request(struct blkioq *q, uint32_t idx)
         iq->cache_try = IOU_NONE;
         iou_issue(q, held, false);
     } else if (iq->cache_reads && iq->slots[idx].op == BLKIO_OP_READ &&
-               iq->backlog_head == IOU_NONE &&
-               io_uring_sq_ready(&iq->ring) == 0) {
+               iq->inflight == 0) {
         if (iq->cache_skip == 0) {
             iq->cache_try = idx;
             return;
@@ -998,6 +998,10 @@ static void iou_reap(struct blkioq *q)
     struct io_uring_cqe *cqe;
     unsigned head, n;
 
+    /* No CQE is due, and a backlog only builds up behind requests in
+     * flight. */
+    if (iq->inflight == 0)
+        return;
     do {
         n = 0;
         io_uring_for_each_cqe(&iq->ring, head, cqe) {

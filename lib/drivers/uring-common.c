@@ -89,7 +89,11 @@ int uring_process(struct blkioq *q, struct io_uring *ring, uring_reap_fn reap,
         if (have >= (uint32_t)min) {
             /* Enough already: pass on what was queued without waiting.
              * A poll queue also polls once, so that do_io with min 0
-             * makes progress. */
+             * makes progress.  With nothing prepared or in the kernel
+             * there is nothing to pass on (and the ring's shared memory
+             * is left alone). */
+            if (*inflight == 0)
+                return 0;
             if (q->poll)
                 ret = io_uring_submit_and_get_events(ring);
             else if (io_uring_sq_ready(ring))

@@ -31,10 +31,10 @@
 # Workloads: 4 KiB random reads at queue depth 16, and 1 MiB sequential
 # reads at queue depth 8.  Each round runs the servers back to back, the
 # order rotated by one every round, so that over a multiple of the number
-# of servers each one runs in every position equally often (a fixed or
-# merely reversed order kept one server in the middle of every round, and
-# the middle measured faster); drift on a shared machine hits all of them
-# alike.  The ratios are taken within a round and the median over the
+# of servers each one runs in every position equally often (an order that
+# was only reversed every other round kept one server in the middle of
+# every round, so position and server could not be told apart); drift on a
+# shared machine hits all of them alike.  The ratios are taken within a round and the median over the
 # rounds is reported, with the nbdkit CPU time per request beside it.
 set -euo pipefail
 

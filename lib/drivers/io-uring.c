@@ -19,15 +19,18 @@
  * from a zero buffer), and FUA on write zeroes adds an fdatasync.  Every step
  * goes through the same slot until the request completes once.
  *
- * Page-cache reads skip the ring when it would carry them alone.  For a
- * buffered read the kernel's io_uring first tries the copy without
- * blocking (IOCB_NOWAIT) and only otherwise hands it to a worker; when the
- * queue is idle and do_io would submit nothing but that one read,
- * preadv2(RWF_NOWAIT) makes the same attempt without the ring's submission
- * and completion bookkeeping (measured in bench/REPORT.md).  A read that
- * is not (all) in the page cache goes through the ring as before, for the
- * rest of its length.  Batches, O_DIRECT and poll queues always use the
- * ring.
+ * A lone buffered request may skip the ring.  When a read, write or flush
+ * is the only request of an idle queue, do_io runs it in the caller:
+ * - a read first tries preadv2(RWF_NOWAIT), the attempt io_uring makes
+ *   inline anyway, without the ring's submission and completion
+ *   bookkeeping; what is not in the page cache goes through the ring;
+ * - a write or flush whose caller waits for it (min_completions, no
+ *   deadline, no signal mask) is a plain pwritev2/fdatasync: io_uring
+ *   would hand it to a worker thread (ext4 cannot do buffered writes
+ *   without blocking), costing two context switches and a wake-up for the
+ *   same work.
+ * Batches, O_DIRECT, poll queues and FUSE always use the ring.  Measured
+ * in bench/REPORT.md.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -119,10 +122,11 @@ struct iou_queue {
     uint32_t backlog_tail;
     uint32_t inflight;          /* SQEs prepared and not yet reaped */
     uint32_t max_inflight;      /* CQ ring size: no overflow possible */
-    uint32_t cache_try;         /* read held back for iou_try_cached() */
+    uint32_t held;              /* request held back for iou_run_held() */
     uint32_t cache_skip;        /* reads to send straight to the ring */
     uint32_t cache_backoff;     /* cache_skip after the next miss */
-    bool cache_reads;           /* the page-cache fast path may be tried */
+    bool cache_reads;           /* reads may try the page cache first */
+    bool caller_runs;           /* buffered I/O: requests may be held */
     bool fixed_file;            /* the fd is registered as file 0 */
 };
 
@@ -470,14 +474,15 @@ static int iou_queue_init(struct blkioq *q)
     iq->free_head = IOU_NONE;
     iq->backlog_head = IOU_NONE;
     iq->backlog_tail = IOU_NONE;
-    iq->cache_try = IOU_NONE;
+    iq->held = IOU_NONE;
     iq->cache_backoff = 1;
     {
         struct iou_instance *ii = q->b->priv;
 
         /* O_DIRECT has no page cache to hit: RWF_NOWAIT would only fail
          * (or wait for the device in the caller). */
-        iq->cache_reads = !q->poll && !q->b->direct && !ii->force_async;
+        iq->caller_runs = !q->poll && !q->b->direct && !ii->force_async;
+        iq->cache_reads = iq->caller_runs;
     }
 
     memset(&p, 0, sizeof(p));
@@ -712,26 +717,29 @@ static void iou_backlog_drain(struct blkioq *q)
 }
 
 /*
- * A new request.  A read on an idle queue (nothing queued, nothing in the
- * kernel) is held back for iou_try_cached(); any later request puts it in
- * the SQ first, so that batches reach the kernel whole and in order.
+ * A new request.  A read, write or flush on an idle queue (nothing queued,
+ * nothing in the kernel) is held back for iou_run_held(); any later request
+ * puts it in the SQ first, so that batches reach the kernel whole and in
+ * order.
  */
 static void iou_start_request(struct blkioq *q, uint32_t idx)
 {
     struct iou_queue *iq = q->priv;
+    uint8_t op = iq->slots[idx].op;
 
-    if (iq->cache_try != IOU_NONE) {
-        uint32_t held = iq->cache_try;
+    if (iq->held != IOU_NONE) {
+        uint32_t held = iq->held;
 
-        iq->cache_try = IOU_NONE;
+        iq->held = IOU_NONE;
         iou_issue(q, held, false);
-    } else if (iq->cache_reads && iq->slots[idx].op == BLKIO_OP_READ &&
-               iq->inflight == 0) {
-        if (iq->cache_skip == 0) {
-            iq->cache_try = idx;
+    } else if (iq->caller_runs && iq->inflight == 0) {
+        if (op == BLKIO_OP_READ && iq->cache_reads && iq->cache_skip > 0) {
+            iq->cache_skip--;
+        } else if ((op == BLKIO_OP_READ && iq->cache_reads) ||
+                   op == BLKIO_OP_WRITE || op == BLKIO_OP_FLUSH) {
+            iq->held = idx;
             return;
         }
-        iq->cache_skip--;
     }
     iou_issue(q, idx, false);
 }
@@ -1028,25 +1036,23 @@ static void iou_reap(struct blkioq *q)
 
 /*
  * Copy the held read from the page cache if it is all there, without
- * blocking, as io_uring's own first attempt would; what is not copied goes
- * to the ring.  Errors other than "would block" are left to the ring too,
- * so that they are reported the same way on both paths.
+ * blocking, as io_uring's own first attempt would.  Returns false when
+ * nothing was read: the ring does it.  Errors other than "would block" are
+ * left to the ring too, so that they are reported the same way on both
+ * paths.
  */
-static void iou_try_cached(struct blkioq *q)
+static bool iou_read_cached(struct blkioq *q, uint32_t idx)
 {
     struct iou_queue *iq = q->priv;
-    uint32_t idx = iq->cache_try;
     struct iou_req *r = &iq->slots[idx];
     ssize_t n;
 
-    iq->cache_try = IOU_NONE;
     n = preadv2(q->b->fd, iou_req_iov(r), r->iovcnt, (off_t)r->start,
                 RWF_NOWAIT);
     if (n > 0 || (n == 0 && r->len > 0)) {
         iq->cache_backoff = 1;
-        q->completed_unsignalled = true;
         iou_handle_cqe(q, idx, (int)n);   /* a partial read resubmits */
-        return;
+        return true;
     }
     if (n < 0 && errno == EAGAIN) {
         iq->cache_skip = iq->cache_backoff;
@@ -1055,7 +1061,58 @@ static void iou_try_cached(struct blkioq *q)
     } else if (n < 0 && errno == EOPNOTSUPP) {
         iq->cache_reads = false;    /* the file system has no RWF_NOWAIT */
     }
-    iou_issue(q, idx, false);
+    return false;
+}
+
+/*
+ * Run the held write or flush in the calling thread, which is about to
+ * sleep until it completes anyway.  Buffered writes that the file system
+ * cannot do without blocking (ext4 has no RWF_NOWAIT for them), and every
+ * fdatasync, are run by io_uring on one of its worker threads: two context
+ * switches and a wake-up per request for the same work.  Returns false
+ * when the ring should do it after all.
+ */
+static bool iou_run_blocking(struct blkioq *q, uint32_t idx)
+{
+    struct iou_queue *iq = q->priv;
+    struct iou_req *r = &iq->slots[idx];
+    ssize_t n;
+
+    if (r->op == BLKIO_OP_FLUSH) {
+        n = fdatasync(q->b->fd) < 0 ? -errno : 0;
+    } else {
+        n = pwritev2(q->b->fd, iou_req_iov(r), r->iovcnt, (off_t)r->start,
+                     r->fua ? RWF_DSYNC : 0);
+        if (n < 0)
+            n = -errno;
+    }
+    if (n == -EINTR || n == -EAGAIN)
+        return false;
+    iou_handle_cqe(q, idx, (int)n);       /* a partial write resubmits */
+    return true;
+}
+
+/*
+ * The held request (see iou_start_request()): a read tries the page cache;
+ * a write or flush runs here when the caller waits for it without a
+ * deadline or signal mask (a blocking system call could overrun either).
+ * Otherwise, or when that did not do it, it goes to the ring.
+ */
+static void iou_run_held(struct blkioq *q, bool caller_waits)
+{
+    struct iou_queue *iq = q->priv;
+    uint32_t idx = iq->held;
+    bool done;
+
+    iq->held = IOU_NONE;
+    if (iq->slots[idx].op == BLKIO_OP_READ)
+        done = iou_read_cached(q, idx);
+    else
+        done = caller_waits && iou_run_blocking(q, idx);
+    if (done)
+        q->completed_unsignalled = true;
+    else
+        iou_issue(q, idx, false);
 }
 
 static int iou_process(struct blkioq *q, int min,
@@ -1063,8 +1120,9 @@ static int iou_process(struct blkioq *q, int min,
 {
     struct iou_queue *iq = q->priv;
 
-    if (iq->cache_try != IOU_NONE)
-        iou_try_cached(q);
+    if (iq->held != IOU_NONE)
+        iou_run_held(q, (uint32_t)min > blkioq_ring_count(q) && !deadline &&
+                        !sig);
 
     return uring_process(q, &iq->ring, iou_reap, &iq->inflight, min,
                          deadline, sig);

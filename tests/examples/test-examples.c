@@ -13,16 +13,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
-#include "../lib/util.h"
-
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
+#include "../lib/util.h"     /* also RUNNING_ON_VALGRIND */
 
 #define SIZE (8u << 20)
 

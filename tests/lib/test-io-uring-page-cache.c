@@ -17,51 +17,8 @@
 
 #include "util.h"
 
-/* Valgrind makes read system calls of its own on the process's behalf:
- * under it, only the data is checked, not which path it took. */
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
-
 #define SIZE (4u << 20)
 #define BS   4096
-
-/* read() system calls made by this process so far (/proc/self/io).  The
- * one read() that fetches the counter counts after it. */
-static uint64_t syscr(void)
-{
-    char line[128];
-    uint64_t n = UINT64_MAX;
-    FILE *f = fopen("/proc/self/io", "r");
-
-    if (!f)
-        t_skip("/proc/self/io: %s (no task I/O accounting)",
-               strerror(errno));
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "syscr: %" SCNu64, &n) == 1)
-            break;
-    fclose(f);
-    check(n != UINT64_MAX);
-    return n;
-}
-
-/* Read system calls since `before` was sampled, other than syscr()'s. */
-static uint64_t reads_since(uint64_t before)
-{
-    return syscr() - before - 1;
-}
-
-/* That many read system calls were made since `before`. */
-#define check_reads(before, n)                                               \
-    do {                                                                     \
-        if (!RUNNING_ON_VALGRIND)                                            \
-            check(reads_since(before) == (n));                               \
-    } while (0)
 
 /* Drop the file's clean pages from the page cache. */
 static void evict(const char *path)
@@ -89,10 +46,10 @@ int main(void)
     q = blkio_get_queue(b, 0);
 
     /* A lone cached read: one read system call, right data. */
-    before = syscr();
+    before = ut_proc_io("syscr");
     blkioq_read(q, 3 * BS, buf, BS, buf, 0);
     check(ut_wait1(q, buf) == 0);
-    check_reads(before, 1);
+    ut_check_calls("syscr", before, 1);
     check(memcmp(buf, pattern + 3 * BS, BS) == 0);
 
     /* Vectored too. */
@@ -100,10 +57,10 @@ int main(void)
         struct iovec iov[2] = { { buf, 1000 }, { buf + 5000, 3096 } };
 
         memset(buf, 0, SIZE);
-        before = syscr();
+        before = ut_proc_io("syscr");
         blkioq_readv(q, 7 * BS, iov, 2, NULL, 0);
         check(ut_wait1(q, NULL) == 0);
-        check_reads(before, 1);
+        ut_check_calls("syscr", before, 1);
         check(memcmp(buf, pattern + 7 * BS, 1000) == 0);
         check(memcmp(buf + 5000, pattern + 7 * BS + 1000, 3096) == 0);
     }
@@ -114,7 +71,7 @@ int main(void)
         int got = 0;
 
         memset(buf, 0, SIZE);
-        before = syscr();
+        before = ut_proc_io("syscr");
         for (int i = 0; i < 4; i++)
             blkioq_read(q, (uint64_t)i * 64 * BS, buf + i * BS, BS, NULL, 0);
         while (got < 4) {
@@ -124,7 +81,7 @@ int main(void)
                 check(c[i].ret == 0);
             got += n;
         }
-        check_reads(before, 0);
+        ut_check_calls("syscr", before, 0);
         for (int i = 0; i < 4; i++)
             check(memcmp(buf + i * BS, pattern + (size_t)i * 64 * BS, BS) ==
                   0);
@@ -164,13 +121,13 @@ int main(void)
         blkioq_set_completion_fd_enabled(q, true);
         while (read(cfd, &cnt, sizeof(cnt)) == sizeof(cnt))
             ;
-        before = syscr();
+        before = ut_proc_io("syscr");
         blkioq_read(q, 0, buf, BS, buf, 0);
         check(ok(blkioq_do_io(q, NULL, 0, 0, NULL)) == 0);
         check(poll(&pfd, 1, 10000) == 1);
         check(ut_wait1(q, buf) == 0);
         check(memcmp(buf, pattern, BS) == 0);
-        check_reads(before, 1);
+        ut_check_calls("syscr", before, 1);
     }
     blkio_destroy(&b);
 
@@ -179,10 +136,10 @@ int main(void)
     ok(blkio_start(b));
     q = blkio_get_queue(b, 0);
     dbuf = t_aligned_alloc(BS, BS);
-    before = syscr();
+    before = ut_proc_io("syscr");
     blkioq_read(q, BS, dbuf, BS, NULL, 0);
     check(ut_wait1(q, NULL) == 0);
-    check_reads(before, 0);
+    ut_check_calls("syscr", before, 0);
     check(memcmp(dbuf, pattern + BS, BS) == 0);
     free(dbuf);
     blkio_destroy(&b);

@@ -119,6 +119,52 @@ static inline void ut_pwrite_file(const char *path, const void *buf,
     close(fd);
 }
 
+/* ---- which system calls the library made ---- */
+
+/* Valgrind makes read system calls of its own on the process's behalf:
+ * under it, tests check only the data, not which path it took. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+/* A counter of this process's /proc/self/io: "syscr" (read-type system
+ * calls, which io_uring's reads do not count in) or "syscw".  Skips the
+ * test without task I/O accounting.  Fetching it is one read() itself,
+ * counted after the value is taken. */
+static inline uint64_t ut_proc_io(const char *key)
+{
+    char line[128];
+    size_t klen = strlen(key);
+    uint64_t n = UINT64_MAX;
+    FILE *f = fopen("/proc/self/io", "r");
+
+    if (!f)
+        t_skip("/proc/self/io: %s (no task I/O accounting)",
+               strerror(errno));
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            n = strtoull(line + klen + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    check(n != UINT64_MAX);
+    return n;
+}
+
+/* Exactly n system calls of kind key were made since before was sampled
+ * (not counting the sampling). */
+#define ut_check_calls(key, before, n)                                       \
+    do {                                                                     \
+        if (!RUNNING_ON_VALGRIND)                                            \
+            check(ut_proc_io(key) - (before) -                               \
+                  (strcmp((key), "syscr") == 0) == (n));                     \
+    } while (0)
+
 /* ---- instances ---- */
 
 /* Create, connect and start an io_uring instance on path. */

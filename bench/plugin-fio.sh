@@ -26,7 +26,8 @@
 #                    (default: unpinned)
 #   KEEP_FILE=0      1: keep the test file for the next run
 #
-#   WORKLOADS="randread-4k read-1M"   which of the two workloads run
+#   WORKLOADS="randread-4k read-1M"   which workloads run; also available:
+#                    randwrite-4k, write-1M (buffered writes into the file)
 #
 # Workloads: 4 KiB random reads at queue depth 16, and 1 MiB sequential
 # reads at queue depth 8.  Each round runs the servers back to back, the
@@ -113,7 +114,10 @@ for w in ${WORKLOADS:-randread-4k read-1M}; do
     case $w in
     randread-4k) set -- randread 4k 16 ;;
     read-1M)     set -- read 1M 8 ;;
-    *) die "unknown workload $w (randread-4k or read-1M)" ;;
+    randwrite-4k) set -- randwrite 4k 16 ;;
+    write-1M)    set -- write 1M 8 ;;
+    *) die "unknown workload $w (randread-4k, read-1M, randwrite-4k or" \
+           "write-1M)" ;;
     esac
     echo
     echo "== $1 bs=$2 iodepth=$3 ==  (server IOPS MiB/s nbdkit-CPU-us/request)"

@@ -147,8 +147,9 @@ struct blkioq {
     uint32_t cring_tail;        /* next free */
 
     /* A driver completed a request inside do_io without the device
-     * signalling the completion fd (io_uring's page-cache reads): if it is
-     * still in the ring when do_io returns, the core signals the fd. */
+     * signalling the completion fd (io_uring's requests run in the
+     * caller): if it is still in the ring when do_io returns, the core
+     * signals the fd. */
     bool completed_unsignalled;
 };
 

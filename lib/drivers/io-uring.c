@@ -479,8 +479,9 @@ static int iou_queue_init(struct blkioq *q)
     {
         struct iou_instance *ii = q->b->priv;
 
-        /* O_DIRECT has no page cache to hit: RWF_NOWAIT would only fail
-         * (or wait for the device in the caller). */
+        /* O_DIRECT goes to the device, where the ring keeps requests in
+         * flight while the caller goes on; run in the caller, each would
+         * wait for the device. */
         iq->caller_runs = !q->poll && !q->b->direct && !ii->force_async;
         iq->cache_reads = iq->caller_runs;
     }

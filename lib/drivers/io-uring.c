@@ -19,18 +19,20 @@
  * from a zero buffer), and FUA on write zeroes adds an fdatasync.  Every step
  * goes through the same slot until the request completes once.
  *
- * A lone buffered request may skip the ring.  When a read, write or flush
- * is the only request of an idle queue, do_io runs it in the caller:
+ * A lone buffered request may skip the ring.  When a request is the only
+ * one of an idle queue, do_io runs it in the caller:
  * - a read first tries preadv2(RWF_NOWAIT), the attempt io_uring makes
  *   inline anyway, without the ring's submission and completion
  *   bookkeeping; what is not in the page cache goes through the ring;
- * - a write or flush whose caller waits for it (min_completions, no
- *   deadline, no signal mask) is a plain pwritev2/fdatasync: io_uring
- *   would hand it to a worker thread (ext4 cannot do buffered writes
- *   without blocking), costing two context switches and a wake-up for the
+ * - anything else, when the caller waits for it (min_completions, no
+ *   deadline, no signal mask), is made of plain pwritev2, fallocate and
+ *   fdatasync calls: io_uring would hand each to a worker thread (ext4
+ *   cannot do buffered writes without blocking, fallocate and fsync
+ *   always block), costing two context switches and a wake-up for the
  *   same work.
- * Batches, O_DIRECT, poll queues and FUSE always use the ring.  Measured
- * in bench/REPORT.md.
+ * Each step is described once (struct iou_call) and made either as an SQE
+ * or as that system call.  Batches, O_DIRECT, poll queues and FUSE always
+ * use the ring.  Measured in bench/REPORT.md.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -123,6 +125,8 @@ struct iou_queue {
     uint32_t inflight;          /* SQEs prepared and not yet reaped */
     uint32_t max_inflight;      /* CQ ring size: no overflow possible */
     uint32_t held;              /* request held back for iou_run_held() */
+    uint32_t caller_step;       /* request iou_run_blocking() is running */
+    bool caller_step_again;     /* ... and it wants its next step */
     uint32_t cache_skip;        /* reads to send straight to the ring */
     uint32_t cache_backoff;     /* cache_skip after the next miss */
     bool cache_reads;           /* reads may try the page cache first */
@@ -475,6 +479,7 @@ static int iou_queue_init(struct blkioq *q)
     iq->backlog_head = IOU_NONE;
     iq->backlog_tail = IOU_NONE;
     iq->held = IOU_NONE;
+    iq->caller_step = IOU_NONE;
     iq->cache_backoff = 1;
     {
         struct iou_instance *ii = q->b->priv;
@@ -576,90 +581,164 @@ static const struct iovec *iou_req_iov(const struct iou_req *r)
     return r->single_iov ? &r->single : r->iov;
 }
 
-/* Fill an SQE for the remaining part of a read or write. */
-static void iou_prep_rw(struct io_uring_sqe *sqe, int fd, struct iou_req *r)
+/* The system call that a request's next step makes, described once for
+ * both ways of making it: as an SQE (iou_prep_call) or in the calling
+ * thread (iou_call_now). */
+enum iou_call_kind {
+    IOU_CALL_READ,
+    IOU_CALL_WRITE,
+    IOU_CALL_FALLOCATE,
+    IOU_CALL_FDATASYNC,
+};
+
+struct iou_call {
+    enum iou_call_kind kind;
+    const struct iovec *iov;    /* read/write: `one`, or the caller's array */
+    int iovcnt;
+    int rw_flags;               /* RWF_DSYNC for FUA writes */
+    int mode;                   /* fallocate mode */
+    uint64_t pos;               /* read/write/fallocate offset */
+    uint64_t len;               /* fallocate length */
+    struct iovec one;
+};
+
+/* The remaining part of a read or write (or of writing zeroes). */
+static void iou_rw_call(struct iou_call *c, const struct iovec *iov,
+                        int iovcnt, uint64_t start, uint64_t done)
 {
-    const struct iovec *iov = iou_req_iov(r);
-    bool write = r->op == BLKIO_OP_WRITE;
-    uint64_t skip = r->done;
-    uint64_t pos = r->start + r->done;
+    uint64_t skip = done;
     int k = 0;
 
     /* Find the first iovec element not yet fully transferred. */
-    while (k < r->iovcnt && skip >= iov[k].iov_len) {
+    while (k < iovcnt && skip >= iov[k].iov_len) {
         skip -= iov[k].iov_len;
         k++;
     }
-
-    if (skip || r->iovcnt - k == 1) {
+    c->pos = start + done;
+    if (skip || iovcnt - k == 1) {
         /* One buffer (or the rest of a partly done element). */
-        char *base = (char *)iov[k].iov_base + skip;
         uint64_t left = iov[k].iov_len - skip;
-        unsigned len = left > IOU_MAX_SQE_LEN ? IOU_MAX_SQE_LEN
-                                              : (unsigned)left;
 
-        if (write)
-            io_uring_prep_write(sqe, fd, base, len, pos);
-        else
-            io_uring_prep_read(sqe, fd, base, len, pos);
-    } else if (write) {
-        io_uring_prep_writev(sqe, fd, &iov[k], (unsigned)(r->iovcnt - k),
-                             pos);
+        c->one.iov_base = (char *)iov[k].iov_base + skip;
+        c->one.iov_len = left > IOU_MAX_SQE_LEN ? IOU_MAX_SQE_LEN : left;
+        c->iov = &c->one;
+        c->iovcnt = 1;
     } else {
-        io_uring_prep_readv(sqe, fd, &iov[k], (unsigned)(r->iovcnt - k),
-                            pos);
+        c->iov = &iov[k];
+        c->iovcnt = iovcnt - k;
     }
-    if (write && r->fua)
-        sqe->rw_flags = RWF_DSYNC;
 }
 
-static void iou_prep_step(struct blkioq *q, struct io_uring_sqe *sqe,
-                          struct iou_req *r)
+static void iou_next_call(struct blkioq *q, const struct iou_req *r,
+                          struct iou_call *c)
 {
     struct iou_instance *ii = q->b->priv;
-    int fd = q->b->fd;
 
+    c->rw_flags = 0;
     if (r->op == BLKIO_OP_READ || r->op == BLKIO_OP_WRITE) {
-        iou_prep_rw(sqe, fd, r);
+        c->kind = r->op == BLKIO_OP_READ ? IOU_CALL_READ : IOU_CALL_WRITE;
+        if (r->op == BLKIO_OP_WRITE && r->fua)
+            c->rw_flags = RWF_DSYNC;
+        iou_rw_call(c, iou_req_iov(r), r->iovcnt, r->start, r->done);
         return;
     }
 
+    c->kind = IOU_CALL_FALLOCATE;
+    c->pos = r->start;
+    c->len = r->len;
     switch (r->steps[r->step]) {
     case IOU_M_PUNCH:
-        io_uring_prep_fallocate(sqe, fd,
-                                FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                (off_t)r->start, (off_t)r->len);
+        c->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
         break;
     case IOU_M_ZERO_RANGE:
-        io_uring_prep_fallocate(sqe, fd, FALLOC_FL_ZERO_RANGE,
-                                (off_t)r->start, (off_t)r->len);
+        c->mode = FALLOC_FL_ZERO_RANGE;
         break;
     case IOU_M_DISCARD:
-        io_uring_prep_fallocate(sqe, fd,
-                                FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE |
-                                FALLOC_FL_NO_HIDE_STALE,
-                                (off_t)r->start, (off_t)r->len);
+        c->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE |
+                  FALLOC_FL_NO_HIDE_STALE;
         break;
     case IOU_M_WRITE_ZEROES: {
         uint64_t left = r->len - r->done;
-        uint64_t pos = r->start + r->done;
 
+        /* Whole chunks from the zero iovecs, then the tail. */
+        c->kind = IOU_CALL_WRITE;
         if (left >= IOU_ZERO_CHUNK) {
             uint64_t n = left / IOU_ZERO_CHUNK;
 
-            io_uring_prep_writev(sqe, fd, ii->zero_iov,
-                                 n > IOU_ZERO_IOVS ? IOU_ZERO_IOVS
-                                                   : (unsigned)n, pos);
+            c->iov = ii->zero_iov;
+            c->iovcnt = n > IOU_ZERO_IOVS ? IOU_ZERO_IOVS : (int)n;
         } else {
-            io_uring_prep_write(sqe, fd, ii->zero_buf, (unsigned)left, pos);
+            c->one.iov_base = ii->zero_buf;
+            c->one.iov_len = left;
+            c->iov = &c->one;
+            c->iovcnt = 1;
         }
+        c->pos = r->start + r->done;
         break;
     }
     case IOU_M_FDATASYNC:
     default:
+        c->kind = IOU_CALL_FDATASYNC;
+        break;
+    }
+}
+
+static void iou_prep_call(struct io_uring_sqe *sqe, int fd,
+                          const struct iou_call *c)
+{
+    bool one = c->iovcnt == 1;
+
+    switch (c->kind) {
+    case IOU_CALL_READ:
+        if (one)
+            io_uring_prep_read(sqe, fd, c->iov[0].iov_base,
+                               (unsigned)c->iov[0].iov_len, c->pos);
+        else
+            io_uring_prep_readv(sqe, fd, c->iov, (unsigned)c->iovcnt,
+                                c->pos);
+        break;
+    case IOU_CALL_WRITE:
+        if (one)
+            io_uring_prep_write(sqe, fd, c->iov[0].iov_base,
+                                (unsigned)c->iov[0].iov_len, c->pos);
+        else
+            io_uring_prep_writev(sqe, fd, c->iov, (unsigned)c->iovcnt,
+                                 c->pos);
+        sqe->rw_flags = c->rw_flags;
+        break;
+    case IOU_CALL_FALLOCATE:
+        io_uring_prep_fallocate(sqe, fd, c->mode, (off_t)c->pos,
+                                (off_t)c->len);
+        break;
+    case IOU_CALL_FDATASYNC:
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
         break;
     }
+}
+
+/* Make the call in this thread; returns what its CQE's res would be.
+ * Reads take extra_flags (RWF_NOWAIT). */
+static int iou_call_now(int fd, const struct iou_call *c, int extra_flags)
+{
+    ssize_t n;
+
+    switch (c->kind) {
+    case IOU_CALL_READ:
+        n = preadv2(fd, c->iov, c->iovcnt, (off_t)c->pos, extra_flags);
+        break;
+    case IOU_CALL_WRITE:
+        n = pwritev2(fd, c->iov, c->iovcnt, (off_t)c->pos, c->rw_flags);
+        break;
+    case IOU_CALL_FALLOCATE:
+        n = fallocate(fd, c->mode, (off_t)c->pos, (off_t)c->len);
+        break;
+    case IOU_CALL_FDATASYNC:
+    default:
+        n = fdatasync(fd);
+        break;
+    }
+    /* A transfer returns at most MAX_RW_COUNT (just under 2 GiB). */
+    return n < 0 ? -errno : (int)n;
 }
 
 /*
@@ -671,6 +750,11 @@ static void iou_issue(struct blkioq *q, uint32_t idx, bool from_backlog)
     struct iou_queue *iq = q->priv;
     struct io_uring_sqe *sqe;
 
+    /* iou_run_blocking() makes the next step itself. */
+    if (BLKIO_UNLIKELY(idx == iq->caller_step)) {
+        iq->caller_step_again = true;
+        return;
+    }
     /* Keep request order: nothing overtakes the backlog. */
     if ((!from_backlog && iq->backlog_head != IOU_NONE) ||
         iq->inflight >= iq->max_inflight)
@@ -684,7 +768,12 @@ static void iou_issue(struct blkioq *q, uint32_t idx, bool from_backlog)
         if (!sqe)
             goto backlog;
     }
-    iou_prep_step(q, sqe, &iq->slots[idx]);
+    {
+        struct iou_call c;
+
+        iou_next_call(q, &iq->slots[idx], &c);
+        iou_prep_call(sqe, q->b->fd, &c);
+    }
     if (iq->fixed_file) {
         sqe->fd = 0;
         sqe->flags |= IOSQE_FIXED_FILE;
@@ -718,10 +807,9 @@ static void iou_backlog_drain(struct blkioq *q)
 }
 
 /*
- * A new request.  A read, write or flush on an idle queue (nothing queued,
- * nothing in the kernel) is held back for iou_run_held(); any later request
- * puts it in the SQ first, so that batches reach the kernel whole and in
- * order.
+ * A new request.  On an idle queue (nothing queued, nothing in the kernel)
+ * it is held back for iou_run_held(); any later request puts it in the SQ
+ * first, so that batches reach the kernel whole and in order.
  */
 static void iou_start_request(struct blkioq *q, uint32_t idx)
 {
@@ -734,13 +822,12 @@ static void iou_start_request(struct blkioq *q, uint32_t idx)
         iq->held = IOU_NONE;
         iou_issue(q, held, false);
     } else if (iq->caller_runs && iq->inflight == 0) {
-        if (op == BLKIO_OP_READ && iq->cache_reads && iq->cache_skip > 0) {
-            iq->cache_skip--;
-        } else if ((op == BLKIO_OP_READ && iq->cache_reads) ||
-                   op == BLKIO_OP_WRITE || op == BLKIO_OP_FLUSH) {
+        if (op != BLKIO_OP_READ || (iq->cache_reads && iq->cache_skip == 0)) {
             iq->held = idx;
             return;
         }
+        if (iq->cache_reads)
+            iq->cache_skip--;
     }
     iou_issue(q, idx, false);
 }
@@ -1046,74 +1133,80 @@ static bool iou_read_cached(struct blkioq *q, uint32_t idx)
 {
     struct iou_queue *iq = q->priv;
     struct iou_req *r = &iq->slots[idx];
-    ssize_t n;
+    struct iou_call c;
+    int res;
 
-    n = preadv2(q->b->fd, iou_req_iov(r), r->iovcnt, (off_t)r->start,
-                RWF_NOWAIT);
-    if (n > 0 || (n == 0 && r->len > 0)) {
+    iou_next_call(q, r, &c);
+    res = iou_call_now(q->b->fd, &c, RWF_NOWAIT);
+    if (res > 0 || (res == 0 && r->len > 0)) {
         iq->cache_backoff = 1;
-        iou_handle_cqe(q, idx, (int)n);   /* a partial read resubmits */
+        iou_handle_cqe(q, idx, res);    /* a partial read resubmits */
         return true;
     }
-    if (n < 0 && errno == EAGAIN) {
+    if (res == -EAGAIN) {
         iq->cache_skip = iq->cache_backoff;
         if (iq->cache_backoff < IOU_CACHE_BACKOFF_MAX)
             iq->cache_backoff *= 2;
-    } else if (n < 0 && errno == EOPNOTSUPP) {
+    } else if (res == -EOPNOTSUPP) {
         iq->cache_reads = false;    /* the file system has no RWF_NOWAIT */
     }
     return false;
 }
 
 /*
- * Run the held write or flush in the calling thread, which is about to
- * sleep until it completes anyway.  Buffered writes that the file system
- * cannot do without blocking (ext4 has no RWF_NOWAIT for them), and every
- * fdatasync, are run by io_uring on one of its worker threads: two context
- * switches and a wake-up per request for the same work.  Returns false
- * when the ring should do it after all.
+ * Run the held request's steps in the calling thread, which is about to
+ * sleep until it completes anyway.  io_uring runs what it cannot do
+ * without blocking on one of its worker threads: buffered writes on file
+ * systems without RWF_NOWAIT for them (ext4), and every fallocate and
+ * fdatasync; that is two context switches and a wake-up per step for the
+ * same work.  A step interrupted (EINTR, EAGAIN) goes to the ring.
  */
-static bool iou_run_blocking(struct blkioq *q, uint32_t idx)
+static void iou_run_blocking(struct blkioq *q, uint32_t idx)
 {
     struct iou_queue *iq = q->priv;
-    struct iou_req *r = &iq->slots[idx];
-    ssize_t n;
+    struct iou_call c;
+    int res;
 
-    if (r->op == BLKIO_OP_FLUSH) {
-        n = fdatasync(q->b->fd) < 0 ? -errno : 0;
-    } else {
-        n = pwritev2(q->b->fd, iou_req_iov(r), r->iovcnt, (off_t)r->start,
-                     r->fua ? RWF_DSYNC : 0);
-        if (n < 0)
-            n = -errno;
-    }
-    if (n == -EINTR || n == -EAGAIN)
-        return false;
-    iou_handle_cqe(q, idx, (int)n);       /* a partial write resubmits */
-    return true;
+    do {
+        iou_next_call(q, &iq->slots[idx], &c);
+        res = iou_call_now(q->b->fd, &c, 0);
+        if (res == -EINTR || res == -EAGAIN) {
+            iou_issue(q, idx, false);
+            return;
+        }
+        /* Completes the request, or asks iou_issue() for the next step
+         * (the rest of a short write, the next fallocate mode, FUA's
+         * fdatasync), which lands back here. */
+        iq->caller_step = idx;
+        iq->caller_step_again = false;
+        iou_handle_cqe(q, idx, res);
+        iq->caller_step = IOU_NONE;
+    } while (iq->caller_step_again);
 }
 
 /*
  * The held request (see iou_start_request()): a read tries the page cache;
- * a write or flush runs here when the caller waits for it without a
- * deadline or signal mask (a blocking system call could overrun either).
- * Otherwise, or when that did not do it, it goes to the ring.
+ * anything else runs here when the caller waits for it without a deadline
+ * or signal mask (a blocking system call could overrun either).
+ * Otherwise, or for what that did not do, the ring.
  */
 static void iou_run_held(struct blkioq *q, bool caller_waits)
 {
     struct iou_queue *iq = q->priv;
     uint32_t idx = iq->held;
-    bool done;
+    uint32_t completions = blkioq_ring_count(q);
 
     iq->held = IOU_NONE;
-    if (iq->slots[idx].op == BLKIO_OP_READ)
-        done = iou_read_cached(q, idx);
-    else
-        done = caller_waits && iou_run_blocking(q, idx);
-    if (done)
-        q->completed_unsignalled = true;
-    else
+    if (iq->slots[idx].op == BLKIO_OP_READ) {
+        if (!iou_read_cached(q, idx))
+            iou_issue(q, idx, false);
+    } else if (caller_waits) {
+        iou_run_blocking(q, idx);
+    } else {
         iou_issue(q, idx, false);
+    }
+    if (blkioq_ring_count(q) != completions)
+        q->completed_unsignalled = true;
 }
 
 static int iou_process(struct blkioq *q, int min,

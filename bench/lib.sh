@@ -63,7 +63,8 @@ nbd_fio() {
 import json, sys
 path, name, ticks, hz, runtime, ramp = sys.argv[1:]
 j = json.load(open(path))["jobs"][0]
-r = j["read"] if j["read"]["io_bytes"] else j["write"]
+r = next((j[d] for d in ("read", "write", "trim") if j[d]["io_bytes"]),
+         j["read"])
 # The server's CPU covers ramp and run; requests are estimated over both.
 reqs = r["iops"] * (float(runtime) + float(ramp))
 us = int(ticks) / int(hz) * 1e6 / reqs if reqs else 0.0

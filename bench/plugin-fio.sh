@@ -27,7 +27,8 @@
 #   KEEP_FILE=0      1: keep the test file for the next run
 #
 #   WORKLOADS="randread-4k read-1M"   which workloads run; also available:
-#                    randwrite-4k, write-1M (buffered writes into the file)
+#                    randwrite-4k, write-1M (buffered writes into the file),
+#                    randtrim-64k (holes punched into it)
 #
 # Workloads: 4 KiB random reads at queue depth 16, and 1 MiB sequential
 # reads at queue depth 8.  Each round runs the servers back to back, the
@@ -110,14 +111,23 @@ echo "plugin-fio: $("$nbdkit" --version | head -1)," \
      "$("$nbdkit" "$plugin" --dump-plugin | grep '^blkio_library=')" \
      "${PLUGIN_ARGS:+($PLUGIN_ARGS)}${ALT_ARGS+; alt: $ALT_ARGS}${ALT_PLUGIN+; alt plugin: $ALT_PLUGIN}"
 
+case " ${WORKLOADS:-} " in
+*" randtrim-64k "*)
+    # Holes would change what later reads of the file measure.
+    [ "${KEEP_FILE:-0}" = 1 ] && echo "plugin-fio: randtrim punches holes:" \
+        "the file is not kept"
+    KEEP_FILE=0 ;;
+esac
+
 for w in ${WORKLOADS:-randread-4k read-1M}; do
     case $w in
     randread-4k) set -- randread 4k 16 ;;
     read-1M)     set -- read 1M 8 ;;
     randwrite-4k) set -- randwrite 4k 16 ;;
     write-1M)    set -- write 1M 8 ;;
-    *) die "unknown workload $w (randread-4k, read-1M, randwrite-4k or" \
-           "write-1M)" ;;
+    randtrim-64k) set -- randtrim 64k 16 ;;
+    *) die "unknown workload $w (randread-4k, read-1M, randwrite-4k," \
+           "write-1M or randtrim-64k)" ;;
     esac
     echo
     echo "== $1 bs=$2 iodepth=$3 ==  (server IOPS MiB/s nbdkit-CPU-us/request)"

@@ -979,7 +979,9 @@ struct bio_op {
   uint32_t flags;               /* BLKIO_REQ_* */
   uint64_t max_len;             /* per sub-request, 0 = unlimited */
   bool bounce;
-  char msg[256];                /* on failure: what went wrong */
+  /* On failure: what went wrong, in the thread's waiter (valid until the
+   * thread's next request; an array here would be zeroed per request). */
+  const char *msg;
 };
 
 /* A thread that exits no longer uses its queue. */
@@ -1558,7 +1560,7 @@ bio_run (struct bio_op *op)
     bio_futex_wait (&w->remaining, left);
 
   if (w->err) {
-    memcpy (op->msg, w->msg, sizeof op->msg);
+    op->msg = w->msg;
     return -w->err;
   }
   return 0;

@@ -175,6 +175,10 @@ struct bio_queue {
   _Atomic uint32_t ct_word;             /* futex word: unpark */
   struct blkio_mem_region region;
   bool have_region, region_mapped;
+  /* A queue added for one thread at a time (see bio_my_queue): no
+   * completion thread; kept for the next thread once its thread exits. */
+  bool private;
+  struct bio_queue *next_private;
 } __attribute__((aligned(64)));
 
 static struct blkio *bio_b;
@@ -188,6 +192,13 @@ static bool bio_have_thread_key;
 static void bio_thread_exit (void *arg);
 static int bio_stop_fd = -1;            /* readable: completion threads exit */
 static atomic_bool bio_stopping;
+/* Threads beyond the pool's queues get a queue of their own (io_uring
+ * drivers without num-queues=): see bio_my_queue. */
+static bool bio_private_queues;
+static unsigned bio_private_entries;
+static pthread_mutex_t bio_private_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct bio_queue *bio_private_list;
+static void bio_queue_free (struct bio_queue *bq);
 
 /* Device geometry, read once after blkio_start(). */
 static uint64_t bio_capacity;
@@ -270,16 +281,16 @@ bio_unload (void)
     bio_have_thread_key = false;
   }
   if (bio_queues) {
-    for (i = 0; i < bio_nqueues; i++) {
-      struct bio_queue *bq = &bio_queues[i];
-      if (bq->region_mapped)
-        blkio_unmap_mem_region (bio_b, &bq->region);
-      if (bq->have_region)
-        blkio_free_mem_region (bio_b, &bq->region);
-      free (bq->slots);
-      pthread_mutex_destroy (&bq->lock);
-    }
+    for (i = 0; i < bio_nqueues; i++)
+      bio_queue_free (&bio_queues[i]);
     free (bio_queues);
+  }
+  while (bio_private_list) {
+    struct bio_queue *bq = bio_private_list;
+
+    bio_private_list = bq->next_private;
+    bio_queue_free (bq);
+    free (bq);
   }
   if (bio_b)
     blkio_destroy (&bio_b);
@@ -700,6 +711,18 @@ bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
   return 0;
 }
 
+/* Release what bio_queue_init set up (not the libblkio queue itself). */
+static void
+bio_queue_free (struct bio_queue *bq)
+{
+  if (bq->region_mapped)
+    blkio_unmap_mem_region (bio_b, &bq->region);
+  if (bq->have_region)
+    blkio_free_mem_region (bio_b, &bq->region);
+  free (bq->slots);
+  pthread_mutex_destroy (&bq->lock);
+}
+
 /* Default queue count of the io_uring drivers: nbdkit's default number
  * of worker threads per connection. */
 #define BIO_INLINE_QUEUES 16
@@ -772,6 +795,7 @@ bio_get_ready (void)
     nq = BIO_INLINE_QUEUES;
     if (nq > max_queues)
       nq = max_queues;
+    bio_private_queues = true;
   }
   else {
     long ncpus = sysconf (_SC_NPROCESSORS_ONLN);
@@ -826,6 +850,14 @@ bio_get_ready (void)
   if (bio_read_geometry () == -1)
     return -1;
   bio_have_bounce = bio_needs_mem_regions || bio_buf_align > 1;
+  /* Private queues are cheap only without bounce buffers of their own. */
+  if (bio_private_queues) {
+    bool can_add = false;
+
+    bio_private_queues = !bio_have_bounce &&
+      blkio_get_bool (bio_b, "can-add-queues", &can_add) == 0 && can_add;
+    bio_private_entries = entries;
+  }
 
   bio_queues = calloc (nq, sizeof *bio_queues);
   if (bio_queues == NULL) {
@@ -984,7 +1016,8 @@ struct bio_op {
   const char *msg;
 };
 
-/* A thread that exits no longer uses its queue. */
+/* A thread that exits no longer uses its queue (all of its requests
+ * have completed by now). */
 static void
 bio_thread_exit (void *arg)
 {
@@ -993,19 +1026,97 @@ bio_thread_exit (void *arg)
   atomic_fetch_sub (&bq->users, 1);
 }
 
-/* The queue of the calling thread: threads are spread round robin. */
+/* Claim bq for the calling thread alone if nobody uses it. */
+static bool
+bio_claim (struct bio_queue *bq)
+{
+  unsigned idle = 0;
+
+  return atomic_compare_exchange_strong (&bq->users, &idle, 1);
+}
+
+/* A private queue for the calling thread: one a finished thread left, or
+ * a new one.  NULL if none can be added (the caller shares a pool queue).
+ * Private queues are kept, not removed, so that libblkio's queue table
+ * (whose indices are never reused) stays as large as the most threads
+ * nbdkit ever ran at once. */
+static struct bio_queue *
+bio_private_queue (void)
+{
+  struct bio_queue *bq;
+  int index;
+
+  pthread_mutex_lock (&bio_private_lock);
+  for (bq = bio_private_list; bq; bq = bq->next_private)
+    if (bio_claim (bq))
+      goto out;
+  bq = aligned_alloc (64, sizeof *bq);
+  if (bq == NULL)
+    goto out;
+  memset (bq, 0, sizeof *bq);
+  index = blkio_add_queue (bio_b);
+  if (index < 0 || bio_queue_init (bq, index, bio_private_entries) == -1) {
+    nbdkit_debug ("adding a queue: %s, sharing one",
+                  index < 0 ? blkio_get_error_msg () : "failed");
+    if (index >= 0) {
+      bio_queue_free (bq);
+      blkio_remove_queue (bio_b, index);
+    }
+    free (bq);
+    bq = NULL;
+    goto out;
+  }
+  bq->private = true;
+  bq->ct_parked = true;         /* there is no completion thread */
+  atomic_init (&bq->users, 1);
+  bq->next_private = bio_private_list;
+  bio_private_list = bq;
+ out:
+  pthread_mutex_unlock (&bio_private_lock);
+  return bq;
+}
+
+/*
+ * The queue of the calling thread.  A pool queue nobody uses yet, else
+ * (io_uring drivers: a queue costs a ring and runs its requests in the
+ * caller) a queue of the thread's own, so that every thread of every
+ * connection takes the lone-request path; else the pool round robin.
+ */
 static struct bio_queue *
 bio_my_queue (void)
 {
   if (bio_thread_queue == NULL) {
-    unsigned n = atomic_fetch_add_explicit (&bio_next_queue, 1,
-                                            memory_order_relaxed);
-    struct bio_queue *bq = &bio_queues[n % bio_nqueues];
+    struct bio_queue *bq = NULL;
+    int i;
 
-    atomic_fetch_add (&bq->users, 1);
-    if (!bio_have_thread_key ||
-        pthread_setspecific (bio_thread_key, bq) != 0)
-      atomic_fetch_add (&bq->users, 1);   /* never counted down: shared */
+    if (bio_private_queues && bio_have_thread_key) {
+      for (i = 0; i < bio_nqueues && !bq; i++)
+        if (bio_claim (&bio_queues[i]))
+          bq = &bio_queues[i];
+      if (!bq)
+        bq = bio_private_queue ();
+      /* Without the destructor the thread's exit would go unnoticed: a
+       * pool queue then stays counted (shared, but correct); a private
+       * queue, which has no completion thread, must never be shared. */
+      if (bq && pthread_setspecific (bio_thread_key, bq) != 0) {
+        if (bq->private) {
+          atomic_fetch_sub (&bq->users, 1);
+          bq = NULL;
+        }
+        else
+          atomic_fetch_add (&bq->users, 1);
+      }
+    }
+    if (!bq) {
+      unsigned n = atomic_fetch_add_explicit (&bio_next_queue, 1,
+                                              memory_order_relaxed);
+
+      bq = &bio_queues[n % bio_nqueues];
+      atomic_fetch_add (&bq->users, 1);
+      if (!bio_have_thread_key ||
+          pthread_setspecific (bio_thread_key, bq) != 0)
+        atomic_fetch_add (&bq->users, 1);   /* never counted down: shared */
+    }
     bio_thread_queue = bq;
   }
   return bio_thread_queue;
@@ -1222,7 +1333,7 @@ bio_finish_locked (struct bio_queue *bq, struct bio_slot *list,
 static bool
 bio_unpark (struct bio_queue *bq)
 {
-  if (!bq->ct_parked || bq->owner_reaping)
+  if (!bq->ct_parked || bq->owner_reaping || bq->private)
     return false;
   bq->ct_parked = false;
   atomic_fetch_add (&bq->ct_word, 1);

@@ -55,6 +55,7 @@ nbd_fio() {
         fio --name="$name" --ioengine=nbd \
         --uri="nbd+unix:///?socket=$nbd_sock" --rw="$rw" --bs="$bs" \
         --iodepth="$depth" --size="$size" --time_based \
+        ${BENCH_NUMJOBS:+--numjobs="$BENCH_NUMJOBS" --group_reporting} \
         --runtime="$runtime" --ramp_time="$ramp" \
         --output-format=json --output="$tmp/fio.json" >/dev/null
     t1=$(nbd_cpu_ticks)

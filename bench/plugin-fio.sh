@@ -22,6 +22,8 @@
 #                    to compare two builds in one run
 #   SERVERS=         which servers run (default: blkio [alt] file null),
 #                    e.g. "blkio alt" for an A/B of our plugin alone
+#   NUMJOBS=         fio jobs, each its own NBD connection at the full
+#                    depth (default: one)
 #   SERVER_CPUS= CLIENT_CPUS=   taskset CPU lists for nbdkit and fio
 #                    (default: unpinned)
 #   KEEP_FILE=0      1: keep the test file for the next run
@@ -51,6 +53,7 @@ ramp=${RAMP:-1}
 nbdkit=${NBDKIT:-nbdkit}
 BENCH_SERVER_CPUS=${SERVER_CPUS:-}
 BENCH_CLIENT_CPUS=${CLIENT_CPUS:-}
+BENCH_NUMJOBS=${NUMJOBS:-}
 
 die() { echo "plugin-fio: $*" >&2; exit 1; }
 
@@ -106,7 +109,7 @@ round_order() {
 echo "plugin-fio: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load" \
      "$(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
 echo "plugin-fio: file $file ($bytes bytes, cached), $rounds rounds of" \
-     "${runtime}s runs after ${ramp}s ramp${SERVER_CPUS:+, nbdkit on CPUs $SERVER_CPUS}${CLIENT_CPUS:+, fio on CPUs $CLIENT_CPUS}"
+     "${runtime}s runs after ${ramp}s ramp${NUMJOBS:+, $NUMJOBS connections}${SERVER_CPUS:+, nbdkit on CPUs $SERVER_CPUS}${CLIENT_CPUS:+, fio on CPUs $CLIENT_CPUS}"
 echo "plugin-fio: $("$nbdkit" --version | head -1)," \
      "$("$nbdkit" "$plugin" --dump-plugin | grep '^blkio_library=')" \
      "${PLUGIN_ARGS:+($PLUGIN_ARGS)}${ALT_ARGS+; alt: $ALT_ARGS}${ALT_PLUGIN+; alt plugin: $ALT_PLUGIN}"

@@ -412,8 +412,8 @@ bio_config_complete (void)
   "[driver=]DRIVER     (required) libblkio driver, eg. io_uring,\n" \
   "                    virtio-blk-vhost-user, nvme-io_uring.\n" \
   "path=PATH           Path of the file, socket or device.\n" \
-  "num-queues=N        Number of libblkio queues (default: 16 for the\n" \
-  "                    io_uring drivers, else CPUs/2, max 16).\n" \
+  "num-queues=N        Number of libblkio queues (default: io_uring\n" \
+  "                    drivers one per busy thread, else CPUs/2, max 16).\n" \
   "PROPERTY=VALUE      Set any other libblkio property.\n" \
   "get=PROPERTY        Print a property in debug output after start."
 

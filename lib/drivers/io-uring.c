@@ -602,11 +602,12 @@ struct iou_call {
     struct iovec one;
 };
 
-/* The remaining part of a read or write (or of writing zeroes). */
-static void iou_rw_call(struct iou_call *c, const struct iovec *iov,
-                        int iovcnt, uint64_t start, uint64_t done)
+/* The part of a read or write not yet transferred. */
+static void iou_rw_call(struct iou_call *c, const struct iou_req *r)
 {
-    uint64_t skip = done;
+    const struct iovec *iov = iou_req_iov(r);
+    int iovcnt = r->iovcnt;
+    uint64_t skip = r->done;
     int k = 0;
 
     /* Find the first iovec element not yet fully transferred. */
@@ -614,7 +615,7 @@ static void iou_rw_call(struct iou_call *c, const struct iovec *iov,
         skip -= iov[k].iov_len;
         k++;
     }
-    c->pos = start + done;
+    c->pos = r->start + r->done;
     if (skip || iovcnt - k == 1) {
         /* One buffer (or the rest of a partly done element). */
         uint64_t left = iov[k].iov_len - skip;
@@ -639,7 +640,7 @@ static void iou_next_call(struct blkioq *q, const struct iou_req *r,
         c->kind = r->op == BLKIO_OP_READ ? IOU_CALL_READ : IOU_CALL_WRITE;
         if (r->op == BLKIO_OP_WRITE && r->fua)
             c->rw_flags = RWF_DSYNC;
-        iou_rw_call(c, iou_req_iov(r), r->iovcnt, r->start, r->done);
+        iou_rw_call(c, r);
         return;
     }
 
@@ -686,24 +687,19 @@ static void iou_next_call(struct blkioq *q, const struct iou_req *r,
 static void iou_prep_call(struct io_uring_sqe *sqe, int fd,
                           const struct iou_call *c)
 {
-    bool one = c->iovcnt == 1;
+    bool write = c->kind == IOU_CALL_WRITE;
 
     switch (c->kind) {
     case IOU_CALL_READ:
-        if (one)
-            io_uring_prep_read(sqe, fd, c->iov[0].iov_base,
-                               (unsigned)c->iov[0].iov_len, c->pos);
-        else
-            io_uring_prep_readv(sqe, fd, c->iov, (unsigned)c->iovcnt,
-                                c->pos);
-        break;
     case IOU_CALL_WRITE:
-        if (one)
-            io_uring_prep_write(sqe, fd, c->iov[0].iov_base,
-                                (unsigned)c->iov[0].iov_len, c->pos);
+        /* One buffer goes without the iovec indirection. */
+        if (c->iovcnt == 1)
+            io_uring_prep_rw(write ? IORING_OP_WRITE : IORING_OP_READ, sqe,
+                             fd, c->iov[0].iov_base,
+                             (unsigned)c->iov[0].iov_len, c->pos);
         else
-            io_uring_prep_writev(sqe, fd, c->iov, (unsigned)c->iovcnt,
-                                 c->pos);
+            io_uring_prep_rw(write ? IORING_OP_WRITEV : IORING_OP_READV, sqe,
+                             fd, c->iov, (unsigned)c->iovcnt, c->pos);
         sqe->rw_flags = c->rw_flags;
         break;
     case IOU_CALL_FALLOCATE:
@@ -1138,7 +1134,7 @@ static bool iou_read_cached(struct blkioq *q, uint32_t idx)
 
     iou_next_call(q, r, &c);
     res = iou_call_now(q->b->fd, &c, RWF_NOWAIT);
-    if (res > 0 || (res == 0 && r->len > 0)) {
+    if (res >= 0) {               /* 0: end of file, as from the ring */
         iq->cache_backoff = 1;
         iou_handle_cqe(q, idx, res);    /* a partial read resubmits */
         return true;

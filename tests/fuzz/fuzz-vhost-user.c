@@ -58,13 +58,13 @@ static void drv_props(struct blkio *b)
 {
     static const char *const u64s[] = {
         "capacity", "max-discard-len", "max-write-zeroes-len",
-        "max-transfer",
+        "mem-region-alignment", "max-mem-regions",
     };
     static const char *const ints[] = {
         "request-alignment", "optimal-io-alignment", "optimal-io-size",
         "max-segments", "max-segment-len", "max-queues",
         "discard-alignment", "max-queue-size", "queue-size",
-        "mem-region-alignment", "buf-alignment",
+        "max-transfer", "buf-alignment",
     };
     uint64_t u;
     int v;

@@ -7,7 +7,7 @@ the same run: each round runs every contender once, the order rotated by
 one per round, and ratios are taken within a round (so drift on a shared
 machine hits all of them alike); the report gives medians over the rounds.
 
-Parts (PARTS=, default all but vm):
+Parts (PARTS=, default all):
   engine   blkio-bench on our libblkio and on libblkio 1.5
   nbd      fio's nbd engine against every NBD server a user could pick
   scaling  the same at 1, 2, 4 and 8 connections
@@ -37,7 +37,7 @@ QUICK = os.environ.get("QUICK", "0") == "1"
 ROUNDS = env_int("ROUNDS", 1 if QUICK else 3)
 RUNTIME = env_int("RUNTIME", 1 if QUICK else 3)
 RAMP = env_int("RAMP", 0 if QUICK else 1)
-PARTS = os.environ.get("PARTS", "engine nbd scaling").split()
+PARTS = os.environ.get("PARTS", "engine vm nbd scaling").split()
 SIZE = os.environ.get("SIZE", "512M")
 OURS_ARGS = os.environ.get("OURS_ARGS", "").split()
 OURS_ALT_ARGS = os.environ.get("OURS_ALT_ARGS")
@@ -271,10 +271,25 @@ class Bench:
                                       "scaling", g, ("randread", "4k", 16), j, c, s[c])))
         return steps
 
+    def run_vm(self, prog):
+        """The VM drivers: one boot runs bench/vm-engine.sh's whole plan."""
+        prog.step("test VM: nvme-io_uring, vfio-pci, vhost-vdpa (one boot)")
+        p = subprocess.run([os.path.join(self.top, "bench", "vm-engine.sh"),
+                            self.build, self.ref], capture_output=True,
+                           text=True, env={**os.environ, "ROUNDS": str(max(1, ROUNDS // 2 + ROUNDS % 2))})
+        got = [json.loads(l.split(" ", 1)[1]) for l in p.stdout.splitlines()
+               if l.startswith("BENCHJSON ")]
+        if not got:
+            self.results.append({"step": "vm", "round": 0, "contender": "ours",
+                                 "error": (p.stdout + p.stderr)[-500:]})
+        self.results += got
+
     def run(self):
         steps = self.plan()
-        total = sum(len(c) for _, c, _ in steps) * ROUNDS
+        total = sum(len(c) for _, c, _ in steps) * ROUNDS + ("vm" in PARTS)
         prog = Progress(total)
+        if "vm" in PARTS:
+            self.run_vm(prog)
         for label, contenders, fn in steps:
             for r in range(ROUNDS):
                 k = r % len(contenders)
@@ -367,6 +382,9 @@ def report(results, meta):
         ("engine io_uring-direct", "Engine, io_uring with O_DIRECT", "blkio-bench 4 KiB random reads, one queue."),
         ("engine io_uring ", "Engine, io_uring on the page cache", "blkio-bench 4 KiB random reads, one queue."),
         ("engine vhost-user", "Engine, vhost-user (qemu-storage-daemon)", "CPU is blkio-bench's own."),
+        ("vm nvme", "Engine, nvme-io_uring (test VM, TCG)", "blkio-bench in the guest, A B B A; TCG: 5-25% noise per sample."),
+        ("vm vfio", "Engine, virtio-blk-vfio-pci (test VM, TCG)", ""),
+        ("vm vdpa", "Engine, virtio-blk-vhost-vdpa (test VM, VDUSE)", ""),
         ("nbd io_uring", "NBD, io_uring driver (cached file)", "fio nbd engine, one connection; CPU is nbdkit's."),
         ("nbd vhost-user", "NBD, vhost-user driver", "one connection; CPU is nbdkit's plus qemu-storage-daemon's."),
         ("scaling io_uring", "Scaling, io_uring: 4 KiB random reads, depth 16 per connection", ""),

@@ -18,7 +18,7 @@
 #   bench/run.sh                  everything (about 25 minutes on 2 CPUs)
 #   QUICK=1 bench/run.sh          one short round of each (a smoke run)
 #
-# Environment: ROUNDS=3, RUNTIME=3, RAMP=1, PARTS="engine nbd scaling vm",
+# Environment: ROUNDS=3, RUNTIME=3, RAMP=1, PARTS="engine vm nbd scaling",
 # OURS_ARGS= (extra parameters for our plugin), SIZE=512M, REPORT=0 (do not
 # touch bench/REPORT.md, only bench/results/).
 # The libblkio 1.5 reference and the upstream plugin come from

@@ -17,7 +17,7 @@ truncate -s 64M "$tmp/disk"
 
 export FAIL_DO_IO_FILE=$tmp/fail
 LD_PRELOAD=$FAIL_DO_IO_SHIM start_nbdkit --threads 32 --filter=delay io_uring \
-    path="$tmp/disk" rdelay=20ms 2> "$tmp/nbdkit.log"
+    path="$tmp/disk" rdelay=20ms thread-model=parallel reconnect=false 2> "$tmp/nbdkit.log"
 
 timeout -k 5 60 /usr/bin/python3 - "$(uri)" "$FAIL_DO_IO_FILE" <<'PY'
 import nbd, sys, time

@@ -7,8 +7,8 @@
  * a client that its request was malformed.  The library's errors are
  * mapped here first, to the errno whose NBD error a client can act on:
  * EIO for a device that failed or went away (retry later, elsewhere),
- * ENOSPC, EPERM for writing a read-only device, ENOMEM, ENOTSUP, and
- * EINVAL only for a request the device found malformed.
+ * ENOSPC, EPERM for writing a read-only device, ENOMEM, and EINVAL only
+ * for a request the device found malformed.
  */
 
 #include <errno.h>
@@ -53,8 +53,10 @@ static const struct bio_errno_map bio_errno_table[] = {
   /* Out of memory. */
   { ENOMEM, ENOMEM },
   { ENOBUFS, ENOMEM },
-  /* Not supported by the device. */
-  { ENOTSUP, ENOTSUP },
+  /* Not supported by the device: write zeroes and discard handle it
+   * before this table (nbdkit falls back, or fails a fast zero); for any
+   * other request nbdkit would send EINVAL, so it is the device's error. */
+  { ENOTSUP, EIO },
   /* A request the device found malformed. */
   { EINVAL, EINVAL },
   { ERANGE, EINVAL },

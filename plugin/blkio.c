@@ -378,6 +378,62 @@ bio_device_size_now (void)
   return size;
 }
 
+static bool bio_must_bounce (const void *buf, uint64_t count);
+static uint64_t bio_rw_limit (bool bounce);
+
+/* Read the first block: a device that went away since the last request
+ * shows here, before the handshake.  Returns 0 or a negative errno. */
+static int
+bio_probe (void)
+{
+  struct bio_op op = { .kind = BIO_READ, .offset = 0 };
+  size_t len = bio_req_align < 512 ? 512 : bio_req_align;
+  char *buf;
+  int r;
+
+  if (bio_capacity < len)
+    return 0;
+  buf = aligned_alloc (4096, (len + 4095) / 4096 * 4096);
+  if (buf == NULL)
+    return 0;                   /* no probe, no harm */
+  op.buf = buf;                 /* bio_run moves op.buf on */
+  op.count = len;
+  op.bounce = bio_must_bounce (op.buf, len);
+  op.max_len = bio_rw_limit (op.bounce);
+  r = bio_run (&op);
+  if (r < 0)
+    nbdkit_debug ("probing the device: %s", op.msg);
+  free (buf);
+  return r;
+}
+
+/* Whether the device is there for a new connection: up (waiting up to
+ * reconnect-wait= for it), and it answers a read. */
+static bool
+bio_device_there (void)
+{
+  char msg[256];
+  int r;
+
+  if (atomic_load (&bio_state) == BIO_UP) {
+    r = bio_probe ();
+    if (r == 0 || (!bio_errno_is_lost (-r) && r != -EIO))
+      return true;
+  }
+  if (atomic_load (&bio_state) == BIO_UP && bio_reconnect) {
+    /* A lost device whose errno did not say so: reconnect too. */
+    bio_reconnect_kick ();
+  }
+  if (atomic_load (&bio_state) != BIO_UP &&
+      bio_wait_up (msg, sizeof msg) == 0)
+    return true;
+  nbdkit_error ("the device is not there: %s",
+                atomic_load (&bio_state) != BIO_UP ? msg
+                : "it fails requests (reconnect=false)");
+  nbdkit_set_error (EIO);
+  return false;
+}
+
 /* A new connection: the device must be there (waiting up to
  * reconnect-wait= for it), at its current size (a resized device is
  * re-opened: the library reads the size once), and opened read-only if
@@ -389,14 +445,9 @@ bio_open (int readonly)
   struct bio_handle *h;
   bool no = false;
   uint64_t size;
-  char msg[256];
 
-  if (atomic_load (&bio_state) != BIO_UP &&
-      bio_wait_up (msg, sizeof msg) == -1) {
-    nbdkit_error ("%s", msg);
-    nbdkit_set_error (EIO);
+  if (!bio_device_there ())
     return NULL;
-  }
   if (atomic_compare_exchange_strong (&decided, &no, true) && readonly &&
       !bio_readonly) {
     nbdkit_debug ("nbdkit serves the device read-only: re-opening it so");

@@ -4,9 +4,12 @@
 # one keeps reads in flight; then kill -9 the daemon: what is in flight and
 # every new request fails with EIO (not EINVAL) within 3 s.  A daemon with
 # a different-size export on the same socket is refused (requests keep
-# failing).  The right daemon comes back: the same three connections
-# succeed again, the data flushed before the kill is all there, and they
-# write and read on.
+# failing), and so is a new connection (in the handshake).  The right
+# daemon comes back: the same three connections succeed again, the data
+# flushed before the kill is all there, and they write and read on.
+# Then with reconnect-wait=20: the read that finds the daemon gone fails
+# (EIO, as everything in flight at the loss), the next one, made while the
+# daemon is still down, waits for it and succeeds.
 source "$(dirname "$0")/functions.sh"
 requires_driver virtio-blk-vhost-user
 requires /usr/bin/python3 -c 'import nbd'
@@ -101,6 +104,12 @@ def expect_eio(what):
         if time.time() - t > 3:
             sys.exit(f"FAIL: {what}: the error took {time.time() - t:.1f} s")
 expect_eio("backend killed")
+try:
+    n = nbd.NBD()
+    n.connect_uri(uri)
+    sys.exit("FAIL: a new connection was accepted while the device is gone")
+except nbd.Error as e:
+    print(f"new connection while down: {e}")
 mark("checked-down")
 wait_for("wrong-backend")
 time.sleep(1)
@@ -152,3 +161,37 @@ touch "$tmp/restarted"
 wait_client "$client" 60 "$tmp/client.out"
 cat "$tmp/nbdkit.log"
 grep -q "refusing the reconnected device" "$tmp/nbdkit.log"
+_stop_nbdkit
+
+# reconnect-wait=20: a read while the daemon is down waits for it.
+start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 \
+    reconnect-wait=20 2> "$tmp/nbdkit.log"
+/usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client2.out" 2>&1 <<'PY' &
+import nbd, os, sys, time
+uri, tmp = sys.argv[1], sys.argv[2]
+h = nbd.NBD()
+h.connect_uri(uri)
+want = h.pread(65536, 0)
+open(os.path.join(tmp, "connected"), "w").close()
+while not os.path.exists(os.path.join(tmp, "killed2")):
+    time.sleep(0.02)
+try:
+    h.pread(65536, 0)           # finds the device gone
+    sys.exit("FAIL: a read succeeded with the daemon killed")
+except nbd.Error as e:
+    print(f"the read that found the loss: {e}")
+t = time.time()
+got = h.pread(65536, 0)         # made while the daemon is down
+assert got == want, "wrong data after the wait"
+if time.time() - t < 0.5:
+    sys.exit("FAIL: the read did not wait for the daemon")
+print(f"ok: the read waited {time.time() - t:.2f} s and succeeded")
+PY
+client=$!
+cleanup_fn "kill $client 2>/dev/null"
+waitfile connected
+kill -9 "$qsd_pid"
+touch "$tmp/killed2"
+sleep 1
+start_qsd "$VU_IMG"
+wait_client "$client" 30 "$tmp/client2.out"

@@ -573,10 +573,11 @@ full:
 }
 
 static int vu_start(void *t, const struct blkio_mem_region *internal,
-                    unsigned nvqs, unsigned nirqs)
+                    unsigned nvqs, unsigned nirqs, uint64_t *internal_addr)
 {
     struct vhost_user *vu = t;
 
+    *internal_addr = (uint64_t)(uintptr_t)internal->addr;
     (void)nvqs;
     (void)nirqs;
     vu->internal = *internal;
@@ -657,11 +658,13 @@ static void vu_kick(void *t, unsigned index)
     virtio_kickfds_kick(&vu->kick, index);
 }
 
-static int vu_map_region(void *t, const struct blkio_mem_region *region)
+static int vu_map_region(void *t, const struct blkio_mem_region *region,
+                         uint64_t *addr)
 {
     struct vhost_user *vu = t;
     struct vhost_user_mem_reg m = { .region = vu_region(region) };
 
+    *addr = (uint64_t)(uintptr_t)region->addr;
     if (!vu->started)
         return 0;
     if (vu_has_protocol(vu, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))

@@ -247,11 +247,12 @@ static uint64_t vdpa_max_mem_regions(void *t)
 }
 
 static int vdpa_start(void *t, const struct blkio_mem_region *internal,
-                      unsigned nvqs, unsigned nirqs)
+                      unsigned nvqs, unsigned nirqs, uint64_t *internal_addr)
 {
     struct vhost_vdpa *v = t;
     int ret;
 
+    *internal_addr = (uint64_t)(uintptr_t)internal->addr;
     (void)nirqs;
     if (v->nvqs && nvqs > v->nvqs)
         return blkio_set_error(-EINVAL, "vhost-vdpa device has %u "
@@ -381,10 +382,12 @@ static int vdpa_check_file_backed(struct vhost_vdpa *v, void *addr,
     return 0;
 }
 
-static int vdpa_map_region(void *t, const struct blkio_mem_region *region)
+static int vdpa_map_region(void *t, const struct blkio_mem_region *region,
+                           uint64_t *addr)
 {
     struct vhost_vdpa *v = t;
 
+    *addr = (uint64_t)(uintptr_t)region->addr;
     if (v->maps_by_file) {
         int ret = vdpa_check_file_backed(v, region->addr, region->len);
 

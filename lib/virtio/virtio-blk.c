@@ -31,6 +31,7 @@
 
 #include "internal.h"
 #include "virtio.h"
+#include "virtio-addr.h"
 #include "virtio-blk.h"
 #include "virtqueue.h"
 
@@ -65,6 +66,9 @@ struct virtio_blk {
     const struct virtio_transport_ops *ops;
     void *t;
     struct virtio_dev dev;      /* the status handshake */
+    struct virtio_addr_map addrs;   /* regions, when the transport remaps */
+    bool remap;                 /* ops->remaps_addresses */
+    uint64_t shm_delta;         /* device address of shm minus shm */
 
     uint64_t features;          /* negotiated */
     uint32_t blk_size;
@@ -153,6 +157,7 @@ struct vblk_queue {
     bool notify_off;            /* application disabled the completion fd */
     bool broken;                /* device broke the ring: fail everything */
     bool signal_fd;             /* synthetic completions need a wakeup */
+    bool bad_addr;              /* a buffer lies outside mapped regions */
     const char *broken_msg;
     int broken_ret;
 };
@@ -175,6 +180,9 @@ static const char vblk_msg_no_wz[] =
     "VIRTIO_BLK_F_WRITE_ZEROES) and BLKIO_REQ_NO_FALLBACK is set";
 static const char vblk_msg_no_zones[] =
     "virtio-blk devices do not support zoned storage requests";
+static const char vblk_msg_unmapped[] =
+    "buffer is not inside a memory region mapped with "
+    "blkio_map_mem_region() (needs-mem-regions is true)";
 static const char vblk_msg_frag[] =
     "iovec too fragmented for the device's segment limits: fewer than one "
     "logical block fits in seg_max segments";
@@ -182,6 +190,13 @@ static const char vblk_msg_frag[] =
 static inline bool vblk_has(const struct virtio_blk *vb, unsigned bit)
 {
     return vb->features & (1ull << bit);
+}
+
+/* Where the device sees p inside our own shared memory (shm). */
+static inline uint64_t vblk_shm_addr(const struct virtio_blk *vb,
+                                     const void *p)
+{
+    return (uint64_t)(uintptr_t)p + vb->shm_delta;
 }
 
 /* ---- properties and connect ---- */
@@ -212,6 +227,7 @@ int virtio_blk_create(struct blkio *b, const struct virtio_transport_ops *ops,
     vb->t = t;
     vb->dev.ops = ops;
     vb->dev.t = t;
+    vb->remap = ops->remaps_addresses;
     vb->shm_fd = -1;
     b->priv = vb;
     b->queue_size = VBLK_DEFAULT_QUEUE_SIZE;
@@ -397,6 +413,7 @@ int virtio_blk_start(struct blkio *b)
     struct virtio_blk *vb = b->priv;
     unsigned num = (unsigned)b->queue_size;
     struct blkio_mem_region r;
+    uint64_t dev_addr;
     size_t qb;
     void *addr;
     int ret;
@@ -456,9 +473,11 @@ int virtio_blk_start(struct blkio *b)
     r = (struct blkio_mem_region){
         .addr = vb->shm, .len = vb->shm_len, .fd = vb->shm_fd,
     };
-    ret = vb->ops->start(vb->t, &r, vb->nvqs, (unsigned)b->num_queues);
+    ret = vb->ops->start(vb->t, &r, vb->nvqs, (unsigned)b->num_queues,
+                         &dev_addr);
     if (ret < 0)
         goto err_map;
+    vb->shm_delta = dev_addr - (uint64_t)(uintptr_t)vb->shm;
     return 0;
 
 err_map:
@@ -482,6 +501,7 @@ void virtio_blk_destroy(struct blkio *b)
         munmap(vb->shm, vb->shm_len);
     if (vb->shm_fd >= 0)
         close(vb->shm_fd);
+    virtio_addr_free(&vb->addrs);
     free(vb);
     b->priv = NULL;
 }
@@ -490,10 +510,19 @@ int virtio_blk_map_mem_region(struct blkio *b,
                               const struct blkio_mem_region *region)
 {
     struct virtio_blk *vb = b->priv;
+    uint64_t dev_addr;
+    int ret;
 
     if (vblk_is_dead(vb))
         return blkio_set_error(-ENOTCONN, "%s", vblk_msg_dead);
-    return vb->ops->map_region(vb->t, region);
+    ret = vb->ops->map_region(vb->t, region, &dev_addr);
+    if (ret == 0 && vb->remap) {
+        ret = virtio_addr_add(&vb->addrs, region->addr, region->len,
+                              dev_addr);
+        if (ret < 0)
+            vb->ops->unmap_region(vb->t, region);
+    }
+    return ret;
 }
 
 void virtio_blk_unmap_mem_region(struct blkio *b,
@@ -502,6 +531,8 @@ void virtio_blk_unmap_mem_region(struct blkio *b,
     struct virtio_blk *vb = b->priv;
     struct virtio_quiet quiet;
 
+    if (vb->remap)
+        virtio_addr_remove(&vb->addrs, region->addr, region->len);
     if (vblk_is_dead(vb))
         return;
     virtio_quiet_begin(&quiet);
@@ -603,9 +634,9 @@ int virtio_blk_queue_init(struct blkioq *q)
     info = (struct virtio_vq_info){
         .index = vindex,
         .num = num,
-        .desc_addr = (uint64_t)(uintptr_t)vq->vq.desc,
-        .avail_addr = (uint64_t)(uintptr_t)vq->vq.avail,
-        .used_addr = (uint64_t)(uintptr_t)vq->vq.used,
+        .desc_addr = vblk_shm_addr(vb, vq->vq.desc),
+        .avail_addr = vblk_shm_addr(vb, vq->vq.avail),
+        .used_addr = vblk_shm_addr(vb, vq->vq.used),
         .call_fd = vq->call_fd,
     };
     ret = virtio_dev_setup_queue(&vb->dev, &info);
@@ -779,11 +810,6 @@ int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
 
 /* ---- building device requests ---- */
 
-static uint64_t vblk_addr(const void *p)
-{
-    /* Transports map memory so that the device sees our addresses. */
-    return (uint64_t)(uintptr_t)p;
-}
 
 /*
  * Collect the next part of a read/write into vq->bufs[1..]: returns the
@@ -794,7 +820,7 @@ static unsigned vblk_collect_rw(struct vblk_queue *vq, struct vblk_ureq *u,
                                 uint64_t *bytes, int *idx, size_t *off)
 {
     const struct virtio_blk *vb = vq->vb;
-    uint64_t want = u->end - u->offset, got = 0, excess;
+    uint64_t want = u->end - u->offset, got = 0, excess, addr;
     bool dev_writes = u->op == BLKIO_OP_READ;
     unsigned n = 0;
     int i = u->iov_idx;
@@ -815,8 +841,15 @@ static unsigned vblk_collect_rw(struct vblk_queue *vq, struct vblk_ureq *u,
             take = want - got;
         if (vb->size_max && take > vb->size_max)
             take = vb->size_max;
+        addr = (uint64_t)(uintptr_t)((const uint8_t *)u->iov[i].iov_base + o);
+        if (vb->remap &&
+            !virtio_addr_lookup(&vb->addrs, (const void *)(uintptr_t)addr,
+                                take, &addr)) {
+            vq->bad_addr = true;
+            return 0;
+        }
         vq->bufs[1 + n] = (struct virtq_buf){
-            .addr = vblk_addr((const uint8_t *)u->iov[i].iov_base + o),
+            .addr = addr,
             .len = (uint32_t)take,
             .device_writes = dev_writes,
         };
@@ -870,7 +903,7 @@ static unsigned vblk_collect_zeroes(struct vblk_queue *vq,
         uint64_t take = want - got < seg ? want - got : seg;
 
         vq->bufs[1 + n] = (struct virtq_buf){
-            .addr = vblk_addr(vb->shm), .len = (uint32_t)take,
+            .addr = vblk_shm_addr(vb, vb->shm), .len = (uint32_t)take,
         };
         n++;
         got += take;
@@ -907,7 +940,11 @@ static int vblk_submit_part(struct vblk_queue *vq, struct vblk_ureq *u)
     case BLKIO_OP_WRITE:
         nseg = vblk_collect_rw(vq, u, &bytes, &idx, &off);
         if (nseg == 0) {
-            vblk_ureq_fail(u, -EINVAL, vblk_msg_frag);
+            if (vq->bad_addr)
+                vblk_ureq_fail(u, -EFAULT, vblk_msg_unmapped);
+            else
+                vblk_ureq_fail(u, -EINVAL, vblk_msg_frag);
+            vq->bad_addr = false;
             return -1;
         }
         type = u->op == BLKIO_OP_READ ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT;
@@ -937,7 +974,7 @@ static int vblk_submit_part(struct vblk_queue *vq, struct vblk_ureq *u)
         sh->dwz.num_sectors = htole32((uint32_t)(bytes / VBLK_SECTOR));
         sh->dwz.flags = htole32(flags);
         vq->bufs[1] = (struct virtq_buf){
-            .addr = vblk_addr(&sh->dwz), .len = sizeof(sh->dwz),
+            .addr = vblk_shm_addr(vb, &sh->dwz), .len = sizeof(sh->dwz),
         };
         nseg = 1;
         type = wz ? VIRTIO_BLK_T_WRITE_ZEROES : VIRTIO_BLK_T_DISCARD;
@@ -964,16 +1001,16 @@ static int vblk_submit_part(struct vblk_queue *vq, struct vblk_ureq *u)
                                                      : u->offset / VBLK_SECTOR);
     sh->status = VBLK_STATUS_UNTOUCHED;
     vq->bufs[0] = (struct virtq_buf){
-        .addr = vblk_addr(&sh->hdr), .len = sizeof(sh->hdr),
+        .addr = vblk_shm_addr(vb, &sh->hdr), .len = sizeof(sh->hdr),
     };
     vq->bufs[1 + nseg] = (struct virtq_buf){
-        .addr = vblk_addr(&sh->status), .len = 1, .device_writes = true,
+        .addr = vblk_shm_addr(vb, &sh->status), .len = 1, .device_writes = true,
     };
     nbufs = nseg + 2;
 
     if (vq->ind)
         head = virtq_add_indirect(&vq->vq, &vq->ind[(size_t)s * vb->ind_n],
-                                  vblk_addr(&vq->ind[(size_t)s * vb->ind_n]),
+                                  vblk_shm_addr(vb, &vq->ind[(size_t)s * vb->ind_n]),
                                   vq->bufs, nbufs);
     else
         head = virtq_add_chain(&vq->vq, vq->bufs, nbufs);

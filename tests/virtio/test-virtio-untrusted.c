@@ -99,9 +99,10 @@ static int fake_read_config(void *t, void *buf, uint32_t len)
 static int fake_max_queues(void *t) { (void)t; return 0; }
 static uint64_t fake_max_mem_regions(void *t) { (void)t; return 8; }
 static int fake_start(void *t, const struct blkio_mem_region *r,
-                      unsigned nvqs, unsigned nirqs)
+                      unsigned nvqs, unsigned nirqs, uint64_t *addr)
 {
-    (void)t; (void)r;
+    (void)t;
+    *addr = (uint64_t)(uintptr_t)r->addr;
     CHECK(nvqs == 1 && nirqs == 1);
     return 0;
 }
@@ -124,9 +125,10 @@ static void fake_stop_queue(void *t, unsigned index)
 }
 static int fake_hangup_fd(void *t) { (void)t; return -1; }
 static void fake_destroy(void *t) { (void)t; }
-static int fake_map(void *t, const struct blkio_mem_region *r)
+static int fake_map(void *t, const struct blkio_mem_region *r, uint64_t *addr)
 {
-    (void)t; (void)r;
+    (void)t;
+    *addr = (uint64_t)(uintptr_t)r->addr;
     return 0;
 }
 static void fake_unmap(void *t, const struct blkio_mem_region *r)

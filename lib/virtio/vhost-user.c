@@ -359,8 +359,17 @@ static int vu_request(struct vhost_user *vu, uint32_t req, const void *payload,
 
     ret = vu_send(vu, req, ack ? VHOST_USER_NEED_REPLY : 0, payload, size,
                   fds, nfds);
-    if (ret < 0 || !ack)
+    if (ret < 0)
         return ret;
+    if (!ack) {
+        /* Without acks, memory must still be mapped before a kick can
+         * point into it (the backend may serve kicks on other threads):
+         * a GET_FEATURES round trip waits until the backend has read the
+         * message, as QEMU's front-end does. */
+        if (req == VHOST_USER_SET_MEM_TABLE || req == VHOST_USER_ADD_MEM_REG)
+            return vu_get_u64(vu, VHOST_USER_GET_FEATURES, &status);
+        return 0;
+    }
     ret = vu_recv_reply(vu, req, &status, sizeof(status));
     if (ret < 0)
         return ret;

@@ -269,7 +269,7 @@ static int vu_recv_all(struct vhost_user *vu, void *buf, size_t len,
              * nothing read from this socket can be trusted any more. */
             shutdown(vu->sock, SHUT_RDWR);
             return vu_lost(vu, -ETIMEDOUT, req, "no reply from the backend "
-                           "in time");
+                           "within the deadline");
         }
         pr = poll(&pfd, 1, (int)ms);
         if (pr < 0 && errno == EINTR)
@@ -293,6 +293,19 @@ static int vu_recv_all(struct vhost_user *vu, void *buf, size_t len,
     return 0;
 }
 
+/* How long a reply may take.  Test builds can shorten it, so that a test
+ * of a silent backend takes a moment instead of the full deadline. */
+static int vu_reply_timeout_ms(void)
+{
+#ifdef BLKIO_TEST_SWITCHES
+    const char *s = getenv("LIBBLKIO_VHOST_USER_REPLY_TIMEOUT_MS");
+
+    if (s && *s)
+        return atoi(s);
+#endif
+    return VHOST_USER_REPLY_TIMEOUT_MS;
+}
+
 /* Wait for the reply to req and check it: request code, reply flag,
  * version and exact payload size (untrusted input). */
 static int vu_recv_reply(struct vhost_user *vu, uint32_t req, void *payload,
@@ -300,10 +313,16 @@ static int vu_recv_reply(struct vhost_user *vu, uint32_t req, void *payload,
 {
     struct vhost_user_hdr hdr;
     struct timespec deadline;
+    int ms = vu_reply_timeout_ms();
     int ret;
 
     clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += VHOST_USER_REPLY_TIMEOUT_MS / 1000;
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
 
     ret = vu_recv_all(vu, &hdr, sizeof(hdr), &deadline, req);
     if (ret < 0)
@@ -582,10 +601,11 @@ full:
 }
 
 static int vu_start(void *t, const struct blkio_mem_region *internal,
-                    unsigned nvqs, unsigned nirqs)
+                    unsigned nvqs, unsigned nirqs, uint64_t *internal_addr)
 {
     struct vhost_user *vu = t;
 
+    *internal_addr = (uint64_t)(uintptr_t)internal->addr;
     (void)nvqs;
     (void)nirqs;
     vu->internal = *internal;
@@ -666,11 +686,13 @@ static void vu_kick(void *t, unsigned index)
     virtio_kickfds_kick(&vu->kick, index);
 }
 
-static int vu_map_region(void *t, const struct blkio_mem_region *region)
+static int vu_map_region(void *t, const struct blkio_mem_region *region,
+                         uint64_t *addr)
 {
     struct vhost_user *vu = t;
     struct vhost_user_mem_reg m = { .region = vu_region(region) };
 
+    *addr = (uint64_t)(uintptr_t)region->addr;
     if (!vu->started)
         return 0;
     if (vu_has_protocol(vu, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))

@@ -247,11 +247,12 @@ static uint64_t vdpa_max_mem_regions(void *t)
 }
 
 static int vdpa_start(void *t, const struct blkio_mem_region *internal,
-                      unsigned nvqs, unsigned nirqs)
+                      unsigned nvqs, unsigned nirqs, uint64_t *internal_addr)
 {
     struct vhost_vdpa *v = t;
     int ret;
 
+    *internal_addr = (uint64_t)(uintptr_t)internal->addr;
     (void)nirqs;
     if (v->nvqs && nvqs > v->nvqs)
         return blkio_set_error(-EINVAL, "vhost-vdpa device has %u "
@@ -381,12 +382,24 @@ static int vdpa_check_file_backed(struct vhost_vdpa *v, void *addr,
     return 0;
 }
 
-static int vdpa_map_region(void *t, const struct blkio_mem_region *region)
+static int vdpa_map_region(void *t, const struct blkio_mem_region *region,
+                           uint64_t *addr)
 {
     struct vhost_vdpa *v = t;
 
+    *addr = (uint64_t)(uintptr_t)region->addr;
     if (v->maps_by_file) {
-        int ret = vdpa_check_file_backed(v, region->addr, region->len);
+        int ret;
+
+        if (region->fd < 0)
+            return blkio_set_error(-EINVAL, "memory region at %p has no "
+                                   "file descriptor, but the VDUSE device %s "
+                                   "can only reach memory of a file "
+                                   "(needs-mem-region-fd is true): use "
+                                   "blkio_alloc_mem_region() or map a memfd "
+                                   "with MAP_SHARED and pass its fd",
+                                   region->addr, v->name);
+        ret = vdpa_check_file_backed(v, region->addr, region->len);
 
         if (ret < 0)
             return ret;
@@ -647,7 +660,12 @@ static int vdpa_drv_connect(struct blkio *b)
     if (b->queue_size > b->max_queue_size)
         b->queue_size = b->max_queue_size;
     b->needs_mem_regions = true;
-    b->needs_mem_region_fd = false;
+    /* A software device (VDUSE) reaches memory only by mapping the file
+     * behind it, page by page: it needs an fd for every region, as
+     * libblkio reports, and page-aligned regions. */
+    b->needs_mem_region_fd = v->maps_by_file;
+    if (v->maps_by_file)
+        b->mem_region_alignment = (uint64_t)sysconf(_SC_PAGESIZE);
     b->may_pin_mem_regions = true;
     return 0;
 }

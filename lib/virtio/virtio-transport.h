@@ -34,6 +34,11 @@ struct virtio_transport_ops {
     /* Feature bits the transport itself accepts when the device offers
      * them (VIRTIO_F_ACCESS_PLATFORM behind an IOMMU, ...). */
     uint64_t transport_features;
+    /* The device sees memory at other addresses than ours (IOVAs from an
+     * allocator): start() and map_region() say where, and the generic
+     * code translates buffer addresses.  Otherwise they are our virtual
+     * addresses. */
+    bool remaps_addresses;
 
     /* The device status byte (virtio 1.x, 2.1).  Writing 0 resets the
      * device; virtio.c then waits until it reads back 0. */
@@ -57,7 +62,7 @@ struct virtio_transport_ops {
      * for `nvqs` virtqueues, of which the first `nirqs` signal a call fd.
      */
     int (*start)(void *t, const struct blkio_mem_region *internal,
-                 unsigned nvqs, unsigned nirqs);
+                 unsigned nvqs, unsigned nirqs, uint64_t *internal_addr);
     /* Tell the device about a queue and enable it (virtio.c sets
      * DRIVER_OK after the last one). */
     int (*setup_queue)(void *t, const struct virtio_vq_info *info);
@@ -69,8 +74,10 @@ struct virtio_transport_ops {
      * Called on the I/O path: must be cheap and thread-safe across queues. */
     void (*kick)(void *t, unsigned index);
 
-    /* Make an application memory region visible to the device, or not. */
-    int (*map_region)(void *t, const struct blkio_mem_region *region);
+    /* Make an application memory region visible to the device (at
+     * *addr), or not. */
+    int (*map_region)(void *t, const struct blkio_mem_region *region,
+                      uint64_t *addr);
     void (*unmap_region)(void *t, const struct blkio_mem_region *region);
 
     /*

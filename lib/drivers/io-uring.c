@@ -582,8 +582,9 @@ static void iou_finish(struct blkioq *q, uint32_t idx, int ret,
                        const char *msg)
 {
     struct iou_queue *iq = q->priv;
-    void *user_data = iou_slot(iq, idx)->user_data;
-    enum blkio_op op = (enum blkio_op)iou_slot(iq, idx)->op;
+    const struct iou_req *r = iou_slot(iq, idx);
+    void *user_data = r->user_data;
+    enum blkio_op op = (enum blkio_op)r->op;
 
     uring_slot_free(&iq->uq, idx);
     blkioq_complete(q, user_data, ret, msg ? msg : iou_op_error(op));

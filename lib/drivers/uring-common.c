@@ -78,9 +78,9 @@ static int uring_wait(struct io_uring *ring, bool poll, unsigned want,
 
 /* ---- slots ---- */
 
-/* Add a chunk of free slots.  Happens while the queue warms up to its
- * peak depth, never per request in steady state. */
-static int uring_slots_grow(struct uring_queue *uq)
+/* Happens while the queue warms up to its peak depth, never per request
+ * in steady state. */
+int uring_slots_grow(struct uring_queue *uq)
 {
     uint8_t **nc, *chunk;
     uint32_t base = uring_nslots(uq);
@@ -100,22 +100,6 @@ static int uring_slots_grow(struct uring_queue *uq)
             i + 1 < URING_SLOTS_PER_CHUNK ? base + i + 1 : uq->free_head;
     uq->free_head = base;
     return 0;
-}
-
-int uring_slot_alloc(struct uring_queue *uq, uint32_t *idx)
-{
-    if (BLKIO_UNLIKELY(uq->free_head == URING_NONE) &&
-        uring_slots_grow(uq) < 0)
-        return -ENOMEM;
-    *idx = uq->free_head;
-    uq->free_head = uring_slot(uq, *idx)->next;
-    return 0;
-}
-
-void uring_slot_free(struct uring_queue *uq, uint32_t idx)
-{
-    uring_slot(uq, idx)->next = uq->free_head;
-    uq->free_head = idx;
 }
 
 void uring_queue_free_slots(struct uring_queue *uq)
@@ -302,26 +286,6 @@ static void uring_backlog_drain(struct uring_queue *uq)
             uq->backlog_tail = URING_NONE;
         uring_issue_now(uq, idx);
     }
-}
-
-bool uring_cqe_slot(struct uring_queue *uq, uint64_t user_data,
-                    uint32_t *idx)
-{
-    struct uring_slot *sl;
-
-    if (BLKIO_UNLIKELY(user_data >= uring_nslots(uq))) {
-        uq->bad_cqes++;
-        return false;
-    }
-    sl = uring_slot(uq, (uint32_t)user_data);
-    if (BLKIO_UNLIKELY(!sl->in_flight)) {
-        uq->bad_cqes++;
-        return false;
-    }
-    sl->in_flight = false;
-    uq->inflight--;
-    *idx = (uint32_t)user_data;
-    return true;
 }
 
 /* Move every posted CQE into the completion ring (or into a request's

@@ -17,6 +17,7 @@
 #ifndef BLKIO_URING_COMMON_H
 #define BLKIO_URING_COMMON_H
 
+#include <errno.h>
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -111,9 +112,25 @@ bool uring_queue_exit(struct uring_queue *uq, bool cancel);
 /* Free the slot pool (after uring_queue_exit()). */
 void uring_queue_free_slots(struct uring_queue *uq);
 
+/* Add a chunk of free slots (uring_slot_alloc()'s slow path); -ENOMEM. */
+int uring_slots_grow(struct uring_queue *uq);
+
 /* A free slot, the pool grown by a chunk when empty; -ENOMEM. */
-int uring_slot_alloc(struct uring_queue *uq, uint32_t *idx);
-void uring_slot_free(struct uring_queue *uq, uint32_t idx);
+static inline int uring_slot_alloc(struct uring_queue *uq, uint32_t *idx)
+{
+    if (BLKIO_UNLIKELY(uq->free_head == URING_NONE) &&
+        uring_slots_grow(uq) < 0)
+        return -ENOMEM;
+    *idx = uq->free_head;
+    uq->free_head = uring_slot(uq, *idx)->next;
+    return 0;
+}
+
+static inline void uring_slot_free(struct uring_queue *uq, uint32_t idx)
+{
+    uring_slot(uq, idx)->next = uq->free_head;
+    uq->free_head = idx;
+}
 
 /*
  * Hand slot idx's next step to the SQ, or put it on the backlog when the
@@ -137,8 +154,25 @@ int uring_process(struct uring_queue *uq, int min,
 /* The slot a CQE's user_data names, if it has a command in flight (then
  * no longer); otherwise counts a bad CQE and returns false.  Everything
  * the kernel posts is checked: a stray CQE must not complete a request. */
-bool uring_cqe_slot(struct uring_queue *uq, uint64_t user_data,
-                    uint32_t *idx);
+static inline bool uring_cqe_slot(struct uring_queue *uq,
+                                  uint64_t user_data, uint32_t *idx)
+{
+    struct uring_slot *sl;
+
+    if (BLKIO_UNLIKELY(user_data >= uring_nslots(uq))) {
+        uq->bad_cqes++;
+        return false;
+    }
+    sl = uring_slot(uq, (uint32_t)user_data);
+    if (BLKIO_UNLIKELY(!sl->in_flight)) {
+        uq->bad_cqes++;
+        return false;
+    }
+    sl->in_flight = false;
+    uq->inflight--;
+    *idx = (uint32_t)user_data;
+    return true;
+}
 
 /*
  * driver->set_completion_fd_enabled() of a ring with a registered eventfd.

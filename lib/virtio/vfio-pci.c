@@ -43,7 +43,6 @@
 #define VP_CFG_SPACE            256     /* standard config space */
 #define VP_MAX_CAPS             48      /* (256 - 64) / 4: no longer list */
 #define VP_COMMON_LEN           56u     /* through queue_device_hi */
-#define VP_RESET_TIMEOUT_MS     1000
 #define VP_CONFIG_RETRIES       16
 
 /* One virtio structure inside a BAR, as a capability points at it. */
@@ -89,17 +88,13 @@ struct vfio_pci {
     unsigned nranges;
     uint32_t dma_avail;         /* 0: unknown */
 
-    uint64_t offered;           /* device features */
-    uint64_t negotiated;
-    bool started_once;          /* start() ran: a retry must reset first */
-    bool driver_ok;
+    bool started_once;          /* start() ran: a retry must clean up */
 
     struct blkio_mem_region internal;
     bool internal_mapped;
 
     struct vp_vq *vqs;
     unsigned nvqs;
-    unsigned nlive;
     int *irq_fds;               /* by vector; -1 = none */
     unsigned nvec;
     bool msix_on;
@@ -227,93 +222,18 @@ static int vp_common_wr64(struct vfio_pci *vp, unsigned off, uint64_t val)
 
 /* ---- device status ---- */
 
-static int vp_get_status(struct vfio_pci *vp, uint8_t *status)
+static int vp_get_status(void *t, uint8_t *status)
 {
     uint64_t v;
-    int ret = vp_common_rd(vp, VIRTIO_PCI_COMMON_STATUS, 1, &v);
+    int ret = vp_common_rd(t, VIRTIO_PCI_COMMON_STATUS, 1, &v);
 
     *status = (uint8_t)v;
     return ret;
 }
 
-/* Set status bits and check that the device kept them (it clears
- * FEATURES_OK when it does not like the features). */
-static int vp_add_status(struct vfio_pci *vp, uint8_t bits, const char *what)
+static int vp_set_status(void *t, uint8_t status)
 {
-    uint8_t status;
-    int ret = vp_get_status(vp, &status);
-
-    if (ret < 0)
-        return ret;
-    ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_STATUS, 1, status | bits);
-    if (ret < 0)
-        return ret;
-    ret = vp_get_status(vp, &status);
-    if (ret < 0)
-        return ret;
-    if ((status & bits) != bits || (status & VIRTIO_CONFIG_S_FAILED))
-        return blkio_set_error(-EIO, "vfio-pci: virtio device did not accept "
-                               "%s (status 0x%02x after setting 0x%02x)",
-                               what, status, bits);
-    return 0;
-}
-
-/* Reset and wait until the device says it is done (it reads back 0). */
-static int vp_reset(struct vfio_pci *vp)
-{
-    struct timespec start, now, nap = { 0, 100 * 1000 };
-    uint8_t status;
-    int ret;
-
-    vp->driver_ok = false;
-    ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_STATUS, 1, 0);
-    if (ret < 0)
-        return ret;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        ret = vp_get_status(vp, &status);
-        if (ret < 0)
-            return ret;
-        if (status == 0)
-            return 0;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - start.tv_sec) * 1000 +
-            (now.tv_nsec - start.tv_nsec) / 1000000 > VP_RESET_TIMEOUT_MS)
-            return blkio_set_error(-ETIMEDOUT, "vfio-pci: virtio device did "
-                                   "not complete reset within %d ms (status "
-                                   "0x%02x)", VP_RESET_TIMEOUT_MS, status);
-        nanosleep(&nap, NULL);
-    }
-}
-
-static int vp_write_features(struct vfio_pci *vp, uint64_t features)
-{
-    int ret;
-
-    ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
-    if (ret == 0)
-        ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_GF, 4,
-                           features & 0xffffffffu);
-    if (ret == 0)
-        ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
-    if (ret == 0)
-        ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_GF, 4, features >> 32);
-    if (ret == 0)
-        ret = vp_add_status(vp, VIRTIO_CONFIG_S_FEATURES_OK,
-                            "the negotiated features (FEATURES_OK)");
-    return ret;
-}
-
-/* Reset, then ACKNOWLEDGE and DRIVER: the start of every initialization. */
-static int vp_begin_init(struct vfio_pci *vp)
-{
-    int ret = vp_reset(vp);
-
-    if (ret == 0)
-        ret = vp_add_status(vp, VIRTIO_CONFIG_S_ACKNOWLEDGE, "ACKNOWLEDGE");
-    if (ret == 0)
-        ret = vp_add_status(vp, VIRTIO_CONFIG_S_DRIVER, "DRIVER");
-    return ret;
+    return vp_common_wr(t, VIRTIO_PCI_COMMON_STATUS, 1, status);
 }
 
 /* ---- IOMMU ---- */
@@ -772,19 +692,44 @@ static void vp_irqs_off(struct vfio_pci *vp)
 static int vp_get_features(void *t, uint64_t *features)
 {
     struct vfio_pci *vp = t;
-    *features = vp->offered;
+    uint64_t lo = 0, hi = 0;
+    int ret;
+
+    ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_DFSELECT, 4, 0);
+    if (ret == 0)
+        ret = vp_common_rd(vp, VIRTIO_PCI_COMMON_DF, 4, &lo);
+    if (ret == 0)
+        ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_DFSELECT, 4, 1);
+    if (ret == 0)
+        ret = vp_common_rd(vp, VIRTIO_PCI_COMMON_DF, 4, &hi);
+    if (ret < 0)
+        return ret;
+    *features = hi << 32 | lo;
+    if (!(*features & (1ull << VIRTIO_F_ACCESS_PLATFORM)))
+        /* Without it the device takes our IOVAs for physical addresses
+         * and bypasses the IOMMU we map memory in (virtio 1.2, 6.1). */
+        return blkio_set_error(-ENOTSUP, "vfio-pci: virtio device does not "
+                               "offer VIRTIO_F_ACCESS_PLATFORM (features "
+                               "0x%llx), so its DMA would bypass the IOMMU; "
+                               "with QEMU use iommu_platform=on",
+                               (unsigned long long)*features);
     return 0;
 }
 
 static int vp_set_features(void *t, uint64_t features)
 {
     struct vfio_pci *vp = t;
+    int ret;
 
-    /* Our DMA goes through the IOMMU: accepting ACCESS_PLATFORM is what
-     * makes the device translate addresses instead of bypassing it. */
-    features |= vp->offered & (1ull << VIRTIO_F_ACCESS_PLATFORM);
-    vp->negotiated = features;
-    return vp_write_features(vp, features);
+    ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
+    if (ret == 0)
+        ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_GF, 4,
+                           features & 0xffffffffu);
+    if (ret == 0)
+        ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+    if (ret == 0)
+        ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_GF, 4, features >> 32);
+    return ret;
 }
 
 static int vp_read_config(void *t, void *buf, uint32_t len)
@@ -839,22 +784,15 @@ static uint64_t vp_max_mem_regions(void *t)
     return vp->dma_avail;
 }
 
-static int vp_start(void *t, const struct blkio_mem_region *internal)
+static int vp_start(void *t, const struct blkio_mem_region *internal,
+                    unsigned nvqs, unsigned nvec)
 {
     struct vfio_pci *vp = t;
-    struct blkio *b = vp->b;
-    unsigned nvqs = (unsigned)(b->num_queues + b->num_poll_queues);
-    unsigned nvec = (unsigned)b->num_queues;
     int ret;
 
     if (vp->started_once) {
-        /* A failed blkio_start() left the device half set up. */
+        /* A failed blkio_start() left interrupts and memory set up. */
         vp_irqs_off(vp);
-        ret = vp_begin_init(vp);
-        if (ret == 0)
-            ret = vp_write_features(vp, vp->negotiated);
-        if (ret < 0)
-            return ret;
         if (vp->internal_mapped) {
             vp_dma_unmap(vp, vp->internal.addr, vp->internal.len);
             vp->internal_mapped = false;
@@ -878,7 +816,6 @@ static int vp_start(void *t, const struct blkio_mem_region *internal)
     if (!vp->vqs || !vp->irq_fds)
         return blkio_set_error(-ENOMEM, "vfio-pci: out of memory");
     vp->nvqs = nvqs;
-    vp->nlive = 0;
     vp->nvec = nvec;
     for (unsigned i = 0; i < nvec; i++)
         vp->irq_fds[i] = -1;
@@ -967,15 +904,6 @@ static int vp_setup_queue(void *t, const struct virtio_vq_info *info)
     if (ret < 0)
         return ret;
     vp->vqs[info->index].live = true;
-    vp->nlive++;
-
-    /* The last queue is in place: the device may start. */
-    if (vp->nlive == vp->nvqs && !vp->driver_ok) {
-        ret = vp_add_status(vp, VIRTIO_CONFIG_S_DRIVER_OK, "DRIVER_OK");
-        if (ret < 0)
-            return ret;
-        vp->driver_ok = true;
-    }
     return 0;
 }
 
@@ -987,17 +915,12 @@ static void vp_stop_queue(void *t, unsigned index)
         return;
     vp->vqs[index].live = false;
     /* Without VIRTIO_F_RING_RESET a single queue cannot be stopped; its
-     * memory stays mapped until the instance goes, so let it be.  Once
-     * no queue is left, reset so the device stops all DMA. */
+     * memory stays mapped until the instance goes, so let it be (virtio.c
+     * resets the device once no queue is left).  Its interrupt goes. */
     if (index < vp->nvec && vp->irq_fds[index] >= 0) {
         vp->irq_fds[index] = -1;
         vp_set_irqs(vp, index, 1);
     }
-    if (--vp->nlive == 0) {
-        vp_reset(vp);
-        vp_irqs_off(vp);
-    }
-    blkio_clear_error();
 }
 
 static void vp_kick(void *t, unsigned index)
@@ -1032,7 +955,7 @@ static void vp_close(struct vfio_pci *vp)
 {
     if (vp->device >= 0) {
         if (vp->common.bar >= 0)
-            vp_reset(vp);
+            vp_set_status(vp, 0);   /* stop DMA before unmapping */
         vp_irqs_off(vp);
     }
     if (vp->internal_mapped && vp->container >= 0)
@@ -1058,7 +981,7 @@ static void vp_close(struct vfio_pci *vp)
     vp->vqs = NULL;
     free(vp->irq_fds);
     vp->irq_fds = NULL;
-    vp->nvqs = vp->nvec = vp->nlive = 0;
+    vp->nvqs = vp->nvec = 0;
     vp->started_once = false;
 }
 
@@ -1067,11 +990,19 @@ static void vp_destroy(void *t)
     struct vfio_pci *vp = t;
 
     vp_close(vp);
-    blkio_clear_error();
     free(vp);
 }
 
 static const struct virtio_transport_ops vp_ops = {
+    .name            = "vfio-pci",
+    /* Our DMA goes through the IOMMU: accepting ACCESS_PLATFORM is what
+     * makes the device translate addresses instead of bypassing it.  A
+     * hardware device may need the platform's DMA ordering (virtqueue.c's
+     * barriers provide it). */
+    .transport_features = (1ull << VIRTIO_F_ACCESS_PLATFORM) |
+                          (1ull << VIRTIO_F_ORDER_PLATFORM),
+    .get_status      = vp_get_status,
+    .set_status      = vp_set_status,
     .get_features    = vp_get_features,
     .set_features    = vp_set_features,
     .read_config     = vp_read_config,
@@ -1131,7 +1062,6 @@ static int vp_drv_connect(struct blkio *b)
 {
     struct vfio_pci *vp = virtio_blk_transport(b);
     uint64_t v = 0, qmax = 0;
-    uint32_t lo, hi;
     int ret;
 
     ret = vp_open_vfio(vp, b->path);
@@ -1143,33 +1073,9 @@ static int vp_drv_connect(struct blkio *b)
         goto err;
     vp_map_bars(vp);
 
-    ret = vp_begin_init(vp);
+    ret = vp_common_rd(vp, VIRTIO_PCI_COMMON_NUMQ, 2, &v);
     if (ret < 0)
         goto err;
-    ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_DFSELECT, 4, 0);
-    if (ret == 0)
-        ret = vp_common_rd(vp, VIRTIO_PCI_COMMON_DF, 4, &v);
-    lo = (uint32_t)v;
-    if (ret == 0)
-        ret = vp_common_wr(vp, VIRTIO_PCI_COMMON_DFSELECT, 4, 1);
-    if (ret == 0)
-        ret = vp_common_rd(vp, VIRTIO_PCI_COMMON_DF, 4, &v);
-    hi = (uint32_t)v;
-    if (ret == 0)
-        ret = vp_common_rd(vp, VIRTIO_PCI_COMMON_NUMQ, 2, &v);
-    if (ret < 0)
-        goto err;
-    vp->offered = (uint64_t)hi << 32 | lo;
-    if (!(vp->offered & (1ull << VIRTIO_F_ACCESS_PLATFORM))) {
-        /* Without it the device takes our IOVAs for physical addresses
-         * and bypasses the IOMMU we map memory in (virtio 1.2, 6.1). */
-        ret = blkio_set_error(-ENOTSUP, "vfio-pci: virtio device does not "
-                              "offer VIRTIO_F_ACCESS_PLATFORM (features "
-                              "0x%llx), so its DMA would bypass the IOMMU; "
-                              "with QEMU use iommu_platform=on",
-                              (unsigned long long)vp->offered);
-        goto err;
-    }
     vp->dev_num_queues = (uint16_t)v;
     if (vp->dev_num_queues == 0) {
         ret = blkio_set_error(-EIO, "vfio-pci: device reports no "

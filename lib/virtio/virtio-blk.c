@@ -30,6 +30,7 @@
 #include <linux/virtio_ring.h>
 
 #include "internal.h"
+#include "virtio.h"
 #include "virtio-blk.h"
 #include "virtqueue.h"
 
@@ -63,6 +64,7 @@ struct virtio_blk {
     struct blkio *b;
     const struct virtio_transport_ops *ops;
     void *t;
+    struct virtio_dev dev;      /* the status handshake */
 
     uint64_t features;          /* negotiated */
     uint32_t blk_size;
@@ -208,6 +210,8 @@ int virtio_blk_create(struct blkio *b, const struct virtio_transport_ops *ops,
     vb->b = b;
     vb->ops = ops;
     vb->t = t;
+    vb->dev.ops = ops;
+    vb->dev.t = t;
     vb->shm_fd = -1;
     b->priv = vb;
     b->queue_size = VBLK_DEFAULT_QUEUE_SIZE;
@@ -251,32 +255,28 @@ static uint16_t vblk_cfg16(const uint8_t *cfg, size_t off)
 int virtio_blk_connect(struct blkio *b)
 {
     struct virtio_blk *vb = b->priv;
+    uint64_t wanted = VBLK_WANTED_FEATURES, sectors;
     uint8_t cfg[VBLK_CONFIG_LEN];
-    uint64_t offered, sectors;
     int tmax, ret;
 
-    ret = vb->ops->get_features(vb->t, &offered);
-    if (ret < 0)
-        return ret;
-    if (!(offered & (1ull << VIRTIO_F_VERSION_1)))
-        return blkio_set_error(-ENOTSUP, "virtio-blk device does not offer "
-                               "VIRTIO_F_VERSION_1 (features 0x%llx); legacy "
-                               "devices are not supported",
-                               (unsigned long long)offered);
-    vb->features = offered & VBLK_WANTED_FEATURES;
+    /* A connection lost by an earlier, failed blkio_connect() is not
+     * this one's. */
+    __atomic_store_n(&vb->dead, 0, __ATOMIC_RELEASE);
+#ifdef BLKIO_TEST_SWITCHES
     {
-        /* Test hook: decline features to exercise fallback paths (no
-         * indirect descriptors, no event index, no write zeroes) against
-         * devices that offer everything. */
+        /* Test builds only: decline features to exercise fallback paths
+         * (no indirect descriptors, no event index, no write zeroes)
+         * against devices that offer everything. */
         const char *mask = getenv("LIBBLKIO_VIRTIO_DECLINE_FEATURES");
 
         if (mask && *mask)
-            vb->features &= ~strtoull(mask, NULL, 0) |
-                            (1ull << VIRTIO_F_VERSION_1);
+            wanted &= ~strtoull(mask, NULL, 0);
     }
-    ret = vb->ops->set_features(vb->t, vb->features);
+#endif
+    ret = virtio_dev_negotiate(&vb->dev, wanted);
     if (ret < 0)
         return ret;
+    vb->features = vb->dev.features;
 
     memset(cfg, 0, sizeof(cfg));
     ret = vb->ops->read_config(vb->t, cfg, sizeof(cfg));
@@ -424,11 +424,15 @@ int virtio_blk_start(struct blkio *b)
                                "device has no indirect descriptors and a "
                                "request needs at least 3", b->queue_size);
 
+    vb->nvqs = (unsigned)(b->num_queues + b->num_poll_queues);
+    ret = virtio_dev_begin_start(&vb->dev, vb->nvqs);
+    if (ret < 0)
+        return ret;
+
     qb = virtq_ring_size(num);
     qb += (size_t)num * sizeof(struct vblk_slot_shm);
     qb += (size_t)num * vb->ind_n * sizeof(struct vring_desc);
     vb->queue_block = vblk_page_align(qb);
-    vb->nvqs = (unsigned)(b->num_queues + b->num_poll_queues);
     vb->shm_len = VBLK_ZERO_LEN + (size_t)vb->nvqs * vb->queue_block;
 
     /* memfd so that the device (another process) can map it too. */
@@ -452,7 +456,7 @@ int virtio_blk_start(struct blkio *b)
     r = (struct blkio_mem_region){
         .addr = vb->shm, .len = vb->shm_len, .fd = vb->shm_fd,
     };
-    ret = vb->ops->start(vb->t, &r);
+    ret = vb->ops->start(vb->t, &r, vb->nvqs, (unsigned)b->num_queues);
     if (ret < 0)
         goto err_map;
     return 0;
@@ -496,9 +500,13 @@ void virtio_blk_unmap_mem_region(struct blkio *b,
                                  const struct blkio_mem_region *region)
 {
     struct virtio_blk *vb = b->priv;
+    struct virtio_quiet quiet;
 
-    if (!vblk_is_dead(vb))
-        vb->ops->unmap_region(vb->t, region);
+    if (vblk_is_dead(vb))
+        return;
+    virtio_quiet_begin(&quiet);
+    vb->ops->unmap_region(vb->t, region);
+    virtio_quiet_end(&quiet);
 }
 
 /* ---- queues ---- */
@@ -600,7 +608,7 @@ int virtio_blk_queue_init(struct blkioq *q)
         .used_addr = (uint64_t)(uintptr_t)vq->vq.used,
         .call_fd = vq->call_fd,
     };
-    ret = vb->ops->setup_queue(vb->t, &info);
+    ret = virtio_dev_setup_queue(&vb->dev, &info);
     if (ret < 0)
         goto err;
     q->priv = vq;
@@ -618,7 +626,7 @@ void virtio_blk_queue_destroy(struct blkioq *q)
     if (!vq)
         return;
     if (!vblk_is_dead(vq->vb))
-        vq->vb->ops->stop_queue(vq->vb->t, vq->vindex);
+        virtio_dev_stop_queue(&vq->vb->dev, vq->vindex);
     vblk_queue_free(vq);
     q->priv = NULL;
 }

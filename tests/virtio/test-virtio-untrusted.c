@@ -7,7 +7,10 @@
  * config values.  Each must turn into -EIO/-ENOTSUP completions or
  * connect errors, never a crash or a hang (run it under valgrind/ASan).
  * Also checks that requests are split to the device's seg_max, with and
- * without indirect descriptors.
+ * without indirect descriptors, the status handshake every transport gets
+ * from virtio.c (order of the status bits, transport features, a device
+ * refusing FEATURES_OK), that a connect after a lost one works, and that
+ * stopping queues keeps the caller's error message.
  */
 #include <endian.h>
 #include <errno.h>
@@ -39,11 +42,40 @@ static struct {
     uint16_t used_idx;
     unsigned max_segs_seen;
     unsigned requests;
+    uint8_t status;
+    uint8_t status_log[16];     /* every status written, in order */
+    unsigned nstatus;
+    uint64_t features_set;
+    bool refuse_features_ok;
+    bool lose_on_get_features; /* the connection drops during connect */
+    struct blkio *b;
 } dev;
+
+static int fake_get_status(void *t, uint8_t *status)
+{
+    (void)t;
+    *status = dev.status;
+    return 0;
+}
+
+static int fake_set_status(void *t, uint8_t status)
+{
+    (void)t;
+    if (dev.nstatus < sizeof(dev.status_log))
+        dev.status_log[dev.nstatus++] = status;
+    if (dev.refuse_features_ok)
+        status &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
+    dev.status = status;
+    return 0;
+}
 
 static int fake_get_features(void *t, uint64_t *f)
 {
     (void)t;
+    if (dev.lose_on_get_features) {
+        virtio_blk_mark_dead(dev.b);
+        return blkio_set_error(-ECONNRESET, "fake connection lost");
+    }
     *f = dev.features;
     return 0;
 }
@@ -52,6 +84,8 @@ static int fake_set_features(void *t, uint64_t f)
 {
     (void)t;
     CHECK((f & ~dev.features) == 0);
+    CHECK(!(dev.status & VIRTIO_CONFIG_S_FEATURES_OK));
+    dev.features_set = f;
     return 0;
 }
 
@@ -64,22 +98,30 @@ static int fake_read_config(void *t, void *buf, uint32_t len)
 
 static int fake_max_queues(void *t) { (void)t; return 0; }
 static uint64_t fake_max_mem_regions(void *t) { (void)t; return 8; }
-static int fake_start(void *t, const struct blkio_mem_region *r)
+static int fake_start(void *t, const struct blkio_mem_region *r,
+                      unsigned nvqs, unsigned nirqs)
 {
     (void)t; (void)r;
+    CHECK(nvqs == 1 && nirqs == 1);
     return 0;
 }
 
 static int fake_setup_queue(void *t, const struct virtio_vq_info *info)
 {
     (void)t;
+    CHECK(!(dev.status & VIRTIO_CONFIG_S_DRIVER_OK));
     dev.vq = *info;
     dev.last_avail = 0;
     dev.used_idx = 0;
     return 0;
 }
 
-static void fake_stop_queue(void *t, unsigned index) { (void)t; (void)index; }
+/* Like the real transports, stopping may talk to the device and fail. */
+static void fake_stop_queue(void *t, unsigned index)
+{
+    (void)t; (void)index;
+    blkio_set_error(-EIO, "fake stop_queue noise");
+}
 static int fake_hangup_fd(void *t) { (void)t; return -1; }
 static void fake_destroy(void *t) { (void)t; }
 static int fake_map(void *t, const struct blkio_mem_region *r)
@@ -195,6 +237,9 @@ static void fake_kick(void *t, unsigned index)
 }
 
 static const struct virtio_transport_ops fake_ops = {
+    .name = "fake",
+    .transport_features = 1ull << VIRTIO_F_ORDER_PLATFORM,
+    .get_status = fake_get_status, .set_status = fake_set_status,
     .get_features = fake_get_features, .set_features = fake_set_features,
     .read_config = fake_read_config, .max_queues = fake_max_queues,
     .max_mem_regions = fake_max_mem_regions, .start = fake_start,
@@ -231,16 +276,19 @@ struct inst {
     struct blkioq q;
 };
 
-static int open_inst(struct inst *in)
+static void inst_create(struct inst *in)
 {
-    int ret;
-
     memset(in, 0, sizeof(*in));
     in->b.num_queues = 1;
     in->b.fd = -1;
-    ret = virtio_blk_create(&in->b, &fake_ops, &dev);
-    CHECK(ret == 0);
-    ret = virtio_blk_connect(&in->b);
+    dev.b = &in->b;
+    CHECK(virtio_blk_create(&in->b, &fake_ops, &dev) == 0);
+}
+
+static int inst_connect_start(struct inst *in)
+{
+    int ret = virtio_blk_connect(&in->b);
+
     if (ret < 0) {
         virtio_blk_destroy(&in->b);
         return ret;
@@ -253,6 +301,12 @@ static int open_inst(struct inst *in)
     in->q.cring_mask = 255;
     CHECK(virtio_blk_queue_init(&in->q) == 0);
     return 0;
+}
+
+static int open_inst(struct inst *in)
+{
+    inst_create(in);
+    return inst_connect_start(in);
 }
 
 static void close_inst(struct inst *in)
@@ -321,6 +375,59 @@ static void scenario(enum misbehave mode, int expect, bool broken_after,
     close_inst(&in);
 }
 
+#define ST_A VIRTIO_CONFIG_S_ACKNOWLEDGE
+#define ST_D VIRTIO_CONFIG_S_DRIVER
+#define ST_F VIRTIO_CONFIG_S_FEATURES_OK
+#define ST_OK VIRTIO_CONFIG_S_DRIVER_OK
+
+/* The handshake virtio.c runs for every transport, and its teardown. */
+static void handshake(void)
+{
+    static const uint8_t want[] = {
+        0, ST_A, ST_A | ST_D, ST_A | ST_D | ST_F, ST_A | ST_D | ST_F | ST_OK,
+    };
+    static uint8_t buf[512];
+    struct inst in;
+
+    default_device(true);
+    dev.features |= (1ull << VIRTIO_F_ORDER_PLATFORM) |
+                    (1ull << VIRTIO_F_ACCESS_PLATFORM);
+    CHECK(open_inst(&in) == 0);
+    CHECK(dev.nstatus == sizeof(want));
+    CHECK(memcmp(dev.status_log, want, sizeof(want)) == 0);
+    /* Transport features are taken, others the transport lacks are not. */
+    CHECK(dev.features_set & (1ull << VIRTIO_F_ORDER_PLATFORM));
+    CHECK(!(dev.features_set & (1ull << VIRTIO_F_ACCESS_PLATFORM)));
+    /* Stopping the last queue resets the device and keeps the message a
+     * failed call left for the caller. */
+    blkio_set_error(-EINVAL, "an earlier failure");
+    virtio_blk_queue_destroy(&in.q);
+    CHECK(dev.status == 0);
+    if (strcmp(blkio_get_error_msg(), "an earlier failure") != 0)
+        T_FAIL("stopping a queue replaced the error message with \"%s\"",
+               blkio_get_error_msg());
+    close_inst(&in);
+
+    /* A device that does not keep FEATURES_OK is refused. */
+    default_device(true);
+    dev.refuse_features_ok = true;
+    CHECK(open_inst(&in) == -EIO);
+    CHECK(strstr(blkio_get_error_msg(), "FEATURES_OK") != NULL);
+
+    /* The connection drops during a connect; the next connect works and
+     * so do its requests. */
+    default_device(true);
+    inst_create(&in);
+    dev.lose_on_get_features = true;
+    CHECK(virtio_blk_connect(&in.b) == -ECONNRESET);
+    dev.lose_on_get_features = false;
+    CHECK(inst_connect_start(&in) == 0);
+    memset(buf, 0, sizeof(buf));
+    CHECK(one_read(&in, buf, 1) == 0);
+    CHECK(buf[0] == 0x5a);
+    close_inst(&in);
+}
+
 int main(void)
 {
     struct inst in;
@@ -384,6 +491,7 @@ int main(void)
     dev.features &= ~(1ull << VIRTIO_F_VERSION_1);
     CHECK(open_inst(&in) == -ENOTSUP);
 
+    handshake();
     printf("untrusted device behaviour handled\n");
     return 0;
 }

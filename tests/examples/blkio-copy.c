@@ -78,7 +78,7 @@ static int copy_set_props(struct copy_dev *d, const char *props,
             continue;
         }
         ret = blkio_set_str(d->b, kv, eq + 1);
-        if (ret == -EBUSY && !after_connect) {
+        if (ret == -ENODEV && !after_connect) {   /* after connect */
             d->deferred |= 1ull << (i++ % 64);
             ret = 0;            /* next pass */
             continue;

@@ -67,7 +67,7 @@ static void test_num_entries(const char *dev)
 
     CHECK_RET(blkio_create("nvme-io_uring", &b), 0);
     CHECK_RET(blkio_set_str(b, "path", dev), 0);
-    CHECK_RET(blkio_set_int(b, "num-entries", 64), -EBUSY);
+    CHECK_RET(blkio_set_int(b, "num-entries", 64), -ENODEV);
     CHECK_RET(blkio_connect(b), 0);
     CHECK_RET(t_get_int(b, "num-entries"), 128);
     CHECK_RET(blkio_set_int(b, "num-entries", 0), -EINVAL);

@@ -12,9 +12,10 @@
 # connection on its own 16 MiB, for SOAK_WARMUP + SOAK_SECONDS without a
 # break.  nbdkit runs with SOAK_THREADS threads per connection (nbdkit
 # keeps a buffer as large as the largest request each thread served, so
-# its RSS climbs until every thread has seen a 4 MiB request: 16 threads x
-# 16 connections x 4 MiB = 1 GiB, the same with nbdkit's own file
-# plugin).  Then SOAK_BURST connections at once, twice.
+# under the parallel thread model its RSS climbs until every thread has
+# seen a 4 MiB request: 16 threads x 16 connections x 4 MiB = 1 GiB, the
+# same with nbdkit's own file plugin).  Then SOAK_BURST connections at
+# once, twice.
 #
 # Fails on any verify error, request error or wrong byte, and unless:
 # - the RSS is flat after the warm-up: the median of the last third of the
@@ -36,11 +37,8 @@
 #   SOAK_FIO=8 SOAK_MIXED=8         connections of each kind
 #   SOAK_THREADS=4                  nbdkit -t
 #   SOAK_BURST=80                   connections at once (0: no burst)
-#   SOAK_HANGUP=0                   1: burst connections also hang up with
-#                                   8 requests in flight (nbdkit 1.32 can
-#                                   abort on this under the parallel
-#                                   thread model: needs the plugin to
-#                                   choose a safe one)
+#   SOAK_HANGUP=1                   burst connections hang up with 8
+#                                   requests in flight (0: they wait)
 # The last line is a summary ("soak: ...") for docs/RELIABILITY.md.
 driver=${1:-io_uring}
 fio_jobs=${SOAK_FIO:-8}
@@ -173,7 +171,7 @@ burst_note=
 conns_max=$conns
 if [ "$burst" -gt 0 ]; then
     hang=
-    [ "${SOAK_HANGUP:-0}" = 1 ] && hang=--hangup
+    [ "${SOAK_HANGUP:-1}" = 1 ] && hang=--hangup
     for round in 1 2; do
         timeout -k 5 120 /usr/bin/python3 "$here/burst-client.py" "$(uri)" \
             "$burst" $((conns * region)) $hang || exit 1

@@ -128,7 +128,7 @@ static bool drv_reap(struct blkioq *q, unsigned nreq)
     unsigned ndone = 0;
 
     while (ndone < nreq) {
-        struct timespec t = { 0, 50 * 1000 * 1000 };
+        struct timespec t = { 0, 10 * 1000 * 1000 };
         int r = blkioq_do_io(q, c, 1, DRV_MAX_REQS, &t);
 
         if (r < 0)

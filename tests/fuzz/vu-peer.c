@@ -85,10 +85,15 @@ struct vu_peer {
     int sock;
     struct fz in;
     struct vu_peer_opts opts;
-    /* The peer sent a reply out of turn: the front-end may take it for
-     * the answer to a later request (a GET_FEATURES barrier after a
-     * memory table update, say) and go ahead before the peer has read
-     * that update.  Memory it cannot find is then its own fault. */
+    /*
+     * The peer broke the protocol in a way that lets the front-end run
+     * ahead of it: a reply out of turn (taken for the answer to a later
+     * request, a GET_FEATURES barrier after a memory table update, say),
+     * or a used ring the front-end cannot trust any more (it may give up
+     * on the queue, fail its requests and release their memory while
+     * buffers are still available to the peer).  Memory the peer cannot
+     * find is then its own fault, not the front-end's.
+     */
     bool desynced;
     struct peer_region reg[PEER_MAX_REGIONS];
     struct peer_vq vq[PEER_MAX_VQS];
@@ -631,6 +636,8 @@ static bool peer_complete(struct vu_peer *p, struct peer_vq *vq,
             written += segs[i].len;
         }
     }
+    if (act == 9 || act == 10 || act == 12 || act == 13)
+        p->desynced = true;
     switch (act) {
     case 6: status = VIRTIO_BLK_S_IOERR; break;
     case 7: status = VIRTIO_BLK_S_UNSUPP; break;

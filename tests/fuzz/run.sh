@@ -39,6 +39,8 @@ for d in "$here/corpus/$name" "$here/regressions/$name"; do
     [ -d "$d" ] && seeds="$seeds $d"
 done
 
+# libFuzzer's own exit status for a finding is 77, which meson reads as
+# "skipped": findings exit 1 here.
 # -timeout: one input may take at most FUZZ_TIMEOUT s (default 60): a
 # hang is a finding like a crash.  The library waits at most 10 s for a
 # vhost-user reply, but an input makes dozens of thread round trips, and
@@ -50,4 +52,5 @@ UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
 "$fuzzer" -max_total_time="$seconds" -runs="$runs" \
     -timeout="${FUZZ_TIMEOUT:-60}" \
     -rss_limit_mb=2048 -print_final_stats=1 \
+    -error_exitcode=1 -timeout_exitcode=1 \
     -artifact_prefix="$artifacts/" "$@" "$work" $seeds

@@ -113,9 +113,8 @@ static const struct blkio_property iou_props[] = {
     BLKIO_PROP("direct", PROP_BOOL, ST_ALL, ST_CREATED, direct, NULL),
     BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,
                blkio_prop_set_nonneg_int),
-    BLKIO_PROP("num-entries", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               num_entries, blkio_prop_set_positive_int),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
+    URING_CREATED_PROPS,
 };
 
 /* ---- instance life cycle ---- */
@@ -123,7 +122,6 @@ static const struct blkio_property iou_props[] = {
 static int iou_create(struct blkio *b)
 {
     struct io_uring probe;
-    struct iou_instance *ii;
     int ret;
 
     /* The manual promises -ENOSYS from blkio_create() when the kernel has
@@ -133,15 +131,7 @@ static int iou_create(struct blkio *b)
         return blkio_set_error(-ENOSYS, "io_uring is not available: %s",
                                strerror(-ret));
     io_uring_queue_exit(&probe);
-
-    ii = calloc(1, sizeof(*ii));
-    if (!ii)
-        return blkio_set_error(-ENOMEM, "out of memory creating io_uring "
-                               "instance");
-    b->priv = ii;
-    b->num_entries = 128;
-    b->can_add_queues = true;
-    return 0;
+    return uring_create_defaults(b, sizeof(struct iou_instance));
 }
 
 static int iou_start(struct blkio *b)

@@ -111,8 +111,8 @@ struct iou_queue {
 
 static const struct blkio_property iou_props[] = {
     BLKIO_PROP("direct", PROP_BOOL, ST_ALL, ST_CREATED, direct, NULL),
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,
-               blkio_prop_set_nonneg_int),
+    /* Any value, as in libblkio 1.5: a negative one means "not set". */
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, NULL),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
     URING_CREATED_PROPS,
 };

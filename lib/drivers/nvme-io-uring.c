@@ -36,8 +36,8 @@
 /* ---- properties ---- */
 
 static const struct blkio_property nvme_props[] = {
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,
-               blkio_prop_set_nonneg_int),
+    /* Any value, as in libblkio 1.5: a negative one means "not set". */
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, NULL),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
     /* Zoned namespaces: 0 (not zoned) until connect says otherwise. */
     BLKIO_PROP("zoned", PROP_INT, ST_ALL, 0, zoned, NULL),

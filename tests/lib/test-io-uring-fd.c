@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * Description: the fd property.  A negative fd is refused with -EINVAL (how
- * QEMU probes for fd support); path and fd together fail connect without
- * closing the fd; at connect read-only and direct follow the fd's status
- * flags; a successful connect passes ownership (destroy closes it), while
+ * Description: the fd property.  A negative fd is "not set" (any value is
+ * taken, as by libblkio 1.5's io_uring); path and fd together fail connect
+ * without closing the fd; at connect read-only and direct follow the fd's
+ * status flags; a successful connect passes ownership (destroy closes it), while
  * an instance destroyed before connect leaves the fd alone.
  */
 #include "util.h"

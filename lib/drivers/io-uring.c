@@ -870,4 +870,5 @@ const struct blkio_driver blkio_driver_io_uring = {
     .queue_request = iou_queue_request,
     .process = iou_process,
     .set_completion_fd_enabled = iou_set_completion_fd_enabled,
+    .refresh_property = iou_refresh_property,
 };

@@ -530,14 +530,18 @@ static int iou_queue_request(struct blkioq *q,
         r->steps[1] = IOU_M_END;
     } else if (req->op == BLKIO_OP_WRITE_ZEROES ||
                req->op == BLKIO_OP_DISCARD) {
+        /* fallocate() refuses an empty range, and libblkio 1.5 passes
+         * that on: -EINVAL. */
+        if (req->len == 0) {
+            uring_slot_free(&iq->uq, idx);
+            blkioq_fail(q, req->user_data, -EINVAL, req->op ==
+                        BLKIO_OP_DISCARD ? "discard of length 0" :
+                        "write zeroes of length 0");
+            return 0;
+        }
         if (!iou_plan(q->b, req, r)) {
             uring_slot_free(&iq->uq, idx);
             return -ENOTSUP;
-        }
-        if (req->len == 0) {
-            uring_slot_free(&iq->uq, idx);
-            blkioq_fail(q, req->user_data, 0, NULL);
-            return 0;
         }
     } else if (req->len == 0) {
         /* Nothing to transfer: complete without the kernel. */

@@ -316,8 +316,13 @@ static bool nvme_request_done_early(struct blkioq *q,
         /* fall through */
     case BLKIO_OP_WRITE_ZEROES:
     case BLKIO_OP_DISCARD:
-        if (req->len == 0)
+        if (req->len == 0) {
+            /* No NVMe command covers 0 blocks (its count is zero-based):
+             * -EINVAL, as from libblkio 1.5 */
+            ret = -EINVAL;
+            msg = "request of length 0";
             break;
+        }
         if (req->op == BLKIO_OP_DISCARD && !(s->oncs & NVME_ONCS_DSM)) {
             ret = -ENOTSUP;
             msg = "the controller does not support Dataset Management "

@@ -165,6 +165,7 @@ static void test_write_zeroes_discard(struct blkio *b)
         BLKIO_REQ_NO_UNMAP | BLKIO_REQ_FUA | BLKIO_REQ_NO_FALLBACK,
     };
     size_t len = 1 << 20;
+    uint8_t buf0[64];
     const char *msg;
     int ret;
 
@@ -206,9 +207,15 @@ static void test_write_zeroes_discard(struct blkio *b)
     ret = t_wait(q, &msg);
     CHECK_RET(ret, dmax > 0 ? 0 : -ENOTSUP);
 
-    /* zero-length requests complete at once */
+    /* zero-length requests fail at once, as with libblkio 1.5 */
     blkioq_write_zeroes(q, base, 0, NULL, 0);
-    CHECK_RET(t_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
+    blkioq_discard(q, base, 0, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), dmax > 0 ? -EINVAL : -ENOTSUP);
+    blkioq_read(q, base, buf0, 0, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
+    blkioq_write(q, base, buf0, 0, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
 }
 
 /* Requests the library must refuse, each with its own errno. */

@@ -8,6 +8,9 @@
  *               the completion threads' life cycle
  *   request.c   slots, harvesting completions, the completion thread's
  *               loop and the three ways an nbdkit thread waits (bio_run)
+ *   reconnect.c re-creating the instance when the device was lost (or
+ *               resized), in a background thread
+ *   errors.c    the errno -> NBD error table
  *
  * One libblkio instance serves every NBD connection; nbdkit worker threads
  * are spread over its queues (see docs/HACKING.md, "The plugin's I/O
@@ -87,8 +90,10 @@ extern uint64_t bio_discard_align;      /* >= bio_req_align */
 extern uint64_t bio_discard_offset;
 extern bool bio_needs_mem_regions;
 extern bool bio_have_bounce;
+extern bool bio_zoned;                  /* a zoned device (zoned > 0) */
 
 extern int bio_open_instance (void);
+extern int bio_restart_instance (bool readonly, bool resized);
 extern void bio_close_instance (void);
 
 /* ---- slots, waiters and queues (pool.c, request.c) ---- */
@@ -172,6 +177,9 @@ extern void bio_pool_destroy (void);
 extern int bio_pool_start_threads (void);
 extern void bio_pool_stop_threads (void);
 extern struct bio_queue *bio_my_queue (void);
+extern void bio_pool_take_down (int err, const char *msg, bool drain);
+extern void bio_pool_release (void);
+extern int bio_pool_rebind (void);
 
 /* ---- requests (request.c) ---- */
 
@@ -193,6 +201,30 @@ struct bio_op {
 extern int bio_run (struct bio_op *op);
 extern void *bio_completion_thread (void *arg);
 extern void bio_futex_wake (_Atomic uint32_t *word, int n);
+extern void bio_queue_die (struct bio_queue *bq, int err, const char *msg);
+
+/* ---- reconnecting (reconnect.c) ---- */
+
+enum bio_state {
+  BIO_UP,                       /* the instance serves requests */
+  BIO_LOST,                     /* the device went away: reconnecting */
+  BIO_REFRESHING,               /* re-created on purpose (resize, -r) */
+};
+extern _Atomic int bio_state;
+extern bool bio_reconnect;              /* reconnect=, default true */
+extern unsigned bio_reconnect_wait_ms;  /* reconnect-wait= */
+
+extern bool bio_errno_is_lost (int err);
+extern bool bio_reconnect_kick (void);
+extern int bio_wait_up (char *msg, size_t len);
+extern int bio_refresh (bool readonly);
+extern int bio_reconnect_start (void);
+extern void bio_reconnect_stop (void);
+
+/* ---- errors.c ---- */
+
+extern int bio_nbd_errno (int err);
+extern void bio_dump_errno_table (void);
 
 /* ---- small helpers ---- */
 

@@ -11,7 +11,9 @@
  * (request.c).  This file holds the configuration and the NBD callbacks.
  */
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -19,11 +21,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 
 #include "blkio-plugin.h"
 
 /* Requests from all connections and all worker threads run at the same
- * time; each libblkio queue has its own lock (see struct bio_queue). */
+ * time; each libblkio queue has its own lock (see struct bio_queue).  On
+ * an nbdkit that cannot take that safely, bio_thread_model serializes the
+ * requests of each connection. */
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
 #ifndef BIO_LIBRARY
@@ -46,6 +54,11 @@ size_t bio_nprops;
 char **bio_gets;
 size_t bio_ngets;
 int bio_user_num_queues;
+
+/* thread-model=: auto (decided by bio_thread_model), or forced. */
+static int bio_forced_thread_model = -1;
+/* zoned-writable=true: serve a zoned device writable anyway. */
+static bool bio_zoned_writable;
 
 /* Called when the plugin is unloaded. */
 static void
@@ -89,6 +102,51 @@ bio_add_prop (const char *key, const char *value)
     return -1;
   }
   bio_nprops++;
+  return 0;
+}
+
+/* The plugin's own behaviour: thread-model=, reconnect=,
+ * reconnect-wait=, zoned-writable=. */
+static int
+bio_config_behaviour (const char *key, const char *value)
+{
+  int b;
+
+  if (strcmp (key, "thread-model") == 0) {
+    if (strcmp (value, "auto") == 0)
+      bio_forced_thread_model = -1;
+    else if (strcmp (value, "parallel") == 0)
+      bio_forced_thread_model = NBDKIT_THREAD_MODEL_PARALLEL;
+    else if (strcmp (value, "serialize_requests") == 0 ||
+             strcmp (value, "serialize-requests") == 0)
+      bio_forced_thread_model = NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS;
+    else {
+      nbdkit_error ("thread-model=%s: expected auto, parallel or "
+                    "serialize_requests", value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "reconnect-wait") == 0) {
+    unsigned secs;
+
+    if (nbdkit_parse_unsigned ("reconnect-wait", value, &secs) == -1)
+      return -1;
+    if (secs > 86400) {
+      nbdkit_error ("reconnect-wait=%s: expected seconds, at most 86400",
+                    value);
+      return -1;
+    }
+    bio_reconnect_wait_ms = secs * 1000;
+    return 0;
+  }
+  b = nbdkit_parse_bool (value);
+  if (b == -1)
+    return -1;
+  if (strcmp (key, "reconnect") == 0)
+    bio_reconnect = b;
+  else
+    bio_zoned_writable = b;
   return 0;
 }
 
@@ -140,6 +198,11 @@ bio_config (const char *key, const char *value)
     }
     bio_user_num_queues = n;
   }
+  else if (strcmp (key, "thread-model") == 0 ||
+           strcmp (key, "reconnect") == 0 ||
+           strcmp (key, "reconnect-wait") == 0 ||
+           strcmp (key, "zoned-writable") == 0)
+    return bio_config_behaviour (key, value);
   else if (strcmp (key, "path") == 0) {
     char *abs = nbdkit_absolute_path (value);
     int r;
@@ -175,7 +238,15 @@ bio_config_complete (void)
   "num-queues=N        Number of libblkio queues (default: io_uring\n" \
   "                    drivers one per busy thread, else CPUs/2, max 16).\n" \
   "PROPERTY=VALUE      Set any other libblkio property.\n" \
-  "get=PROPERTY        Print a property in debug output after start."
+  "get=PROPERTY        Print a property in debug output after start.\n" \
+  "reconnect=BOOL      Re-create a lost device in the background\n" \
+  "                    (default: true).\n" \
+  "reconnect-wait=SECS While it is gone, requests wait this long for it\n" \
+  "                    before failing with EIO (default: 0).\n" \
+  "zoned-writable=BOOL Serve a zoned device writable (default: false).\n" \
+  "thread-model=auto|parallel|serialize_requests\n" \
+  "                    Default auto: parallel unless nbdkit is too old\n" \
+  "                    to survive clients that hang up mid-request."
 
 /* Called by --dump-plugin: which library, and which drivers it offers. */
 static void
@@ -198,45 +269,225 @@ bio_dump_plugin (void)
     }
   }
   printf ("\n");
+  printf ("blkio_zoned=%s\n", "read-only unless zoned-writable=true");
+  printf ("blkio_reconnect=yes\n");
+  bio_dump_errno_table ();
 }
 
 /* Open the shared instance: errors here are shown to the user. */
 static int
 bio_get_ready (void)
 {
-  return bio_open_instance ();
+  if (bio_open_instance () == -1)
+    return -1;
+  if (bio_zoned && !bio_zoned_writable)
+    nbdkit_debug ("zoned device: served read-only, since a write that is "
+                  "not at its zone's write pointer fails on the device "
+                  "(zoned-writable=true serves it writable)");
+  return 0;
 }
 
-/* Start one completion thread per queue, now that nbdkit has forked into
- * the background (threads do not survive fork). */
+/* Whether the nbdkit we run in survives a client that hangs up with
+ * requests in flight while other threads of its connection still send
+ * replies.  Before 1.33.10 it aborts (connections.c raw_send_socket:
+ * Assertion `sock >= 0'), or sends a reply into another client's new
+ * socket.  nbdkit has no call that says its version: a function that
+ * first came with a fixed version (nbdkit_parse_probability, 1.36) does.
+ * Built against a fixed nbdkit counts too. */
+static bool
+bio_nbdkit_has_hangup_fix (void)
+{
+#if NBDKIT_VERSION_MAJOR > 1 || NBDKIT_VERSION_MINOR >= 34
+  return true;
+#else
+  return dlsym (RTLD_DEFAULT, "nbdkit_parse_probability") != NULL;
+#endif
+}
+
+/* Parallel where nbdkit can take it; else each connection's requests one
+ * at a time (the connections still run in parallel, on the shared
+ * instance). */
+static int
+bio_thread_model (void)
+{
+  if (bio_forced_thread_model != -1)
+    return bio_forced_thread_model;
+  if (bio_nbdkit_has_hangup_fix ())
+    return NBDKIT_THREAD_MODEL_PARALLEL;
+  nbdkit_debug ("this nbdkit (before 1.33.10) aborts when a client hangs up "
+                "with requests in flight: serializing the requests of each "
+                "connection; a fixed nbdkit, or thread-model=parallel at "
+                "that risk, runs them in parallel");
+  return NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS;
+}
+
+/* Start one completion thread per queue and the reconnect thread, now
+ * that nbdkit has forked into the background (threads do not survive
+ * fork). */
 static int
 bio_after_fork (void)
 {
-  return bio_pool_start_threads ();
+  if (bio_pool_start_threads () == -1)
+    return -1;
+  return bio_reconnect_start ();
 }
 
-/* All connections are gone: stop the completion threads before unload
- * destroys the instance. */
+/* All connections are gone: stop the threads before unload destroys the
+ * instance. */
 static void
 bio_cleanup (void)
 {
+  bio_reconnect_stop ();
   bio_pool_stop_threads ();
 }
 
-/* The handle only records whether a connection may write. */
-static char bio_handle_ro, bio_handle_rw;
+/* A connection: whether it may write, and the size it was given. */
+struct bio_handle {
+  bool readonly;
+  uint64_t size;
+};
 
-/* Opening a connection is cheap: the instance is shared. */
+/* The size of path= now, for the drivers whose device the plugin can look
+ * at itself (a file or block device), or 0 if unknown. */
+static uint64_t
+bio_device_size_now (void)
+{
+  const char *path = NULL;
+  struct stat st;
+  uint64_t size = 0;
+  size_t i;
+  int fd;
+
+  if (strcmp (bio_driver, "io_uring") != 0)
+    return 0;
+  for (i = 0; i < bio_nprops; i++)
+    if (strcmp (bio_props[i].key, "path") == 0)
+      path = bio_props[i].value;
+  if (path == NULL || stat (path, &st) == -1)
+    return 0;
+  if (S_ISREG (st.st_mode))
+    return st.st_size;
+  if (!S_ISBLK (st.st_mode))
+    return 0;
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1)
+    return 0;
+  if (ioctl (fd, BLKGETSIZE64, &size) == -1)
+    size = 0;
+  close (fd);
+  return size;
+}
+
+static bool bio_must_bounce (const void *buf, uint64_t count);
+static uint64_t bio_rw_limit (bool bounce);
+
+/* Read the first block: a device that went away since the last request
+ * shows here, before the handshake.  Returns 0 or a negative errno. */
+static int
+bio_probe (void)
+{
+  struct bio_op op = { .kind = BIO_READ, .offset = 0 };
+  size_t len = bio_req_align < 512 ? 512 : bio_req_align;
+  char *buf;
+  int r;
+
+  if (bio_capacity < len)
+    return 0;
+  buf = aligned_alloc (4096, (len + 4095) / 4096 * 4096);
+  if (buf == NULL)
+    return 0;                   /* no probe, no harm */
+  op.buf = buf;                 /* bio_run moves op.buf on */
+  op.count = len;
+  op.bounce = bio_must_bounce (op.buf, len);
+  op.max_len = bio_rw_limit (op.bounce);
+  r = bio_run (&op);
+  if (r < 0)
+    nbdkit_debug ("probing the device: %s", op.msg);
+  free (buf);
+  return r;
+}
+
+/* Whether the device is there for a new connection: up (waiting up to
+ * reconnect-wait= for it), and it answers a read. */
+static bool
+bio_device_there (void)
+{
+  char msg[256];
+  int r;
+
+  if (atomic_load (&bio_state) == BIO_UP) {
+    r = bio_probe ();
+    if (r == 0 || (!bio_errno_is_lost (-r) && r != -EIO))
+      return true;
+  }
+  if (atomic_load (&bio_state) == BIO_UP && bio_reconnect) {
+    /* A lost device whose errno did not say so: reconnect too. */
+    bio_reconnect_kick ();
+  }
+  if (atomic_load (&bio_state) != BIO_UP &&
+      bio_wait_up (msg, sizeof msg) == 0)
+    return true;
+  nbdkit_error ("the device is not there: %s",
+                atomic_load (&bio_state) != BIO_UP ? msg
+                : "it fails requests (reconnect=false)");
+  nbdkit_set_error (EIO);
+  return false;
+}
+
+/* A new connection: the device must be there (waiting up to
+ * reconnect-wait= for it), at its current size (a resized device is
+ * re-opened: the library reads the size once), and opened read-only if
+ * nbdkit serves it read-only (the first connection tells). */
 static void *
 bio_open (int readonly)
 {
-  return readonly || bio_readonly ? &bio_handle_ro : &bio_handle_rw;
+  static atomic_bool decided;
+  struct bio_handle *h;
+  bool no = false;
+  uint64_t size;
+
+  if (!bio_device_there ())
+    return NULL;
+  if (atomic_compare_exchange_strong (&decided, &no, true) && readonly &&
+      !bio_readonly) {
+    nbdkit_debug ("nbdkit serves the device read-only: re-opening it so");
+    if (bio_refresh (true) == -1)
+      nbdkit_debug ("re-opening read-only failed, kept read-write");
+  }
+  size = bio_device_size_now ();
+  if (size != 0 && size != bio_capacity) {
+    nbdkit_debug ("the device is now %" PRIu64 " bytes (was %" PRIu64
+                  "): re-opening it", size, bio_capacity);
+    if (bio_refresh (bio_readonly) == -1) {
+      nbdkit_error ("re-opening the resized device failed");
+      nbdkit_set_error (EIO);
+      return NULL;
+    }
+  }
+  h = malloc (sizeof *h);
+  if (h == NULL) {
+    nbdkit_error ("malloc: %m");
+    return NULL;
+  }
+  h->readonly = readonly || bio_readonly || (bio_zoned && !bio_zoned_writable);
+  h->size = bio_capacity;
+  return h;
 }
 
+/* A connection ends. */
+static void
+bio_close (void *handle)
+{
+  free (handle);
+}
+
+/* The size the connection was opened with (NBD: it does not change). */
 static int64_t
 bio_get_size (void *handle)
 {
-  return bio_capacity;
+  struct bio_handle *h = handle;
+
+  return h->size;
 }
 
 static int
@@ -252,7 +503,9 @@ bio_block_size (void *handle,
 static int
 bio_can_write (void *handle)
 {
-  return handle == &bio_handle_rw;
+  struct bio_handle *h = handle;
+
+  return !h->readonly;
 }
 
 static int
@@ -308,14 +561,15 @@ bio_is_rotational (void *handle)
   return 0;
 }
 
-/* Report a failed request to nbdkit (and through it to the client). */
+/* Report a failed request to nbdkit, and through it to the client as the
+ * NBD error the client can act on (errors.c). */
 static int
 bio_fail (const char *what, uint64_t offset, uint64_t count,
           const struct bio_op *op, int r)
 {
   nbdkit_error ("%s: offset %" PRIu64 " count %" PRIu64 ": %s",
                 what, offset, count, op->msg);
-  nbdkit_set_error (-r);
+  nbdkit_set_error (bio_nbd_errno (-r));
   return -1;
 }
 
@@ -465,6 +719,8 @@ static struct nbdkit_plugin plugin = {
   .after_fork         = bio_after_fork,
   .cleanup            = bio_cleanup,
   .open               = bio_open,
+  .close              = bio_close,
+  .thread_model       = bio_thread_model,
   .get_size           = bio_get_size,
   .block_size         = bio_block_size,
   .can_write          = bio_can_write,

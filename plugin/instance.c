@@ -5,7 +5,8 @@
  * Opened once, in .get_ready: created, connected, given the user's
  * properties (whatever the created state accepts before blkio_connect(),
  * the rest after), started with the queue count chosen here, and its
- * device limits read into the geometry the I/O path uses.
+ * device limits read into the geometry the I/O path uses.  Created again
+ * the same way when the device comes back after it was lost (reconnect.c).
  */
 
 #include <errno.h>
@@ -34,76 +35,7 @@ uint64_t bio_discard_align;
 uint64_t bio_discard_offset;
 bool bio_needs_mem_regions;
 bool bio_have_bounce;
-
-/* Was nbdkit started with -r/--readonly?  nbdkit 1.32 does not tell plugins
- * before the first connection, but the instance is opened in .get_ready, so
- * read the server's own command line. */
-static bool
-bio_server_readonly (void)
-{
-  /* nbdkit's options that take an argument as the next word. */
-  static const char short_with_arg[] = "DegiPptUu";
-  static const char *const long_with_arg[] = {
-    "--debug", "--exportname", "--filter", "--group", "--ipaddr", "--log",
-    "--mask-handshake", "--pidfile", "--port", "--run", "--selinux-label",
-    "--threads", "--tls", "--tls-certificates", "--tls-psk", "--unix",
-    "--user",
-  };
-  char buf[16384];
-  ssize_t n;
-  size_t len = 0;
-  int fd;
-  bool ro = false, first = true, skip_next = false;
-  const char *arg;
-
-  fd = open ("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-  if (fd == -1)
-    return false;
-  while (len < sizeof buf - 1 &&
-         (n = read (fd, buf + len, sizeof buf - 1 - len)) > 0)
-    len += n;
-  close (fd);
-  buf[len] = '\0';
-
-  for (arg = buf; arg < buf + len; arg += strlen (arg) + 1) {
-    if (first) {                /* argv[0] */
-      first = false;
-      continue;
-    }
-    if (skip_next) {
-      skip_next = false;
-      continue;
-    }
-    if (strcmp (arg, "--") == 0)
-      break;
-    /* The plugin name and KEY=VALUE: nbdkit's getopt permutes, so options
-     * may follow them ("nbdkit PLUGIN -r ..."). */
-    if (arg[0] != '-' || arg[1] == '\0')
-      continue;
-    if (arg[1] == '-') {
-      size_t i;
-
-      if (strcmp (arg, "--readonly") == 0 || strcmp (arg, "--read-only") == 0)
-        ro = true;
-      if (strchr (arg, '=') == NULL)
-        for (i = 0; i < sizeof long_with_arg / sizeof long_with_arg[0]; i++)
-          if (strcmp (arg, long_with_arg[i]) == 0)
-            skip_next = true;
-      continue;
-    }
-    /* A cluster of short options: -fr, -rU sock, -Usock. */
-    for (const char *c = arg + 1; *c; c++) {
-      if (*c == 'r')
-        ro = true;
-      if (strchr (short_with_arg, *c)) {
-        if (c[1] == '\0')
-          skip_next = true;
-        break;
-      }
-    }
-  }
-  return ro;
-}
+bool bio_zoned;
 
 static bool
 bio_is_state_error (int err)
@@ -182,11 +114,13 @@ bio_align_limits (void)
   }
 }
 
-/* Read the device limits that the I/O path depends on. */
+/* Read the device limits that the I/O path depends on (at open, and for
+ * every re-created instance). */
 static int
 bio_read_geometry (void)
 {
   int ra = 1, ba = 1, oia = 0, ois = 0, mt = 0, msl = 0, da = 0, dao = 0;
+  int zoned = 0;
   uint64_t mwz = 0, mdl = 0;
   bool nmr = false;
 
@@ -206,6 +140,8 @@ bio_read_geometry (void)
   blkio_get_int (bio_b, "discard-alignment", &da);
   blkio_get_int (bio_b, "discard-alignment-offset", &dao);
   blkio_get_uint64 (bio_b, "max-discard-len", &mdl);
+  if (blkio_get_int (bio_b, "zoned", &zoned) == 0 && zoned > 0)
+    bio_zoned = true;
 
   /* nbdkit wants a power-of-2 minimum block size of at most 64 KiB. */
   if (ra < 1)
@@ -259,15 +195,16 @@ bio_queue_runs_inline (void)
          strcmp (bio_driver, "nvme-io_uring") == 0;
 }
 
-/* Create and connect the instance, falling back to read-only when the
- * device refuses writing. */
+
+/* Create and connect the instance (read-only if readonly), falling back to
+ * read-only when the device refuses writing. */
 static int
-bio_connect_instance (void)
+bio_connect_instance (bool readonly)
 {
   char errbuf[1024];
   int r;
 
-  bio_readonly = bio_server_readonly ();
+  bio_readonly = readonly;
   r = bio_create_connect (bio_readonly, errbuf, sizeof errbuf);
   if (r < 0 && !bio_readonly && bio_b &&
       (r == -EACCES || r == -EROFS || r == -EPERM)) {
@@ -368,8 +305,10 @@ bio_queue_entries (void)
   return entries;
 }
 
-/* get=PROPERTY: print each one in debug output. */
-static int
+/* get=PROPERTY: print each one in debug output, in the upstream plugin's
+ * format ("get capacity = 1048576"); a property that cannot be read is a
+ * warning, as there. */
+static void
 bio_print_gets (void)
 {
   size_t i;
@@ -378,14 +317,39 @@ bio_print_gets (void)
     char *value = NULL;
 
     if (blkio_get_str (bio_b, bio_gets[i], &value) < 0) {
-      nbdkit_error ("error getting property: %s: %s",
+      nbdkit_debug ("warning: could not get property %s: %s",
                     bio_gets[i], blkio_get_error_msg ());
-      return -1;
+      continue;
     }
-    nbdkit_debug ("get: %s=%s", bio_gets[i], value);
+    nbdkit_debug ("get %s = %s", bio_gets[i], value);
     free (value);
   }
-  return 0;
+}
+
+/* Connect, set the properties and start the instance with nq queues (0:
+ * choose, setting *private_queues).  Returns the queue count or -1. */
+static int
+bio_start_instance (bool readonly, int nq, bool *private_queues)
+{
+  int r;
+
+  if (bio_connect_instance (readonly) == -1 ||
+      bio_set_deferred_props () == -1)
+    return -1;
+  if (nq == 0)
+    nq = bio_choose_num_queues (private_queues);
+  r = blkio_set_int (bio_b, "num-queues", nq);
+  if (r < 0) {
+    nbdkit_error ("error setting property: num-queues=%d: %s",
+                  nq, blkio_get_error_msg ());
+    return -1;
+  }
+  r = blkio_start (bio_b);
+  if (r < 0) {
+    nbdkit_error ("blkio_start: %s", blkio_get_error_msg ());
+    return -1;
+  }
+  return nq;
 }
 
 /* Open the shared instance: create, connect, set properties, start, and
@@ -393,38 +357,59 @@ bio_print_gets (void)
 int
 bio_open_instance (void)
 {
-  bool private_queues, can_add = false;
-  unsigned entries;
-  int r, nq;
+  bool private_queues = false, can_add = false;
+  int nq;
 
-  if (bio_connect_instance () == -1 || bio_set_deferred_props () == -1)
+  nq = bio_start_instance (false, 0, &private_queues);
+  if (nq == -1)
     return -1;
-  nq = bio_choose_num_queues (&private_queues);
-  r = blkio_set_int (bio_b, "num-queues", nq);
-  if (r < 0) {
-    nbdkit_error ("error setting property: num-queues=%d: %s",
-                  nq, blkio_get_error_msg ());
-    return -1;
-  }
-  entries = bio_queue_entries ();
-  r = blkio_start (bio_b);
-  if (r < 0) {
-    nbdkit_error ("blkio_start: %s", blkio_get_error_msg ());
-    return -1;
-  }
-  if (bio_print_gets () == -1 || bio_read_geometry () == -1)
+  bio_print_gets ();
+  if (bio_read_geometry () == -1)
     return -1;
   bio_have_bounce = bio_needs_mem_regions || bio_buf_align > 1;
   /* Private queues are cheap only without bounce buffers of their own. */
   if (private_queues)
     private_queues = !bio_have_bounce &&
       blkio_get_bool (bio_b, "can-add-queues", &can_add) == 0 && can_add;
-  if (bio_pool_create (nq, entries, private_queues) == -1)
+  if (bio_pool_create (nq, bio_queue_entries (),
+                       private_queues) == -1)
     return -1;
-  nbdkit_debug ("%s: %d queue(s), %u slot(s) each, %s, %s",
-                bio_driver, nq, bio_queues[0].nslots,
+  nbdkit_debug ("%s: %d queue(s), %u slot(s) each, %s, %s%s",
+                bio_driver, bio_nqueues, bio_queues[0].nslots,
                 bio_have_bounce ? "bounce buffers" : "zero copy",
-                bio_readonly ? "read-only" : "read-write");
+                bio_readonly ? "read-only" : "read-write",
+                bio_zoned ? ", zoned" : "");
+  return 0;
+}
+
+/* Create the instance again, with the queue count it had.  It must be the
+ * same device: same block size and buffer needs, and (unless resized is
+ * allowed) the same size. */
+int
+bio_restart_instance (bool readonly, bool resized)
+{
+  uint64_t capacity = bio_capacity;
+  uint32_t req_align = bio_req_align, buf_align = bio_buf_align;
+  bool nmr = bio_needs_mem_regions;
+
+  if (bio_start_instance (readonly, bio_nqueues, NULL) == -1)
+    return -1;
+  bio_print_gets ();
+  if (bio_read_geometry () == -1)
+    return -1;
+  if (bio_req_align != req_align || bio_buf_align != buf_align ||
+      bio_needs_mem_regions != nmr || (!resized && bio_capacity != capacity)) {
+    nbdkit_error ("refusing the reconnected device: it is not the one "
+                  "served before (capacity %" PRIu64 " was %" PRIu64
+                  ", request-alignment %u was %u, buf-alignment %u was %u)",
+                  bio_capacity, capacity, bio_req_align, req_align,
+                  bio_buf_align, buf_align);
+    bio_capacity = capacity;
+    bio_req_align = req_align;
+    bio_buf_align = buf_align;
+    bio_needs_mem_regions = nmr;
+    return -1;
+  }
   return 0;
 }
 

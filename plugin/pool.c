@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <sys/eventfd.h>
 
 #include "blkio-plugin.h"
@@ -38,6 +39,8 @@ static bool bio_private_queues;
 static unsigned bio_private_entries;
 static pthread_mutex_t bio_private_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct bio_queue *bio_private_list;
+/* The instance is being replaced: no queue may be added to it. */
+static bool bio_swapping;
 
 /* A queue is 64-byte aligned (its lock and counters on cache lines of
  * their own): allocate it so, zeroed. */
@@ -83,13 +86,14 @@ bio_queue_bounce_init (struct bio_queue *bq)
   return 0;
 }
 
-/* Set up libblkio queue i (after blkio_start()) as bq. */
+/* Bind bq to libblkio queue i of the current instance: its completion
+ * fd, its bounce region, every slot free.  Called at set-up and, with the
+ * lock held, when the instance was re-created. */
 static int
-bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
+bio_queue_bind (struct bio_queue *bq, int i)
 {
   unsigned k;
 
-  pthread_mutex_init (&bq->lock, NULL);
   bq->index = i;
   bq->q = blkio_get_queue (bio_b, i);
   if (bq->q == NULL) {
@@ -105,7 +109,26 @@ bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
   /* Nobody waits on it yet (see bio_fd_arm). */
   blkioq_set_completion_fd_enabled (bq->q, false);
   bq->fd_armed = false;
+  if (bio_have_bounce && bio_queue_bounce_init (bq) == -1)
+    return -1;
+  bq->free_slots = NULL;
+  for (k = 0; k < bq->nslots; k++) {
+    struct bio_slot *s = &bq->slots[k];
 
+    s->state = BIO_SLOT_FREE;
+    s->owner = NULL;
+    s->next = bq->free_slots;
+    bq->free_slots = s;
+  }
+  bq->inflight = bq->unharvested = 0;
+  return 0;
+}
+
+/* Set up libblkio queue i (after blkio_start()) as bq. */
+static int
+bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
+{
+  pthread_mutex_init (&bq->lock, NULL);
   /* With bounce buffers a slot is a chunk, so fewer of them. */
   bq->nslots = bio_have_bounce && entries > BIO_BOUNCE_SLOTS
     ? BIO_BOUNCE_SLOTS : entries;
@@ -114,25 +137,25 @@ bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
     nbdkit_error ("calloc: %m");
     return -1;
   }
-  if (bio_have_bounce && bio_queue_bounce_init (bq) == -1)
-    return -1;
-  for (k = 0; k < bq->nslots; k++) {
-    struct bio_slot *s = &bq->slots[k];
+  return bio_queue_bind (bq, i);
+}
 
-    s->next = bq->free_slots;
-    bq->free_slots = s;
-  }
-  return 0;
+/* Give back bq's bounce region (to the instance it came from). */
+static void
+bio_queue_release (struct bio_queue *bq)
+{
+  if (bq->region_mapped)
+    blkio_unmap_mem_region (bio_b, &bq->region);
+  if (bq->have_region)
+    blkio_free_mem_region (bio_b, &bq->region);
+  bq->region_mapped = bq->have_region = false;
 }
 
 /* Release what bio_queue_init set up (not the libblkio queue itself). */
 static void
 bio_queue_free (struct bio_queue *bq)
 {
-  if (bq->region_mapped)
-    blkio_unmap_mem_region (bio_b, &bq->region);
-  if (bq->have_region)
-    blkio_free_mem_region (bio_b, &bq->region);
+  bio_queue_release (bq);
   free (bq->slots);
   pthread_mutex_destroy (&bq->lock);
 }
@@ -225,11 +248,64 @@ bio_pool_start_threads (void)
   return 0;
 }
 
-/* Stop the completion threads (idempotent). */
+/* Sleep a millisecond (a rare path waiting for other threads). */
+static void
+bio_pause (void)
+{
+  struct timespec ts = { .tv_sec = 0, .tv_nsec = 1000000 };
+
+  nanosleep (&ts, NULL);
+}
+
+/* Whether a thread works on bq's slots or completion fd without the lock
+ * (copying into or out of a bounce chunk, waiting on the fd); called with
+ * the lock held. */
+static bool
+bio_queue_busy (struct bio_queue *bq)
+{
+  unsigned k;
+
+  if (bq->owner_reaping)
+    return true;
+  for (k = 0; k < bq->nslots; k++)
+    if (bq->slots[k].state == BIO_SLOT_FILLING ||
+        bq->slots[k].state == BIO_SLOT_HARVESTED)
+      return true;
+  return false;
+}
+
+/* Wait until nobody works on bq without its lock; returns with the lock
+ * held. */
+static void
+bio_queue_quiesce (struct bio_queue *bq)
+{
+  pthread_mutex_lock (&bq->lock);
+  while (bio_queue_busy (bq)) {
+    pthread_mutex_unlock (&bq->lock);
+    bio_pause ();
+    pthread_mutex_lock (&bq->lock);
+  }
+}
+
+/* Every queue: the pool's, then the private ones (whose list only grows
+ * while the instance is not being swapped). */
+static struct bio_queue *
+bio_next (struct bio_queue *bq)
+{
+  if (bq == NULL)
+    return bio_nqueues ? &bio_queues[0] : bio_private_list;
+  if (!bq->private && bq + 1 < bio_queues + bio_nqueues)
+    return bq + 1;
+  return bq->private ? bq->next_private : bio_private_list;
+}
+
+/* Stop the completion threads (idempotent); once they are gone and
+ * nobody waits on a completion fd any more, close the stop fd. */
 void
 bio_pool_stop_threads (void)
 {
   uint64_t one = 1;
+  struct bio_queue *bq;
   int i;
 
   if (bio_stop_fd == -1)
@@ -248,8 +324,79 @@ bio_pool_stop_threads (void)
       pthread_join (bio_queues[i].thread, NULL);
     bio_queues[i].have_thread = false;
   }
+  for (bq = bio_next (NULL); bq; bq = bio_next (bq)) {
+    bio_queue_quiesce (bq);
+    pthread_mutex_unlock (&bq->lock);
+  }
   close (bio_stop_fd);
   bio_stop_fd = -1;
+}
+
+/* Take every queue down before the instance is replaced: fail what is in
+ * flight with err (drain: first let it finish, for up to 10 s), stop the
+ * completion threads, and wait until nobody uses a queue. */
+void
+bio_pool_take_down (int err, const char *msg, bool drain)
+{
+  struct bio_queue *bq;
+  int waited = 0;
+
+  pthread_mutex_lock (&bio_private_lock);
+  bio_swapping = true;
+  pthread_mutex_unlock (&bio_private_lock);
+  for (bq = bio_next (NULL); bq; bq = bio_next (bq)) {
+    pthread_mutex_lock (&bq->lock);
+    while (drain && bq->inflight > 0 && waited++ < 10000) {
+      pthread_mutex_unlock (&bq->lock);
+      bio_pause ();
+      pthread_mutex_lock (&bq->lock);
+    }
+    bio_queue_die (bq, err, msg);
+    pthread_mutex_unlock (&bq->lock);
+  }
+  bio_pool_stop_threads ();
+}
+
+/* Give the queues' bounce regions back to the instance about to be
+ * destroyed. */
+void
+bio_pool_release (void)
+{
+  struct bio_queue *bq;
+
+  for (bq = bio_next (NULL); bq; bq = bio_next (bq))
+    bio_queue_release (bq);
+}
+
+/* Bind every queue to the re-created instance (started with as many
+ * queues as before; the private ones are added again) and start the
+ * completion threads. */
+int
+bio_pool_rebind (void)
+{
+  struct bio_queue *bq;
+  int r = 0, index;
+
+  for (bq = bio_next (NULL); bq && r == 0; bq = bio_next (bq)) {
+    index = bq->private ? blkio_add_queue (bio_b) : bq->index;
+    pthread_mutex_lock (&bq->lock);
+    if (index < 0) {
+      nbdkit_error ("blkio_add_queue: %s", blkio_get_error_msg ());
+      r = -1;
+    }
+    else if ((r = bio_queue_bind (bq, index)) == 0) {
+      bq->dead = 0;
+      bq->ct_parked = bq->private;
+      bq->owner_reaping = false;
+    }
+    pthread_mutex_unlock (&bq->lock);
+  }
+  if (r == 0)
+    r = bio_pool_start_threads ();
+  pthread_mutex_lock (&bio_private_lock);
+  bio_swapping = r != 0;
+  pthread_mutex_unlock (&bio_private_lock);
+  return r;
 }
 
 /* Claim bq for the calling thread alone if nobody uses it. */
@@ -276,6 +423,8 @@ bio_private_queue (void)
   for (bq = bio_private_list; bq; bq = bq->next_private)
     if (bio_claim (bq))
       goto out;
+  if (bio_swapping)
+    goto out;                   /* bq is NULL: share a pool queue */
   bq = bio_queue_alloc (1);
   if (bq == NULL)
     goto out;

@@ -85,17 +85,20 @@ bio_piece_done (struct bio_waiter *w)
                                     memory_order_release) == 1;
 }
 
-/* blkioq_do_io() failed: nothing more can be expected from this queue.
- * Fail every request in flight and every request to come; the slots stay
- * lost, since libblkio may still own their buffers.  Called with the lock
- * held; the owners are woken here (rare path).
+/* Nothing more can be expected from this queue (blkioq_do_io() failed, or
+ * the device is being reconnected): fail every request in flight and every
+ * request to come until the queue is bound to a new instance
+ * (bio_pool_rebind); the slots stay lost until then, since libblkio may
+ * still own their buffers.  Called with the lock held; the owners are
+ * woken here (rare path).
  *
- * Bounce chunks are never reused, so a device that still writes to one
- * harms nobody.  A zero-copy read (io_uring) that the kernel completes
- * later still lands in nbdkit's buffer: waiting for it instead would mean
- * waiting on a queue that no longer reports anything, i.e. forever, so
- * failing the request is the lesser evil. */
-static void
+ * Bounce chunks are not reused before the instance is destroyed, so a
+ * device that still writes to one harms nobody.  A zero-copy read
+ * (io_uring) that the kernel completes later still lands in nbdkit's
+ * buffer: waiting for it instead would mean waiting on a queue that no
+ * longer reports anything, i.e. forever, so failing the request is the
+ * lesser evil. */
+void
 bio_queue_die (struct bio_queue *bq, int err, const char *msg)
 {
   unsigned k;
@@ -103,10 +106,8 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
   if (bq->dead)
     return;
   bq->dead = err;
-  snprintf (bq->dead_msg, sizeof bq->dead_msg, "blkioq_do_io: %s",
+  snprintf (bq->dead_msg, sizeof bq->dead_msg, "%s",
             msg && msg[0] ? msg : strerror (err));
-  nbdkit_error ("queue %d failed, its requests fail from now on: %s",
-                bq->index, bq->dead_msg);
   for (k = 0; k < bq->nslots; k++) {
     struct bio_slot *s = &bq->slots[k];
     struct bio_waiter *w = s->owner;
@@ -124,6 +125,22 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
   /* Threads waiting for a slot must see the queue die. */
   atomic_fetch_add (&bq->slot_gen, 1);
   bio_futex_wake (&bq->slot_gen, INT_MAX);
+}
+
+/* blkioq_do_io() failed with err: the queue is dead.  If that means the
+ * device is gone, the instance is re-created in the background. */
+static void
+bio_do_io_failed (struct bio_queue *bq, int err, const char *msg)
+{
+  char buf[256];
+  bool lost = bio_errno_is_lost (err) && bio_reconnect_kick ();
+
+  snprintf (buf, sizeof buf, "blkioq_do_io: %s",
+            msg && msg[0] ? msg : strerror (err));
+  bio_queue_die (bq, err, buf);
+  nbdkit_error ("queue %d failed, its requests fail %s: %s", bq->index,
+                lost ? "until the device is reconnected" : "from now on",
+                bq->dead_msg);
 }
 
 /* Submit what is queued and take every completion off the queue, waiting
@@ -146,12 +163,15 @@ bio_harvest (struct bio_queue *bq, int min)
     if (n == -EINTR || n == -EAGAIN)
       break;                    /* transient: the next call retries */
     if (n < 0) {
-      bio_queue_die (bq, -n, blkio_get_error_msg ());
+      bio_do_io_failed (bq, -n, blkio_get_error_msg ());
       break;
     }
     for (i = 0; i < n; i++) {
       struct bio_slot *s = c[i].user_data;
 
+      /* A request that failed because the device went away: reconnect. */
+      if (c[i].ret < 0 && bio_errno_is_lost (-c[i].ret))
+        bio_reconnect_kick ();
       s->state = BIO_SLOT_HARVESTED;
       s->ret = c[i].ret;
       s->msg = c[i].ret < 0 ? c[i].error_msg : NULL;
@@ -447,9 +467,6 @@ bio_alone (struct bio_queue *bq)
          bq->ct_parked && !bq->owner_reaping && !bq->dead;
 }
 
-/* Run op to completion on the calling thread's queue.  Returns 0 or a
- * negative errno, with op->msg set. */
-
 /* A large bounced write: take free slots for as many pieces as they hold,
  * copy into them without the lock, then queue them.  Called and returns
  * with the lock held; returns whether op has more pieces to queue, and
@@ -514,18 +531,19 @@ bio_wait_slot (struct bio_queue *bq)
 }
 
 /* Queue every piece of op, as slots become free; called and returns with
- * the lock held.  Stops early if the queue dies (w then holds the error). */
-static void
+ * the lock held.  Stops early if the queue dies (w then holds the error).
+ * Returns whether any piece was queued. */
+static bool
 bio_submit (struct bio_queue *bq, struct bio_op *op, struct bio_waiter *w)
 {
-  bool todo = true;
+  bool todo = true, any = false;
 
   while (todo) {
     bool queued = false;
 
     if (bq->dead) {
       bio_set_err (w, bq->dead, bq->dead_msg);
-      return;
+      return any;
     }
     if (op->bounce && op->kind == BIO_WRITE && op->count > BIO_COPY_UNLOCKED &&
         bq->free_slots) {
@@ -544,6 +562,7 @@ bio_submit (struct bio_queue *bq, struct bio_op *op, struct bio_waiter *w)
       queued = true;
     }
     if (queued) {
+      any = true;
       /* Submits, and hands back whatever else completed meanwhile; alone
        * with everything queued, also waits for the first completion. */
       bio_harvest_finish (bq, w, !todo && bio_alone (bq) ? 1 : 0);
@@ -557,6 +576,7 @@ bio_submit (struct bio_queue *bq, struct bio_op *op, struct bio_waiter *w)
     else
       bio_wait_slot (bq);
   }
+  return any;
 }
 
 /* Wait 1: alone on the queue, wait inside blkioq_do_io().  Once nothing
@@ -588,7 +608,7 @@ bio_wait_reaping (struct bio_queue *bq, struct bio_waiter *w)
   }
   while (atomic_load (&w->remaining) != 0) {
     pthread_mutex_unlock (&bq->lock);
-    bio_wait_fd (bq, false);
+    bio_wait_fd (bq, true);     /* the stop fd: the queue is taken down */
     pthread_mutex_lock (&bq->lock);
     bio_harvest_finish (bq, w, 0);
   }
@@ -614,32 +634,60 @@ bio_wait_futex (struct bio_waiter *w)
     bio_futex_wait (&w->remaining, left);
 }
 
-/* Run op to completion on the calling thread's queue.  Returns 0 or a
- * negative errno, with op->msg set. */
-int
-bio_run (struct bio_op *op)
+/* Run op once on the calling thread's queue.  Returns 0 or a negative
+ * errno (w->err), and whether no piece of op reached the queue. */
+static int
+bio_run_once (struct bio_op *op, struct bio_waiter *w, bool *untouched)
 {
   struct bio_queue *bq = bio_my_queue ();
-  struct bio_waiter *w = &bio_thread_waiter;
 
   atomic_init (&w->remaining, 0);
   w->err = 0;
   w->msg[0] = '\0';
 
   pthread_mutex_lock (&bq->lock);
-  bio_submit (bq, op, w);
-  if (atomic_load (&w->remaining) != 0 && bio_alone (bq))
-    bio_wait_alone (bq, w);
-  else if (atomic_load (&w->remaining) != 0 && bq->ct_parked &&
-           !bq->owner_reaping)
-    bio_wait_reaping (bq, w);
+  *untouched = !bio_submit (bq, op, w);
+  if (atomic_load (&w->remaining) != 0) {
+    if (bio_alone (bq))
+      bio_wait_alone (bq, w);
+    else if (bq->ct_parked && !bq->owner_reaping)
+      bio_wait_reaping (bq, w);
+    else
+      pthread_mutex_unlock (&bq->lock);
+  }
   else
     pthread_mutex_unlock (&bq->lock);
   bio_wait_futex (w);
+  return -w->err;
+}
 
-  if (w->err) {
-    op->msg = w->msg;
-    return -w->err;
+/* Run op to completion on the calling thread's queue.  Returns 0 or a
+ * negative errno, with op->msg set.  While the device is being
+ * reconnected, a request waits for it (see bio_wait_up) before it starts,
+ * and a request that met a queue taken down before any of it was queued
+ * starts again once the device is back. */
+int
+bio_run (struct bio_op *op)
+{
+  struct bio_waiter *w = &bio_thread_waiter;
+  struct bio_op saved = *op;
+  bool untouched;
+  int r;
+
+  for (;;) {
+    if (atomic_load_explicit (&bio_state, memory_order_acquire) != BIO_UP &&
+        bio_wait_up (w->msg, sizeof w->msg) < 0) {
+      op->msg = w->msg;
+      return -EIO;
+    }
+    r = bio_run_once (op, w, &untouched);
+    if (r == 0)
+      return 0;
+    if (!untouched ||
+        atomic_load_explicit (&bio_state, memory_order_acquire) == BIO_UP)
+      break;
+    *op = saved;
   }
-  return 0;
+  op->msg = w->msg;
+  return r;
 }

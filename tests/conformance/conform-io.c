@@ -111,10 +111,6 @@ static void cf_io_rw(struct cf_io *io)
     cf_wait1(io->q, "write flag NO_UNMAP");
     blkioq_read(io->q, 0, io->buf, blk, NULL, 1u << 7);
     cf_wait1(io->q, "read flag 1<<7");
-    blkioq_read(io->q, 0, io->buf, 0, NULL, 0);
-    cf_wait1(io->q, "read len 0");
-    blkioq_write(io->q, 0, io->buf, 0, NULL, 0);
-    cf_wait1(io->q, "write len 0");
 }
 
 static void cf_io_ranges(struct cf_io *io)
@@ -198,19 +194,47 @@ static void cf_io_do_io_args(struct cf_io *io)
     cf_ret(blkioq_do_io(io->q, c, -1, 1, NULL), "do_io min -1");
     cf_ret(blkioq_do_io(io->q, NULL, 0, 0, NULL), "do_io 0 0");
     cf_ret(blkioq_do_io(io->q, c, 0, 4, &t), "do_io nothing in flight");
-    t = (struct timespec){ .tv_nsec = 1000000 };
-    cf_ret(blkioq_do_io(io->q, c, 1, 4, &t), "do_io min 1 nothing in flight");
     blkioq_flush(io->q, tag, 0);
-    n = blkioq_do_io(io->q, c, 1, 4, NULL);
+    t = (struct timespec){ .tv_sec = 10 };
+    n = blkioq_do_io(io->q, c, 1, 4, &t);
     cf_ret(n, "do_io flush");
     cf_line(n == 1 && c[0].user_data == tag ? "matches" : "differs",
             "do_io user_data");
     blkioq_read(io->q, io->cap, io->buf, io->blk, tag, 0);
-    n = blkioq_do_io(io->q, c, 1, 4, NULL);
+    t = (struct timespec){ .tv_sec = 10 };
+    n = blkioq_do_io(io->q, c, 1, 4, &t);
     cf_line(n == 1 && c[0].user_data == tag ? "matches" : "differs",
             "failed request user_data");
     cf_line(n == 1 && c[0].error_msg ? "message" : "no message",
             "failed request error_msg");
+}
+
+/* Near the end: libblkio 1.5's virtio-blk drivers never complete a
+ * zero-length read or write, so these wait a second and the requests stay
+ * in flight. */
+static void cf_io_zero_len(struct cf_io *io)
+{
+    struct blkio_completion c;
+    struct timespec t = { .tv_sec = 1 };
+    int n;
+
+    blkioq_read(io->q, 0, io->buf, 0, NULL, 0);
+    n = blkioq_do_io(io->q, &c, 1, 1, &t);
+    cf_line(n == 1 ? cf_errname(c.ret) : cf_errname(n), "read len 0");
+    t = (struct timespec){ .tv_sec = 1 };
+    blkioq_write(io->q, 0, io->buf, 0, NULL, 0);
+    n = blkioq_do_io(io->q, &c, 1, 1, &t);
+    cf_line(n == 1 ? cf_errname(c.ret) : cf_errname(n), "write len 0");
+}
+
+/* Last: after this timed-out wait libblkio 1.5's vhost-user queue loses
+ * later completions. */
+static void cf_io_do_io_timeout(struct cf_io *io)
+{
+    struct blkio_completion c[4];
+    struct timespec t = { .tv_nsec = 1000000 };
+
+    cf_ret(blkioq_do_io(io->q, c, 1, 4, &t), "do_io min 1 nothing in flight");
 }
 
 int cf_io(const struct cf_setup *s)
@@ -231,6 +255,8 @@ int cf_io(const struct cf_setup *s)
     cf_wait1(io.q, "read into unmapped memory");
     free(plain);
     cf_check_data(&io, 0, 32 * io.blk, "final data");
+    cf_io_zero_len(&io);
+    cf_io_do_io_timeout(&io);
     cf_io_close(&io);
     return 0;
 }

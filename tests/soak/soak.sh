@@ -91,7 +91,7 @@ run_load ()
         --bssplit=512/10:4k/40:64k/30:1m/15:4m/5 --iodepth=8 \
         --numjobs="$fio_jobs" --size="$region" --offset_increment="$region" \
         --time_based --runtime="$secs" --verify=crc32c --verify_backlog=16 \
-        --verify_fatal=1 --fsync=16 --output-format=json \
+        --verify_fatal=1 --verify_state_save=0 --fsync=16 --output-format=json \
         --output="$tmp/fio.json" > "$tmp/fio.log" 2>&1 &
     pids+=($!)
     for i in $(seq 0 $((mixed - 1))); do

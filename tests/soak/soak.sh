@@ -2,8 +2,12 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 #
 # soak.sh DRIVER - load and soak through nbdkit with the plugin.
-#   DRIVER: io_uring (a file in $TMPDIR) or vhost-user (a fresh
-#   qemu-storage-daemon export, through tests/vhost-user/qsd-run.sh)
+#   DRIVER: io_uring (a file in $TMPDIR), vhost-user (a fresh
+#   qemu-storage-daemon export, through tests/vhost-user/qsd-run.sh), or
+#   inside the test VM nvme-io_uring ($BLKIO_VM_NVME) and
+#   virtio-blk-vhost-vdpa (a VDUSE export; use SOAK_HANGUP=0 there:
+#   qemu-storage-daemon 7.2's vduse-blk export dies when a client leaves
+#   with requests in flight)
 #
 # 16 NBD connections at once (by default): SOAK_FIO fio jobs writing and
 # verifying (crc32c, verify_backlog) 512 B - 4 MiB requests with a flush
@@ -75,8 +79,21 @@ vhost-user)
     requires_driver virtio-blk-vhost-user
     start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2
     ;;
+nvme-io_uring)          # in the test VM: its NVMe namespace
+    [ -c "${BLKIO_VM_NVME:-}" ] || { echo "$0: SKIP: no BLKIO_VM_NVME"; exit 77; }
+    requires_driver nvme-io_uring
+    start_nbdkit nvme-io_uring path="$BLKIO_VM_NVME"
+    ;;
+virtio-blk-vhost-vdpa)  # in the test VM: a VDUSE export (vdpa-setup.sh)
+    [ -c /dev/vduse/control ] || { echo "$0: SKIP: no VDUSE"; exit 77; }
+    requires_driver virtio-blk-vhost-vdpa
+    truncate -s "${size_mib}M" "$tmp/disk"
+    dev=$("$BLKIO_VM_GUEST_DIR/vdpa-setup.sh" start "$tmp/disk")
+    cleanup_fn "$BLKIO_VM_GUEST_DIR/vdpa-setup.sh" stop
+    start_nbdkit virtio-blk-vhost-vdpa path="$dev"
+    ;;
 *)
-    echo "$0: unknown driver $driver (io_uring or vhost-user)" >&2
+    echo "$0: unknown driver $driver" >&2
     exit 1
     ;;
 esac
@@ -153,15 +170,17 @@ t0=$(date +%s)
 reqs=$(run_load $((warmup + seconds))) || exit 1
 t1=$(date +%s)
 kill "$sampler"
-read -r rss_first rss_last rss_max < <(/usr/bin/python3 - "$tmp/rss" \
-                                       "$warmup" <<'PY'
+# (no process substitution: the test VM has no /dev/fd)
+rss_stats=$(/usr/bin/python3 - "$tmp/rss" "$warmup" <<'PY'
 import statistics, sys
 v = [int(x) for x in open(sys.argv[1]) if x.strip()][int(sys.argv[2]):]
+v = v or [0]
 third = max(1, len(v) // 3)
 print(int(statistics.median(v[:third])), int(statistics.median(v[-third:])),
       max(v))
 PY
 )
+read -r rss_first rss_last rss_max <<< "$rss_stats"
 echo "loaded: $reqs requests in $((t1 - t0)) s; RSS after the warm-up:" \
      "median $rss_first KiB in the first third, $rss_last in the last," \
      "max $rss_max"

@@ -91,6 +91,7 @@ extern uint64_t bio_discard_offset;
 extern bool bio_needs_mem_regions;
 extern bool bio_have_bounce;
 extern bool bio_zoned;                  /* a zoned device (zoned > 0) */
+extern uint64_t bio_zone_size;          /* its zone size, or 0 */
 
 extern int bio_open_instance (void);
 extern int bio_restart_instance (bool readonly, bool resized);

@@ -36,6 +36,7 @@ uint64_t bio_discard_offset;
 bool bio_needs_mem_regions;
 bool bio_have_bounce;
 bool bio_zoned;
+uint64_t bio_zone_size;
 
 static bool
 bio_is_state_error (int err)
@@ -140,8 +141,11 @@ bio_read_geometry (void)
   blkio_get_int (bio_b, "discard-alignment", &da);
   blkio_get_int (bio_b, "discard-alignment-offset", &dao);
   blkio_get_uint64 (bio_b, "max-discard-len", &mdl);
-  if (blkio_get_int (bio_b, "zoned", &zoned) == 0 && zoned > 0)
+  if (blkio_get_int (bio_b, "zoned", &zoned) == 0 && zoned > 0) {
     bio_zoned = true;
+    if (blkio_get_uint64 (bio_b, "zone_size", &bio_zone_size) < 0)
+      bio_zone_size = 0;
+  }
 
   /* nbdkit wants a power-of-2 minimum block size of at most 64 KiB. */
   if (ra < 1)

@@ -96,8 +96,12 @@ int blkio_connect(struct blkio *b)
 
     if (!b)
         return blkio_set_error(-EINVAL, "blkio_connect: instance is NULL");
-    if (b->state != BLKIO_STATE_CREATED)
-        return blkio_set_error(-EBUSY, "blkio_connect: already connected");
+    /* Like libblkio: connecting a connected instance does nothing; a
+     * started one can no longer be connected. */
+    if (b->state == BLKIO_STATE_CONNECTED)
+        return 0;
+    if (b->state == BLKIO_STATE_STARTED)
+        return blkio_set_error(-EBUSY, "blkio_connect: already started");
 
     ret = b->drv->connect(b);
     if (ret < 0)
@@ -131,10 +135,10 @@ int blkio_start(struct blkio *b)
     if (!b)
         return blkio_set_error(-EINVAL, "blkio_start: instance is NULL");
     if (b->state == BLKIO_STATE_CREATED)
-        return blkio_set_error(-EBUSY,
+        return blkio_set_error(-ENODEV,
                                "blkio_start: call blkio_connect() first");
     if (b->state == BLKIO_STATE_STARTED)
-        return blkio_set_error(-EBUSY, "blkio_start: already started");
+        return 0;       /* like libblkio: starting again does nothing */
 
     if (b->num_poll_queues > 0 && !b->supports_poll_queues)
         return blkio_set_error(-EINVAL,
@@ -168,10 +172,11 @@ int blkio_start(struct blkio *b)
 
         /* Say which setting asked for the queue that could not be had. */
         snprintf(why, sizeof(why), "%s", blkio_get_error_msg());
-        blkio_set_error(ret, "creating num-queues=%d and num-poll-queues=%d "
-                        "queues: %s", b->num_queues, b->num_poll_queues, why);
+        /* Tear down first: the message set last is the one kept. */
         blkio_queues_destroy(b);
         b->state = BLKIO_STATE_CONNECTED;
+        blkio_set_error(ret, "creating num-queues=%d and num-poll-queues=%d "
+                        "queues: %s", b->num_queues, b->num_poll_queues, why);
         return ret;
     }
     return 0;

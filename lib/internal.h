@@ -285,7 +285,8 @@ struct blkio {
     size_t nallocs;
     size_t allocs_cap;
 
-    /* Queues; removed queues leave NULL so indices never shift */
+    /* Queues; a removed queue leaves NULL (indices never shift) until
+     * blkio_add_queue() reuses the lowest such index */
     struct blkioq **queues;
     int nqueues;
     struct blkioq **poll_queues;

@@ -56,9 +56,10 @@ int blkio_alloc_mem_region(struct blkio *b, struct blkio_mem_region *region,
     if (!b || !region)
         return blkio_set_error(-EINVAL,
                                "blkio_alloc_mem_region: NULL argument");
-    if (b->state != BLKIO_STATE_STARTED)
-        return blkio_set_error(-EBUSY, "blkio_alloc_mem_region: can only be "
-                               "called after blkio_start()");
+    /* Allocation needs only mem-region-alignment, known at connect. */
+    if (b->state == BLKIO_STATE_CREATED)
+        return blkio_set_error(-ENODEV, "blkio_alloc_mem_region: can only be "
+                               "called after blkio_connect()");
     align = b->mem_region_alignment ? b->mem_region_alignment : 1;
     if (len == 0 || len % align)
         return blkio_set_error(-EINVAL,
@@ -184,8 +185,9 @@ int blkio_map_mem_region(struct blkio *b,
         const struct blkio_mem_region *m = &b->regions[i];
         uintptr_t ms = (uintptr_t)m->addr, me = ms + m->len;
 
+        /* -EINVAL like libblkio (not -EEXIST). */
         if (mem_region_equal(m, region))
-            return blkio_set_error(-EEXIST, "blkio_map_mem_region: region "
+            return blkio_set_error(-EINVAL, "blkio_map_mem_region: region "
                                    "%p+%zu is already mapped",
                                    region->addr, region->len);
         if (start < me && ms < end)

@@ -5,13 +5,13 @@
  * read and written and where its value lives in struct blkio, so access
  * rules, typed access and string conversion are written once here.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "internal.h"
 
@@ -49,9 +49,10 @@ static const struct blkio_property blkio_common_props[] = {
     /* Device and queues */
     BLKIO_PROP("capacity", PROP_UINT64, ST_AFTER_CONNECT, 0, capacity, NULL),
     BLKIO_PROP("max-queues", PROP_INT, ST_AFTER_CONNECT, 0, max_queues, NULL),
-    BLKIO_PROP("num-queues", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
+    /* Settings: their defaults can be read from creation on. */
+    BLKIO_PROP("num-queues", PROP_INT, ST_ALL, ST_CONNECTED,
                num_queues, blkio_prop_set_nonneg_int),
-    BLKIO_PROP("num-poll-queues", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
+    BLKIO_PROP("num-poll-queues", PROP_INT, ST_ALL, ST_CONNECTED,
                num_poll_queues, blkio_prop_set_nonneg_int),
     BLKIO_PROP("supports-poll-queues", PROP_BOOL, ST_AFTER_CONNECT, 0,
                supports_poll_queues, NULL),
@@ -139,10 +140,15 @@ static enum blkio_state prop_first_state(uint8_t mask)
     return BLKIO_STATE_STARTED;
 }
 
-/* Find a property and check that it may be read (or written) now.  value
- * is the caller's value argument, checked for NULL here once for all. */
+/* Find a property and check that it may be read (or written) now as
+ * `type` (PROP_STR: any type, converted).  value is the caller's value
+ * argument, checked for NULL here once for all.  The order of the checks
+ * is libblkio's: the name, then the type (-ENOTTY), then the access:
+ * -EACCES for a read-only property, -ENODEV before the state it needs is
+ * reached, -EBUSY after it is left. */
 static int prop_lookup(struct blkio *b, const char *name, bool write,
-                       const void *value, const struct blkio_property **pp)
+                       enum blkio_prop_type type, const void *value,
+                       const struct blkio_property **pp)
 {
     const struct blkio_property *p;
     uint8_t mask;
@@ -158,6 +164,10 @@ static int prop_lookup(struct blkio *b, const char *name, bool write,
     p = prop_find(b, name);
     if (!p)
         return blkio_set_error(-ENOENT, "unknown property name '%s'", name);
+    if (type != PROP_STR && p->type != type)
+        return blkio_set_error(-ENOTTY, "property '%s' has type %s, not %s",
+                               p->name, blkio_type_names[p->type],
+                               blkio_type_names[type]);
 
     mask = write ? p->writable : p->readable;
     if (!(mask & (1u << b->state))) {
@@ -169,7 +179,7 @@ static int prop_lookup(struct blkio *b, const char *name, bool write,
                                    name);
         enum blkio_state first = prop_first_state(mask);
         if (b->state < first)
-            return blkio_set_error(write ? -EBUSY : -ENODEV,
+            return blkio_set_error(-ENODEV,
                                    "property '%s' can only be %s after %s",
                                    name, write ? "set" : "read",
                                    blkio_state_names[first]);
@@ -187,25 +197,14 @@ static void *prop_field(struct blkio *b, const struct blkio_property *p)
     return (char *)b + p->offset;
 }
 
-static int prop_wrong_type(const struct blkio_property *p,
-                           enum blkio_prop_type asked)
-{
-    return blkio_set_error(-ENOTTY, "property '%s' has type %s, not %s",
-                           p->name, blkio_type_names[p->type],
-                           blkio_type_names[asked]);
-}
-
 static int prop_get_typed(struct blkio *b, const char *name,
                           enum blkio_prop_type type, void *value)
 {
     const struct blkio_property *p;
-    int ret = prop_lookup(b, name, false, value, &p);
+    int ret = prop_lookup(b, name, false, type, value, &p);
 
     if (ret < 0)
         return ret;
-    if (p->type != type)
-        return prop_wrong_type(p, type);
-
     switch (type) {
     case PROP_BOOL:
         *(bool *)value = *(bool *)prop_field(b, p);
@@ -263,12 +262,10 @@ static int prop_set_typed(struct blkio *b, const char *name,
                           enum blkio_prop_type type, const void *value)
 {
     const struct blkio_property *p;
-    int ret = prop_lookup(b, name, true, value, &p);
+    int ret = prop_lookup(b, name, true, type, value, &p);
 
     if (ret < 0)
         return ret;
-    if (p->type != type)
-        return prop_wrong_type(p, type);
     return prop_store(b, p, value);
 }
 
@@ -308,7 +305,7 @@ int blkio_get_str(struct blkio *b, const char *name, char **value)
     char buf[32];
     const char *s = buf;
     char *copy;
-    int ret = prop_lookup(b, name, false, value, &p);
+    int ret = prop_lookup(b, name, false, PROP_STR, value, &p);
 
     if (ret < 0)
         return ret;
@@ -338,20 +335,16 @@ int blkio_get_str(struct blkio *b, const char *name, char **value)
     return 0;
 }
 
+/* Exactly "true" or "false", like libblkio. */
 static int prop_parse_bool(const char *s, bool *out)
 {
-    static const char *const yes[] = { "true", "1", "yes", "on" };
-    static const char *const no[] = { "false", "0", "no", "off" };
-
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(s, yes[i]) == 0) {
-            *out = true;
-            return 0;
-        }
-        if (strcasecmp(s, no[i]) == 0) {
-            *out = false;
-            return 0;
-        }
+    if (strcmp(s, "true") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcmp(s, "false") == 0) {
+        *out = false;
+        return 0;
     }
     return -EINVAL;
 }
@@ -359,7 +352,7 @@ static int prop_parse_bool(const char *s, bool *out)
 int blkio_set_str(struct blkio *b, const char *name, const char *value)
 {
     const struct blkio_property *p;
-    int ret = prop_lookup(b, name, true, value, &p);
+    int ret = prop_lookup(b, name, true, PROP_STR, value, &p);
 
     if (ret < 0)
         return ret;
@@ -378,7 +371,9 @@ int blkio_set_str(struct blkio *b, const char *name, const char *value)
         long v;
         errno = 0;
         v = strtol(value, &end, 10);
-        if (errno || end == value || *end != '\0' || v < INT_MIN ||
+        /* strtol skips leading white space; libblkio does not. */
+        if (isspace((unsigned char)value[0]) ||
+            errno || end == value || *end != '\0' || v < INT_MIN ||
             v > INT_MAX)
             return blkio_set_error(-EINVAL,
                                    "property '%s': invalid int '%s'",
@@ -390,11 +385,10 @@ int blkio_set_str(struct blkio *b, const char *name, const char *value)
         char *end;
         unsigned long long v;
         const char *t = value;
-        while (*t == ' ' || *t == '\t')
-            t++;
         errno = 0;
         v = strtoull(t, &end, 10);
-        if (*t == '-' || errno || end == t || *end != '\0')
+        if (isspace((unsigned char)*t) || *t == '-' || errno || end == t ||
+            *end != '\0')
             return blkio_set_error(-EINVAL,
                                    "property '%s': invalid uint64 '%s'",
                                    name, value);

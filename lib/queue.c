@@ -159,26 +159,35 @@ static int queue_count(struct blkio *b)
     return n;
 }
 
-/* Append a new queue to the regular or poll table; returns its index. */
+/* Add a new queue to the regular or poll table at the lowest free index
+ * (a removed queue's index is used again, as libblkio does); returns the
+ * index. */
 static int queue_append(struct blkio *b, bool poll)
 {
     struct blkioq ***tab = poll ? &b->poll_queues : &b->queues;
     int *n = poll ? &b->npoll_queues : &b->nqueues;
     struct blkioq **nt;
     struct blkioq *q = NULL;
-    int ret;
+    int i, ret;
 
-    if (*n == INT_MAX)
-        return blkio_set_error(-ENOSPC, "too many queues");
-    nt = realloc(*tab, (size_t)(*n + 1) * sizeof(*nt));
-    if (!nt)
-        return blkio_set_error(-ENOMEM, "out of memory adding a queue");
-    *tab = nt;
-    ret = queue_new(b, poll, *n, &q);
+    for (i = 0; i < *n && (*tab)[i]; i++)
+        ;
+    if (i == *n) {
+        if (*n == INT_MAX)
+            return blkio_set_error(-ENOSPC, "too many queues");
+        nt = realloc(*tab, (size_t)(*n + 1) * sizeof(*nt));
+        if (!nt)
+            return blkio_set_error(-ENOMEM, "out of memory adding a queue");
+        *tab = nt;
+        nt[i] = NULL;
+    }
+    ret = queue_new(b, poll, i, &q);
     if (ret < 0)
         return ret;
-    nt[*n] = q;
-    return (*n)++;
+    (*tab)[i] = q;
+    if (i == *n)
+        (*n)++;
+    return i;
 }
 
 int blkio_queues_create(struct blkio *b)
@@ -241,16 +250,18 @@ struct blkioq *blkio_get_poll_queue(struct blkio *b, int index)
 
 static int queue_add(struct blkio *b, bool poll)
 {
+    /* libblkio's order and codes: can-add-queues, then the state, then
+     * poll support (-EINVAL). */
     if (!b)
         return blkio_set_error(-EINVAL, "blkio instance is NULL");
-    if (b->state != BLKIO_STATE_STARTED)
-        return blkio_set_error(-EBUSY, "queues can only be added after "
-                               "blkio_start()");
     if (!b->can_add_queues)
         return blkio_set_error(-ENOTSUP, "driver '%s' cannot add queues "
                                "(can-add-queues is false)", b->driver_name);
+    if (b->state != BLKIO_STATE_STARTED)
+        return blkio_set_error(-EBUSY, "queues can only be added after "
+                               "blkio_start()");
     if (poll && !b->supports_poll_queues)
-        return blkio_set_error(-ENOTSUP, "driver '%s' does not support poll "
+        return blkio_set_error(-EINVAL, "driver '%s' does not support poll "
                                "queues here (supports-poll-queues is false)",
                                b->driver_name);
     if (queue_count(b) >= b->max_queues)
@@ -681,9 +692,8 @@ int blkioq_do_io_interruptible(struct blkioq *q,
                                int min_completions, int max_completions,
                                struct timespec *timeout, const sigset_t *sig)
 {
-    if (q && q->poll)
-        return blkio_set_error(-ENOTSUP, "blkioq_do_io_interruptible: not "
-                               "supported on poll queues");
+    /* Poll queues take it too (libblkio does): they never sleep, so the
+     * signal mask has nothing to guard. */
     return queue_do_io(q, completions, min_completions, max_completions,
                        timeout, sig);
 }

@@ -75,11 +75,11 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* Properties that can only be set once connected fail with -EBUSY
+    /* Properties that can only be set once connected fail with -ENODEV
      * now: keep them for later. */
     for (int i = 2; i < argc; i++) {
         ret = info_set(b, argv[i]);
-        if (ret == -EBUSY) {
+        if (ret == -ENODEV) {
             deferred[i] = true;
         } else if (ret < 0) {
             fprintf(stderr, "blkio-info: error setting property: %s: %s\n",

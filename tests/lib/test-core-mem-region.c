@@ -26,12 +26,13 @@ int main(void)
     blkio_destroy(&b);
     fds_before = cu_count_fds();
 
-    /* Not before start. */
+    /* Not before connect (as in libblkio, -ENODEV); after it, yes. */
     b = cu_io_uring(path, CU_CREATED);
-    CHECK(blkio_alloc_mem_region(b, &r, 4096) < 0);
+    CHECK_RET(blkio_alloc_mem_region(b, &r, 4096), -ENODEV);
     CHECK(blkio_get_error_msg()[0] != '\0');
     CHECK_RET(blkio_connect(b), 0);
-    CHECK(blkio_alloc_mem_region(b, &r, 4096) < 0);
+    CHECK_RET(blkio_alloc_mem_region(b, &r, 4096), 0);
+    blkio_free_mem_region(b, &r);
     CHECK_RET(blkio_get_uint64(b, "mem-region-alignment", &align), 0);
     CHECK_RET(blkio_get_uint64(b, "max-mem-regions", &maxr), 0);
     CHECK_RET(blkio_get_bool(b, "needs-mem-region-fd", &needs_fd), 0);

@@ -42,8 +42,9 @@ int main(void)
     check(ut_wait1(q, NULL) == 0);
     check(buf[0][0] == 'b');
 
-    check(ok(blkio_add_queue(b)) == 4);
-    q = blkio_get_queue(b, 4);
+    /* The lowest free index is used again, as in libblkio. */
+    check(ok(blkio_add_queue(b)) == 1);
+    q = blkio_get_queue(b, 1);
     check(q != NULL);
     blkioq_read(q, 3 * 4096, buf[0], 4096, NULL, 0);
     check(ut_wait1(q, NULL) == 0);
@@ -51,7 +52,7 @@ int main(void)
 
     /* Removing a queue with requests queued, then destroying with more. */
     blkioq_read(q, 0, buf[0], 4096, NULL, 0);
-    ok(blkio_remove_queue(b, 4));
+    ok(blkio_remove_queue(b, 1));
     q = blkio_get_queue(b, 0);
     blkioq_read(q, 0, buf[1], 4096, NULL, 0);
     check(ok(blkioq_do_io(q, NULL, 0, 0, NULL)) == 0);

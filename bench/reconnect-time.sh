@@ -117,7 +117,7 @@ PY
 
 echo "reconnect-time: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load" \
      "$(cut -d' ' -f1-3 /proc/loadavg), $(nbdkit --version | head -1)"
-echo "our plugin (reconnect in the background, backoff 50 ms doubling to 2 s):"
+echo "our plugin (reconnect in the background, backoff 50 ms doubling to 0.5 s):"
 measure "$plugin" "$build/lib" same
 if [ -f "$ref/nbdkit/plugins/nbdkit-blkio-plugin.so" ]; then
     echo "upstream plugin (open connection hangs; a new connection per try):"

@@ -77,6 +77,7 @@ extern int bio_user_num_queues;         /* 0: choose */
 
 extern struct blkio *bio_b;
 extern bool bio_readonly;               /* instance opened read-only */
+extern bool bio_quiet;                  /* errors opening it to debug */
 
 /* Device geometry, read once after blkio_start(). */
 extern uint64_t bio_capacity;

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,23 @@
 
 struct blkio *bio_b;
 bool bio_readonly;
+bool bio_quiet;
+
+/* An error opening the device: shown to the user, except while
+ * reconnecting after the first attempt (bio_quiet), when it goes to debug
+ * output, so that a long outage does not fill the log. */
+static void __attribute__((format (printf, 1, 2)))
+bio_report (const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  if (bio_quiet)
+    nbdkit_vdebug (fmt, ap);
+  else
+    nbdkit_verror (fmt, ap);
+  va_end (ap);
+}
 
 uint64_t bio_capacity;
 uint32_t bio_req_align;
@@ -219,7 +237,7 @@ bio_connect_instance (bool readonly)
     r = bio_create_connect (true, errbuf, sizeof errbuf);
   }
   if (r < 0) {
-    nbdkit_error ("%s", errbuf);
+    bio_report ("%s", errbuf);
     return -1;
   }
   return 0;
@@ -247,7 +265,7 @@ bio_set_deferred_props (void)
     if (bio_is_state_error (-r) && !bio_is_state_error (p->pre_err) &&
         p->pre_msg)
       msg = p->pre_msg;
-    nbdkit_error ("error setting property: %s=%s: %s", p->key, p->value, msg);
+    bio_report ("error setting property: %s=%s: %s", p->key, p->value, msg);
     return -1;
   }
   return 0;
@@ -344,13 +362,13 @@ bio_start_instance (bool readonly, int nq, bool *private_queues)
     nq = bio_choose_num_queues (private_queues);
   r = blkio_set_int (bio_b, "num-queues", nq);
   if (r < 0) {
-    nbdkit_error ("error setting property: num-queues=%d: %s",
+    bio_report ("error setting property: num-queues=%d: %s",
                   nq, blkio_get_error_msg ());
     return -1;
   }
   r = blkio_start (bio_b);
   if (r < 0) {
-    nbdkit_error ("blkio_start: %s", blkio_get_error_msg ());
+    bio_report ("blkio_start: %s", blkio_get_error_msg ());
     return -1;
   }
   return nq;
@@ -386,6 +404,9 @@ bio_open_instance (void)
   return 0;
 }
 
+/* The capacity of the device last refused by bio_restart_instance. */
+static uint64_t refused = UINT64_MAX;
+
 /* Create the instance again, with the queue count it had.  It must be the
  * same device: same block size and buffer needs, and (unless resized is
  * allowed) the same size. */
@@ -403,17 +424,24 @@ bio_restart_instance (bool readonly, bool resized)
     return -1;
   if (bio_req_align != req_align || bio_buf_align != buf_align ||
       bio_needs_mem_regions != nmr || (!resized && bio_capacity != capacity)) {
-    nbdkit_error ("refusing the reconnected device: it is not the one "
-                  "served before (capacity %" PRIu64 " was %" PRIu64
-                  ", request-alignment %u was %u, buf-alignment %u was %u)",
-                  bio_capacity, capacity, bio_req_align, req_align,
-                  bio_buf_align, buf_align);
+    bool quiet = bio_quiet;
+
+    /* Loud once per device refused, not once per attempt. */
+    bio_quiet = refused == bio_capacity;
+    refused = bio_capacity;
+    bio_report ("refusing the reconnected device: it is not the one "
+                "served before (capacity %" PRIu64 " was %" PRIu64
+                ", request-alignment %u was %u, buf-alignment %u was %u)",
+                bio_capacity, capacity, bio_req_align, req_align,
+                bio_buf_align, buf_align);
+    bio_quiet = quiet;
     bio_capacity = capacity;
     bio_req_align = req_align;
     bio_buf_align = buf_align;
     bio_needs_mem_regions = nmr;
     return -1;
   }
+  refused = UINT64_MAX;
   return 0;
 }
 

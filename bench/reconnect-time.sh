@@ -9,6 +9,7 @@
 # Environment:
 #   ROUNDS=7            restarts per outage length
 #   OUTAGES="0 0.5 2"   seconds the daemon stays down
+#   REF=BUILD_DIR/reference   the unpacked reference (scripts/fetch-reference.sh)
 #
 # Per round: a client connected through the plugin reads; the daemon is
 # killed (-9); the client's next read finds it gone (EIO); after OUTAGE
@@ -24,7 +25,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
 plugin=$build/plugin/nbdkit-blkio-plugin.so
-ref=$build/reference/usr/lib/x86_64-linux-gnu
+ref=${REF:-$build/reference}/usr/lib/x86_64-linux-gnu
 rounds=${ROUNDS:-7}
 outages=${OUTAGES:-0 0.5 2}
 QSD=${QSD:-/usr/bin/qemu-storage-daemon}
@@ -105,8 +106,8 @@ PY
         $py - "$tmp/times" "$outage" "$mode" <<'PY'
 import statistics, sys
 t = [float(x) for x in open(sys.argv[1]) if x.strip() and x[0].isdigit()]
-print(f"  outage {sys.argv[2]:>4} s: restart -> first read on the "
-      f"{'same' if sys.argv[3] == 'same' else 'a new'} connection: median "
+print(f"  outage {sys.argv[2]:>4} s: restart -> first read on "
+      f"{'the same' if sys.argv[3] == 'same' else 'a new'} connection: median "
       f"{statistics.median(t)*1000:.0f} ms, max {max(t)*1000:.0f} ms "
       f"({len(t)} rounds)")
 PY

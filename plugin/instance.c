@@ -161,7 +161,9 @@ bio_read_geometry (void)
   blkio_get_uint64 (bio_b, "max-discard-len", &mdl);
   if (blkio_get_int (bio_b, "zoned", &zoned) == 0 && zoned > 0) {
     bio_zoned = true;
-    if (blkio_get_uint64 (bio_b, "zone_size", &bio_zone_size) < 0)
+    /* libblkio 1.5 spells it zone-size; older builds zone_size. */
+    if (blkio_get_uint64 (bio_b, "zone-size", &bio_zone_size) < 0 &&
+        blkio_get_uint64 (bio_b, "zone_size", &bio_zone_size) < 0)
       bio_zone_size = 0;
   }
 

@@ -433,8 +433,8 @@ bio_device_there (void)
 
 /* A new connection: the device must be there (waiting up to
  * reconnect-wait= for it), at its current size (a resized device is
- * re-opened: the library reads the size once), and opened read-only if
- * nbdkit serves it read-only (the first connection tells). */
+ * re-opened: a library may read the size only once), and opened read-only
+ * if nbdkit serves it read-only (the first connection tells). */
 static void *
 bio_open (int readonly)
 {

@@ -408,36 +408,33 @@ bio_probe (void)
 }
 
 /* Whether the device is there for a new connection: up (waiting up to
- * reconnect-wait= for it), and it answers a read. */
+ * reconnect-wait= for it), and not failing a read with an errno that says
+ * it is gone (another error, say a bad block, is the clients' to see). */
 static bool
 bio_device_there (void)
 {
   char msg[256];
-  int r;
+  int r = 0;
 
   if (atomic_load (&bio_state) == BIO_UP) {
     r = bio_probe ();
-    if (r == 0 || (!bio_errno_is_lost (-r) && r != -EIO))
+    if (r == 0 || !bio_errno_is_lost (-r))
       return true;
   }
-  if (atomic_load (&bio_state) == BIO_UP && bio_reconnect) {
-    /* A lost device whose errno did not say so: reconnect too. */
-    bio_reconnect_kick ();
-  }
+  /* A probe that found the device gone has started reconnecting. */
   if (atomic_load (&bio_state) != BIO_UP &&
       bio_wait_up (msg, sizeof msg) == 0)
     return true;
   nbdkit_error ("the device is not there: %s",
-                atomic_load (&bio_state) != BIO_UP ? msg
-                : "it fails requests (reconnect=false)");
+                atomic_load (&bio_state) != BIO_UP ? msg : strerror (-r));
   nbdkit_set_error (EIO);
   return false;
 }
 
 /* A new connection: the device must be there (waiting up to
  * reconnect-wait= for it), at its current size (a resized device is
- * re-opened: the library reads the size once), and opened read-only if
- * nbdkit serves it read-only (the first connection tells). */
+ * re-opened: a library may read the size only once), and opened read-only
+ * if nbdkit serves it read-only (the first connection tells). */
 static void *
 bio_open (int readonly)
 {

@@ -432,25 +432,27 @@ bio_device_there (void)
 }
 
 /* A new connection: the device must be there (waiting up to
- * reconnect-wait= for it), at its current size (a resized device is
- * re-opened: a library may read the size only once), and opened read-only
- * if nbdkit serves it read-only (the first connection tells). */
+ * reconnect-wait= for it) and at its current size (a resized device is
+ * re-opened: a library may read the size only once).  Whether the export
+ * is read-only comes from nbdkit (readonly, -r): the device is not opened
+ * again for it, since VFIO groups and vDPA devices can be open only once
+ * and nbdkit's --run parent process still holds what the plugin opened
+ * before it forked; nbdkit itself refuses every write of a read-only
+ * export before it reaches the plugin. */
 static void *
 bio_open (int readonly)
 {
-  static atomic_bool decided;
+  static atomic_bool told;
   struct bio_handle *h;
   bool no = false;
   uint64_t size;
 
   if (!bio_device_there ())
     return NULL;
-  if (atomic_compare_exchange_strong (&decided, &no, true) && readonly &&
-      !bio_readonly) {
-    nbdkit_debug ("nbdkit serves the device read-only: re-opening it so");
-    if (bio_refresh (true) == -1)
-      nbdkit_debug ("re-opening read-only failed, kept read-write");
-  }
+  if (readonly && !bio_readonly &&
+      atomic_compare_exchange_strong (&told, &no, true))
+    nbdkit_debug ("nbdkit serves the device read-only; it stays open "
+                  "read-write and nbdkit refuses writes");
   size = bio_device_size_now ();
   if (size != 0 && size != bio_capacity) {
     nbdkit_debug ("the device is now %" PRIu64 " bytes (was %" PRIu64

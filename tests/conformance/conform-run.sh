@@ -83,6 +83,7 @@ if [ -z "$ref" ]; then
         fi
     fi
 fi
+export BLKIO_REFERENCE=$ref
 reflib=$ref/usr/lib/x86_64-linux-gnu
 [ -e "$reflib/libblkio.so.1" ] || unavailable "no libblkio.so.1 under $reflib"
 

@@ -133,6 +133,13 @@ static void cf_io_ranges(struct cf_io *io)
     cf_wait1(io->q, "read across capacity");
     blkioq_read(io->q, UINT64_MAX - blk + 1, io->buf, blk, NULL, 0);
     cf_wait1(io->q, "read at 2^64-blk");
+    /* A 1 MiB read, and whether max-transfer says it fits. */
+    if (cap >= (1u << 20)) {
+        blkioq_read(io->q, 0, io->buf, 1u << 20, NULL, 0);
+        cf_wait1(io->q, "read 1 MiB");
+    }
+    cf_line(io->max_transfer == 0 || io->max_transfer >= (1 << 20) ?
+            "within" : "beyond", "1 MiB vs max-transfer");
     if (io->max_transfer > 0 &&
         (uint64_t)io->max_transfer + blk <= REGION / 2 &&
         (uint64_t)io->max_transfer + blk <= cap) {

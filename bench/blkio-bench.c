@@ -216,12 +216,93 @@ static int bench_reap(struct bench_thread *t)
     return -EINVAL;
 }
 
+/* A failed do_io or request stops every thread; the first error is kept. */
+static void bench_fail(struct bench_thread *t, const char *what, int err,
+                       const char *msg)
+{
+    fprintf(stderr, "blkio-bench: thread %d: %s: %s: %s\n", t->index, what,
+            strerror(-err), msg ? msg : "");
+    if (!t->err)
+        t->err = err;
+    atomic_store(&bench_stop, true);
+}
+
+/* Submit what is queued without waiting (--submit-batch). */
+static void bench_flush_submissions(struct bench_thread *t)
+{
+    int r = blkioq_do_io(t->q, NULL, 0, 0, NULL);
+    if (r < 0)
+        bench_fail(t, "blkioq_do_io", r, blkio_get_error_msg());
+}
+
+/*
+ * Fill the queue with --submit-batch requests per do_io call.  This
+ * matters on devices that complete everything one kick gave them at once
+ * (the VM's virtio-blk here): a depth submitted in one go then arrives and
+ * leaves together forever after and never overlaps work.
+ */
+static void bench_fill(struct bench_thread *t, uint64_t now)
+{
+    for (int i = 0; i < bench_iodepth; i++) {
+        bench_submit(t, (unsigned)i, now);
+        if (bench_submit_batch && (i + 1) % bench_submit_batch == 0)
+            bench_flush_submissions(t);
+    }
+}
+
+/* Latencies and counts of one completion batch. */
+static void bench_account(struct bench_thread *t, int n, uint64_t now,
+                          bool measuring)
+{
+    for (int i = 0; i < n; i++) {
+        const struct blkio_completion *c = &t->comps[i];
+        if (c->ret != 0)
+            bench_fail(t, "request failed", c->ret, c->error_msg);
+        if (measuring) {
+            uint64_t lat = now - t->submit_ns[(uintptr_t)c->user_data];
+            t->hist[hist_index(lat)]++;
+            t->lat_sum_ns += lat;
+        }
+    }
+    if (measuring) {
+        t->ios += (uint64_t)n;
+        t->batches++;
+    }
+}
+
+/* Re-queue the whole batch; the next do_io submits it at once.
+ * --submit-batch N submits every N requests instead (fio's default
+ * pattern is N=1). */
+static void bench_requeue(struct bench_thread *t, int n, uint64_t now)
+{
+    for (int i = 0; i < n; i++) {
+        bench_submit(t, (unsigned)(uintptr_t)t->comps[i].user_data, now);
+        if (bench_submit_batch && (i + 1) % bench_submit_batch == 0 &&
+            i + 1 < n)
+            bench_flush_submissions(t);
+    }
+}
+
+/* Let the rest finish so the queue is idle before blkio_destroy(). */
+static void bench_drain(struct bench_thread *t, unsigned inflight)
+{
+    while (inflight > 0) {
+        int n = blkioq_do_io(t->q, t->comps, (int)inflight, bench_iodepth,
+                             NULL);
+        if (n < 0) {
+            bench_fail(t, "draining", n, blkio_get_error_msg());
+            break;
+        }
+        inflight -= (unsigned)n;
+    }
+}
+
 static void *bench_thread_main(void *opaque)
 {
     struct bench_thread *t = opaque;
     struct rusage ru0, ru1;
     uint64_t t0 = 0, now;
-    unsigned inflight = 0;
+    unsigned inflight;
     bool measuring = false;
 
     pthread_barrier_wait(&bench_barrier);
@@ -232,33 +313,13 @@ static void *bench_thread_main(void *opaque)
         t0 = now;
         measuring = true;
     }
-    /*
-     * Fill the queue with --submit-batch requests per do_io call.  This
-     * matters on devices that complete everything one kick gave them at
-     * once (the VM's virtio-blk here): a depth submitted in one go then
-     * arrives and leaves together forever after and never overlaps work.
-     */
-    for (int i = 0; i < bench_iodepth; i++) {
-        bench_submit(t, (unsigned)i, now);
-        if (!bench_submit_batch || (i + 1) % bench_submit_batch != 0)
-            continue;
-        int r = blkioq_do_io(t->q, NULL, 0, 0, NULL);
-        if (r < 0) {
-            fprintf(stderr, "blkio-bench: thread %d: blkioq_do_io: %s: %s\n",
-                    t->index, strerror(-r), blkio_get_error_msg());
-            t->err = r;
-            atomic_store(&bench_stop, true);
-        }
-    }
+    bench_fill(t, now);
     inflight = (unsigned)bench_iodepth;
 
     for (;;) {
         int n = bench_reap(t);
         if (n < 0) {
-            fprintf(stderr, "blkio-bench: thread %d: blkioq_do_io: %s: %s\n",
-                    t->index, strerror(-n), blkio_get_error_msg());
-            t->err = n;
-            atomic_store(&bench_stop, true);
+            bench_fail(t, "blkioq_do_io", n, blkio_get_error_msg());
             break;
         }
         now = now_ns();
@@ -269,48 +330,11 @@ static void *bench_thread_main(void *opaque)
             t0 = now;
             measuring = true;
         }
-
-        for (int i = 0; i < n; i++) {
-            const struct blkio_completion *c = &t->comps[i];
-            if (c->ret != 0) {
-                fprintf(stderr, "blkio-bench: thread %d: request failed: "
-                        "%s: %s\n", t->index, strerror(-c->ret),
-                        c->error_msg ? c->error_msg : "");
-                t->err = c->ret;
-                atomic_store(&bench_stop, true);
-            }
-            if (measuring) {
-                uint64_t lat = now - t->submit_ns[(uintptr_t)c->user_data];
-                t->hist[hist_index(lat)]++;
-                t->lat_sum_ns += lat;
-            }
-        }
-        if (measuring) {
-            t->ios += (uint64_t)n;
-            t->batches++;
-        }
-
+        bench_account(t, n, now, measuring);
         if (now >= bench_end_ns || t->err ||
             atomic_load_explicit(&bench_stop, memory_order_relaxed))
             break;
-
-        /* Re-queue the whole batch; the next do_io submits it at once.
-         * --submit-batch N submits every N requests instead (fio's
-         * default pattern is N=1). */
-        for (int i = 0; i < n; i++) {
-            bench_submit(t, (unsigned)(uintptr_t)t->comps[i].user_data, now);
-            if (bench_submit_batch && (i + 1) % bench_submit_batch == 0 &&
-                i + 1 < n) {
-                int r = blkioq_do_io(t->q, NULL, 0, 0, NULL);
-                if (r < 0) {
-                    fprintf(stderr, "blkio-bench: thread %d: blkioq_do_io: "
-                            "%s: %s\n", t->index, strerror(-r),
-                            blkio_get_error_msg());
-                    t->err = r;
-                    atomic_store(&bench_stop, true);
-                }
-            }
-        }
+        bench_requeue(t, n, now);
         inflight += (unsigned)n;
     }
 
@@ -320,20 +344,7 @@ static void *bench_thread_main(void *opaque)
         t->user_s = tv_s(&ru1.ru_utime) - tv_s(&ru0.ru_utime);
         t->sys_s = tv_s(&ru1.ru_stime) - tv_s(&ru0.ru_stime);
     }
-
-    /* Let the rest finish so the queue is idle before blkio_destroy(). */
-    while (inflight > 0) {
-        int n = blkioq_do_io(t->q, t->comps, (int)inflight, bench_iodepth,
-                             NULL);
-        if (n < 0) {
-            fprintf(stderr, "blkio-bench: thread %d: draining: %s: %s\n",
-                    t->index, strerror(-n), blkio_get_error_msg());
-            if (!t->err)
-                t->err = n;
-            break;
-        }
-        inflight -= (unsigned)n;
-    }
+    bench_drain(t, inflight);
     return NULL;
 }
 
@@ -419,95 +430,97 @@ static const struct option bench_options[] = {
     { NULL, 0, NULL, 0 },
 };
 
+static void bench_add_prop(const char *kv)
+{
+    if (!strchr(kv, '=')) {
+        fprintf(stderr, "blkio-bench: --prop %s: expected KEY=VALUE\n", kv);
+        exit(2);
+    }
+    bench_props = realloc(bench_props,
+                          sizeof(*bench_props) * (size_t)(bench_nprops + 1));
+    if (!bench_props) {
+        perror("realloc");
+        exit(1);
+    }
+    bench_props[bench_nprops++] = (char *)kv;
+}
+
+/* A count option: --submit-batch (0 allowed), --threads, --iodepth. */
+static int bench_parse_count(const char *arg, long min)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+
+    if (end == arg || *end || v < min || v > 65536) {
+        fprintf(stderr, "blkio-bench: invalid count: %s\n", arg);
+        exit(2);
+    }
+    return (int)v;
+}
+
+static int bench_parse_name(const char *opt, const char *arg,
+                            const char *const *names, int n)
+{
+    int v = parse_enum(arg, names, n);
+    if (v < 0) {
+        fprintf(stderr, "blkio-bench: invalid --%s: %s\n", opt, arg);
+        exit(2);
+    }
+    return v;
+}
+
+/* --bs, --size, --seed: a size with an optional k/M/G/T suffix. */
+static uint64_t bench_parse_size(int c, const char *arg)
+{
+    uint64_t v;
+    if (parse_size(arg, &v) < 0 || (c == OPT_BS && v == 0)) {
+        fprintf(stderr, "blkio-bench: invalid size: %s\n", arg);
+        exit(2);
+    }
+    return v;
+}
+
+/* --runtime (must be positive), --ramp: seconds. */
+static double bench_parse_seconds(int c, const char *arg)
+{
+    char *end;
+    double d = strtod(arg, &end);
+    if (end == arg || *end || d < 0 || (c == OPT_RUNTIME && d <= 0)) {
+        fprintf(stderr, "blkio-bench: invalid seconds: %s\n", arg);
+        exit(2);
+    }
+    return d;
+}
+
 static void parse_args(int argc, char **argv)
 {
     int c;
-    long v;
-    char *end;
 
     while ((c = getopt_long(argc, argv, "", bench_options, NULL)) != -1) {
         switch (c) {
         case OPT_DRIVER: bench_driver = optarg; break;
         case OPT_PATH: bench_path = optarg; break;
-        case OPT_PROP:
-            if (!strchr(optarg, '=')) {
-                fprintf(stderr, "blkio-bench: --prop %s: expected KEY=VALUE\n",
-                        optarg);
-                exit(2);
-            }
-            bench_props = realloc(bench_props,
-                                  sizeof(*bench_props) * (size_t)(bench_nprops + 1));
-            if (!bench_props) {
-                perror("realloc");
-                exit(1);
-            }
-            bench_props[bench_nprops++] = optarg;
-            break;
-        case OPT_SUBMIT_BATCH:
-            v = strtol(optarg, &end, 10);
-            if (*end || v < 0 || v > 65536) {
-                fprintf(stderr, "blkio-bench: invalid count: %s\n", optarg);
-                exit(2);
-            }
-            bench_submit_batch = (int)v;
-            break;
-        case OPT_THREADS:
-        case OPT_IODEPTH:
-            v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 65536) {
-                fprintf(stderr, "blkio-bench: invalid count: %s\n", optarg);
-                exit(2);
-            }
-            if (c == OPT_THREADS)
-                bench_threads = (int)v;
-            else
-                bench_iodepth = (int)v;
-            break;
+        case OPT_PROP: bench_add_prop(optarg); break;
+        case OPT_SUBMIT_BATCH: bench_submit_batch = bench_parse_count(optarg, 0); break;
+        case OPT_THREADS: bench_threads = bench_parse_count(optarg, 1); break;
+        case OPT_IODEPTH: bench_iodepth = bench_parse_count(optarg, 1); break;
         case OPT_RW:
-            v = parse_enum(optarg, bench_rw_names, 4);
-            if (v < 0) {
-                fprintf(stderr, "blkio-bench: invalid --rw: %s\n", optarg);
-                exit(2);
-            }
-            bench_rw = (enum bench_rw)v;
+            bench_rw = (enum bench_rw)bench_parse_name("rw", optarg,
+                                                       bench_rw_names, 4);
             break;
         case OPT_MODE:
-            v = parse_enum(optarg, bench_mode_names, 3);
-            if (v < 0) {
-                fprintf(stderr, "blkio-bench: invalid --mode: %s\n", optarg);
-                exit(2);
-            }
-            bench_mode = (enum bench_mode)v;
+            bench_mode = (enum bench_mode)bench_parse_name("mode", optarg,
+                                                           bench_mode_names, 3);
             break;
-        case OPT_BS:
-        case OPT_SIZE:
-        case OPT_SEED: {
-            uint64_t s;
-            if (parse_size(optarg, &s) < 0 || (c == OPT_BS && s == 0)) {
-                fprintf(stderr, "blkio-bench: invalid size: %s\n", optarg);
-                exit(2);
-            }
-            if (c == OPT_BS)
-                bench_bs = s;
-            else if (c == OPT_SIZE)
-                bench_size = s;
-            else
-                bench_seed = s ? s : 1;
+        case OPT_BS: bench_bs = bench_parse_size(c, optarg); break;
+        case OPT_SIZE: bench_size = bench_parse_size(c, optarg); break;
+        case OPT_SEED:
+            bench_seed = bench_parse_size(c, optarg);
+            if (!bench_seed)
+                bench_seed = 1;
             break;
-        }
-        case OPT_RUNTIME:
-        case OPT_RAMP: {
-            double d = strtod(optarg, &end);
-            if (*end || d < 0 || (c == OPT_RUNTIME && d <= 0)) {
-                fprintf(stderr, "blkio-bench: invalid seconds: %s\n", optarg);
-                exit(2);
-            }
-            if (c == OPT_RUNTIME)
-                bench_runtime = d;
-            else
-                bench_ramp = d;
-            break;
-        }
+        case OPT_RUNTIME: bench_runtime = bench_parse_seconds(c, optarg); break;
+        case OPT_RAMP: bench_ramp = bench_parse_seconds(c, optarg); break;
         case OPT_POLL: bench_poll_queues = true; break;
         case OPT_JSON: bench_json = true; break;
         case OPT_HELP: usage(stdout); exit(0);
@@ -614,43 +627,37 @@ static double hist_quantile_us(const uint64_t *hist, uint64_t total, double q)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Create, connect, set the properties and the queues, start. */
+static struct blkio *bench_open(void)
 {
     struct blkio *b = NULL;
-    struct blkio_mem_region region = { 0 };
-    bool have_region = false;
-    unsigned char *bufs = NULL;
-    int ret, exit_code = 1;
     bool *prop_done = NULL;
+    int ret = blkio_create(bench_driver, &b);
 
-    parse_args(argc, argv);
-
-    ret = blkio_create(bench_driver, &b);
     if (ret < 0) {
         fprintf(stderr, "blkio-bench: blkio_create: %s: %s\n", bench_driver,
                 blkio_get_error_msg());
-        return 1;
+        return NULL;
     }
     if (bench_path && blkio_set_str(b, "path", bench_path) < 0) {
         fprintf(stderr, "blkio-bench: error setting property: path=%s: %s\n",
                 bench_path, blkio_get_error_msg());
-        goto out;
+        goto fail;
     }
     prop_done = calloc((size_t)bench_nprops + 1, sizeof(*prop_done));
     if (!prop_done)
-        goto out;
+        goto fail;
     for (int i = 0; i < bench_nprops; i++)
         prop_done[i] = bench_set_prop(b, bench_props[i], false) == 0;
 
-    ret = blkio_connect(b);
-    if (ret < 0) {
+    if (blkio_connect(b) < 0) {
         fprintf(stderr, "blkio-bench: blkio_connect: %s\n",
                 blkio_get_error_msg());
-        goto out;
+        goto fail;
     }
     for (int i = 0; i < bench_nprops; i++)
         if (!prop_done[i] && bench_set_prop(b, bench_props[i], true) < 0)
-            goto out;
+            goto fail;
 
     if (bench_poll_queues) {
         ret = blkio_set_int(b, "num-queues", 0);
@@ -663,107 +670,119 @@ int main(int argc, char **argv)
         fprintf(stderr, "blkio-bench: setting %d %squeues: %s\n",
                 bench_threads, bench_poll_queues ? "poll " : "",
                 blkio_get_error_msg());
-        goto out;
+        goto fail;
     }
-
-    ret = blkio_start(b);
-    if (ret < 0) {
+    if (blkio_start(b) < 0) {
         fprintf(stderr, "blkio-bench: blkio_start: %s\n", blkio_get_error_msg());
-        goto out;
+        goto fail;
     }
+    free(prop_done);
+    return b;
 
-    uint64_t capacity;
+fail:
+    free(prop_done);
+    blkio_destroy(&b);
+    return NULL;
+}
+
+/* The request range (bench_nblocks) and the buffer layout the device asks
+ * for: page aligned (which satisfies any buf-alignment we expect), one slot
+ * per request in flight, threads on separate pages. */
+struct bench_layout {
+    size_t stride;              /* bytes per thread */
+    size_t total;               /* bytes for all threads */
+    size_t align;
+    bool needs_mem_regions;
+};
+
+static int bench_geometry(struct blkio *b, struct bench_layout *l)
+{
+    uint64_t capacity, mem_align = 1;
     int req_align = 1, buf_align = 1, opt_buf_align = 1;
-    bool needs_mem_regions = false;
-    uint64_t mem_align = 1;
+
     if (blkio_get_uint64(b, "capacity", &capacity) < 0) {
         fprintf(stderr, "blkio-bench: capacity: %s\n", blkio_get_error_msg());
-        goto out;
+        return -1;
     }
     blkio_get_int(b, "request-alignment", &req_align);
     blkio_get_int(b, "buf-alignment", &buf_align);
     blkio_get_int(b, "optimal-buf-alignment", &opt_buf_align);
-    blkio_get_bool(b, "needs-mem-regions", &needs_mem_regions);
+    blkio_get_bool(b, "needs-mem-regions", &l->needs_mem_regions);
     blkio_get_uint64(b, "mem-region-alignment", &mem_align);
 
     if (req_align > 0 && bench_bs % (uint64_t)req_align) {
         fprintf(stderr, "blkio-bench: --bs %" PRIu64 " is not a multiple of "
                 "request-alignment %d\n", bench_bs, req_align);
-        goto out;
+        return -1;
     }
     uint64_t range = bench_size && bench_size < capacity ? bench_size : capacity;
     bench_nblocks = range / bench_bs;
     if (bench_nblocks == 0) {
         fprintf(stderr, "blkio-bench: range %" PRIu64 " is smaller than "
                 "--bs %" PRIu64 "\n", range, bench_bs);
-        goto out;
+        return -1;
     }
 
-    /* Buffers: page aligned (which satisfies any buf-alignment we expect),
-     * one slot per request in flight, threads on separate pages. */
-    size_t align = 4096;
-    if ((size_t)buf_align > align)
-        align = (size_t)buf_align;
-    if ((size_t)opt_buf_align > align)
-        align = (size_t)opt_buf_align;
-    size_t stride = ((size_t)bench_iodepth * bench_bs + align - 1) & ~(align - 1);
-    size_t total = stride * (size_t)bench_threads;
+    l->align = 4096;
+    if ((size_t)buf_align > l->align)
+        l->align = (size_t)buf_align;
+    if ((size_t)opt_buf_align > l->align)
+        l->align = (size_t)opt_buf_align;
+    l->stride = ((size_t)bench_iodepth * bench_bs + l->align - 1) &
+                ~(l->align - 1);
+    l->total = l->stride * (size_t)bench_threads;
+    if (l->needs_mem_regions && mem_align > 1)
+        l->total = (l->total + mem_align - 1) / mem_align * mem_align;
+    return 0;
+}
 
-    if (needs_mem_regions) {
-        if (mem_align > 1)
-            total = (total + mem_align - 1) / mem_align * mem_align;
-        ret = blkio_alloc_mem_region(b, &region, total);
-        if (ret < 0) {
+/* The request buffers: a mapped memory region where the driver needs one. */
+static unsigned char *bench_alloc_bufs(struct blkio *b,
+                                       const struct bench_layout *l,
+                                       struct blkio_mem_region *region,
+                                       bool *have_region)
+{
+    unsigned char *bufs;
+
+    if (l->needs_mem_regions) {
+        if (blkio_alloc_mem_region(b, region, l->total) < 0) {
             fprintf(stderr, "blkio-bench: blkio_alloc_mem_region: %zu: %s\n",
-                    total, blkio_get_error_msg());
-            goto out;
+                    l->total, blkio_get_error_msg());
+            return NULL;
         }
-        have_region = true;
-        ret = blkio_map_mem_region(b, &region);
-        if (ret < 0) {
+        *have_region = true;
+        if (blkio_map_mem_region(b, region) < 0) {
             fprintf(stderr, "blkio-bench: blkio_map_mem_region: %s\n",
                     blkio_get_error_msg());
-            goto out;
+            return NULL;
         }
-        bufs = region.addr;
+        bufs = region->addr;
     } else {
         void *p;
-        ret = posix_memalign(&p, align, total);
+        int ret = posix_memalign(&p, l->align, l->total);
         if (ret) {
             fprintf(stderr, "blkio-bench: posix_memalign: %s\n", strerror(ret));
-            goto out;
+            return NULL;
         }
         bufs = p;
     }
     /* A non-zero pattern: writes must not look like zero pages. */
-    for (size_t i = 0; i < total; i++)
+    for (size_t i = 0; i < l->total; i++)
         bufs[i] = (unsigned char)(i * 131 + 7);
+    return bufs;
+}
 
-    bench_tds = aligned_alloc(64, sizeof(*bench_tds) * (size_t)bench_threads);
-    if (!bench_tds) {
-        perror("aligned_alloc");
-        goto out;
-    }
-    memset(bench_tds, 0, sizeof(*bench_tds) * (size_t)bench_threads);
-    for (int i = 0; i < bench_threads; i++) {
-        bench_tds[i].index = i;
-        bench_tds[i].epfd = -1;
-    }
-    for (int i = 0; i < bench_threads; i++) {
-        if (bench_setup_queue(&bench_tds[i], b, bufs, stride) < 0)
-            goto out_threads;
-    }
-
+/* Start the threads together, measure, join. */
+static void bench_run_threads(void)
+{
     pthread_barrier_init(&bench_barrier, NULL, (unsigned)bench_threads + 1);
-    int started = 0;
     for (int i = 0; i < bench_threads; i++) {
-        ret = pthread_create(&bench_tds[i].tid, NULL, bench_thread_main,
-                             &bench_tds[i]);
+        int ret = pthread_create(&bench_tds[i].tid, NULL, bench_thread_main,
+                                 &bench_tds[i]);
         if (ret) {
             fprintf(stderr, "blkio-bench: pthread_create: %s\n", strerror(ret));
             exit(1);    /* the barrier would wait forever */
         }
-        started++;
     }
     /* Times are relative to when all threads exist; the barrier publishes
      * them to the threads. */
@@ -772,38 +791,52 @@ int main(int argc, char **argv)
     bench_measure_ns = now + (uint64_t)(bench_ramp * 1e9);
     bench_end_ns = bench_measure_ns + (uint64_t)(bench_runtime * 1e9);
     pthread_barrier_wait(&bench_barrier);
-    for (int i = 0; i < started; i++)
+    for (int i = 0; i < bench_threads; i++)
         pthread_join(bench_tds[i].tid, NULL);
+}
 
-    /* Merge */
-    static uint64_t hist[HIST_BUCKETS];
-    uint64_t ios = 0, lat_sum = 0, batches = 0, empty = 0;
-    double iops = 0, user = 0, sys = 0, elapsed_max = 0;
-    int err = 0;
+/* The threads' results merged. */
+struct bench_totals {
+    uint64_t ios, lat_sum, batches, empty;
+    double iops, user, sys, elapsed_max;
+    int err;
+};
+
+static uint64_t bench_hist[HIST_BUCKETS];
+
+static void bench_merge(struct bench_totals *r)
+{
+    memset(r, 0, sizeof(*r));
     for (int i = 0; i < bench_threads; i++) {
         struct bench_thread *t = &bench_tds[i];
         for (unsigned j = 0; j < HIST_BUCKETS; j++)
-            hist[j] += t->hist[j];
-        ios += t->ios;
-        lat_sum += t->lat_sum_ns;
-        batches += t->batches;
-        empty += t->empty_polls;
+            bench_hist[j] += t->hist[j];
+        r->ios += t->ios;
+        r->lat_sum += t->lat_sum_ns;
+        r->batches += t->batches;
+        r->empty += t->empty_polls;
         if (t->elapsed_ns) {
-            iops += (double)t->ios / ((double)t->elapsed_ns / 1e9);
-            if ((double)t->elapsed_ns / 1e9 > elapsed_max)
-                elapsed_max = (double)t->elapsed_ns / 1e9;
+            r->iops += (double)t->ios / ((double)t->elapsed_ns / 1e9);
+            if ((double)t->elapsed_ns / 1e9 > r->elapsed_max)
+                r->elapsed_max = (double)t->elapsed_ns / 1e9;
         }
-        user += t->user_s;
-        sys += t->sys_s;
+        r->user += t->user_s;
+        r->sys += t->sys_s;
         if (t->err)
-            err = t->err;
+            r->err = t->err;
     }
-    double mib_s = iops * (double)bench_bs / (1024.0 * 1024.0);
-    double lat_mean = ios ? (double)lat_sum / (double)ios / 1000.0 : 0;
-    double p50 = hist_quantile_us(hist, ios, 0.50);
-    double p99 = hist_quantile_us(hist, ios, 0.99);
-    double cpu_per_req = ios ? (user + sys) * 1e6 / (double)ios : 0;
-    double cpu_util = elapsed_max > 0 ? (user + sys) / elapsed_max * 100.0 : 0;
+}
+
+static void bench_report(const struct bench_totals *r)
+{
+    double mib_s = r->iops * (double)bench_bs / (1024.0 * 1024.0);
+    double lat_mean = r->ios ? (double)r->lat_sum / (double)r->ios / 1000.0 : 0;
+    double p50 = hist_quantile_us(bench_hist, r->ios, 0.50);
+    double p99 = hist_quantile_us(bench_hist, r->ios, 0.99);
+    double cpu_per_req = r->ios ? (r->user + r->sys) * 1e6 / (double)r->ios : 0;
+    double cpu_util = r->elapsed_max > 0 ?
+                      (r->user + r->sys) / r->elapsed_max * 100.0 : 0;
+    double per_batch = r->batches ? (double)r->ios / (double)r->batches : 0.0;
 
     if (bench_json) {
         printf("{\"driver\": \"%s\", \"path\": \"%s\", \"rw\": \"%s\", "
@@ -821,23 +854,61 @@ int main(int argc, char **argv)
                bench_rw_names[bench_rw], bench_bs, bench_iodepth,
                bench_threads, bench_mode_names[bench_mode],
                bench_poll_queues ? "true" : "false", bench_submit_batch,
-               elapsed_max, ios,
-               iops / 1000.0, mib_s, lat_mean, p50, p99, user, sys,
-               cpu_per_req, cpu_util,
-               batches ? (double)ios / (double)batches : 0.0, empty, err);
-    } else {
-        printf("blkio-bench: driver=%s rw=%s bs=%" PRIu64 " iodepth=%d "
-               "threads=%d mode=%s%s runtime=%.2fs\n",
-               bench_driver, bench_rw_names[bench_rw], bench_bs,
-               bench_iodepth, bench_threads, bench_mode_names[bench_mode],
-               bench_poll_queues ? " poll-queues" : "", elapsed_max);
-        printf("  %.1f kIOPS  %.1f MiB/s  lat mean %.2f us  p50 %.2f us  "
-               "p99 %.2f us\n", iops / 1000.0, mib_s, lat_mean, p50, p99);
-        printf("  cpu %.3f us/req (user %.2fs sys %.2fs, %.0f%%)  "
-               "%.1f reqs/batch\n", cpu_per_req, user, sys, cpu_util,
-               batches ? (double)ios / (double)batches : 0.0);
+               r->elapsed_max, r->ios, r->iops / 1000.0, mib_s, lat_mean,
+               p50, p99, r->user, r->sys, cpu_per_req, cpu_util, per_batch,
+               r->empty, r->err);
+        return;
     }
-    exit_code = err ? 1 : 0;
+    printf("blkio-bench: driver=%s rw=%s bs=%" PRIu64 " iodepth=%d "
+           "threads=%d mode=%s%s runtime=%.2fs\n",
+           bench_driver, bench_rw_names[bench_rw], bench_bs,
+           bench_iodepth, bench_threads, bench_mode_names[bench_mode],
+           bench_poll_queues ? " poll-queues" : "", r->elapsed_max);
+    printf("  %.1f kIOPS  %.1f MiB/s  lat mean %.2f us  p50 %.2f us  "
+           "p99 %.2f us\n", r->iops / 1000.0, mib_s, lat_mean, p50, p99);
+    printf("  cpu %.3f us/req (user %.2fs sys %.2fs, %.0f%%)  "
+           "%.1f reqs/batch\n", cpu_per_req, r->user, r->sys, cpu_util,
+           per_batch);
+}
+
+int main(int argc, char **argv)
+{
+    struct blkio *b;
+    struct blkio_mem_region region = { 0 };
+    struct bench_layout layout = { 0 };
+    struct bench_totals totals;
+    bool have_region = false;
+    unsigned char *bufs = NULL;
+    int exit_code = 1;
+
+    parse_args(argc, argv);
+    b = bench_open();
+    if (!b)
+        return 1;
+    if (bench_geometry(b, &layout) < 0)
+        goto out;
+    bufs = bench_alloc_bufs(b, &layout, &region, &have_region);
+    if (!bufs)
+        goto out;
+
+    bench_tds = aligned_alloc(64, sizeof(*bench_tds) * (size_t)bench_threads);
+    if (!bench_tds) {
+        perror("aligned_alloc");
+        goto out;
+    }
+    memset(bench_tds, 0, sizeof(*bench_tds) * (size_t)bench_threads);
+    for (int i = 0; i < bench_threads; i++) {
+        bench_tds[i].index = i;
+        bench_tds[i].epfd = -1;
+    }
+    for (int i = 0; i < bench_threads; i++) {
+        if (bench_setup_queue(&bench_tds[i], b, bufs, layout.stride) < 0)
+            goto out_threads;
+    }
+    bench_run_threads();
+    bench_merge(&totals);
+    bench_report(&totals);
+    exit_code = totals.err ? 1 : 0;
 
 out_threads:
     for (int i = 0; i < bench_threads && bench_tds; i++) {
@@ -856,7 +927,6 @@ out:
         free(bufs);
     }
     blkio_destroy(&b);
-    free(prop_done);
     free(bench_props);
     return exit_code;
 }

@@ -172,10 +172,11 @@ int blkio_start(struct blkio *b)
 
         /* Say which setting asked for the queue that could not be had. */
         snprintf(why, sizeof(why), "%s", blkio_get_error_msg());
-        blkio_set_error(ret, "creating num-queues=%d and num-poll-queues=%d "
-                        "queues: %s", b->num_queues, b->num_poll_queues, why);
+        /* Tear down first: the message set last is the one kept. */
         blkio_queues_destroy(b);
         b->state = BLKIO_STATE_CONNECTED;
+        blkio_set_error(ret, "creating num-queues=%d and num-poll-queues=%d "
+                        "queues: %s", b->num_queues, b->num_poll_queues, why);
         return ret;
     }
     return 0;

@@ -11,6 +11,7 @@ PACKAGES="
   qemu-utils qemu-system-common qemu-system-x86
   busybox-static kmod iproute2 nvme-cli
   fio valgrind
+  clang libclang-rt-14-dev
 "
 
 SUDO=

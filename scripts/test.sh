@@ -94,6 +94,23 @@ if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -q ' plugin '; then
     unset BLKIO_TEST_VALGRIND
 fi
 
+# 5. Fuzz targets linked with libFuzzer (clang, ASan+UBSan): a bounded
+#    run of each (tests/fuzz/run.sh: 5 s; FUZZ_SECONDS= for longer).
+if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -q ' fuzz '; then
+    if [ ! -f build-fuzz/build.ninja ]; then
+        CC=clang meson setup build-fuzz -Dfuzz=true -Dplugin=false \
+            -Db_sanitize=address,undefined -Db_lundef=false \
+            -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
+    fi
+    if ninja -C build-fuzz >/dev/null; then
+        run_stage fuzz build-fuzz --suite fuzz-run
+    else
+        echo "test: libFuzzer build failed"
+        echo '{"name": "fuzz-build", "result": "FAIL"}' > "$logs/fuzz.json"
+        status=1
+    fi
+fi
+
 /usr/bin/python3 - "$logs" <<'PY'
 import json, os, sys
 p = f = s = 0

@@ -3,15 +3,11 @@
  * io_uring driver: regular files and block device nodes through Linux
  * io_uring (liburing).
  *
- * Each queue owns one io_uring.  A request lives in a per-queue slot; the
- * SQE's user_data is the slot index, so no memory is allocated per request
- * (the slot array only grows, by doubling, when the caller keeps more
- * requests outstanding than it ever did before).
- *
- * At most as many requests are handed to the kernel as the CQ ring has
- * entries, so the CQ can never overflow; requests beyond that wait on a
- * per-queue backlog (a list threaded through the slots) and are submitted as
- * completions free up room.
+ * Each queue owns one io_uring, set up, fed and reaped by the ring code
+ * both io_uring drivers share (uring-common.c): a request lives in a slot
+ * whose index is the SQE's user_data, so no memory is allocated per
+ * request, and requests beyond what the CQ can take wait on a backlog.
+ * Connect, which looks at the file or device, is in io-uring-file.c.
  *
  * Some requests take several steps: short reads and writes are resubmitted
  * for the remainder, write zeroes and discard try a list of fallocate modes
@@ -52,6 +48,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "io-uring.h"
 #include "uring-common.h"
 
 /* Memcheck cannot see the kernel fill read buffers through io_uring; tell
@@ -64,25 +61,9 @@
 #endif
 #endif
 
-/* io_uring's limit on SQ entries since Linux 5.4 (IORING_MAX_ENTRIES). */
-#define IOU_MAX_ENTRIES 32768
-
-/* IOV_MAX: what readv/writev accept in one request. */
-#define IOU_MAX_SEGMENTS 1024
-
 /* The largest single-buffer transfer put in one SQE; the kernel would cut
  * larger ones short anyway (MAX_RW_COUNT) and the remainder is resubmitted. */
 #define IOU_MAX_SQE_LEN (1u << 30)
-
-/* Zero buffer for the write-zeroes fallback: ZERO_IOVS iovecs that all point
- * at the same read-only ZERO_CHUNK bytes of anonymous memory. */
-#define IOU_ZERO_CHUNK (1u << 20)
-#define IOU_ZERO_IOVS  64
-
-#define IOU_NONE UINT32_MAX
-
-/* statfs f_type of FUSE file systems (linux/magic.h lacks it). */
-#define IOU_FUSE_MAGIC 0x65735546
 
 /* One step of a write zeroes, discard or flush request. */
 enum iou_method {
@@ -99,6 +80,7 @@ enum iou_method {
 #define IOU_MAX_STEPS 5
 
 struct iou_req {
+    struct uring_slot hdr;      /* first: the shared ring code's part */
     void *user_data;
     const struct iovec *iov;    /* caller's array, unless single_iov */
     struct iovec single;        /* copy of blkioq_read()/write()'s buffer */
@@ -106,9 +88,7 @@ struct iou_req {
     uint64_t len;
     uint64_t done;              /* bytes transferred (read/write/zero writes) */
     int iovcnt;
-    uint32_t next;              /* free list or backlog link */
     uint8_t op;                 /* enum blkio_op */
-    bool in_flight;             /* a CQE is due for this slot */
     bool single_iov;
     bool fua;
     uint8_t step;               /* index into steps[] */
@@ -116,14 +96,7 @@ struct iou_req {
 };
 
 struct iou_queue {
-    struct io_uring ring;
-    struct iou_req *slots;
-    uint32_t nslots;
-    uint32_t free_head;
-    uint32_t backlog_head;
-    uint32_t backlog_tail;
-    uint32_t inflight;          /* SQEs prepared and not yet reaped */
-    uint32_t max_inflight;      /* CQ ring size: no overflow possible */
+    struct uring_queue uq;      /* first: ring, slots, backlog */
     uint32_t held;              /* request held back for iou_run_held() */
     uint32_t caller_step;       /* request iou_run_blocking() is running */
     bool caller_step_again;     /* ... and it wants its next step */
@@ -132,16 +105,6 @@ struct iou_queue {
     bool cache_reads;           /* reads may try the page cache first */
     bool caller_runs;           /* buffered I/O: requests may be held */
     bool fixed_file;            /* the fd is registered as file 0 */
-};
-
-struct iou_instance {
-    bool is_blkdev;
-    bool is_reg;
-    bool owns_fd;               /* set at successful connect */
-    bool dev_write_zeroes;      /* block device offloads write zeroes */
-    bool force_async;           /* IOSQE_ASYNC on every SQE (see connect) */
-    void *zero_buf;             /* IOU_ZERO_CHUNK bytes, PROT_READ */
-    struct iovec zero_iov[IOU_ZERO_IOVS];
 };
 
 /* ---- properties ---- */
@@ -181,249 +144,9 @@ static int iou_create(struct blkio *b)
     return 0;
 }
 
-/* Read one unsigned number from a sysfs file; false if absent. */
-static bool iou_sysfs_u64(dev_t dev, const char *name, uint64_t *value)
-{
-    char path[128];
-    unsigned long long v;
-    FILE *f;
-    bool ok;
-
-    snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(dev),
-             minor(dev), name);
-    f = fopen(path, "re");
-    if (!f)
-        return false;
-    ok = fscanf(f, "%llu", &v) == 1;
-    fclose(f);
-    if (ok)
-        *value = v;
-    return ok;
-}
-
-/* A queue attribute of a whole disk or of a partition's disk. */
-static bool iou_sysfs_queue_u64(dev_t dev, const char *attr, uint64_t *value)
-{
-    char name[96];
-
-    snprintf(name, sizeof(name), "queue/%s", attr);
-    if (iou_sysfs_u64(dev, name, value))
-        return true;
-    /* Partitions have no queue/ directory: their parent disk does. */
-    snprintf(name, sizeof(name), "../queue/%s", attr);
-    return iou_sysfs_u64(dev, name, value);
-}
-
-/*
- * Direct I/O alignment of a file: statx(STATX_DIOALIGN) where the kernel
- * and file system report it (Linux 6.1+), else 512, the logical block size
- * of nearly every device.
- */
-static void iou_dio_align(int fd, uint32_t *offset_align, uint32_t *mem_align)
-{
-    struct statx stx;
-
-    *offset_align = 512;
-    *mem_align = 512;
-#ifdef STATX_DIOALIGN
-    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
-        (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
-        *offset_align = stx.stx_dio_offset_align;
-        *mem_align = stx.stx_dio_mem_align ? stx.stx_dio_mem_align : 1;
-    }
-#else
-    (void)fd;
-    (void)stx;
-#endif
-}
-
-static int iou_connect(struct blkio *b)
-{
-    struct iou_instance *ii = b->priv;
-    bool opened = false;
-    struct stat st;
-    dev_t queue_dev;
-    uint64_t v;
-    long page = sysconf(_SC_PAGESIZE);
-    int fl, ret;
-
-    if (b->path && b->fd >= 0)
-        return blkio_set_error(-EINVAL, "properties 'path' and 'fd' cannot "
-                               "both be set");
-    if (!b->path && b->fd < 0)
-        return blkio_set_error(-EINVAL, "property 'path' or 'fd' must be "
-                               "set before blkio_connect()");
-
-    if (b->path) {
-        int flags = (b->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
-                    (b->direct ? O_DIRECT : 0);
-
-        b->fd = open(b->path, flags);
-        if (b->fd < 0)
-            return blkio_set_error(-errno, "cannot open '%s'%s: %m",
-                                   b->path,
-                                   b->direct ? " with O_DIRECT" : "");
-        opened = true;
-    }
-
-    /* With an fd of the caller's, its status flags are the truth. */
-    fl = fcntl(b->fd, F_GETFL);
-    if (fl < 0) {
-        ret = blkio_set_error(-errno, "fd %d: %m", b->fd);
-        goto fail;
-    }
-    if ((fl & O_ACCMODE) == O_WRONLY) {
-        ret = blkio_set_error(-EINVAL, "fd %d is open write-only; reads "
-                              "need O_RDONLY or O_RDWR", b->fd);
-        goto fail;
-    }
-    b->read_only = (fl & O_ACCMODE) == O_RDONLY;
-    b->direct = (fl & O_DIRECT) != 0;
-
-    if (fstat(b->fd, &st) < 0) {
-        ret = blkio_set_error(-errno, "fstat fd %d: %m", b->fd);
-        goto fail;
-    }
-    ii->is_reg = S_ISREG(st.st_mode);
-    ii->is_blkdev = S_ISBLK(st.st_mode);
-
-    /* Defaults for every kind of file. */
-    b->max_queues = INT_MAX;
-    b->supports_poll_queues = false;
-    b->max_mem_regions = INT_MAX;
-    b->may_pin_mem_regions = false;
-    b->mem_region_alignment = 1;
-    b->needs_mem_regions = false;
-    b->needs_mem_region_fd = false;
-    b->optimal_io_alignment = 4096;
-    b->optimal_io_size = 0;
-    b->request_alignment = 1;
-    /* Writes reach stable storage only after a flush unless every write
-     * is already synchronous. */
-    b->flush_needed = !(fl & (O_SYNC | O_DSYNC));
-    b->buf_alignment = 1;
-    b->can_grow = false;
-    b->max_segments = IOU_MAX_SEGMENTS;
-    b->max_segment_len = 0;
-    b->max_transfer = 0;
-    b->optimal_buf_alignment = b->direct ? (int)page : 1;
-    b->supports_fua_natively = false;
-    b->max_write_zeroes_len = 0;
-    b->discard_alignment = 0;
-    b->discard_alignment_offset = 0;
-    b->max_discard_len = 0;
-
-    if (ii->is_reg) {
-        b->capacity = (uint64_t)st.st_size;
-        if (b->direct) {
-            uint32_t oa, ma;
-
-            iou_dio_align(b->fd, &oa, &ma);
-            b->request_alignment = (int)oa;
-            b->buf_alignment = (int)ma;
-        }
-        queue_dev = st.st_dev;
-    } else if (ii->is_blkdev) {
-        uint64_t size;
-        int lbs = 512, pbs = 0;
-        unsigned int io_opt = 0;
-
-        if (ioctl(b->fd, BLKGETSIZE64, &size) < 0) {
-            ret = blkio_set_error(-errno, "BLKGETSIZE64 on fd %d: %m", b->fd);
-            goto fail;
-        }
-        b->capacity = size;
-        if (ioctl(b->fd, BLKSSZGET, &lbs) < 0 || lbs <= 0)
-            lbs = 512;
-        b->request_alignment = lbs;
-        if (b->direct) {
-            uint32_t oa, ma;
-
-            iou_dio_align(b->fd, &oa, &ma);
-            /* Older kernels report nothing for block devices: the logical
-             * block size is always safe. */
-            b->buf_alignment = oa == 512 && ma == 512 ? lbs : (int)ma;
-        }
-        if (ioctl(b->fd, BLKPBSZGET, &pbs) == 0 && pbs > 0)
-            b->optimal_io_alignment = pbs;
-        if (ioctl(b->fd, BLKIOOPT, &io_opt) == 0 && io_opt <= INT_MAX)
-            b->optimal_io_size = (int)io_opt;
-        if (iou_sysfs_queue_u64(st.st_rdev, "write_zeroes_max_bytes", &v)) {
-            b->max_write_zeroes_len = v;
-            ii->dev_write_zeroes = v > 0;
-        }
-        if (iou_sysfs_queue_u64(st.st_rdev, "discard_max_bytes", &v))
-            b->max_discard_len = v;
-        if (b->max_discard_len &&
-            iou_sysfs_queue_u64(st.st_rdev, "discard_granularity", &v) &&
-            v <= INT_MAX)
-            b->discard_alignment = (int)v;
-        if (b->discard_alignment &&
-            iou_sysfs_u64(st.st_rdev, "discard_alignment", &v) &&
-            v < (uint64_t)b->discard_alignment)
-            b->discard_alignment_offset = (int)v;
-        queue_dev = st.st_rdev;
-    } else {
-        ret = blkio_set_error(-EINVAL, "%s is neither a regular file nor a "
-                              "block device",
-                              b->path ? b->path : "fd");
-        goto fail;
-    }
-
-    /*
-     * FUSE ignores IOCB_NOWAIT on some paths (direct_io files): io_uring
-     * would then run the read inline and block in io_uring_enter, so that
-     * submitting (do_io with min 0) hangs and deadlines do not work.  Make
-     * io_uring hand every request to its worker threads instead.
-     */
-    if (ii->is_reg) {
-        struct statfs sfs;
-
-        if (fstatfs(b->fd, &sfs) == 0 && sfs.f_type == IOU_FUSE_MAGIC)
-            ii->force_async = true;
-    }
-
-    /*
-     * Poll queues (IORING_SETUP_IOPOLL) only really poll with O_DIRECT on a
-     * device whose driver has poll queues; elsewhere the kernel accepts the
-     * ring but completes by interrupt, so do not claim support.
-     */
-    if (b->direct && iou_sysfs_queue_u64(queue_dev, "io_poll", &v) && v)
-        b->supports_poll_queues = true;
-
-    /* Read-only zero pages: costs address space, not memory. */
-    ii->zero_buf = mmap(NULL, IOU_ZERO_CHUNK, PROT_READ,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (ii->zero_buf == MAP_FAILED) {
-        ii->zero_buf = NULL;
-        ret = blkio_set_error(-ENOMEM, "mmap of the zero buffer: %m");
-        goto fail;
-    }
-    for (int i = 0; i < IOU_ZERO_IOVS; i++) {
-        ii->zero_iov[i].iov_base = ii->zero_buf;
-        ii->zero_iov[i].iov_len = IOU_ZERO_CHUNK;
-    }
-
-    ii->owns_fd = true;
-    return 0;
-
-fail:
-    if (opened) {
-        close(b->fd);
-        b->fd = -1;
-    }
-    return ret;
-}
-
 static int iou_start(struct blkio *b)
 {
-    int n = b->num_entries;
-
-    if (n <= 0 || n > IOU_MAX_ENTRIES || (n & (n - 1)) != 0)
-        return blkio_set_error(-EINVAL, "num-entries must be a power of two "
-                               "between 1 and %d, got %d", IOU_MAX_ENTRIES,
-                               n);
-    return 0;
+    return uring_check_num_entries(b);
 }
 
 static void iou_destroy(struct blkio *b)
@@ -444,91 +167,44 @@ static void iou_destroy(struct blkio *b)
 
 /* ---- queues ---- */
 
-static int iou_slots_grow(struct iou_queue *iq)
+static inline struct iou_req *iou_slot(const struct iou_queue *iq,
+                                       uint32_t idx)
 {
-    uint32_t n = iq->nslots ? iq->nslots * 2 : 64;
-    struct iou_req *s;
-
-    if (n <= iq->nslots || n >= IOU_NONE)
-        return -ENOMEM;
-    s = realloc(iq->slots, (size_t)n * sizeof(*s));
-    if (!s)
-        return -ENOMEM;
-    /* Chain the new slots onto the free list. */
-    for (uint32_t i = iq->nslots; i < n; i++) {
-        s[i].next = i + 1 < n ? i + 1 : iq->free_head;
-        s[i].in_flight = false;
-    }
-    iq->free_head = iq->nslots;
-    iq->slots = s;
-    iq->nslots = n;
-    return 0;
+    return (struct iou_req *)uring_slot(&iq->uq, idx);
 }
+
+static const struct uring_ops iou_ring_ops;
 
 static int iou_queue_init(struct blkioq *q)
 {
+    struct iou_instance *ii = q->b->priv;
+    struct uring_queue_config cfg = {
+        .ops = &iou_ring_ops,
+        .slot_size = sizeof(struct iou_req),
+        /* A registered file is only an optimisation: a kernel that
+         * refuses it gets the plain fd. */
+        .need_fixed_file = false,
+    };
     struct iou_queue *iq;
-    struct io_uring_params p;
     int ret;
 
     iq = calloc(1, sizeof(*iq));
     if (!iq)
         return blkio_set_error(-ENOMEM, "out of memory creating queue %d",
                                q->index);
-    iq->free_head = IOU_NONE;
-    iq->backlog_head = IOU_NONE;
-    iq->backlog_tail = IOU_NONE;
-    iq->held = IOU_NONE;
-    iq->caller_step = IOU_NONE;
+    iq->held = URING_NONE;
+    iq->caller_step = URING_NONE;
     iq->cache_backoff = 1;
-    {
-        struct iou_instance *ii = q->b->priv;
+    /* O_DIRECT goes to the device, where the ring keeps requests in
+     * flight while the caller goes on; run in the caller, each would wait
+     * for the device. */
+    iq->caller_runs = !q->poll && !q->b->direct && !ii->force_async;
+    iq->cache_reads = iq->caller_runs;
 
-        /* O_DIRECT goes to the device, where the ring keeps requests in
-         * flight while the caller goes on; run in the caller, each would
-         * wait for the device. */
-        iq->caller_runs = !q->poll && !q->b->direct && !ii->force_async;
-        iq->cache_reads = iq->caller_runs;
-    }
-
-    memset(&p, 0, sizeof(p));
-    if (q->poll)
-        p.flags |= IORING_SETUP_IOPOLL;
-    ret = io_uring_queue_init_params((unsigned)q->b->num_entries, &iq->ring,
-                                     &p);
+    ret = uring_queue_init(&iq->uq, q, &cfg, &iq->fixed_file);
     if (ret < 0) {
         free(iq);
-        return blkio_set_error(ret, "io_uring_queue_init with %d entries%s "
-                               "for queue %d: %s", q->b->num_entries,
-                               q->poll ? " (IOPOLL)" : "", q->index,
-                               strerror(-ret));
-    }
-    iq->max_inflight = p.cq_entries;
-
-    /* A registered file spares the kernel an fget/fput per request.  It is
-     * only an optimisation: a kernel that refuses it gets the plain fd. */
-    iq->fixed_file = io_uring_register_files(&iq->ring, &q->b->fd, 1) == 0;
-
-    if (!q->poll) {
-        ret = io_uring_register_eventfd(&iq->ring, q->completion_fd);
-        if (ret < 0) {
-            io_uring_queue_exit(&iq->ring);
-            free(iq);
-            return blkio_set_error(ret, "io_uring_register_eventfd for "
-                                   "queue %d: %s", q->index, strerror(-ret));
-        }
-        /* A registered eventfd starts out signalled for every CQE. */
-        q->completion_fd_enabled = true;
-    }
-
-    while (iq->nslots < iq->max_inflight) {
-        if (iou_slots_grow(iq) < 0) {
-            io_uring_queue_exit(&iq->ring);
-            free(iq->slots);
-            free(iq);
-            return blkio_set_error(-ENOMEM, "out of memory creating queue "
-                                   "%d", q->index);
-        }
+        return ret;
     }
     q->priv = iq;
     return 0;
@@ -540,13 +216,12 @@ static void iou_queue_destroy(struct blkioq *q)
 
     if (!iq)
         return;
-    /* Closing the ring does not wait: the kernel would go on filling the
-     * caller's read buffers after blkio_destroy() returned.  Cancel what
-     * can be cancelled and wait (bounded) for the rest.  The slots are
-     * never read by the kernel, so they can go either way. */
-    uring_drain(&iq->ring, iq->inflight, q->poll, true);
-    io_uring_queue_exit(&iq->ring);
-    free(iq->slots);
+    /* Cancel what can be cancelled and wait (bounded) for the rest, so
+     * that the kernel does not fill the caller's buffers after
+     * blkio_destroy() returned.  The kernel never reads the slots: the
+     * queue goes either way. */
+    uring_queue_exit(&iq->uq, true);
+    uring_queue_free_slots(&iq->uq);
     free(iq);
     q->priv = NULL;
 }
@@ -555,26 +230,10 @@ static void iou_set_completion_fd_enabled(struct blkioq *q, bool enable)
 {
     struct iou_queue *iq = q->priv;
 
-    uring_set_eventfd_enabled(&iq->ring, enable);
+    uring_set_eventfd_enabled(&iq->uq.ring, enable);
 }
 
 /* ---- requests ---- */
-
-static void iou_backlog_push(struct iou_queue *iq, uint32_t idx)
-{
-    iq->slots[idx].next = IOU_NONE;
-    if (iq->backlog_tail == IOU_NONE)
-        iq->backlog_head = idx;
-    else
-        iq->slots[iq->backlog_tail].next = idx;
-    iq->backlog_tail = idx;
-}
-
-static void iou_slot_free(struct iou_queue *iq, uint32_t idx)
-{
-    iq->slots[idx].next = iq->free_head;
-    iq->free_head = idx;
-}
 
 static const struct iovec *iou_req_iov(const struct iou_req *r)
 {
@@ -737,69 +396,33 @@ static int iou_call_now(int fd, const struct iou_call *c, int extra_flags)
     return n < 0 ? -errno : (int)n;
 }
 
-/*
- * Hand a slot's next step to the kernel, or put it on the backlog when the
- * SQ is full or the CQ could overflow.  Never waits.
- */
-static void iou_issue(struct blkioq *q, uint32_t idx, bool from_backlog)
+/* Fill sqe with slot idx's next step (struct uring_ops). */
+static void iou_prep(struct uring_queue *uq, uint32_t idx,
+                     struct io_uring_sqe *sqe)
 {
-    struct iou_queue *iq = q->priv;
-    struct io_uring_sqe *sqe;
+    struct iou_queue *iq = (struct iou_queue *)uq;
+    struct blkioq *q = uq->q;
+    struct iou_call c;
 
-    /* iou_run_blocking() makes the next step itself. */
-    if (BLKIO_UNLIKELY(idx == iq->caller_step)) {
-        iq->caller_step_again = true;
-        return;
-    }
-    /* Keep request order: nothing overtakes the backlog. */
-    if ((!from_backlog && iq->backlog_head != IOU_NONE) ||
-        iq->inflight >= iq->max_inflight)
-        goto backlog;
-
-    sqe = io_uring_get_sqe(&iq->ring);
-    if (!sqe) {
-        /* SQ full: pass what is there to the kernel to make room. */
-        io_uring_submit(&iq->ring);
-        sqe = io_uring_get_sqe(&iq->ring);
-        if (!sqe)
-            goto backlog;
-    }
-    {
-        struct iou_call c;
-
-        iou_next_call(q, &iq->slots[idx], &c);
-        iou_prep_call(sqe, q->b->fd, &c);
-    }
+    iou_next_call(q, iou_slot(iq, idx), &c);
+    iou_prep_call(sqe, q->b->fd, &c);
     if (iq->fixed_file) {
         sqe->fd = 0;
         sqe->flags |= IOSQE_FIXED_FILE;
     }
     if (((struct iou_instance *)q->b->priv)->force_async)
         sqe->flags |= IOSQE_ASYNC;
-    io_uring_sqe_set_data64(sqe, idx);
-    iq->slots[idx].in_flight = true;
-    iq->inflight++;
-    return;
-
-backlog:
-    iou_backlog_push(iq, idx);
 }
 
-/* Move backlogged requests into the SQ while there is room. */
-static void iou_backlog_drain(struct blkioq *q)
+/* Hand slot idx's next step to the ring (or its backlog), unless
+ * iou_run_blocking() is making the steps of this request itself. */
+static void iou_issue(struct iou_queue *iq, uint32_t idx)
 {
-    struct iou_queue *iq = q->priv;
-
-    while (iq->backlog_head != IOU_NONE &&
-           iq->inflight < iq->max_inflight &&
-           io_uring_sq_space_left(&iq->ring) > 0) {
-        uint32_t idx = iq->backlog_head;
-
-        iq->backlog_head = iq->slots[idx].next;
-        if (iq->backlog_head == IOU_NONE)
-            iq->backlog_tail = IOU_NONE;
-        iou_issue(q, idx, true);
+    if (BLKIO_UNLIKELY(idx == iq->caller_step)) {
+        iq->caller_step_again = true;
+        return;
     }
+    uring_issue(&iq->uq, idx);
 }
 
 /*
@@ -810,14 +433,14 @@ static void iou_backlog_drain(struct blkioq *q)
 static void iou_start_request(struct blkioq *q, uint32_t idx)
 {
     struct iou_queue *iq = q->priv;
-    uint8_t op = iq->slots[idx].op;
+    uint8_t op = iou_slot(iq, idx)->op;
 
-    if (iq->held != IOU_NONE) {
+    if (iq->held != URING_NONE) {
         uint32_t held = iq->held;
 
-        iq->held = IOU_NONE;
-        iou_issue(q, held, false);
-    } else if (iq->caller_runs && iq->inflight == 0) {
+        iq->held = URING_NONE;
+        iou_issue(iq, held);
+    } else if (iq->caller_runs && iq->uq.inflight == 0) {
         if (op != BLKIO_OP_READ || (iq->cache_reads && iq->cache_skip == 0)) {
             iq->held = idx;
             return;
@@ -825,7 +448,7 @@ static void iou_start_request(struct blkioq *q, uint32_t idx)
         if (iq->cache_reads)
             iq->cache_skip--;
     }
-    iou_issue(q, idx, false);
+    iou_issue(iq, idx);
 }
 
 /* Plan the steps of a write zeroes or discard request; false if there is
@@ -892,11 +515,9 @@ static int iou_queue_request(struct blkioq *q,
         return -ENOTSUP;
     }
 
-    if (iq->free_head == IOU_NONE && iou_slots_grow(iq) < 0)
+    if (uring_slot_alloc(&iq->uq, &idx) < 0)
         return -ENOMEM;
-    idx = iq->free_head;
-    r = &iq->slots[idx];
-    iq->free_head = r->next;
+    r = iou_slot(iq, idx);
 
     r->user_data = req->user_data;
     r->op = (uint8_t)req->op;
@@ -920,17 +541,17 @@ static int iou_queue_request(struct blkioq *q,
     } else if (req->op == BLKIO_OP_WRITE_ZEROES ||
                req->op == BLKIO_OP_DISCARD) {
         if (!iou_plan(q->b, req, r)) {
-            iou_slot_free(iq, idx);
+            uring_slot_free(&iq->uq, idx);
             return -ENOTSUP;
         }
         if (req->len == 0) {
-            iou_slot_free(iq, idx);
+            uring_slot_free(&iq->uq, idx);
             blkioq_fail(q, req->user_data, 0, NULL);
             return 0;
         }
     } else if (req->len == 0) {
         /* Nothing to transfer: complete without the kernel. */
-        iou_slot_free(iq, idx);
+        uring_slot_free(&iq->uq, idx);
         blkioq_fail(q, req->user_data, 0, NULL);
         return 0;
     }
@@ -961,10 +582,11 @@ static void iou_finish(struct blkioq *q, uint32_t idx, int ret,
                        const char *msg)
 {
     struct iou_queue *iq = q->priv;
-    void *user_data = iq->slots[idx].user_data;
-    enum blkio_op op = (enum blkio_op)iq->slots[idx].op;
+    const struct iou_req *r = iou_slot(iq, idx);
+    void *user_data = r->user_data;
+    enum blkio_op op = (enum blkio_op)r->op;
 
-    iou_slot_free(iq, idx);
+    uring_slot_free(&iq->uq, idx);
     blkioq_complete(q, user_data, ret, msg ? msg : iou_op_error(op));
 }
 
@@ -981,62 +603,94 @@ static void iou_mark_read_defined(const struct iou_req *r)
 #endif
 }
 
-/* One CQE came back for slot idx: complete the request or take its next
- * step. */
-static void iou_handle_cqe(struct blkioq *q, uint32_t idx, int res)
+/* What a read or write has not transferred reads as zeroes: end of file
+ * of a regular file (which reads like a hole). */
+static void iou_zero_rest(const struct iou_req *r)
+{
+    const struct iovec *iov = iou_req_iov(r);
+    uint64_t skip = r->done;
+
+    for (int k = 0; k < r->iovcnt; k++) {
+        if (skip >= iov[k].iov_len) {
+            skip -= iov[k].iov_len;
+            continue;
+        }
+        memset((char *)iov[k].iov_base + skip, 0, iov[k].iov_len - skip);
+        skip = 0;
+    }
+}
+
+/*
+ * A write or write zeroes that ended at `end` succeeded on a regular file
+ * (can-grow).  If that is past the capacity, the file grew: the capacity
+ * property follows the file's size, as libblkio's does.  Only requests
+ * that end past the capacity pay for the fstat.  Queues of several
+ * threads may race here; the largest size wins.
+ */
+static void iou_grow_capacity(struct blkio *b, uint64_t end)
+{
+    uint64_t cap = __atomic_load_n(&b->capacity, __ATOMIC_RELAXED);
+    struct stat st;
+
+    if (BLKIO_LIKELY(end <= cap) || fstat(b->fd, &st) < 0)
+        return;
+    while ((uint64_t)st.st_size > cap &&
+           !__atomic_compare_exchange_n(&b->capacity, &cap,
+                                        (uint64_t)st.st_size, true,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* A read or write step returned res. */
+static void iou_rw_done(struct blkioq *q, uint32_t idx, int res)
 {
     struct iou_queue *iq = q->priv;
     struct iou_instance *ii = q->b->priv;
-    struct iou_req *r = &iq->slots[idx];
-    uint8_t m;
+    struct iou_req *r = iou_slot(iq, idx);
 
-    if (r->op == BLKIO_OP_READ || r->op == BLKIO_OP_WRITE) {
-        if (res < 0) {
-            iou_finish(q, idx, res, NULL);
-            return;
-        }
-        if (res == 0) {
-            /* No progress.  A read of a regular file that hit end of file
-             * (the file shrank under us): the rest reads as zeroes, like a
-             * hole.  Anything else must not pass as success. */
-            if (r->op == BLKIO_OP_READ && ii->is_reg) {
-                const struct iovec *iov = iou_req_iov(r);
-                uint64_t skip = r->done;
-
-                for (int k = 0; k < r->iovcnt; k++) {
-                    if (skip >= iov[k].iov_len) {
-                        skip -= iov[k].iov_len;
-                        continue;
-                    }
-                    memset((char *)iov[k].iov_base + skip, 0,
-                           iov[k].iov_len - skip);
-                    skip = 0;
-                }
-                iou_mark_read_defined(r);
-                iou_finish(q, idx, 0, NULL);
-            } else {
-                iou_finish(q, idx, -EIO, r->op == BLKIO_OP_READ ?
-                           "short read: the device returned no data" :
-                           "short write: the device accepted no data");
-            }
-            return;
-        }
-        r->done += (uint64_t)res;
-        if (r->done >= r->len) {
-            if (r->op == BLKIO_OP_READ)
-                iou_mark_read_defined(r);
-            iou_finish(q, idx, 0, NULL);
-        }
-        else
-            iou_issue(q, idx, false);  /* the remainder */
+    if (res < 0) {
+        iou_finish(q, idx, res, NULL);
         return;
     }
+    if (res == 0) {
+        /* No progress.  A read of a regular file that hit end of file:
+         * the rest reads as zeroes, like a hole.  Anything else must not
+         * pass as success. */
+        if (r->op == BLKIO_OP_READ && ii->is_reg) {
+            iou_zero_rest(r);
+            iou_mark_read_defined(r);
+            iou_finish(q, idx, 0, NULL);
+        } else {
+            iou_finish(q, idx, -EIO, r->op == BLKIO_OP_READ ?
+                       "short read: the device returned no data" :
+                       "short write: the device accepted no data");
+        }
+        return;
+    }
+    r->done += (uint64_t)res;
+    if (r->done < r->len) {
+        iou_issue(iq, idx);  /* the remainder */
+        return;
+    }
+    if (r->op == BLKIO_OP_READ)
+        iou_mark_read_defined(r);
+    else if (q->b->can_grow)
+        iou_grow_capacity(q->b, r->start + r->len);
+    iou_finish(q, idx, 0, NULL);
+}
 
-    m = r->steps[r->step];
+/* A step of a write zeroes, discard or flush request returned res: the
+ * request is done, or takes its next step. */
+static void iou_step_done(struct blkioq *q, uint32_t idx, int res)
+{
+    struct iou_queue *iq = q->priv;
+    struct iou_req *r = iou_slot(iq, idx);
+    uint8_t m = r->steps[r->step];
+
     if (m == IOU_M_WRITE_ZEROES && res > 0) {
         r->done += (uint64_t)res;
         if (r->done < r->len) {
-            iou_issue(q, idx, false);
+            iou_issue(iq, idx);
             return;
         }
         res = 0;
@@ -1059,7 +713,7 @@ static void iou_handle_cqe(struct blkioq *q, uint32_t idx, int res)
             return;
         }
         r->step++;
-        iou_issue(q, idx, false);
+        iou_issue(iq, idx);
         return;
     }
     if (res < 0) {
@@ -1076,42 +730,38 @@ static void iou_handle_cqe(struct blkioq *q, uint32_t idx, int res)
             k++;
         if (r->steps[k] == IOU_M_FDATASYNC) {
             r->step = (uint8_t)k;
-            iou_issue(q, idx, false);
+            iou_issue(iq, idx);
             return;
         }
     }
+    if (r->op == BLKIO_OP_WRITE_ZEROES && q->b->can_grow)
+        iou_grow_capacity(q->b, r->start + r->len);
     iou_finish(q, idx, 0, NULL);
 }
 
-/* Move every CQE into the completion ring (or into a next step). */
-static void iou_reap(struct blkioq *q)
+/* One step of slot idx returned res (a CQE's, or the system call's made
+ * in the caller): complete the request or take its next step. */
+static void iou_handle_cqe(struct blkioq *q, uint32_t idx, int res)
 {
     struct iou_queue *iq = q->priv;
-    struct io_uring_cqe *cqe;
-    unsigned head, n;
+    uint8_t op = iou_slot(iq, idx)->op;
 
-    /* No CQE is due, and a backlog only builds up behind requests in
-     * flight. */
-    if (iq->inflight == 0)
-        return;
-    do {
-        n = 0;
-        io_uring_for_each_cqe(&iq->ring, head, cqe) {
-            uint64_t idx = cqe->user_data;
-
-            n++;
-            /* Only a slot we gave the kernel has a CQE due. */
-            if (BLKIO_UNLIKELY(idx >= iq->nslots ||
-                               !iq->slots[idx].in_flight))
-                continue;
-            iq->slots[idx].in_flight = false;
-            iq->inflight--;
-            iou_handle_cqe(q, (uint32_t)idx, cqe->res);
-        }
-        io_uring_cq_advance(&iq->ring, n);
-        iou_backlog_drain(q);
-    } while (n);
+    if (op == BLKIO_OP_READ || op == BLKIO_OP_WRITE)
+        iou_rw_done(q, idx, res);
+    else
+        iou_step_done(q, idx, res);
 }
+
+/* struct uring_ops: a CQE for slot idx. */
+static void iou_complete(struct uring_queue *uq, uint32_t idx, int res)
+{
+    iou_handle_cqe(uq->q, idx, res);
+}
+
+static const struct uring_ops iou_ring_ops = {
+    .prep = iou_prep,
+    .complete = iou_complete,
+};
 
 /* After a miss, this many reads (doubling per miss in a row, up to the
  * maximum) go straight to the ring: data that is not cached tends to stay
@@ -1128,7 +778,7 @@ static void iou_reap(struct blkioq *q)
 static bool iou_read_cached(struct blkioq *q, uint32_t idx)
 {
     struct iou_queue *iq = q->priv;
-    struct iou_req *r = &iq->slots[idx];
+    struct iou_req *r = iou_slot(iq, idx);
     struct iou_call c;
     int res;
 
@@ -1164,10 +814,10 @@ static void iou_run_blocking(struct blkioq *q, uint32_t idx)
     int res;
 
     do {
-        iou_next_call(q, &iq->slots[idx], &c);
+        iou_next_call(q, iou_slot(iq, idx), &c);
         res = iou_call_now(q->b->fd, &c, 0);
         if (res == -EINTR || res == -EAGAIN) {
-            iou_issue(q, idx, false);
+            iou_issue(iq, idx);
             return;
         }
         /* Completes the request, or asks iou_issue() for the next step
@@ -1176,7 +826,7 @@ static void iou_run_blocking(struct blkioq *q, uint32_t idx)
         iq->caller_step = idx;
         iq->caller_step_again = false;
         iou_handle_cqe(q, idx, res);
-        iq->caller_step = IOU_NONE;
+        iq->caller_step = URING_NONE;
     } while (iq->caller_step_again);
 }
 
@@ -1192,14 +842,14 @@ static void iou_run_held(struct blkioq *q, bool caller_waits)
     uint32_t idx = iq->held;
     uint32_t completions = blkioq_ring_count(q);
 
-    iq->held = IOU_NONE;
-    if (iq->slots[idx].op == BLKIO_OP_READ) {
+    iq->held = URING_NONE;
+    if (iou_slot(iq, idx)->op == BLKIO_OP_READ) {
         if (!iou_read_cached(q, idx))
-            iou_issue(q, idx, false);
+            iou_issue(iq, idx);
     } else if (caller_waits) {
         iou_run_blocking(q, idx);
     } else {
-        iou_issue(q, idx, false);
+        iou_issue(iq, idx);
     }
     if (blkioq_ring_count(q) != completions)
         q->completed_unsignalled = true;
@@ -1210,12 +860,11 @@ static int iou_process(struct blkioq *q, int min,
 {
     struct iou_queue *iq = q->priv;
 
-    if (iq->held != IOU_NONE)
+    if (iq->held != URING_NONE)
         iou_run_held(q, (uint32_t)min > blkioq_ring_count(q) && !deadline &&
                         !sig);
 
-    return uring_process(q, &iq->ring, iou_reap, &iq->inflight, min,
-                         deadline, sig);
+    return uring_process(&iq->uq, min, deadline, sig);
 }
 
 const struct blkio_driver blkio_driver_io_uring = {

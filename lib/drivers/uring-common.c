@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * uring-common.c - the wait loop and ring teardown shared by the io_uring
- * based drivers (see uring-common.h).
+ * uring-common.c - the ring plumbing shared by the io_uring based drivers
+ * (see uring-common.h).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -75,50 +76,292 @@ static int uring_wait(struct io_uring *ring, bool poll, unsigned want,
     }
 }
 
-int uring_process(struct blkioq *q, struct io_uring *ring, uring_reap_fn reap,
-                  const uint32_t *inflight, int min,
-                  const struct timespec *deadline, const sigset_t *sig)
+/* ---- slots ---- */
+
+/* Happens while the queue warms up to its peak depth, never per request
+ * in steady state. */
+int uring_slots_grow(struct uring_queue *uq)
 {
+    uint8_t **nc, *chunk;
+    uint32_t base = uring_nslots(uq);
+
+    if (uq->nchunks >= URING_NONE / URING_SLOTS_PER_CHUNK - 1)
+        return -ENOMEM;
+    nc = realloc(uq->chunks, (uq->nchunks + 1) * sizeof(*nc));
+    if (!nc)
+        return -ENOMEM;
+    uq->chunks = nc;
+    chunk = calloc(URING_SLOTS_PER_CHUNK, uq->slot_size);
+    if (!chunk)
+        return -ENOMEM;
+    uq->chunks[uq->nchunks++] = chunk;
+    for (uint32_t i = 0; i < URING_SLOTS_PER_CHUNK; i++)
+        uring_slot(uq, base + i)->next =
+            i + 1 < URING_SLOTS_PER_CHUNK ? base + i + 1 : uq->free_head;
+    uq->free_head = base;
+    return 0;
+}
+
+void uring_queue_free_slots(struct uring_queue *uq)
+{
+    for (uint32_t c = 0; c < uq->nchunks; c++)
+        free(uq->chunks[c]);
+    free(uq->chunks);
+    uq->chunks = NULL;
+    uq->nchunks = 0;
+    uq->free_head = URING_NONE;
+}
+
+/* ---- ring set-up and teardown ---- */
+
+int uring_queue_init(struct uring_queue *uq, struct blkioq *q,
+                     const struct uring_queue_config *cfg, bool *fixed_file)
+{
+    struct io_uring_params p;
+    int ret;
+
+    memset(uq, 0, sizeof(*uq));
+    uq->ops = cfg->ops;
+    uq->q = q;
+    uq->slot_size = (uint32_t)cfg->slot_size;
+    uq->free_head = URING_NONE;
+    uq->backlog_head = URING_NONE;
+    uq->backlog_tail = URING_NONE;
+
+    memset(&p, 0, sizeof(p));
+    p.flags = cfg->setup_flags | (q->poll ? IORING_SETUP_IOPOLL : 0);
+    ret = io_uring_queue_init_params((unsigned)q->b->num_entries, &uq->ring,
+                                     &p);
+    if (ret < 0)
+        return blkio_set_error(ret, "io_uring_queue_init with %d entries "
+                               "(setup flags 0x%x) for queue %d: %s",
+                               q->b->num_entries, p.flags, q->index,
+                               strerror(-ret));
+    uq->max_inflight = p.cq_entries;
+
+    /* A registered file spares the kernel an fget/fput per request. */
+    ret = io_uring_register_files(&uq->ring, &q->b->fd, 1);
+    *fixed_file = ret == 0;
+    if (ret < 0 && cfg->need_fixed_file) {
+        blkio_set_error(ret, "io_uring_register_files for queue %d: %s",
+                        q->index, strerror(-ret));
+        goto err;
+    }
+    if (q->completion_fd >= 0) {
+        ret = io_uring_register_eventfd(&uq->ring, q->completion_fd);
+        if (ret < 0) {
+            blkio_set_error(ret, "io_uring_register_eventfd for queue %d: "
+                            "%s", q->index, strerror(-ret));
+            goto err;
+        }
+        /* A registered eventfd starts out signalled for every CQE. */
+        q->completion_fd_enabled = true;
+    }
+    /* Slots for a full CQ up front: growing later is for callers that
+     * keep more requests queued than the rings take. */
+    while (uring_nslots(uq) < uq->max_inflight) {
+        ret = uring_slots_grow(uq);
+        if (ret < 0) {
+            blkio_set_error(ret, "out of memory for queue %d slots",
+                            q->index);
+            goto err;
+        }
+    }
+    return 0;
+
+err:
+    io_uring_queue_exit(&uq->ring);
+    uring_queue_free_slots(uq);
+    return ret;
+}
+
+/* Submit what is prepared, with a cancel-everything request when
+ * `cancel`, then discard CQEs until every SQE in flight has one or the
+ * drain time is up.  Returns how many are still out. */
+static uint32_t uring_drain(struct uring_queue *uq, bool cancel)
+{
+    struct timespec deadline;
+    uint32_t inflight = uq->inflight;
+
+    if (inflight == 0)
+        return 0;
+    if (cancel) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&uq->ring);
+
+        if (!sqe) {
+            io_uring_submit(&uq->ring);
+            sqe = io_uring_get_sqe(&uq->ring);
+        }
+        if (sqe) {
+            io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ALL |
+                                               IORING_ASYNC_CANCEL_ANY);
+            io_uring_sqe_set_data64(sqe, URING_DRAIN_TAG);
+        }
+    }
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += URING_DRAIN_SECONDS;
+    while (inflight > 0) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+        int ret = uring_wait(&uq->ring, uq->q->poll, 1, &deadline, NULL);
+
+        io_uring_for_each_cqe(&uq->ring, head, cqe) {
+            n++;
+            if (cqe->user_data != URING_DRAIN_TAG && inflight > 0)
+                inflight--;
+        }
+        io_uring_cq_advance(&uq->ring, n);
+        if (ret == -ETIME || (ret < 0 && n == 0))
+            break;
+    }
+    return inflight;
+}
+
+bool uring_queue_exit(struct uring_queue *uq, bool cancel)
+{
+    bool done = uring_drain(uq, cancel) == 0;
+
+    io_uring_queue_exit(&uq->ring);
+    return done;
+}
+
+/* ---- submission and completion ---- */
+
+static void uring_backlog_push(struct uring_queue *uq, uint32_t idx)
+{
+    uring_slot(uq, idx)->next = URING_NONE;
+    if (uq->backlog_tail == URING_NONE)
+        uq->backlog_head = idx;
+    else
+        uring_slot(uq, uq->backlog_tail)->next = idx;
+    uq->backlog_tail = idx;
+}
+
+/* uring_issue() for a slot that may go ahead of the backlog (its head). */
+static void uring_issue_now(struct uring_queue *uq, uint32_t idx)
+{
+    struct io_uring_sqe *sqe;
+
+    if (uq->inflight >= uq->max_inflight)
+        goto backlog;
+    sqe = io_uring_get_sqe(&uq->ring);
+    if (BLKIO_UNLIKELY(!sqe)) {
+        /* SQ full: pass what is there to the kernel to make room (that
+         * does not wait for the device). */
+        if (io_uring_submit(&uq->ring) < 0)
+            goto backlog;
+        sqe = io_uring_get_sqe(&uq->ring);
+        if (!sqe)
+            goto backlog;
+    }
+    uq->ops->prep(uq, idx, sqe);
+    io_uring_sqe_set_data64(sqe, idx);
+    uring_slot(uq, idx)->in_flight = true;
+    uq->inflight++;
+    return;
+
+backlog:
+    uring_backlog_push(uq, idx);
+}
+
+void uring_issue(struct uring_queue *uq, uint32_t idx)
+{
+    if (uq->backlog_head != URING_NONE)
+        uring_backlog_push(uq, idx);
+    else
+        uring_issue_now(uq, idx);
+}
+
+/* Move backlogged requests into the SQ while there is room. */
+static void uring_backlog_drain(struct uring_queue *uq)
+{
+    while (uq->backlog_head != URING_NONE &&
+           uq->inflight < uq->max_inflight &&
+           io_uring_sq_space_left(&uq->ring) > 0) {
+        uint32_t idx = uq->backlog_head;
+
+        uq->backlog_head = uring_slot(uq, idx)->next;
+        if (uq->backlog_head == URING_NONE)
+            uq->backlog_tail = URING_NONE;
+        uring_issue_now(uq, idx);
+    }
+}
+
+/* Move every posted CQE into the completion ring (or into a request's
+ * next step), then refill the SQ from the backlog. */
+static void uring_reap(struct uring_queue *uq)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n;
+
+    /* No CQE is due, and a backlog only builds up behind requests in
+     * flight. */
+    if (uq->inflight == 0)
+        return;
+    do {
+        n = 0;
+        io_uring_for_each_cqe(&uq->ring, head, cqe) {
+            uint32_t idx;
+
+            n++;
+            if (uring_cqe_slot(uq, cqe->user_data, &idx))
+                uq->ops->complete(uq, idx, cqe->res);
+        }
+        io_uring_cq_advance(&uq->ring, n);
+        uring_backlog_drain(uq);
+    } while (n);
+}
+
+/* Enough completions already: pass on what was queued without waiting.
+ * A poll queue also polls once, so that do_io with min 0 makes progress.
+ * With nothing prepared or in the kernel there is nothing to pass on (and
+ * the ring's shared memory is left alone). */
+static int uring_flush(struct uring_queue *uq)
+{
+    int ret;
+
+    if (uq->inflight == 0)
+        return 0;
+    if (uq->q->poll)
+        ret = io_uring_submit_and_get_events(&uq->ring);
+    else if (io_uring_sq_ready(&uq->ring))
+        ret = io_uring_submit(&uq->ring);
+    else
+        return 0;
+    if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
+        return blkio_set_error(ret, "io_uring_enter: %s", strerror(-ret));
+    uring_reap(uq);
+    return 0;
+}
+
+static int uring_process_loop(struct uring_queue *uq, int min,
+                              const struct timespec *deadline,
+                              const sigset_t *sig)
+{
+    struct blkioq *q = uq->q;
+
     for (;;) {
         uint32_t have;
         unsigned want;
         int ret;
 
-        reap(q);
+        uring_reap(uq);
         have = blkioq_ring_count(q);
-        if (have >= (uint32_t)min) {
-            /* Enough already: pass on what was queued without waiting.
-             * A poll queue also polls once, so that do_io with min 0
-             * makes progress.  With nothing prepared or in the kernel
-             * there is nothing to pass on (and the ring's shared memory
-             * is left alone). */
-            if (*inflight == 0)
-                return 0;
-            if (q->poll)
-                ret = io_uring_submit_and_get_events(ring);
-            else if (io_uring_sq_ready(ring))
-                ret = io_uring_submit(ring);
-            else
-                return 0;
-            if (ret < 0 && ret != -EAGAIN && ret != -EBUSY &&
-                ret != -EINTR)
-                return blkio_set_error(ret, "io_uring_enter: %s",
-                                       strerror(-ret));
-            reap(q);
-            return 0;
-        }
+        if (have >= (uint32_t)min)
+            return uring_flush(uq);
 
         want = (unsigned)min - have;
-        if (want > *inflight)
-            want = *inflight;
+        if (want > uq->inflight)
+            want = uq->inflight;
         if (want == 0)
             return blkio_set_error(-EIO, "waiting for %d completions, %u "
                                    "of them not in the completion ring, "
                                    "but no request is in flight", min,
                                    (unsigned)min - have);
 
-        ret = uring_wait(ring, q->poll, want, deadline, sig);
-        reap(q);
+        ret = uring_wait(&uq->ring, q->poll, want, deadline, sig);
+        uring_reap(uq);
         if (blkioq_ring_count(q) >= (uint32_t)min)
             return 0;
         if (ret == -ETIME || ret == -EINTR)
@@ -131,43 +374,41 @@ int uring_process(struct blkioq *q, struct io_uring *ring, uring_reap_fn reap,
     }
 }
 
-uint32_t uring_drain(struct io_uring *ring, uint32_t inflight, bool poll,
-                     bool cancel)
+int uring_process(struct uring_queue *uq, int min,
+                  const struct timespec *deadline, const sigset_t *sig)
 {
-    struct timespec deadline;
+    int ret = uring_process_loop(uq, min, deadline, sig);
 
-    if (inflight == 0)
-        return 0;
-    if (cancel) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (BLKIO_UNLIKELY(uq->bad_cqes)) {
+        uint32_t n = uq->bad_cqes;
 
-        if (!sqe) {
-            io_uring_submit(ring);
-            sqe = io_uring_get_sqe(ring);
-        }
-        if (sqe) {
-            io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_ANY);
-            io_uring_sqe_set_data64(sqe, URING_DRAIN_TAG);
-        }
+        uq->bad_cqes = 0;
+        return blkio_set_error(-EIO, "%s queue %d: dropped %u completions "
+                               "that matched no request in flight",
+                               uq->q->b->drv->name, uq->q->index, n);
     }
+    return ret;
+}
 
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += URING_DRAIN_SECONDS;
-    while (inflight > 0) {
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0;
-        int ret = uring_wait(ring, poll, 1, &deadline, NULL);
+int uring_check_num_entries(const struct blkio *b)
+{
+    if (b->num_entries > URING_MAX_ENTRIES)
+        return blkio_set_error(-EINVAL, "num-entries %d exceeds io_uring's "
+                               "maximum of %d", b->num_entries,
+                               URING_MAX_ENTRIES);
+    return 0;
+}
 
-        io_uring_for_each_cqe(ring, head, cqe) {
-            n++;
-            if (cqe->user_data != URING_DRAIN_TAG && inflight > 0)
-                inflight--;
-        }
-        io_uring_cq_advance(ring, n);
-        if (ret == -ETIME || (ret < 0 && n == 0))
-            break;
-    }
-    return inflight;
+int uring_check_path_or_fd(const struct blkio *b)
+{
+    if (b->path && b->fd >= 0)
+        return blkio_set_error(-EINVAL, "properties 'path' and 'fd' cannot "
+                               "both be set (path '%s', fd %d)", b->path,
+                               b->fd);
+    if (!b->path && b->fd < 0)
+        return blkio_set_error(-EINVAL, "property 'path' or 'fd' must be "
+                               "set before blkio_connect()");
+    return 0;
 }
 
 void uring_set_eventfd_enabled(struct io_uring *ring, bool enable)

@@ -1,49 +1,178 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * uring-common.h - what the io_uring and nvme-io_uring drivers share: the
- * process() loop of a queue driven by one io_uring (submit, reap, wait with
- * deadline and signal mask) and the teardown of a ring that still has
- * requests in the kernel.
+ * uring-common.h - the ring plumbing the io_uring and nvme-io_uring drivers
+ * share: one io_uring per queue, a pool of request slots whose index is the
+ * SQE's user_data, a backlog of requests that did not fit the rings, and
+ * the process() loop (submit, reap, wait with deadline and signal mask).
  *
- * A driver keeps the rest: its request slots, how it turns a CQE into a
- * completion, and its backlog of requests that did not fit the rings.
+ * At most as many SQEs are handed to the kernel as the CQ ring has entries,
+ * so the CQ can never overflow (the kernel would otherwise keep CQEs in
+ * memory it may fail to allocate, and older kernels refuse submissions);
+ * requests beyond that wait on the backlog, in order, and are issued as
+ * completions free up room.
+ *
+ * A driver supplies, through struct uring_ops, how to prepare the next SQE
+ * of a request and what to do with its CQE; everything else is here.
  */
 #ifndef BLKIO_URING_COMMON_H
 #define BLKIO_URING_COMMON_H
 
+#include <errno.h>
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "internal.h"
 
-/* Moves every posted CQE into the completion ring (or into a request's
- * next step) and refills the SQ from the driver's backlog. */
-typedef void (*uring_reap_fn)(struct blkioq *q);
+/* io_uring's limit on SQ entries since Linux 5.4 (IORING_MAX_ENTRIES). */
+#define URING_MAX_ENTRIES 32768
+
+#define URING_NONE UINT32_MAX
+
+/* Slots come in chunks that never move: the kernel may read a slot (an
+ * NVMe DSM range, an iovec copy) long after submission. */
+#define URING_SLOTS_PER_CHUNK 64u
+
+/* The head of every driver slot: the first member of the driver's struct. */
+struct uring_slot {
+    uint32_t next;              /* free list or backlog link */
+    bool in_flight;             /* a CQE is due for this slot */
+};
+
+struct uring_queue;
+
+struct uring_ops {
+    /* Fill sqe with slot idx's next step.  The shared code sets
+     * user_data afterwards. */
+    void (*prep)(struct uring_queue *uq, uint32_t idx,
+                 struct io_uring_sqe *sqe);
+    /* The CQE of slot idx arrived with result res: complete the request
+     * or issue its next step (uring_issue). */
+    void (*complete)(struct uring_queue *uq, uint32_t idx, int res);
+};
+
+struct uring_queue {
+    struct io_uring ring;
+    const struct uring_ops *ops;
+    struct blkioq *q;
+    uint8_t **chunks;           /* URING_SLOTS_PER_CHUNK slots each */
+    uint32_t nchunks;
+    uint32_t slot_size;
+    uint32_t free_head;
+    uint32_t backlog_head;
+    uint32_t backlog_tail;
+    uint32_t inflight;          /* SQEs prepared and not yet reaped */
+    uint32_t max_inflight;      /* CQ ring size: no overflow possible */
+    uint32_t bad_cqes;          /* CQEs that matched no slot in flight */
+};
+
+/* How a queue's ring is set up. */
+struct uring_queue_config {
+    const struct uring_ops *ops;
+    size_t slot_size;           /* the driver's slot struct */
+    unsigned setup_flags;       /* IORING_SETUP_*; IOPOLL added for poll
+                                 * queues */
+    bool need_fixed_file;       /* registering b->fd as file 0 must work
+                                 * (else it is only tried) */
+};
+
+/* Slot idx; idx must be below the pool size. */
+static inline struct uring_slot *uring_slot(const struct uring_queue *uq,
+                                            uint32_t idx)
+{
+    return (struct uring_slot *)(uq->chunks[idx / URING_SLOTS_PER_CHUNK] +
+                                 (size_t)(idx % URING_SLOTS_PER_CHUNK) *
+                                     uq->slot_size);
+}
+
+static inline uint32_t uring_nslots(const struct uring_queue *uq)
+{
+    return uq->nchunks * URING_SLOTS_PER_CHUNK;
+}
 
 /*
- * driver->process() for queue q driven by ring.  *inflight is the driver's
- * count of SQEs prepared and not yet reaped: the CQEs still to come, which
- * bound how many the wait may ask for.  Submits whatever is queued with the
- * same io_uring_enter that waits, so a do_io costs one system call in
- * steady state.  Signals end the wait with -EINTR only when sig is given
- * (blkioq_do_io_interruptible); plain blkioq_do_io() waits on.
+ * Set up the ring of queue q (num-entries SQEs, the completion fd
+ * registered for regular queues) and slots for a full CQ.  Returns 0, or a
+ * negative errno after blkio_set_error().  *fixed_file tells whether b->fd
+ * is registered as file 0.
  */
-int uring_process(struct blkioq *q, struct io_uring *ring, uring_reap_fn reap,
-                  const uint32_t *inflight, int min,
+int uring_queue_init(struct uring_queue *uq, struct blkioq *q,
+                     const struct uring_queue_config *cfg, bool *fixed_file);
+
+/*
+ * Tear the ring down.  Requests still in the kernel are first submitted
+ * (with a cancel-everything request when `cancel`) and waited for, a few
+ * seconds at most: closing the ring would not wait, and the kernel would
+ * go on reading and writing their buffers.  Returns false when some are
+ * still out: memory the kernel may still read or write (slots, buffers)
+ * must then stay allocated.  The slots are freed separately.
+ */
+bool uring_queue_exit(struct uring_queue *uq, bool cancel);
+
+/* Free the slot pool (after uring_queue_exit()). */
+void uring_queue_free_slots(struct uring_queue *uq);
+
+/* Add a chunk of free slots (uring_slot_alloc()'s slow path); -ENOMEM. */
+int uring_slots_grow(struct uring_queue *uq);
+
+/* A free slot, the pool grown by a chunk when empty; -ENOMEM. */
+static inline int uring_slot_alloc(struct uring_queue *uq, uint32_t *idx)
+{
+    if (BLKIO_UNLIKELY(uq->free_head == URING_NONE) &&
+        uring_slots_grow(uq) < 0)
+        return -ENOMEM;
+    *idx = uq->free_head;
+    uq->free_head = uring_slot(uq, *idx)->next;
+    return 0;
+}
+
+static inline void uring_slot_free(struct uring_queue *uq, uint32_t idx)
+{
+    uring_slot(uq, idx)->next = uq->free_head;
+    uq->free_head = idx;
+}
+
+/*
+ * Hand slot idx's next step to the SQ, or put it on the backlog when the
+ * backlog is not empty (nothing overtakes it), the SQ is full even after
+ * passing what is there to the kernel, or the CQ could overflow.  Never
+ * fails, never waits.
+ */
+void uring_issue(struct uring_queue *uq, uint32_t idx);
+
+/*
+ * driver->process(): reap, submit whatever is queued with the same
+ * io_uring_enter that waits (one system call per do_io in steady state),
+ * until min completions are in the completion ring.  Signals end the wait
+ * with -EINTR only when sig is given (blkioq_do_io_interruptible); plain
+ * blkioq_do_io() waits on.  CQEs that matched no slot in flight are
+ * dropped and reported as -EIO.
+ */
+int uring_process(struct uring_queue *uq, int min,
                   const struct timespec *deadline, const sigset_t *sig);
 
-/*
- * Before io_uring_queue_exit() on a ring with `inflight` SQEs prepared and
- * not reaped: submit them (with a cancel-everything request when `cancel`),
- * then wait, for a few seconds at most, until the kernel has posted a CQE
- * for each, discarding them.  Closing the ring would not wait: the kernel
- * finishes requests after close() returns, still reading and writing their
- * buffers.  Returns how many are still out; the caller must then leave
- * memory the kernel may touch allocated.
- */
-uint32_t uring_drain(struct io_uring *ring, uint32_t inflight, bool poll,
-                     bool cancel);
+/* The slot a CQE's user_data names, if it has a command in flight (then
+ * no longer); otherwise counts a bad CQE and returns false.  Everything
+ * the kernel posts is checked: a stray CQE must not complete a request. */
+static inline bool uring_cqe_slot(struct uring_queue *uq,
+                                  uint64_t user_data, uint32_t *idx)
+{
+    struct uring_slot *sl;
+
+    if (BLKIO_UNLIKELY(user_data >= uring_nslots(uq))) {
+        uq->bad_cqes++;
+        return false;
+    }
+    sl = uring_slot(uq, (uint32_t)user_data);
+    if (BLKIO_UNLIKELY(!sl->in_flight)) {
+        uq->bad_cqes++;
+        return false;
+    }
+    sl->in_flight = false;
+    uq->inflight--;
+    *idx = (uint32_t)user_data;
+    return true;
+}
 
 /*
  * driver->set_completion_fd_enabled() of a ring with a registered eventfd.
@@ -54,5 +183,12 @@ uint32_t uring_drain(struct io_uring *ring, uint32_t inflight, bool poll,
  * which the API allows.
  */
 void uring_set_eventfd_enabled(struct io_uring *ring, bool enable);
+
+/* driver->start(): num-entries is a minimum (io_uring rounds it up to a
+ * power of two), up to io_uring's maximum. */
+int uring_check_num_entries(const struct blkio *b);
+
+/* driver->connect(): exactly one of the path and fd properties is set. */
+int uring_check_path_or_fd(const struct blkio *b);
 
 #endif /* BLKIO_URING_COMMON_H */

@@ -11,7 +11,11 @@
  * ring addresses carry plain pointers.
  *
  * Every reply has a deadline: a backend that stops answering turns into
- * -ETIMEDOUT, never a hang.
+ * -ETIMEDOUT, never a hang, and the connection counts as lost (a late
+ * reply would otherwise be read as the answer to the next request).
+ *
+ * vhost-user has no device status: it is emulated here (virtio.c drives
+ * the handshake the same way for every transport).
  */
 #include <errno.h>
 #include <poll.h>
@@ -24,6 +28,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "virtio.h"
 #include "virtio-blk.h"
 
 /* Front-end requests */
@@ -126,10 +131,10 @@ struct vhost_user {
     uint64_t protocol;          /* negotiated protocol features */
     int queue_num;              /* GET_QUEUE_NUM, 0 if unknown */
     uint64_t mem_slots;
+    uint8_t status;             /* emulated device status */
     struct blkio_mem_region internal;
     bool started;
-    int *kick_fds;              /* by virtqueue index */
-    unsigned nkick;
+    struct virtio_kickfds kick;
 };
 
 /* vhost-user talks host-endian on the wire; no conversions needed here,
@@ -242,8 +247,8 @@ static int vu_send(struct vhost_user *vu, uint32_t req, uint32_t flags,
     return 0;
 }
 
-/* Read exactly len bytes before the deadline (ms since the epoch of
- * CLOCK_MONOTONIC, computed by the caller). */
+/* Read exactly len bytes before the deadline (a CLOCK_MONOTONIC time
+ * computed by the caller). */
 static int vu_recv_all(struct vhost_user *vu, void *buf, size_t len,
                        const struct timespec *deadline, uint32_t req)
 {
@@ -259,11 +264,13 @@ static int vu_recv_all(struct vhost_user *vu, void *buf, size_t len,
         clock_gettime(CLOCK_MONOTONIC, &now);
         ms = (deadline->tv_sec - now.tv_sec) * 1000 +
              (deadline->tv_nsec - now.tv_nsec) / 1000000;
-        if (ms <= 0)
-            return blkio_set_error(-ETIMEDOUT, "vhost-user %s: no reply from "
-                                   "the backend within %d ms",
-                                   vu_request_name(req),
-                                   VHOST_USER_REPLY_TIMEOUT_MS);
+        if (ms <= 0) {
+            /* Part of a reply may be in the stream, or all of it later:
+             * nothing read from this socket can be trusted any more. */
+            shutdown(vu->sock, SHUT_RDWR);
+            return vu_lost(vu, -ETIMEDOUT, req, "no reply from the backend "
+                           "within the deadline");
+        }
         pr = poll(&pfd, 1, (int)ms);
         if (pr < 0 && errno == EINTR)
             continue;
@@ -286,6 +293,19 @@ static int vu_recv_all(struct vhost_user *vu, void *buf, size_t len,
     return 0;
 }
 
+/* How long a reply may take.  Test builds can shorten it, so that a test
+ * of a silent backend takes a moment instead of the full deadline. */
+static int vu_reply_timeout_ms(void)
+{
+#ifdef BLKIO_TEST_SWITCHES
+    const char *s = getenv("LIBBLKIO_VHOST_USER_REPLY_TIMEOUT_MS");
+
+    if (s && *s)
+        return atoi(s);
+#endif
+    return VHOST_USER_REPLY_TIMEOUT_MS;
+}
+
 /* Wait for the reply to req and check it: request code, reply flag,
  * version and exact payload size (untrusted input). */
 static int vu_recv_reply(struct vhost_user *vu, uint32_t req, void *payload,
@@ -293,10 +313,16 @@ static int vu_recv_reply(struct vhost_user *vu, uint32_t req, void *payload,
 {
     struct vhost_user_hdr hdr;
     struct timespec deadline;
+    int ms = vu_reply_timeout_ms();
     int ret;
 
     clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += VHOST_USER_REPLY_TIMEOUT_MS / 1000;
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
 
     ret = vu_recv_all(vu, &hdr, sizeof(hdr), &deadline, req);
     if (ret < 0)
@@ -333,8 +359,17 @@ static int vu_request(struct vhost_user *vu, uint32_t req, const void *payload,
 
     ret = vu_send(vu, req, ack ? VHOST_USER_NEED_REPLY : 0, payload, size,
                   fds, nfds);
-    if (ret < 0 || !ack)
+    if (ret < 0)
         return ret;
+    if (!ack) {
+        /* Without acks, memory must still be mapped before a kick can
+         * point into it (the backend may serve kicks on other threads):
+         * a GET_FEATURES round trip waits until the backend has read the
+         * message, as QEMU's front-end does. */
+        if (req == VHOST_USER_SET_MEM_TABLE || req == VHOST_USER_ADD_MEM_REG)
+            return vu_get_u64(vu, VHOST_USER_GET_FEATURES, &status);
+        return 0;
+    }
     ret = vu_recv_reply(vu, req, &status, sizeof(status));
     if (ret < 0)
         return ret;
@@ -393,14 +428,17 @@ static int vu_handshake(struct vhost_user *vu)
         if (ret < 0)
             return ret;
         proto &= VHOST_USER_WANTED_PROTOCOL;
+#ifdef BLKIO_TEST_SWITCHES
         {
-            /* Test hook, like LIBBLKIO_VIRTIO_DECLINE_FEATURES: exercise
-             * SET_MEM_TABLE updates against backends with mem slots. */
+            /* Test builds only, like LIBBLKIO_VIRTIO_DECLINE_FEATURES:
+             * exercise SET_MEM_TABLE updates against backends with mem
+             * slots. */
             const char *m = getenv("LIBBLKIO_VHOST_USER_DECLINE_PROTOCOL");
 
             if (m && *m)
                 proto &= ~strtoull(m, NULL, 0);
         }
+#endif
         /* Not acked yet: send without asking for a reply. */
         ret = vu_send(vu, VHOST_USER_SET_PROTOCOL_FEATURES, 0, &proto,
                       sizeof(proto), NULL, 0);
@@ -438,6 +476,24 @@ static int vu_handshake(struct vhost_user *vu)
 }
 
 /* ---- transport ops ---- */
+
+static int vu_get_status(void *t, uint8_t *status)
+{
+    struct vhost_user *vu = t;
+
+    *status = vu->status;
+    return 0;
+}
+
+/* The backend learns what matters through its own messages (features,
+ * memory table, rings); the status byte only orders our steps. */
+static int vu_set_status(void *t, uint8_t status)
+{
+    struct vhost_user *vu = t;
+
+    vu->status = status;
+    return 0;
+}
 
 static int vu_get_features(void *t, uint64_t *features)
 {
@@ -544,10 +600,14 @@ full:
                            VHOST_USER_MAX_FDS);
 }
 
-static int vu_start(void *t, const struct blkio_mem_region *internal)
+static int vu_start(void *t, const struct blkio_mem_region *internal,
+                    unsigned nvqs, unsigned nirqs, uint64_t *internal_addr)
 {
     struct vhost_user *vu = t;
 
+    *internal_addr = (uint64_t)(uintptr_t)internal->addr;
+    (void)nvqs;
+    (void)nirqs;
     vu->internal = *internal;
     vu->started = true;
     return vu_send_mem_table(vu, NULL, NULL);
@@ -566,25 +626,9 @@ static int vu_setup_queue(void *t, const struct virtio_vq_info *info)
     uint64_t v;
     int kick, ret;
 
-    if (info->index >= vu->nkick) {
-        unsigned n = info->index + 1;
-        int *nk = realloc(vu->kick_fds, n * sizeof(*nk));
-
-        if (!nk)
-            return blkio_set_error(-ENOMEM, "out of memory for kick fds");
-        for (unsigned i = vu->nkick; i < n; i++)
-            nk[i] = -1;
-        vu->kick_fds = nk;
-        vu->nkick = n;
-    }
-    if (vu->kick_fds[info->index] < 0) {
-        kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (kick < 0)
-            return blkio_set_error(-errno, "eventfd for kicking virtqueue "
-                                   "%u: %m", info->index);
-        vu->kick_fds[info->index] = kick;
-    }
-    kick = vu->kick_fds[info->index];
+    kick = virtio_kickfds_get(&vu->kick, info->index);
+    if (kick < 0)
+        return kick;
 
     st.num = info->num;
     ret = vu_request(vu, VHOST_USER_SET_VRING_NUM, &st, sizeof(st), NULL, 0);
@@ -633,23 +677,22 @@ static void vu_stop_queue(void *t, unsigned index)
     if (vu_send(vu, VHOST_USER_GET_VRING_BASE, 0, &st, sizeof(st), NULL,
                 0) == 0)
         vu_recv_reply(vu, VHOST_USER_GET_VRING_BASE, &st, sizeof(st));
-    blkio_clear_error();
 }
 
 static void vu_kick(void *t, unsigned index)
 {
     struct vhost_user *vu = t;
-    uint64_t one = 1;
-    ssize_t r = write(vu->kick_fds[index], &one, sizeof(one));
 
-    (void)r;    /* EAGAIN: the counter is saturated, still pending */
+    virtio_kickfds_kick(&vu->kick, index);
 }
 
-static int vu_map_region(void *t, const struct blkio_mem_region *region)
+static int vu_map_region(void *t, const struct blkio_mem_region *region,
+                         uint64_t *addr)
 {
     struct vhost_user *vu = t;
     struct vhost_user_mem_reg m = { .region = vu_region(region) };
 
+    *addr = (uint64_t)(uintptr_t)region->addr;
     if (!vu->started)
         return 0;
     if (vu_has_protocol(vu, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
@@ -670,7 +713,6 @@ static void vu_unmap_region(void *t, const struct blkio_mem_region *region)
         vu_request(vu, VHOST_USER_REM_MEM_REG, &m, sizeof(m), &region->fd, 1);
     else
         vu_send_mem_table(vu, NULL, region);
-    blkio_clear_error();
 }
 
 static int vu_hangup_fd(void *t)
@@ -683,16 +725,16 @@ static void vu_destroy(void *t)
 {
     struct vhost_user *vu = t;
 
-    for (unsigned i = 0; i < vu->nkick; i++)
-        if (vu->kick_fds[i] >= 0)
-            close(vu->kick_fds[i]);
-    free(vu->kick_fds);
+    virtio_kickfds_close(&vu->kick);
     if (vu->sock >= 0)
         close(vu->sock);
     free(vu);
 }
 
 static const struct virtio_transport_ops vu_ops = {
+    .name            = "vhost-user",
+    .get_status      = vu_get_status,
+    .set_status      = vu_set_status,
     .get_features    = vu_get_features,
     .set_features    = vu_set_features,
     .read_config     = vu_read_config,

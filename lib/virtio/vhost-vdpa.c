@@ -14,8 +14,8 @@
  * memory must stay mapped while the device may use it.
  *
  * The device only looks at its virtqueues once DRIVER_OK is set, and
- * after that it cannot take new ones: we set it when the last queue of
- * blkio_start() is set up.  Stopping any queue resets the whole device.
+ * after that it cannot take new ones; virtio.c sets it after the last
+ * queue of blkio_start() and resets the device once no queue is left.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +32,7 @@
 #include <linux/virtio_ids.h>
 
 #include "internal.h"
+#include "virtio.h"
 #include "virtio-blk.h"
 
 /* Upper bound on queue-size: what the split ring index arithmetic in the
@@ -69,12 +70,8 @@ struct vhost_vdpa {
 
     struct blkio_mem_region internal;
     bool internal_mapped;
-    bool needs_reset;           /* status or queues changed since features */
-    bool driver_ok;
-    unsigned queues_set_up;     /* since the last start */
 
-    int *kick_fds;              /* by virtqueue index */
-    unsigned nkick;
+    struct virtio_kickfds kick;
 };
 
 static int vdpa_ioctl(struct vhost_vdpa *v, unsigned long req, void *arg,
@@ -93,85 +90,15 @@ static int vdpa_ioctl(struct vhost_vdpa *v, unsigned long req, void *arg,
 
 #define VDPA_IOCTL(v, req, arg) vdpa_ioctl((v), (req), (arg), #req)
 
-/* ---- device status ---- */
-
-static int vdpa_get_status(struct vhost_vdpa *v, uint8_t *status)
-{
-    return VDPA_IOCTL(v, VHOST_VDPA_GET_STATUS, status);
-}
-
-static int vdpa_set_status(struct vhost_vdpa *v, uint8_t status)
-{
-    return VDPA_IOCTL(v, VHOST_VDPA_SET_STATUS, &status);
-}
-
 /* Reset on paths that must not touch the thread's error message (undoing
- * a failed connect or start, destroy): the earlier failure is what the
- * caller needs to read. */
+ * a failed connect, closing): the earlier failure is what the caller
+ * needs to read. */
 static void vdpa_reset_quiet(struct vhost_vdpa *v)
 {
     uint8_t zero = 0;
     int r = ioctl(v->fd, VHOST_VDPA_SET_STATUS, &zero);
 
     (void)r;
-    v->driver_ok = false;
-    v->queues_set_up = 0;
-    v->needs_reset = true;
-}
-
-/* Add bits to the status and check that the device kept them: a device
- * refuses FEATURES_OK or DRIVER_OK by leaving the bit clear. */
-static int vdpa_add_status(struct vhost_vdpa *v, uint8_t bits,
-                           const char *what)
-{
-    uint8_t status;
-    int ret;
-
-    ret = vdpa_get_status(v, &status);
-    if (ret < 0)
-        return ret;
-    ret = vdpa_set_status(v, status | bits);
-    if (ret < 0)
-        return ret;
-    ret = vdpa_get_status(v, &status);
-    if (ret < 0)
-        return ret;
-    if (status & VIRTIO_CONFIG_S_FAILED)
-        return blkio_set_error(-EIO, "vhost-vdpa device failed when "
-                               "setting %s (status 0x%x)", what, status);
-    if ((status & bits) != bits)
-        return blkio_set_error(-EIO, "vhost-vdpa device did not accept %s "
-                               "(status 0x%x)", what, status);
-    return 0;
-}
-
-/* Reset, then ACKNOWLEDGE | DRIVER: ready for feature negotiation. */
-static int vdpa_reset(struct vhost_vdpa *v)
-{
-    int ret = vdpa_set_status(v, 0);
-
-    if (ret < 0)
-        return ret;
-    v->driver_ok = false;
-    v->queues_set_up = 0;
-    return vdpa_add_status(v, VIRTIO_CONFIG_S_ACKNOWLEDGE |
-                              VIRTIO_CONFIG_S_DRIVER,
-                           "ACKNOWLEDGE|DRIVER");
-}
-
-static int vdpa_negotiate(struct vhost_vdpa *v)
-{
-    uint64_t f = v->features;
-    int ret;
-
-    ret = VDPA_IOCTL(v, VHOST_SET_FEATURES, &f);
-    if (ret < 0)
-        return ret;
-    ret = vdpa_add_status(v, VIRTIO_CONFIG_S_FEATURES_OK, "FEATURES_OK");
-    if (ret < 0)
-        return ret;
-    v->needs_reset = false;
-    return 0;
 }
 
 /* ---- IOTLB ---- */
@@ -249,6 +176,16 @@ static int vdpa_iotlb(struct vhost_vdpa *v, uint8_t type, void *addr,
 
 /* ---- transport ops ---- */
 
+static int vdpa_get_status(void *t, uint8_t *status)
+{
+    return VDPA_IOCTL((struct vhost_vdpa *)t, VHOST_VDPA_GET_STATUS, status);
+}
+
+static int vdpa_set_status(void *t, uint8_t status)
+{
+    return VDPA_IOCTL((struct vhost_vdpa *)t, VHOST_VDPA_SET_STATUS, &status);
+}
+
 static int vdpa_get_features(void *t, uint64_t *features)
 {
     struct vhost_vdpa *v = t;
@@ -264,14 +201,8 @@ static int vdpa_set_features(void *t, uint64_t features)
 {
     struct vhost_vdpa *v = t;
 
-    /*
-     * Our addresses are IOVAs translated by the device's IOTLB, which is
-     * what ACCESS_PLATFORM says; vDPA devices require it (VDUSE refuses to
-     * create a device without it), so accept it whenever it is offered.
-     */
-    features |= v->offered & (1ull << VIRTIO_F_ACCESS_PLATFORM);
     v->features = features;
-    return vdpa_negotiate(v);
+    return VDPA_IOCTL(v, VHOST_SET_FEATURES, &features);
 }
 
 static int vdpa_read_config(void *t, void *buf, uint32_t len)
@@ -315,25 +246,23 @@ static uint64_t vdpa_max_mem_regions(void *t)
     return v->iotlb_entries - 1;
 }
 
-static int vdpa_start(void *t, const struct blkio_mem_region *internal)
+static int vdpa_start(void *t, const struct blkio_mem_region *internal,
+                      unsigned nvqs, unsigned nirqs, uint64_t *internal_addr)
 {
     struct vhost_vdpa *v = t;
     int ret;
 
+    *internal_addr = (uint64_t)(uintptr_t)internal->addr;
+    (void)nirqs;
+    if (v->nvqs && nvqs > v->nvqs)
+        return blkio_set_error(-EINVAL, "vhost-vdpa device has %u "
+                               "virtqueues, %u requested", v->nvqs, nvqs);
     if (v->internal_mapped) {
         /* A retried blkio_start(): the old ring memory is gone. */
         vdpa_iotlb_quiet(v, VHOST_IOTLB_INVALIDATE, v->internal.addr,
                          v->internal.len);
         v->internal_mapped = false;
     }
-    if (v->needs_reset || v->driver_ok) {
-        ret = vdpa_reset(v);
-        if (ret == 0)
-            ret = vdpa_negotiate(v);
-        if (ret < 0)
-            return ret;
-    }
-    v->queues_set_up = 0;
     ret = vdpa_iotlb(v, VHOST_IOTLB_UPDATE, internal->addr, internal->len);
     if (ret < 0)
         return ret;
@@ -342,34 +271,9 @@ static int vdpa_start(void *t, const struct blkio_mem_region *internal)
     return 0;
 }
 
-static int vdpa_kick_fd(struct vhost_vdpa *v, unsigned index)
-{
-    if (index >= v->nkick) {
-        unsigned n = index + 1;
-        int *nk = realloc(v->kick_fds, n * sizeof(*nk));
-
-        if (!nk)
-            return blkio_set_error(-ENOMEM, "out of memory for kick fds");
-        for (unsigned i = v->nkick; i < n; i++)
-            nk[i] = -1;
-        v->kick_fds = nk;
-        v->nkick = n;
-    }
-    if (v->kick_fds[index] < 0) {
-        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-
-        if (fd < 0)
-            return blkio_set_error(-errno, "eventfd for kicking virtqueue "
-                                   "%u: %m", index);
-        v->kick_fds[index] = fd;
-    }
-    return v->kick_fds[index];
-}
-
 static int vdpa_setup_queue(void *t, const struct virtio_vq_info *info)
 {
     struct vhost_vdpa *v = t;
-    struct blkio *b = v->b;
     struct vhost_vring_state st = { .index = info->index };
     struct vhost_vring_addr addr = {
         .index = info->index,
@@ -378,22 +282,16 @@ static int vdpa_setup_queue(void *t, const struct virtio_vq_info *info)
         .avail_user_addr = info->avail_addr,
     };
     struct vhost_vring_file f = { .index = info->index };
-    unsigned want = (unsigned)(b->num_queues + b->num_poll_queues);
     int kick, ret;
 
-    if (v->driver_ok)
-        return blkio_set_error(-EBUSY, "vhost-vdpa: virtqueue %u set up "
-                               "after DRIVER_OK", info->index);
     if (v->nvqs && info->index >= v->nvqs)
         return blkio_set_error(-EINVAL, "vhost-vdpa device has %u "
                                "virtqueues, cannot set up virtqueue %u",
                                v->nvqs, info->index);
-    kick = vdpa_kick_fd(v, info->index);
+    kick = virtio_kickfds_get(&v->kick, info->index);
     if (kick < 0)
         return kick;
 
-    /* Whatever happens next, the device must be reset before reuse. */
-    v->needs_reset = true;
     st.num = info->num;
     ret = VDPA_IOCTL(v, VHOST_SET_VRING_NUM, &st);
     if (ret < 0)
@@ -414,43 +312,25 @@ static int vdpa_setup_queue(void *t, const struct virtio_vq_info *info)
     if (ret < 0)
         return ret;
     st.num = 1;
-    ret = VDPA_IOCTL(v, VHOST_VDPA_SET_VRING_ENABLE, &st);
-    if (ret < 0)
-        return ret;
-
-    if (++v->queues_set_up == want) {
-        /* Every queue is in place: let the device go. */
-        ret = vdpa_add_status(v, VIRTIO_CONFIG_S_DRIVER_OK, "DRIVER_OK");
-        if (ret < 0)
-            return ret;
-        v->driver_ok = true;
-    }
-    return 0;
+    return VDPA_IOCTL(v, VHOST_VDPA_SET_VRING_ENABLE, &st);
 }
 
 static void vdpa_stop_queue(void *t, unsigned index)
 {
-    struct vhost_vdpa *v = t;
-
-    (void)index;
     /*
-     * Queues only go away together (blkio_destroy() or a failed
-     * blkio_start()), and a vDPA device cannot stop one of its queues
-     * while running: reset it, which stops them all before their memory
-     * is reused.
+     * A running vDPA device cannot stop one of its queues; the ring memory
+     * stays mapped until the device is reset, which virtio.c does once
+     * the last queue is gone.
      */
-    if (v->fd < 0 || (!v->driver_ok && v->queues_set_up == 0))
-        return;
-    vdpa_reset_quiet(v);
+    (void)t;
+    (void)index;
 }
 
 static void vdpa_kick(void *t, unsigned index)
 {
     struct vhost_vdpa *v = t;
-    uint64_t one = 1;
-    ssize_t r = write(v->kick_fds[index], &one, sizeof(one));
 
-    (void)r;    /* EAGAIN: the counter is saturated, still pending */
+    virtio_kickfds_kick(&v->kick, index);
 }
 
 /*
@@ -502,12 +382,24 @@ static int vdpa_check_file_backed(struct vhost_vdpa *v, void *addr,
     return 0;
 }
 
-static int vdpa_map_region(void *t, const struct blkio_mem_region *region)
+static int vdpa_map_region(void *t, const struct blkio_mem_region *region,
+                           uint64_t *addr)
 {
     struct vhost_vdpa *v = t;
 
+    *addr = (uint64_t)(uintptr_t)region->addr;
     if (v->maps_by_file) {
-        int ret = vdpa_check_file_backed(v, region->addr, region->len);
+        int ret;
+
+        if (region->fd < 0)
+            return blkio_set_error(-EINVAL, "memory region at %p has no "
+                                   "file descriptor, but the VDUSE device %s "
+                                   "can only reach memory of a file "
+                                   "(needs-mem-region-fd is true): use "
+                                   "blkio_alloc_mem_region() or map a memfd "
+                                   "with MAP_SHARED and pass its fd",
+                                   region->addr, v->name);
+        ret = vdpa_check_file_backed(v, region->addr, region->len);
 
         if (ret < 0)
             return ret;
@@ -532,11 +424,7 @@ static int vdpa_hangup_fd(void *t)
 
 static void vdpa_close(struct vhost_vdpa *v)
 {
-    for (unsigned i = 0; i < v->nkick; i++) {
-        if (v->kick_fds[i] >= 0)
-            close(v->kick_fds[i]);
-        v->kick_fds[i] = -1;
-    }
+    virtio_kickfds_close(&v->kick);
     if (v->fd >= 0) {
         /* Stop the device before its memory goes away; closing the fd
          * also resets it, but only once the last reference is gone. */
@@ -548,8 +436,6 @@ static void vdpa_close(struct vhost_vdpa *v)
     }
     v->fd = -1;
     v->internal_mapped = false;
-    v->driver_ok = false;
-    v->queues_set_up = 0;
 }
 
 static void vdpa_destroy(void *t)
@@ -559,11 +445,21 @@ static void vdpa_destroy(void *t)
     /* The fd is ours once blkio_connect() succeeded (or we opened it). */
     vdpa_close(v);
     v->b->fd = -1;
-    free(v->kick_fds);
     free(v);
 }
 
 static const struct virtio_transport_ops vdpa_ops = {
+    .name            = "vhost-vdpa",
+    /*
+     * Our addresses are IOVAs translated by the device's IOTLB, which is
+     * what ACCESS_PLATFORM says; vDPA devices require it (VDUSE refuses to
+     * create a device without it).  A hardware device may need the
+     * platform's DMA ordering (virtqueue.c's barriers provide it).
+     */
+    .transport_features = (1ull << VIRTIO_F_ACCESS_PLATFORM) |
+                          (1ull << VIRTIO_F_ORDER_PLATFORM),
+    .get_status      = vdpa_get_status,
+    .set_status      = vdpa_set_status,
     .get_features    = vdpa_get_features,
     .set_features    = vdpa_set_features,
     .read_config     = vdpa_read_config,
@@ -685,8 +581,7 @@ static int vdpa_probe(struct vhost_vdpa *v)
     v->vring_num_max = num;
     v->iotlb_entries = vdpa_iotlb_limit();
     v->maps_by_file = vdpa_is_vduse(v->fd);
-
-    return vdpa_reset(v);
+    return 0;
 }
 
 static int vdpa_drv_create(struct blkio *b)
@@ -765,7 +660,12 @@ static int vdpa_drv_connect(struct blkio *b)
     if (b->queue_size > b->max_queue_size)
         b->queue_size = b->max_queue_size;
     b->needs_mem_regions = true;
-    b->needs_mem_region_fd = false;
+    /* A software device (VDUSE) reaches memory only by mapping the file
+     * behind it, page by page: it needs an fd for every region, as
+     * libblkio reports, and page-aligned regions. */
+    b->needs_mem_region_fd = v->maps_by_file;
+    if (v->maps_by_file)
+        b->mem_region_alignment = (uint64_t)sysconf(_SC_PAGESIZE);
     b->may_pin_mem_regions = true;
     return 0;
 }

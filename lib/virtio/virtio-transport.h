@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * virtio-transport.h - what the generic virtio-blk driver needs from a
- * transport (vhost-user today; vhost-vdpa and vfio-pci later).
+ * virtio-transport.h - what the virtio layer needs from a transport
+ * (vhost-user.c, vhost-vdpa.c, vfio-pci.c).
  *
- * The transport owns the connection to the device: feature and config
- * access, telling the device where a virtqueue lives, notifying it, and
- * making memory visible to it.  Everything about virtio-blk requests and
- * split rings lives in virtio-blk.c and virtqueue.c.
+ * The transport owns the connection to the device: status, feature and
+ * config access, telling the device where a virtqueue lives, notifying it,
+ * and making memory visible to it.  The order of the initialization steps
+ * lives in virtio.c; everything about virtio-blk requests and split rings
+ * in virtio-blk.c and virtqueue.c.
  *
  * All functions return 0 or a negative errno after blkio_set_error().
  */
@@ -29,9 +30,23 @@ struct virtio_vq_info {
 };
 
 struct virtio_transport_ops {
+    const char *name;           /* for messages: "vhost-user" */
+    /* Feature bits the transport itself accepts when the device offers
+     * them (VIRTIO_F_ACCESS_PLATFORM behind an IOMMU, ...). */
+    uint64_t transport_features;
+    /* The device sees memory at other addresses than ours (IOVAs from an
+     * allocator): start() and map_region() say where, and the generic
+     * code translates buffer addresses.  Otherwise they are our virtual
+     * addresses. */
+    bool remaps_addresses;
+
+    /* The device status byte (virtio 1.x, 2.1).  Writing 0 resets the
+     * device; virtio.c then waits until it reads back 0. */
+    int (*get_status)(void *t, uint8_t *status);
+    int (*set_status)(void *t, uint8_t status);
     /* Device features offered (virtio feature bits only). */
     int (*get_features)(void *t, uint64_t *features);
-    /* Negotiated subset; called once, before anything else is set up. */
+    /* Write the driver's features (before FEATURES_OK is set). */
     int (*set_features)(void *t, uint64_t features);
     /* Read len bytes of device config space from offset 0. */
     int (*read_config)(void *t, void *buf, uint32_t len);
@@ -43,19 +58,26 @@ struct virtio_transport_ops {
 
     /*
      * Before any queue is set up: make the library's own memory (rings,
-     * request headers, zero buffer) visible to the device.
+     * request headers, zero buffer) visible to the device, and prepare
+     * for `nvqs` virtqueues, of which the first `nirqs` signal a call fd.
      */
-    int (*start)(void *t, const struct blkio_mem_region *internal);
-    /* Tell the device about a queue and enable it. */
+    int (*start)(void *t, const struct blkio_mem_region *internal,
+                 unsigned nvqs, unsigned nirqs, uint64_t *internal_addr);
+    /* Tell the device about a queue and enable it (virtio.c sets
+     * DRIVER_OK after the last one). */
     int (*setup_queue)(void *t, const struct virtio_vq_info *info);
-    /* Stop the device using a queue (before its memory is reused). */
+    /* Stop the device using a queue (before its memory is reused), as
+     * far as the transport can; virtio.c resets the device after the last
+     * one.  Must not report errors. */
     void (*stop_queue)(void *t, unsigned index);
     /* Notify the device that queue `index` has new available buffers.
      * Called on the I/O path: must be cheap and thread-safe across queues. */
     void (*kick)(void *t, unsigned index);
 
-    /* Make an application memory region visible to the device, or not. */
-    int (*map_region)(void *t, const struct blkio_mem_region *region);
+    /* Make an application memory region visible to the device (at
+     * *addr), or not. */
+    int (*map_region)(void *t, const struct blkio_mem_region *region,
+                      uint64_t *addr);
     void (*unmap_region)(void *t, const struct blkio_mem_region *region);
 
     /*

@@ -17,27 +17,47 @@
 #include "virtqueue.h"
 
 /*
- * Barriers, named for what they order.  The device runs on another CPU (a
- * vhost-user backend process), so these are real SMP barriers.
+ * Barriers, named for what they order.  The device is another CPU (a
+ * vhost-user backend, VDUSE) or real hardware doing DMA (vfio-pci, a
+ * vDPA card, with VIRTIO_F_ORDER_PLATFORM negotiated where offered), so
+ * they order our accesses for both: the platform's DMA ordering.  On x86
+ * that is what the SMP fences give (stores are not reordered with stores
+ * nor loads with loads, DMA is cache-coherent, and the full fence drains
+ * the store buffer; the notification's uncached MMIO write is not
+ * reordered with earlier stores), so there is no cost for the CPU-device
+ * case.  On arm64
+ * the SMP fences only cover the inner-shareable domain; a device needs
+ * the outer-shareable ones (what Linux's dma_wmb()/dma_rmb()/mb() use).
+ * One kind for all transports keeps a branch off the I/O path.
  */
+#if defined(__aarch64__)
+#define VIRTQ_DMA_WMB() __asm__ __volatile__("dmb oshst" ::: "memory")
+#define VIRTQ_DMA_RMB() __asm__ __volatile__("dmb oshld" ::: "memory")
+#define VIRTQ_DMA_MB()  __asm__ __volatile__("dmb osh" ::: "memory")
+#else
+#define VIRTQ_DMA_WMB() __atomic_thread_fence(__ATOMIC_RELEASE)
+#define VIRTQ_DMA_RMB() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define VIRTQ_DMA_MB()  __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
 
 /* Our descriptor and avail ring entry stores before the avail idx store. */
 static inline void virtq_barrier_entries_before_idx(void)
 {
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    VIRTQ_DMA_WMB();
 }
 
 /* Our avail idx (or used_event) store before we read the device's
- * avail_event/flags (or used idx): a store followed by a load. */
+ * avail_event/flags (or used idx): a store followed by a load.  Also
+ * orders the idx store before the notification (an MMIO write for PCI). */
 static inline void virtq_barrier_store_before_load(void)
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    VIRTQ_DMA_MB();
 }
 
 /* The device's used idx load before we read the used entries it covers. */
 static inline void virtq_barrier_idx_before_entries(void)
 {
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    VIRTQ_DMA_RMB();
 }
 
 static inline uint16_t virtq_load16(const __virtio16 *p)

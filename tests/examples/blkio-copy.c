@@ -5,7 +5,8 @@
  *   blkio-copy [-d DEPTH] [-s CHUNK] SRC DST
  *
  * SRC and DST are DRIVER[:PROPERTY=VALUE[,PROPERTY=VALUE...]], for example
- * io_uring:path=/tmp/a,direct=true.  The whole source capacity is copied
+ * io_uring:path=/tmp/a,direct=true.  DST must be as large as SRC unless it
+ * can grow (can-grow: a regular file).  The whole source capacity is copied
  * with DEPTH (default 8) chunks of CHUNK bytes (default 1 MiB) in flight:
  * each chunk is read from SRC and, once read, written to DST, then reused
  * for the next unread part.  Both queues are waited on through their
@@ -27,6 +28,7 @@ struct copy_dev {
     struct blkio *b;
     struct blkioq *q;
     uint64_t capacity;
+    bool can_grow;              /* writes past the end extend it */
     int request_alignment;
     int buf_alignment;
     bool needs_mem_regions;
@@ -121,6 +123,7 @@ static int copy_open(struct copy_dev *d, const char *spec)
     if (ret < 0)
         goto out;
     if (blkio_get_uint64(d->b, "capacity", &d->capacity) < 0 ||
+        blkio_get_bool(d->b, "can-grow", &d->can_grow) < 0 ||
         blkio_get_int(d->b, "request-alignment", &d->request_alignment) < 0 ||
         blkio_get_int(d->b, "buf-alignment", &d->buf_alignment) < 0 ||
         blkio_get_bool(d->b, "needs-mem-regions", &d->needs_mem_regions) < 0) {
@@ -194,7 +197,7 @@ int main(int argc, char **argv)
     if (copy_open(&src, argv[optind]) < 0 ||
         copy_open(&dst, argv[optind + 1]) < 0)
         goto out;
-    if (dst.capacity < src.capacity) {
+    if (dst.capacity < src.capacity && !dst.can_grow) {
         fprintf(stderr, "blkio-copy: %s has capacity %" PRIu64 ", smaller "
                 "than the %" PRIu64 " bytes of %s\n", dst.spec, dst.capacity,
                 src.capacity, src.spec);

@@ -3,7 +3,9 @@
  * Description: run the example programs as an outside user would.
  * blkio-copy copies a random 8 MiB file to another (buffered; then
  * O_DIRECT with a 2-entry ring, depth 3 and an odd chunk size) and the
- * copies compare equal; a too small destination is refused.  blkio-info
+ * copies compare equal; a new empty file grows into a copy (can-grow, as
+ * with libblkio 1.5); a destination that cannot grow (/dev/null is not a
+ * block device or regular file: refused at connect) fails.  blkio-info
  * reports the right capacity and the properties it was given, and fails
  * for unknown properties and drivers.  Under valgrind the examples run
  * under valgrind too.
@@ -11,6 +13,7 @@
  *   test-examples BLKIO-INFO BLKIO-COPY
  */
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "../lib/util.h"     /* also RUNNING_ON_VALGRIND */
@@ -83,7 +86,7 @@ static bool has_line(const char *path, const char *line)
 
 int main(int argc, char **argv)
 {
-    const char *src, *dst, *small, *out;
+    const char *src, *dst, *empty, *out;
     char *info, *copy, s1[512], s2[512], s3[512];
     unsigned char *data = malloc(SIZE);
 
@@ -92,7 +95,7 @@ int main(int argc, char **argv)
     copy = argv[2];
     src = ut_temp_file(SIZE);
     dst = ut_temp_file(SIZE);
-    small = ut_temp_file(4096);
+    empty = ut_temp_file(0);
     out = ut_temp_file(0);
     t_fill_random(data, SIZE, (uint64_t)time(NULL));
     ut_pwrite_file(src, data, SIZE, 0);
@@ -119,8 +122,16 @@ int main(int argc, char **argv)
     same(src, dst, SIZE);
 
     snprintf(s1, sizeof(s1), "io_uring:path=%s", src);
-    snprintf(s2, sizeof(s2), "io_uring:path=%s", small);
-    check(run((char *[]){ copy, s1, s2, NULL }, NULL) != 0);
+    snprintf(s2, sizeof(s2), "io_uring:path=%s", empty);
+    check(run((char *[]){ copy, s1, s2, NULL }, NULL) == 0);
+    same(src, empty, SIZE);
+    {
+        struct stat st;
+
+        check(stat(empty, &st) == 0 && st.st_size == SIZE);
+    }
+    check(run((char *[]){ copy, s1, "io_uring:path=/dev/null", NULL },
+              NULL) != 0);
 
     snprintf(s1, sizeof(s1), "path=%s", src);
     check(run((char *[]){ info, "io_uring", s1, "num-entries=64",

@@ -80,7 +80,8 @@ int main(void)
 
     /* A request the library fails up front also wakes the loop. */
     drain(fd);
-    blkioq_read(q, 1 << 20, buf, sizeof(buf), buf + 1, 0);  /* past end */
+    /* FUA is not a read flag */
+    blkioq_read(q, 0, buf, sizeof(buf), buf + 1, BLKIO_REQ_FUA);
     CHECK_RET(blkioq_do_io(q, NULL, 0, 0, NULL), 0);
     c = event_wait(q, fd);
     CHECK(c.ret < 0);

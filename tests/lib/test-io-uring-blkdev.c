@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * Description: the io_uring driver on a block device node (a loop device
- * over a temporary file, with 4096-byte sectors): capacity, request
- * alignment and the discard/write-zeroes limits come from the device,
- * reads and writes (buffered and O_DIRECT) reach the backing file, write
- * zeroes with each flag combination and discard read back as zeroes, and
- * misaligned requests fail with -EINVAL.  Skipped without root or loop
- * devices.
+ * over a temporary file, with 4096-byte sectors): capacity comes from the
+ * device, request alignment is its logical block size with O_DIRECT and 1
+ * through the page cache (as in libblkio 1.5), reads and writes (buffered
+ * and O_DIRECT) reach the backing file, write zeroes with each flag
+ * combination and discard read back as zeroes, misaligned O_DIRECT
+ * requests fail with -EINVAL and a buffered misaligned read works.
+ * Skipped without root or loop devices.
  */
 #include <sys/wait.h>
 
@@ -43,7 +44,9 @@ static void exercise(const char *backing, bool direct)
     ok(blkio_get_uint64(b, "capacity", &cap));
     check(cap == SIZE);
     ok(blkio_get_int(b, "request-alignment", &ra));
-    check(ra == 4096);
+    /* O_DIRECT needs the logical block size; the page cache takes any
+     * alignment (libblkio 1.5 says 1 there too). */
+    check(ra == (direct ? 4096 : 1));
     ok(blkio_get_uint64(b, "max-write-zeroes-len", &wz));
     printf("direct=%d request-alignment=%d max-write-zeroes-len=%" PRIu64
            "\n", direct, ra, wz);
@@ -82,10 +85,17 @@ static void exercise(const char *backing, bool direct)
     check(ut_wait1(q, NULL) == 0);
     check(memcmp(buf, pattern, 8u << 20) == 0);
 
-    blkioq_read(q, 512, buf, 4096, NULL, 0);
-    check(ut_wait1(q, NULL) == -EINVAL);
-    blkioq_write_zeroes(q, 0, 1000, NULL, 0);
-    check(ut_wait1(q, NULL) == -EINVAL);
+    if (direct) {
+        blkioq_read(q, 512, buf, 4096, NULL, 0);
+        check(ut_wait1(q, NULL) == -EINVAL);
+        blkioq_write_zeroes(q, 0, 1000, NULL, 0);
+        check(ut_wait1(q, NULL) == -EINVAL);
+    } else {
+        /* Through the page cache any alignment reads. */
+        blkioq_read(q, 512, buf, 4096, NULL, 0);
+        check(ut_wait1(q, NULL) == 0);
+        check(memcmp(buf, pattern + 512, 4096) == 0);
+    }
     blkioq_read(q, SIZE, buf, 4096, NULL, 0);
     check(ut_wait1(q, NULL) == -EINVAL);
     free(buf);

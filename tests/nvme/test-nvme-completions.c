@@ -9,7 +9,9 @@
  * its end.
  *
  * The driver source is compiled into this program with the core services
- * it calls replaced by recording stubs.
+ * it calls replaced by recording stubs; CQEs go through the shared ring
+ * code's check (uring_cqe_slot) to the driver's completion, as in
+ * uring_reap().
  */
 #include "../../lib/drivers/nvme-io-uring.c"
 
@@ -107,37 +109,36 @@ static void tc_setup(void)
     tc_q.b = &tc_b;
     tc_q.priv = &tc_nq;
     tc_q.completion_fd = -1;
-    tc_nq.q = &tc_q;
-    tc_nq.free_head = NVME_SLOT_NONE;
-    tc_nq.backlog_head = NVME_SLOT_NONE;
-    tc_nq.backlog_tail = NVME_SLOT_NONE;
-    TC_CHECK(nvme_slots_grow(&tc_nq) == 0);
+    tc_nq.uq.q = &tc_q;
+    tc_nq.uq.ops = &nvme_ring_ops;
+    tc_nq.uq.slot_size = sizeof(struct nvme_slot);
+    tc_nq.uq.free_head = URING_NONE;
+    tc_nq.uq.backlog_head = URING_NONE;
+    tc_nq.uq.backlog_tail = URING_NONE;
 }
 
-/* A slot as nvme_issue() leaves it: one command in flight. */
+/* A slot as uring_issue() leaves it: one command in flight. */
 static uint32_t tc_slot(enum blkio_op op, void *user_data)
 {
     uint32_t idx;
     struct nvme_slot *sl;
 
-    TC_CHECK(nvme_slot_alloc(&tc_nq, &idx) == 0);
+    TC_CHECK(uring_slot_alloc(&tc_nq.uq, &idx) == 0);
     sl = nvme_slot(&tc_nq, idx);
     sl->op = op;
     sl->user_data = user_data;
     sl->nlb_left = 0;
-    sl->in_flight = true;
-    tc_nq.inflight++;
+    sl->hdr.in_flight = true;
+    tc_nq.uq.inflight++;
     return idx;
 }
 
 static void tc_cqe(uint64_t user_data, int res)
 {
-    struct io_uring_cqe cqe[2];
+    uint32_t idx;
 
-    memset(cqe, 0, sizeof(cqe));
-    cqe[0].user_data = user_data;
-    cqe[0].res = res;
-    nvme_complete_cqe(&tc_nq, &cqe[0]);
+    if (uring_cqe_slot(&tc_nq.uq, user_data, &idx))
+        tc_nq.uq.ops->complete(&tc_nq.uq, idx, res);
 }
 
 /* ---- tests ---- */
@@ -145,7 +146,7 @@ static void tc_cqe(uint64_t user_data, int res)
 static void test_foreign_cqes(void)
 {
     uint32_t idx = tc_slot(BLKIO_OP_READ, (void *)0x11);
-    uint32_t nslots = tc_nq.nchunks * NVME_SLOTS_PER_CHUNK;
+    uint32_t nslots = uring_nslots(&tc_nq.uq);
 
     tc_ndone = 0;
     tc_cqe((1ull << 32) | idx, 0);          /* high bits: not ours */
@@ -153,17 +154,17 @@ static void test_foreign_cqes(void)
     tc_cqe(UINT64_MAX, 0);
     tc_cqe(idx + 1, 0);                     /* a free slot */
     TC_CHECK(tc_ndone == 0);
-    TC_CHECK(tc_nq.bad_cqes == 4);
-    TC_CHECK(tc_nq.inflight == 1);
+    TC_CHECK(tc_nq.uq.bad_cqes == 4);
+    TC_CHECK(tc_nq.uq.inflight == 1);
 
     tc_cqe(idx, 0);                         /* the real one */
     TC_CHECK(tc_ndone == 1);
     TC_CHECK(tc_done[0].user_data == (void *)0x11 && tc_done[0].ret == 0);
-    TC_CHECK(tc_nq.inflight == 0);
+    TC_CHECK(tc_nq.uq.inflight == 0);
     tc_cqe(idx, 0);                         /* a repeat completes nothing */
     TC_CHECK(tc_ndone == 1);
-    TC_CHECK(tc_nq.bad_cqes == 5);
-    tc_nq.bad_cqes = 0;
+    TC_CHECK(tc_nq.uq.bad_cqes == 5);
+    tc_nq.uq.bad_cqes = 0;
 }
 
 static void tc_status(int status, int want, const char *want_msg)
@@ -341,8 +342,6 @@ int main(void)
     test_foreign_cqes();
     test_status();
     test_report();
-    for (uint32_t c = 0; c < tc_nq.nchunks; c++)
-        free(tc_nq.chunks[c]);
-    free(tc_nq.chunks);
+    uring_queue_free_slots(&tc_nq.uq);
     return 0;
 }

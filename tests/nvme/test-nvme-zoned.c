@@ -65,8 +65,8 @@ int main(int argc, char **argv)
     if (t_get_int(b, "zoned") != 2)
         T_FAIL("%s: zoned is %d, expected 2 (host-managed)", dev,
                t_get_int(b, "zoned"));
-    zone_size = t_get_u64(b, "zone_size");
-    nr_zones = t_get_u64(b, "nr_zones");
+    zone_size = t_get_u64(b, "zone-size");
+    nr_zones = t_get_u64(b, "nr-zones");
     ra = (uint32_t)t_get_int(b, "request-alignment");
     CHECK(zone_size > 0 && nr_zones >= 4);
     CHECK_EQ_U64(nr_zones * zone_size, t_get_u64(b, "capacity"));

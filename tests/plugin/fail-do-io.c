@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * LD_PRELOAD shim for test-plugin-do-io-fails.sh: once the file named by
+ * LD_PRELOAD shim for the plugin tests: once the file named by
  * FAIL_DO_IO_FILE exists, every blkioq_do_io() fails with -ENOTCONN (as if
- * the backend were gone) instead of calling libblkio.
+ * the backend were gone) instead of calling libblkio.  While the file named
+ * by FAIL_COMPLETION_FILE holds a number N, every request libblkio
+ * completes fails with -N instead.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -31,5 +34,19 @@ blkioq_do_io(struct blkioq *q, struct blkio_completion *completions,
         real = (do_io_fn *)dlsym(RTLD_NEXT, "blkioq_do_io");
     if (!real)
         return -ENOSYS;
-    return real(q, completions, min_completions, max_completions, timeout);
+    int n = real(q, completions, min_completions, max_completions, timeout);
+    const char *errfile = getenv("FAIL_COMPLETION_FILE");
+    FILE *f;
+    int err;
+
+    if (n > 0 && errfile && (f = fopen(errfile, "r")) != NULL) {
+        if (fscanf(f, "%d", &err) == 1 && err > 0) {
+            for (int i = 0; i < n; i++) {
+                completions[i].ret = -err;
+                completions[i].error_msg = "injected by fail-do-io";
+            }
+        }
+        fclose(f);
+    }
+    return n;
 }

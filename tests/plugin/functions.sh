@@ -4,6 +4,8 @@
 # removed on exit), and offers:
 #   requires CMD ARGS...      skip (exit 77) unless CMD ARGS succeeds
 #   requires_driver NAME      skip unless the plugin's library offers NAME
+#   requires_fail_shim        skip unless $FAIL_DO_IO_SHIM (fail-do-io.so)
+#                             can be preloaded
 #   cleanup_fn CMD ARGS...    run CMD ARGS at exit (last added runs first)
 #   start_nbdkit ARGS...      nbdkit -U $sock -P $pidfile -f $PLUGIN ARGS in
 #                             the background, waiting until it serves
@@ -109,6 +111,18 @@ requires_driver ()
     if ! "$NBDKIT" "$PLUGIN" --dump-plugin 2>/dev/null |
             grep -q "^blkio_drivers=\(.*,\)\?$1\(,.*\)\?\$"; then
         echo "$0: SKIP: the plugin's libblkio does not offer driver $1"
+        exit 77
+    fi
+}
+
+requires_fail_shim ()
+{
+    if [ -z "${FAIL_DO_IO_SHIM:-}" ] || [ ! -f "$FAIL_DO_IO_SHIM" ]; then
+        echo "$0: SKIP: FAIL_DO_IO_SHIM (the built fail-do-io.so) is not set"
+        exit 77
+    fi
+    if [ -n "$_preload" ]; then
+        echo "$0: SKIP: sanitizer build (its runtime must come first in LD_PRELOAD)"
         exit 77
     fi
 }

@@ -43,6 +43,11 @@ expect_fail 'read-only.*-r' io_uring path="$tmp/disk" read-only=true
 expect_fail 'num-queues' io_uring path="$tmp/disk" num-queues=abc
 expect_fail 'num-queues' io_uring path="$tmp/disk" num-queues=0
 expect_fail 'driver' io_uring driver=io_uring path="$tmp/disk"
+expect_fail 'thread-model=bogus' io_uring path="$tmp/disk" thread-model=bogus
+expect_fail 'maybe' io_uring path="$tmp/disk" reconnect=maybe
+expect_fail 'reconnect-wait' io_uring path="$tmp/disk" reconnect-wait=abc
+expect_fail 'reconnect-wait' io_uring path="$tmp/disk" reconnect-wait=100000
+expect_fail 'maybe' io_uring path="$tmp/disk" zoned-writable=maybe
 
 requires_driver io_uring
 expect_fail 'no-such-property' io_uring path="$tmp/disk" no-such-property=1
@@ -52,4 +57,3 @@ expect_fail 'capacity' io_uring path="$tmp/disk" capacity=5
 expect_fail 'blkio_connect|path' io_uring
 expect_fail 'no-such-file' io_uring path="$tmp/no-such-file"
 expect_fail 'num-queues' io_uring path="$tmp/disk" num-queues=100000000
-expect_fail 'no-such-property' io_uring path="$tmp/disk" get=no-such-property

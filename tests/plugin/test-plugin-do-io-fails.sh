@@ -6,14 +6,7 @@
 source "$(dirname "$0")/functions.sh"
 requires_driver io_uring
 requires /usr/bin/python3 -c 'import nbd'
-if [ -z "${FAIL_DO_IO_SHIM:-}" ] || [ ! -f "$FAIL_DO_IO_SHIM" ]; then
-    echo "$0: SKIP: FAIL_DO_IO_SHIM (the built fail-do-io.so) is not set"
-    exit 77
-fi
-if [ -n "$_preload" ]; then
-    echo "$0: SKIP: sanitizer build (its runtime must come first in LD_PRELOAD)"
-    exit 77
-fi
+requires_fail_shim
 set -x
 
 # A slow-ish device keeps requests in flight: O_DIRECT if the file system

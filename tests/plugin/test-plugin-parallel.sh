@@ -59,9 +59,9 @@ for mode in "${modes[@]}"; do
     truncate -s 0 "$tmp/disk"
     truncate -s $size "$tmp/disk"
     if [ "$mode" = direct ]; then
-        start_nbdkit io_uring path="$tmp/disk" direct=true
+        start_nbdkit io_uring path="$tmp/disk" direct=true thread-model=parallel
     else
-        start_nbdkit io_uring path="$tmp/disk"
+        start_nbdkit io_uring path="$tmp/disk" thread-model=parallel
     fi
     for n in 1 2 4; do
         pids=()

@@ -31,17 +31,23 @@ PY
 cmp "$tmp/disk" "$tmp/orig"
 _stop_nbdkit
 
-# -r reaches libblkio as read-only=true before connect, wherever it is on
-# the command line; a file without write permission is served read-only.
+# -r, wherever it is on the command line, reaches the plugin as nbdkit's
+# readonly flag of the first connection, which re-opens the device with
+# libblkio's read-only=true (the last "get read-only" line is the device
+# being served); a file without write permission is served read-only.
 for args in "-r -v -U - $PLUGIN" "-v -U - $PLUGIN -r" "-vr -U - $PLUGIN"; do
     timeout -k 5 60 "$NBDKIT" $args io_uring path="$tmp/disk" \
-        get=read-only --run true > "$tmp/out" 2>&1
-    grep 'get: read-only=' "$tmp/out"
-    grep -q 'get: read-only=true' "$tmp/out"
+        get=read-only --run 'nbdinfo "$uri" >/dev/null' > "$tmp/out" 2>&1
+    grep 'get read-only = ' "$tmp/out"
+    grep 'get read-only = ' "$tmp/out" | tail -1 | grep -q 'read-only = true'
 done
 timeout -k 5 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$tmp/disk" \
-    get=read-only --run true > "$tmp/out" 2>&1
-grep -q 'get: read-only=false' "$tmp/out"
+    get=read-only --run 'nbdinfo "$uri" >/dev/null' > "$tmp/out" 2>&1
+grep 'get read-only = ' "$tmp/out"
+if grep -q 'get read-only = true' "$tmp/out"; then
+    echo "FAIL: without -r the device was opened read-only"
+    exit 1
+fi
 if [ "$(id -u)" != 0 ]; then
     chmod a-w "$tmp/disk"
     timeout -k 5 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$tmp/disk" \

@@ -38,7 +38,9 @@ static void test_properties(const char *dev)
     CHECK_EQ(t_get_int(b, "num-queues"), 1);
     CHECK_EQ(t_get_int(b, "num-poll-queues"), 0);
     CHECK(t_get_bool(b, "needs-mem-regions"));
-    CHECK(!t_get_bool(b, "needs-mem-region-fd"));
+    /* VDUSE maps memory from files, as libblkio 1.5 reports. */
+    CHECK(t_get_bool(b, "needs-mem-region-fd"));
+    CHECK_EQ(t_get_u64(b, "mem-region-alignment"), 4096);
     CHECK(t_get_bool(b, "supports-poll-queues"));
     CHECK(!t_get_bool(b, "can-add-queues"));
     CHECK(!t_get_bool(b, "can-grow"));

@@ -7,7 +7,13 @@
  * config values.  Each must turn into -EIO/-ENOTSUP completions or
  * connect errors, never a crash or a hang (run it under valgrind/ASan).
  * Also checks that requests are split to the device's seg_max, with and
- * without indirect descriptors.
+ * without indirect descriptors, the status handshake every transport gets
+ * from virtio.c (order of the status bits, transport features, a device
+ * refusing FEATURES_OK), that a connect after a lost one works, that
+ * stopping queues keeps the caller's error message, and, for a transport
+ * whose device sees other addresses than ours (vfio-pci's IOVAs), that
+ * every address handed to the device is translated and buffers outside
+ * mapped regions are refused.
  */
 #include <endian.h>
 #include <errno.h>
@@ -39,11 +45,45 @@ static struct {
     uint16_t used_idx;
     unsigned max_segs_seen;
     unsigned requests;
+    uint8_t status;
+    uint8_t status_log[16];     /* every status written, in order */
+    unsigned nstatus;
+    uint64_t features_set;
+    bool refuse_features_ok;
+    bool lose_on_get_features; /* the connection drops during connect */
+    bool remap;                 /* device addresses = ours + delta */
+    uint64_t delta;
+    struct blkio *b;
 } dev;
+
+/* Our pointer for an address the device was given. */
+#define DEVP(a) ((void *)(uintptr_t)((uint64_t)(a) - dev.delta))
+
+static int fake_get_status(void *t, uint8_t *status)
+{
+    (void)t;
+    *status = dev.status;
+    return 0;
+}
+
+static int fake_set_status(void *t, uint8_t status)
+{
+    (void)t;
+    if (dev.nstatus < sizeof(dev.status_log))
+        dev.status_log[dev.nstatus++] = status;
+    if (dev.refuse_features_ok)
+        status &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
+    dev.status = status;
+    return 0;
+}
 
 static int fake_get_features(void *t, uint64_t *f)
 {
     (void)t;
+    if (dev.lose_on_get_features) {
+        virtio_blk_mark_dead(dev.b);
+        return blkio_set_error(-ECONNRESET, "fake connection lost");
+    }
     *f = dev.features;
     return 0;
 }
@@ -52,6 +92,8 @@ static int fake_set_features(void *t, uint64_t f)
 {
     (void)t;
     CHECK((f & ~dev.features) == 0);
+    CHECK(!(dev.status & VIRTIO_CONFIG_S_FEATURES_OK));
+    dev.features_set = f;
     return 0;
 }
 
@@ -64,27 +106,37 @@ static int fake_read_config(void *t, void *buf, uint32_t len)
 
 static int fake_max_queues(void *t) { (void)t; return 0; }
 static uint64_t fake_max_mem_regions(void *t) { (void)t; return 8; }
-static int fake_start(void *t, const struct blkio_mem_region *r)
+static int fake_start(void *t, const struct blkio_mem_region *r,
+                      unsigned nvqs, unsigned nirqs, uint64_t *addr)
 {
-    (void)t; (void)r;
+    (void)t;
+    *addr = (uint64_t)(uintptr_t)r->addr + dev.delta;
+    CHECK(nvqs == 1 && nirqs == 1);
     return 0;
 }
 
 static int fake_setup_queue(void *t, const struct virtio_vq_info *info)
 {
     (void)t;
+    CHECK(!(dev.status & VIRTIO_CONFIG_S_DRIVER_OK));
     dev.vq = *info;
     dev.last_avail = 0;
     dev.used_idx = 0;
     return 0;
 }
 
-static void fake_stop_queue(void *t, unsigned index) { (void)t; (void)index; }
+/* Like the real transports, stopping may talk to the device and fail. */
+static void fake_stop_queue(void *t, unsigned index)
+{
+    (void)t; (void)index;
+    blkio_set_error(-EIO, "fake stop_queue noise");
+}
 static int fake_hangup_fd(void *t) { (void)t; return -1; }
 static void fake_destroy(void *t) { (void)t; }
-static int fake_map(void *t, const struct blkio_mem_region *r)
+static int fake_map(void *t, const struct blkio_mem_region *r, uint64_t *addr)
 {
-    (void)t; (void)r;
+    (void)t;
+    *addr = (uint64_t)(uintptr_t)r->addr + dev.delta;
     return 0;
 }
 static void fake_unmap(void *t, const struct blkio_mem_region *r)
@@ -103,9 +155,9 @@ static void used_push(struct vring_used *used, unsigned num, uint32_t id,
 /* Process everything available, misbehaving as told. */
 static void fake_kick(void *t, unsigned index)
 {
-    struct vring_desc *desc = (void *)(uintptr_t)dev.vq.desc_addr;
-    struct vring_avail *avail = (void *)(uintptr_t)dev.vq.avail_addr;
-    struct vring_used *used = (void *)(uintptr_t)dev.vq.used_addr;
+    struct vring_desc *desc = DEVP(dev.vq.desc_addr);
+    struct vring_avail *avail = DEVP(dev.vq.avail_addr);
+    struct vring_used *used = DEVP(dev.vq.used_addr);
     unsigned num = dev.vq.num;
     uint16_t aidx = le16toh(avail->idx);
 
@@ -123,7 +175,7 @@ static void fake_kick(void *t, unsigned index)
         dev.last_avail++;
         dev.requests++;
         if (le16toh(desc[head].flags) & VRING_DESC_F_INDIRECT) {
-            tab = (void *)(uintptr_t)le64toh(desc[head].addr);
+            tab = DEVP(le64toh(desc[head].addr));
             limit = le32toh(desc[head].len) / sizeof(*tab);
             i = 0;
         }
@@ -138,11 +190,11 @@ static void fake_kick(void *t, unsigned index)
         segs = n - 2;
         if (segs > dev.max_segs_seen)
             dev.max_segs_seen = segs;
-        hdr = (void *)(uintptr_t)le64toh(d[0]->addr);
-        status = (void *)(uintptr_t)le64toh(d[n - 1]->addr);
+        hdr = DEVP(le64toh(d[0]->addr));
+        status = DEVP(le64toh(d[n - 1]->addr));
         for (unsigned k = 1; k + 1 < n; k++) {
             if (le16toh(d[k]->flags) & VRING_DESC_F_WRITE) {
-                memset((void *)(uintptr_t)le64toh(d[k]->addr), 0x5a,
+                memset(DEVP(le64toh(d[k]->addr)), 0x5a,
                        le32toh(d[k]->len));
                 in += le32toh(d[k]->len);
             }
@@ -194,13 +246,26 @@ static void fake_kick(void *t, unsigned index)
     }
 }
 
+#define FAKE_OPS                                                             \
+    .get_status = fake_get_status, .set_status = fake_set_status,            \
+    .get_features = fake_get_features, .set_features = fake_set_features,    \
+    .read_config = fake_read_config, .max_queues = fake_max_queues,          \
+    .max_mem_regions = fake_max_mem_regions, .start = fake_start,            \
+    .setup_queue = fake_setup_queue, .stop_queue = fake_stop_queue,          \
+    .kick = fake_kick, .map_region = fake_map, .unmap_region = fake_unmap,   \
+    .hangup_fd = fake_hangup_fd, .destroy = fake_destroy
+
 static const struct virtio_transport_ops fake_ops = {
-    .get_features = fake_get_features, .set_features = fake_set_features,
-    .read_config = fake_read_config, .max_queues = fake_max_queues,
-    .max_mem_regions = fake_max_mem_regions, .start = fake_start,
-    .setup_queue = fake_setup_queue, .stop_queue = fake_stop_queue,
-    .kick = fake_kick, .map_region = fake_map, .unmap_region = fake_unmap,
-    .hangup_fd = fake_hangup_fd, .destroy = fake_destroy,
+    .name = "fake",
+    .transport_features = 1ull << VIRTIO_F_ORDER_PLATFORM,
+    FAKE_OPS,
+};
+
+/* The same device behind a transport that remaps addresses. */
+static const struct virtio_transport_ops fake_remap_ops = {
+    .name = "fake-remap",
+    .remaps_addresses = true,
+    FAKE_OPS,
 };
 
 static void set_cfg32(size_t off, uint32_t v)
@@ -231,16 +296,20 @@ struct inst {
     struct blkioq q;
 };
 
-static int open_inst(struct inst *in)
+static void inst_create(struct inst *in)
 {
-    int ret;
-
     memset(in, 0, sizeof(*in));
     in->b.num_queues = 1;
     in->b.fd = -1;
-    ret = virtio_blk_create(&in->b, &fake_ops, &dev);
-    CHECK(ret == 0);
-    ret = virtio_blk_connect(&in->b);
+    dev.b = &in->b;
+    CHECK(virtio_blk_create(&in->b, dev.remap ? &fake_remap_ops : &fake_ops,
+                            &dev) == 0);
+}
+
+static int inst_connect_start(struct inst *in)
+{
+    int ret = virtio_blk_connect(&in->b);
+
     if (ret < 0) {
         virtio_blk_destroy(&in->b);
         return ret;
@@ -253,6 +322,12 @@ static int open_inst(struct inst *in)
     in->q.cring_mask = 255;
     CHECK(virtio_blk_queue_init(&in->q) == 0);
     return 0;
+}
+
+static int open_inst(struct inst *in)
+{
+    inst_create(in);
+    return inst_connect_start(in);
 }
 
 static void close_inst(struct inst *in)
@@ -321,6 +396,86 @@ static void scenario(enum misbehave mode, int expect, bool broken_after,
     close_inst(&in);
 }
 
+#define ST_A VIRTIO_CONFIG_S_ACKNOWLEDGE
+#define ST_D VIRTIO_CONFIG_S_DRIVER
+#define ST_F VIRTIO_CONFIG_S_FEATURES_OK
+#define ST_OK VIRTIO_CONFIG_S_DRIVER_OK
+
+/* The handshake virtio.c runs for every transport, and its teardown. */
+static void handshake(void)
+{
+    static const uint8_t want[] = {
+        0, ST_A, ST_A | ST_D, ST_A | ST_D | ST_F, ST_A | ST_D | ST_F | ST_OK,
+    };
+    static uint8_t buf[512];
+    struct inst in;
+
+    default_device(true);
+    dev.features |= (1ull << VIRTIO_F_ORDER_PLATFORM) |
+                    (1ull << VIRTIO_F_ACCESS_PLATFORM);
+    CHECK(open_inst(&in) == 0);
+    CHECK(dev.nstatus == sizeof(want));
+    CHECK(memcmp(dev.status_log, want, sizeof(want)) == 0);
+    /* Transport features are taken, others the transport lacks are not. */
+    CHECK(dev.features_set & (1ull << VIRTIO_F_ORDER_PLATFORM));
+    CHECK(!(dev.features_set & (1ull << VIRTIO_F_ACCESS_PLATFORM)));
+    /* Stopping the last queue resets the device and keeps the message a
+     * failed call left for the caller. */
+    blkio_set_error(-EINVAL, "an earlier failure");
+    virtio_blk_queue_destroy(&in.q);
+    CHECK(dev.status == 0);
+    if (strcmp(blkio_get_error_msg(), "an earlier failure") != 0)
+        T_FAIL("stopping a queue replaced the error message with \"%s\"",
+               blkio_get_error_msg());
+    close_inst(&in);
+
+    /* A device that does not keep FEATURES_OK is refused. */
+    default_device(true);
+    dev.refuse_features_ok = true;
+    CHECK(open_inst(&in) == -EIO);
+    CHECK(strstr(blkio_get_error_msg(), "FEATURES_OK") != NULL);
+
+    /* The connection drops during a connect; the next connect works and
+     * so do its requests. */
+    default_device(true);
+    inst_create(&in);
+    dev.lose_on_get_features = true;
+    CHECK(virtio_blk_connect(&in.b) == -ECONNRESET);
+    dev.lose_on_get_features = false;
+    CHECK(inst_connect_start(&in) == 0);
+    memset(buf, 0, sizeof(buf));
+    CHECK(one_read(&in, buf, 1) == 0);
+    CHECK(buf[0] == 0x5a);
+    close_inst(&in);
+}
+
+/* Device addresses are not ours: rings, headers and buffers are all
+ * translated (the fake device would touch wild memory otherwise), and a
+ * buffer outside the mapped regions never reaches it. */
+static void remap(void)
+{
+    static uint8_t buf[2 * 4096] __attribute__((aligned(4096)));
+    struct blkio_mem_region r = { .addr = buf, .len = 4096, .fd = -1 };
+    struct inst in;
+
+    for (int ind = 0; ind < 2; ind++) {
+        default_device(ind);
+        dev.remap = true;
+        dev.delta = 1ull << 44;
+        CHECK(open_inst(&in) == 0);
+        CHECK(virtio_blk_map_mem_region(&in.b, &r) == 0);
+        memset(buf, 0, sizeof(buf));
+        CHECK(one_read(&in, buf, 3) == 0);
+        CHECK(buf[0] == 0x5a && buf[3 * 512 - 1] == 0x5a);
+        CHECK(one_read(&in, buf + 4096, 1) == -EFAULT);
+        CHECK(buf[4096] == 0);
+        virtio_blk_unmap_mem_region(&in.b, &r);
+        CHECK(one_read(&in, buf, 1) == -EFAULT);
+        CHECK(dev.requests == 1);
+        close_inst(&in);
+    }
+}
+
 int main(void)
 {
     struct inst in;
@@ -384,6 +539,8 @@ int main(void)
     dev.features &= ~(1ull << VIRTIO_F_VERSION_1);
     CHECK(open_inst(&in) == -ENOTSUP);
 
+    handshake();
+    remap();
     printf("untrusted device behaviour handled\n");
     return 0;
 }

@@ -1,0 +1,85 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
+#
+# vm-engine.sh - blkio-bench on our libblkio and on libblkio 1.5, side by
+# side in one boot of the test VM, on the drivers only the VM has:
+# nvme-io_uring (/dev/ngXn1), virtio-blk-vfio-pci (a virtio-blk-pci device
+# behind the emulated IOMMU) and virtio-blk-vhost-vdpa (a VDUSE export of
+# qemu-storage-daemon, started afresh for every run: qemu-storage-daemon
+# 7.2's vduse-blk export can die after a client leaves with requests in
+# flight).  4 KiB random reads at depth 1 and 16, pinned to guest CPU 0.
+#
+#   bench/vm-engine.sh BUILD_DIR REFERENCE_ROOT
+#
+# Environment: ROUNDS=2 (each an A B B A block), RUNTIME=3, RAMP=1,
+# AW_BITS=39 (the emulated IOMMU's address width), DRIVERS="nvme vfio vdpa".
+# Prints one line per run: "BENCHJSON {...}" (bench/compare.py reads them).
+set -euo pipefail
+py=/usr/bin/python3
+
+if [ "${BLKIO_VM:-}" != 1 ]; then
+    top=$(cd "$(dirname "$0")/.." && pwd)
+    build=$(cd "${1:?usage: vm-engine.sh BUILD_DIR REFERENCE_ROOT}" && pwd)
+    ref=$(cd "${2:?usage: vm-engine.sh BUILD_DIR REFERENCE_ROOT}" && pwd)
+    rounds=${ROUNDS:-2}
+    runtime=${RUNTIME:-3}
+    exec "$top/tests/vm/run-in-vm.sh" --nvme-size 1G --virtio-blk-size 1G \
+        --qemu-arg -global --qemu-arg "intel-iommu.aw-bits=${AW_BITS:-39}" \
+        --timeout $((180 + rounds * 3 * 8 * (runtime + ${RAMP:-1} + 3))) \
+        --env BLKIO_BENCH="$build/bench/blkio-bench" \
+        --env OURS_LIB="$build/lib" \
+        --env REF_LIB="$ref/usr/lib/x86_64-linux-gnu" \
+        --env ROUNDS="$rounds" --env RUNTIME="$runtime" \
+        --env RAMP="${RAMP:-1}" --env DRIVERS="${DRIVERS:-nvme vfio vdpa}" \
+        -- "$top/bench/vm-engine.sh"
+fi
+
+# ---- in the guest ----
+bench=${BLKIO_BENCH:?}
+guest=${BLKIO_VM_GUEST_DIR:?}
+out=$(mktemp)
+trap 'rm -f "$out"; "$guest/vdpa-setup.sh" stop >/dev/null 2>&1 || true' EXIT
+
+# run DRIVER-LABEL LIB-LABEL DEPTH ROUND: one blkio-bench run, one line.
+run() {
+    local label=$1 lib=$2 depth=$3 round=$4 libdir driver path
+    [ "$lib" = ours ] && libdir=$OURS_LIB || libdir=$REF_LIB
+    case $label in
+    nvme) driver=nvme-io_uring path=$BLKIO_VM_NVME ;;
+    vfio) driver=virtio-blk-vfio-pci path=/sys/bus/pci/devices/$BLKIO_VM_VIRTIO_BLK_BDF ;;
+    vdpa) driver=virtio-blk-vhost-vdpa
+          "$guest/vdpa-setup.sh" stop >/dev/null 2>&1 || true
+          path=$("$guest/vdpa-setup.sh" start 256M) ;;
+    esac
+    if LD_LIBRARY_PATH=$libdir taskset -c 0 "$bench" --driver "$driver" \
+            --path "$path" --rw randread --bs 4k --iodepth "$depth" \
+            --runtime "$RUNTIME" --ramp "$RAMP" --json >"$out" 2>&1; then
+        "$py" - "$out" "$label" "$lib" "$depth" "$round" <<'PY'
+import json, sys
+path, label, lib, depth, rnd = sys.argv[1:]
+j = json.loads(open(path).read().strip().splitlines()[-1])
+print("BENCHJSON " + json.dumps({
+    "part": "vm", "group": label, "workload": f"randread-4k-qd{depth}",
+    "jobs": 1, "contender": "ours" if lib == "ours" else "libblkio-1.5",
+    "iops": j["kiops"] * 1000, "lat_us": j["lat_mean_us"],
+    "cpu_us_per_req": j["cpu_us_per_req"],
+    "step": f"vm {label} qd{depth}", "round": int(rnd)}))
+PY
+    else
+        "$py" -c 'import json,sys; print("BENCHJSON " + json.dumps({"part": "vm", "contender": "ours" if sys.argv[2] == "ours" else "libblkio-1.5", "step": f"vm {sys.argv[1]} qd{sys.argv[3]}", "round": int(sys.argv[4]), "error": open(sys.argv[5]).read()[-300:]}))' \
+            "$label" "$lib" "$depth" "$round" "$out"
+    fi
+}
+
+for d in $DRIVERS; do
+    if [ "$d" = vfio ]; then
+        "$guest/vfio-bind.sh" "$BLKIO_VM_VIRTIO_BLK_BDF" >/dev/null
+    fi
+    for depth in 1 16; do
+        for ((r = 0; r < ROUNDS; r++)); do
+            # A B B A: each pair is one round of the comparison.
+            run "$d" ours "$depth" $((2 * r)); run "$d" ref "$depth" $((2 * r))
+            run "$d" ref "$depth" $((2 * r + 1)); run "$d" ours "$depth" $((2 * r + 1))
+        done
+    done
+done

@@ -1,0 +1,514 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * nbdkit-blkio-plugin: the queue pool.
+ *
+ * The pool holds one struct bio_queue per libblkio queue set up after
+ * blkio_start(), each with its slots (and a bounce region when the driver
+ * needs one) and, except for private queues, a completion thread.  Which
+ * queue an nbdkit thread uses is decided once, on its first request
+ * (bio_my_queue).
+ */
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <time.h>
+#include <sys/eventfd.h>
+
+#include "blkio-plugin.h"
+
+struct bio_queue *bio_queues;
+int bio_nqueues;
+int bio_stop_fd = -1;
+atomic_bool bio_stopping;
+
+static atomic_uint bio_next_queue;
+static __thread struct bio_queue *bio_thread_queue;
+static pthread_key_t bio_thread_key;    /* its destructor counts users down */
+static bool bio_have_thread_key;
+
+/* Threads beyond the pool's queues get a queue of their own (io_uring
+ * drivers without num-queues=): see bio_my_queue. */
+static bool bio_private_queues;
+static unsigned bio_private_entries;
+static pthread_mutex_t bio_private_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct bio_queue *bio_private_list;
+/* The instance is being replaced: no queue may be added to it. */
+static bool bio_swapping;
+
+/* A queue is 64-byte aligned (its lock and counters on cache lines of
+ * their own): allocate it so, zeroed. */
+static struct bio_queue *
+bio_queue_alloc (size_t n)
+{
+  struct bio_queue *bq = aligned_alloc (_Alignof (struct bio_queue),
+                                        n * sizeof *bq);
+
+  if (bq)
+    memset (bq, 0, n * sizeof *bq);
+  return bq;
+}
+
+/* Give queue bq its bounce region and carve it into the slots' chunks. */
+static int
+bio_queue_bounce_init (struct bio_queue *bq)
+{
+  unsigned k;
+  int r;
+
+  r = blkio_alloc_mem_region (bio_b, &bq->region,
+                              (size_t) bq->nslots * BIO_BOUNCE_CHUNK);
+  if (r < 0) {
+    nbdkit_error ("blkio_alloc_mem_region: %u bytes for queue %d: %s",
+                  bq->nslots * BIO_BOUNCE_CHUNK, bq->index,
+                  blkio_get_error_msg ());
+    return -1;
+  }
+  bq->have_region = true;
+  if (bio_needs_mem_regions) {
+    r = blkio_map_mem_region (bio_b, &bq->region);
+    if (r < 0) {
+      nbdkit_error ("blkio_map_mem_region: queue %d: %s",
+                    bq->index, blkio_get_error_msg ());
+      return -1;
+    }
+    bq->region_mapped = true;
+  }
+  for (k = 0; k < bq->nslots; k++)
+    bq->slots[k].bounce =
+      (char *) bq->region.addr + (size_t) k * BIO_BOUNCE_CHUNK;
+  return 0;
+}
+
+/* Bind bq to libblkio queue i of the current instance: its completion
+ * fd, its bounce region, every slot free.  Called at set-up and, with the
+ * lock held, when the instance was re-created. */
+static int
+bio_queue_bind (struct bio_queue *bq, int i)
+{
+  unsigned k;
+
+  bq->index = i;
+  bq->q = blkio_get_queue (bio_b, i);
+  if (bq->q == NULL) {
+    nbdkit_error ("blkio_get_queue: %d: %s", i, blkio_get_error_msg ());
+    return -1;
+  }
+  bq->fd = blkioq_get_completion_fd (bq->q);
+  if (bq->fd < 0) {
+    nbdkit_error ("blkioq_get_completion_fd: queue %d: %s",
+                  i, blkio_get_error_msg ());
+    return -1;
+  }
+  /* Nobody waits on it yet (see bio_fd_arm). */
+  blkioq_set_completion_fd_enabled (bq->q, false);
+  bq->fd_armed = false;
+  if (bio_have_bounce && bio_queue_bounce_init (bq) == -1)
+    return -1;
+  bq->free_slots = NULL;
+  for (k = 0; k < bq->nslots; k++) {
+    struct bio_slot *s = &bq->slots[k];
+
+    s->state = BIO_SLOT_FREE;
+    s->owner = NULL;
+    s->next = bq->free_slots;
+    bq->free_slots = s;
+  }
+  bq->inflight = bq->unharvested = 0;
+  return 0;
+}
+
+/* Set up libblkio queue i (after blkio_start()) as bq. */
+static int
+bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
+{
+  pthread_mutex_init (&bq->lock, NULL);
+  /* With bounce buffers a slot is a chunk, so fewer of them. */
+  bq->nslots = bio_have_bounce && entries > BIO_BOUNCE_SLOTS
+    ? BIO_BOUNCE_SLOTS : entries;
+  bq->slots = calloc (bq->nslots, sizeof *bq->slots);
+  if (bq->slots == NULL) {
+    nbdkit_error ("calloc: %m");
+    return -1;
+  }
+  return bio_queue_bind (bq, i);
+}
+
+/* Give back bq's bounce region (to the instance it came from). */
+static void
+bio_queue_release (struct bio_queue *bq)
+{
+  if (bq->region_mapped)
+    blkio_unmap_mem_region (bio_b, &bq->region);
+  if (bq->have_region)
+    blkio_free_mem_region (bio_b, &bq->region);
+  bq->region_mapped = bq->have_region = false;
+}
+
+/* Release what bio_queue_init set up (not the libblkio queue itself). */
+static void
+bio_queue_free (struct bio_queue *bq)
+{
+  bio_queue_release (bq);
+  free (bq->slots);
+  pthread_mutex_destroy (&bq->lock);
+}
+
+/* A thread that exits no longer uses its queue (all of its requests
+ * have completed by now). */
+static void
+bio_thread_exit (void *arg)
+{
+  struct bio_queue *bq = arg;
+
+  atomic_fetch_sub (&bq->users, 1);
+}
+
+/* Set up nq queues of entries slots each after blkio_start().
+ * private_queues: threads beyond them may get queues of their own. */
+int
+bio_pool_create (int nq, unsigned entries, bool private_queues)
+{
+  int i;
+
+  bio_private_queues = private_queues;
+  bio_private_entries = entries;
+  bio_queues = bio_queue_alloc (nq);
+  if (bio_queues == NULL) {
+    nbdkit_error ("aligned_alloc: %d queues: %m", nq);
+    return -1;
+  }
+  /* Without the key no queue ever counts as private: correct, slower. */
+  bio_have_thread_key =
+    pthread_key_create (&bio_thread_key, bio_thread_exit) == 0;
+  for (i = 0; i < nq; i++) {
+    bio_nqueues = i + 1;        /* so that unload cleans up this one too */
+    if (bio_queue_init (&bio_queues[i], i, entries) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* Free the pool (completion threads stopped, nbdkit's threads gone). */
+void
+bio_pool_destroy (void)
+{
+  int i;
+
+  bio_pool_stop_threads ();
+  /* No destructor may run later in an unloaded plugin. */
+  if (bio_have_thread_key) {
+    pthread_key_delete (bio_thread_key);
+    bio_have_thread_key = false;
+  }
+  if (bio_queues) {
+    for (i = 0; i < bio_nqueues; i++)
+      bio_queue_free (&bio_queues[i]);
+    free (bio_queues);
+    bio_queues = NULL;
+  }
+  bio_nqueues = 0;
+  while (bio_private_list) {
+    struct bio_queue *bq = bio_private_list;
+
+    bio_private_list = bq->next_private;
+    bio_queue_free (bq);
+    free (bq);
+  }
+}
+
+/* Start one completion thread per pool queue. */
+int
+bio_pool_start_threads (void)
+{
+  int i, err;
+
+  atomic_store (&bio_stopping, false);
+  bio_stop_fd = eventfd (0, EFD_CLOEXEC);
+  if (bio_stop_fd == -1) {
+    nbdkit_error ("eventfd: %m");
+    return -1;
+  }
+  for (i = 0; i < bio_nqueues; i++) {
+    err = pthread_create (&bio_queues[i].thread, NULL,
+                          bio_completion_thread, &bio_queues[i]);
+    if (err) {
+      errno = err;
+      nbdkit_error ("pthread_create: completion thread %d: %m", i);
+      return -1;
+    }
+    bio_queues[i].have_thread = true;
+  }
+  return 0;
+}
+
+/* Sleep a millisecond (a rare path waiting for other threads). */
+static void
+bio_pause (void)
+{
+  struct timespec ts = { .tv_sec = 0, .tv_nsec = 1000000 };
+
+  nanosleep (&ts, NULL);
+}
+
+/* Whether a thread works on bq's slots or completion fd without the lock
+ * (copying into or out of a bounce chunk, waiting on the fd); called with
+ * the lock held. */
+static bool
+bio_queue_busy (struct bio_queue *bq)
+{
+  unsigned k;
+
+  if (bq->owner_reaping)
+    return true;
+  for (k = 0; k < bq->nslots; k++)
+    if (bq->slots[k].state == BIO_SLOT_FILLING ||
+        bq->slots[k].state == BIO_SLOT_HARVESTED)
+      return true;
+  return false;
+}
+
+/* Wait until nobody works on bq without its lock; returns with the lock
+ * held. */
+static void
+bio_queue_quiesce (struct bio_queue *bq)
+{
+  pthread_mutex_lock (&bq->lock);
+  while (bio_queue_busy (bq)) {
+    pthread_mutex_unlock (&bq->lock);
+    bio_pause ();
+    pthread_mutex_lock (&bq->lock);
+  }
+}
+
+/* Every queue: the pool's, then the private ones (whose list only grows
+ * while the instance is not being swapped). */
+static struct bio_queue *
+bio_next (struct bio_queue *bq)
+{
+  if (bq == NULL)
+    return bio_nqueues ? &bio_queues[0] : bio_private_list;
+  if (!bq->private && bq + 1 < bio_queues + bio_nqueues)
+    return bq + 1;
+  return bq->private ? bq->next_private : bio_private_list;
+}
+
+/* Stop the completion threads (idempotent); once they are gone and
+ * nobody waits on a completion fd any more, close the stop fd. */
+void
+bio_pool_stop_threads (void)
+{
+  uint64_t one = 1;
+  struct bio_queue *bq;
+  int i;
+
+  if (bio_stop_fd == -1)
+    return;
+  atomic_store (&bio_stopping, true);
+  if (write (bio_stop_fd, &one, sizeof one) == -1)
+    nbdkit_debug ("write stop fd: %m");
+  for (i = 0; i < bio_nqueues; i++) {
+    pthread_mutex_lock (&bio_queues[i].lock);
+    atomic_fetch_add (&bio_queues[i].ct_word, 1);
+    pthread_mutex_unlock (&bio_queues[i].lock);
+    bio_futex_wake (&bio_queues[i].ct_word, 1);
+  }
+  for (i = 0; i < bio_nqueues; i++) {
+    if (bio_queues[i].have_thread)
+      pthread_join (bio_queues[i].thread, NULL);
+    bio_queues[i].have_thread = false;
+  }
+  for (bq = bio_next (NULL); bq; bq = bio_next (bq)) {
+    bio_queue_quiesce (bq);
+    pthread_mutex_unlock (&bq->lock);
+  }
+  close (bio_stop_fd);
+  bio_stop_fd = -1;
+}
+
+/* Take every queue down before the instance is replaced: fail what is in
+ * flight with err (drain: first let it finish, for up to 10 s), stop the
+ * completion threads, and wait until nobody uses a queue. */
+void
+bio_pool_take_down (int err, const char *msg, bool drain)
+{
+  struct bio_queue *bq;
+  int waited = 0;
+
+  pthread_mutex_lock (&bio_private_lock);
+  bio_swapping = true;
+  pthread_mutex_unlock (&bio_private_lock);
+  for (bq = bio_next (NULL); bq; bq = bio_next (bq)) {
+    pthread_mutex_lock (&bq->lock);
+    while (drain && bq->inflight > 0 && waited++ < 10000) {
+      pthread_mutex_unlock (&bq->lock);
+      bio_pause ();
+      pthread_mutex_lock (&bq->lock);
+    }
+    bio_queue_die (bq, err, msg);
+    pthread_mutex_unlock (&bq->lock);
+  }
+  bio_pool_stop_threads ();
+}
+
+/* Give the queues' bounce regions back to the instance about to be
+ * destroyed. */
+void
+bio_pool_release (void)
+{
+  struct bio_queue *bq;
+
+  for (bq = bio_next (NULL); bq; bq = bio_next (bq))
+    bio_queue_release (bq);
+}
+
+/* Bind every queue to the re-created instance (started with as many
+ * queues as before; the private ones are added again) and start the
+ * completion threads. */
+int
+bio_pool_rebind (void)
+{
+  struct bio_queue *bq;
+  int r = 0, index;
+
+  for (bq = bio_next (NULL); bq && r == 0; bq = bio_next (bq)) {
+    index = bq->private ? blkio_add_queue (bio_b) : bq->index;
+    pthread_mutex_lock (&bq->lock);
+    if (index < 0) {
+      nbdkit_error ("blkio_add_queue: %s", blkio_get_error_msg ());
+      r = -1;
+    }
+    else if ((r = bio_queue_bind (bq, index)) == 0) {
+      bq->dead = 0;
+      bq->ct_parked = bq->private;
+      bq->owner_reaping = false;
+    }
+    pthread_mutex_unlock (&bq->lock);
+  }
+  if (r == 0)
+    r = bio_pool_start_threads ();
+  pthread_mutex_lock (&bio_private_lock);
+  bio_swapping = r != 0;
+  pthread_mutex_unlock (&bio_private_lock);
+  return r;
+}
+
+/* Claim bq for the calling thread alone if nobody uses it. */
+static bool
+bio_claim (struct bio_queue *bq)
+{
+  unsigned idle = 0;
+
+  return atomic_compare_exchange_strong (&bq->users, &idle, 1);
+}
+
+/* A private queue for the calling thread: one a finished thread left, or
+ * a new one.  NULL if none can be added (the caller shares a pool queue).
+ * Private queues are kept, not removed, so that libblkio's queue table
+ * (whose indices are never reused) stays as large as the most threads
+ * nbdkit ever ran at once. */
+static struct bio_queue *
+bio_private_queue (void)
+{
+  struct bio_queue *bq;
+  int index;
+
+  pthread_mutex_lock (&bio_private_lock);
+  for (bq = bio_private_list; bq; bq = bq->next_private)
+    if (bio_claim (bq))
+      goto out;
+  if (bio_swapping)
+    goto out;                   /* bq is NULL: share a pool queue */
+  bq = bio_queue_alloc (1);
+  if (bq == NULL)
+    goto out;
+  index = blkio_add_queue (bio_b);
+  if (index < 0 || bio_queue_init (bq, index, bio_private_entries) == -1) {
+    nbdkit_debug ("adding a queue: %s, sharing one",
+                  index < 0 ? blkio_get_error_msg () : "failed");
+    if (index >= 0) {
+      bio_queue_free (bq);
+      blkio_remove_queue (bio_b, index);
+    }
+    free (bq);
+    bq = NULL;
+    goto out;
+  }
+  bq->private = true;
+  bq->ct_parked = true;         /* there is no completion thread */
+  atomic_init (&bq->users, 1);
+  bq->next_private = bio_private_list;
+  bio_private_list = bq;
+ out:
+  pthread_mutex_unlock (&bio_private_lock);
+  return bq;
+}
+
+/* A queue of the calling thread's own: an idle pool queue, else a private
+ * one; NULL if neither can be had. */
+static struct bio_queue *
+bio_own_queue (void)
+{
+  struct bio_queue *bq = NULL;
+  int i;
+
+  for (i = 0; i < bio_nqueues && !bq; i++)
+    if (bio_claim (&bio_queues[i]))
+      bq = &bio_queues[i];
+  if (!bq)
+    bq = bio_private_queue ();
+  /* Without the destructor the thread's exit would go unnoticed: a pool
+   * queue then stays counted (shared, but correct); a private queue,
+   * which has no completion thread, must never be shared. */
+  if (bq && pthread_setspecific (bio_thread_key, bq) != 0) {
+    if (bq->private) {
+      atomic_fetch_sub (&bq->users, 1);
+      bq = NULL;
+    }
+    else
+      atomic_fetch_add (&bq->users, 1);
+  }
+  return bq;
+}
+
+/* A pool queue shared round robin. */
+static struct bio_queue *
+bio_shared_queue (void)
+{
+  unsigned n = atomic_fetch_add_explicit (&bio_next_queue, 1,
+                                          memory_order_relaxed);
+  struct bio_queue *bq = &bio_queues[n % bio_nqueues];
+
+  atomic_fetch_add (&bq->users, 1);
+  if (!bio_have_thread_key ||
+      pthread_setspecific (bio_thread_key, bq) != 0)
+    atomic_fetch_add (&bq->users, 1);   /* never counted down: shared */
+  return bq;
+}
+
+/*
+ * The queue of the calling thread.  A pool queue nobody uses yet, else
+ * (io_uring drivers: a queue costs a ring and runs its requests in the
+ * caller) a queue of the thread's own, so that every thread of every
+ * connection takes the lone-request path; else the pool round robin.
+ */
+struct bio_queue *
+bio_my_queue (void)
+{
+  if (bio_thread_queue == NULL) {
+    struct bio_queue *bq = NULL;
+
+    if (bio_private_queues && bio_have_thread_key)
+      bq = bio_own_queue ();
+    if (!bq)
+      bq = bio_shared_queue ();
+    bio_thread_queue = bq;
+  }
+  return bio_thread_queue;
+}

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * nbdkit-blkio-plugin: outliving the device.
+ *
+ * When the device goes away (blkioq_do_io() or a request fails with an
+ * errno that says so, see bio_errno_is_lost), a background thread takes
+ * every queue down (what is in flight fails at once), destroys the
+ * instance and creates it again with the same properties and the same
+ * queue layout, retrying with a bounded exponential backoff.  The new
+ * device must have the size and block size of the old one; a different
+ * device is refused (and retried, in case the right one comes back).
+ * Meanwhile requests fail with EIO, or wait up to reconnect-wait= for the
+ * device; the NBD connections stay open and go on once it is back.
+ *
+ * The same thread re-creates the instance on purpose (bio_refresh): when
+ * a new connection finds the device grown or shrunk, or nbdkit serves it
+ * read-only.  Then the queues are drained first and requests wait.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "blkio-plugin.h"
+
+/* Backoff between attempts to reconnect: doubling, bounded. */
+#define BIO_BACKOFF_FIRST_MS 50
+#define BIO_BACKOFF_MAX_MS 2000
+
+/* How long a request or a new connection waits for a re-creation made on
+ * purpose (which drains the queues for up to 10 s first). */
+#define BIO_REFRESH_WAIT_MS 30000
+
+_Atomic int bio_state = BIO_UP;
+bool bio_reconnect = true;
+unsigned bio_reconnect_wait_ms = 0;
+
+static pthread_mutex_t bio_rc_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t bio_rc_cond = PTHREAD_COND_INITIALIZER;    /* work */
+static pthread_cond_t bio_up_cond = PTHREAD_COND_INITIALIZER;    /* BIO_UP */
+static pthread_t bio_rc_thread;
+static bool bio_rc_running, bio_rc_stop;
+static bool bio_lost_pending;           /* the device went away */
+static bool bio_refresh_pending;        /* re-create it on purpose */
+static bool bio_refresh_readonly;
+static unsigned bio_swaps;              /* swaps finished, either way */
+
+/* errnos that say the device (or the connection to it) is gone, rather
+ * than that one request failed. */
+bool
+bio_errno_is_lost (int err)
+{
+  switch (err) {
+  case ENOTCONN: case EPIPE: case ECONNRESET: case ESHUTDOWN:
+  case ENODEV: case ECONNABORTED:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* The device is gone: have it reconnected.  Returns whether it will be
+ * (reconnect= is on and the thread runs). */
+bool
+bio_reconnect_kick (void)
+{
+  bool will;
+
+  pthread_mutex_lock (&bio_rc_lock);
+  will = bio_reconnect && bio_rc_running && !bio_rc_stop;
+  if (will && !bio_lost_pending &&
+      atomic_load (&bio_state) != BIO_LOST) {
+    bio_lost_pending = true;
+    atomic_store (&bio_state, BIO_LOST);
+    pthread_cond_broadcast (&bio_rc_cond);
+  }
+  pthread_mutex_unlock (&bio_rc_lock);
+  return will;
+}
+
+/* Deadline ms from now, for pthread_cond_timedwait (CLOCK_REALTIME). */
+static struct timespec
+bio_deadline (unsigned ms)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_REALTIME, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long) (ms % 1000) * 1000000;
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000;
+  }
+  return ts;
+}
+
+/* Wait until the device serves requests again: up to reconnect-wait= when
+ * it was lost, longer for a re-creation on purpose.  Returns 0, or -1 with
+ * msg saying why not. */
+int
+bio_wait_up (char *msg, size_t len)
+{
+  struct timespec until;
+  int state, r = 0;
+
+  pthread_mutex_lock (&bio_rc_lock);
+  state = atomic_load (&bio_state);
+  until = bio_deadline (state == BIO_REFRESHING ? BIO_REFRESH_WAIT_MS
+                                                : bio_reconnect_wait_ms);
+  while ((state = atomic_load (&bio_state)) != BIO_UP && r == 0) {
+    if (state == BIO_LOST && (bio_reconnect_wait_ms == 0 || !bio_rc_running))
+      r = ETIMEDOUT;
+    else
+      r = pthread_cond_timedwait (&bio_up_cond, &bio_rc_lock, &until);
+  }
+  pthread_mutex_unlock (&bio_rc_lock);
+  if (state == BIO_UP)
+    return 0;
+  snprintf (msg, len, "the device is gone%s",
+            bio_reconnect && bio_rc_running
+            ? ", reconnecting in the background" : " (reconnect=false)");
+  return -1;
+}
+
+/* Sleep ms unless the thread is asked to stop; returns false if it is. */
+static bool
+bio_backoff_sleep (unsigned ms)
+{
+  struct timespec until = bio_deadline (ms);
+  bool stop;
+
+  pthread_mutex_lock (&bio_rc_lock);
+  while (!bio_rc_stop &&
+         pthread_cond_timedwait (&bio_rc_cond, &bio_rc_lock, &until) == 0)
+    ;
+  stop = bio_rc_stop;
+  pthread_mutex_unlock (&bio_rc_lock);
+  return !stop;
+}
+
+/* Destroy the instance (its queues taken down) and create it again until
+ * it comes back as the same device; on purpose (refresh), one attempt and
+ * a new size is accepted.  Returns 0 once it serves again. */
+static int
+bio_recreate (bool refresh, bool readonly)
+{
+  unsigned delay = BIO_BACKOFF_FIRST_MS, attempt = 0;
+
+  bio_pool_release ();
+  blkio_destroy (&bio_b);
+  for (;;) {
+    attempt++;
+    if (bio_restart_instance (readonly, refresh) == 0) {
+      if (bio_pool_rebind () == 0)
+        return 0;
+      bio_pool_take_down (EIO, "re-creating the instance failed", false);
+      bio_pool_release ();
+    }
+    if (bio_b)
+      blkio_destroy (&bio_b);
+    if (refresh)
+      return -1;                /* the caller reconnects as if lost */
+    nbdkit_debug ("reconnect attempt %u failed, next in %u ms",
+                  attempt, delay);
+    if (!bio_backoff_sleep (delay))
+      return -1;
+    delay = delay * 2 > BIO_BACKOFF_MAX_MS ? BIO_BACKOFF_MAX_MS : delay * 2;
+  }
+}
+
+/* One swap of the instance, lost or on purpose. */
+static void
+bio_swap (bool lost, bool readonly)
+{
+  struct timespec t0, t1;
+  int r;
+
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  atomic_store (&bio_state, lost ? BIO_LOST : BIO_REFRESHING);
+  if (lost)
+    nbdkit_error ("the device is gone, reconnecting in the background; "
+                  "requests fail with EIO meanwhile");
+  bio_pool_take_down (EIO, lost ? "the device is gone, reconnecting"
+                                : "the device is being re-opened", !lost);
+  r = bio_recreate (!lost, readonly);
+  if (r == -1 && !lost) {
+    /* Re-opening on purpose failed: from here on it is a lost device. */
+    atomic_store (&bio_state, BIO_LOST);
+    r = bio_recreate (false, readonly);
+  }
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  pthread_mutex_lock (&bio_rc_lock);
+  if (r == 0)
+    atomic_store (&bio_state, BIO_UP);
+  bio_swaps++;
+  pthread_cond_broadcast (&bio_up_cond);
+  pthread_mutex_unlock (&bio_rc_lock);
+  if (r == 0)
+    nbdkit_debug ("%s: the device is back after %.3f s",
+                  lost ? "reconnect" : "re-open",
+                  (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+}
+
+/* The background thread: swaps the instance when asked. */
+static void *
+bio_reconnect_thread (void *arg)
+{
+  pthread_mutex_lock (&bio_rc_lock);
+  while (!bio_rc_stop) {
+    bool lost = bio_lost_pending, refresh = bio_refresh_pending;
+
+    if (!lost && !refresh) {
+      pthread_cond_wait (&bio_rc_cond, &bio_rc_lock);
+      continue;
+    }
+    bio_lost_pending = bio_refresh_pending = false;
+    pthread_mutex_unlock (&bio_rc_lock);
+    bio_swap (lost, refresh ? bio_refresh_readonly : bio_readonly);
+    pthread_mutex_lock (&bio_rc_lock);
+  }
+  pthread_mutex_unlock (&bio_rc_lock);
+  return NULL;
+}
+
+/* Re-create the instance on purpose (read-only if readonly) and wait
+ * until that is done.  Returns 0, or -1 if the device is not back. */
+int
+bio_refresh (bool readonly)
+{
+  struct timespec until = bio_deadline (BIO_REFRESH_WAIT_MS);
+  unsigned swaps;
+  int r = 0;
+
+  pthread_mutex_lock (&bio_rc_lock);
+  if (!bio_rc_running) {
+    pthread_mutex_unlock (&bio_rc_lock);
+    return -1;
+  }
+  swaps = bio_swaps;
+  bio_refresh_pending = true;
+  bio_refresh_readonly = readonly;
+  pthread_cond_broadcast (&bio_rc_cond);
+  while (r == 0 && (bio_refresh_pending || bio_swaps == swaps))
+    r = pthread_cond_timedwait (&bio_up_cond, &bio_rc_lock, &until);
+  pthread_mutex_unlock (&bio_rc_lock);
+  return atomic_load (&bio_state) == BIO_UP ? 0 : -1;
+}
+
+/* Start the background thread (after nbdkit forked). */
+int
+bio_reconnect_start (void)
+{
+  int err;
+
+  bio_rc_stop = false;
+  err = pthread_create (&bio_rc_thread, NULL, bio_reconnect_thread, NULL);
+  if (err) {
+    errno = err;
+    nbdkit_error ("pthread_create: reconnect thread: %m");
+    return -1;
+  }
+  pthread_mutex_lock (&bio_rc_lock);
+  bio_rc_running = true;
+  pthread_mutex_unlock (&bio_rc_lock);
+  return 0;
+}
+
+/* Stop it (idempotent), before the queues are torn down. */
+void
+bio_reconnect_stop (void)
+{
+  pthread_mutex_lock (&bio_rc_lock);
+  if (!bio_rc_running) {
+    pthread_mutex_unlock (&bio_rc_lock);
+    return;
+  }
+  bio_rc_stop = true;
+  pthread_cond_broadcast (&bio_rc_cond);
+  pthread_mutex_unlock (&bio_rc_lock);
+  pthread_join (bio_rc_thread, NULL);
+  pthread_mutex_lock (&bio_rc_lock);
+  bio_rc_running = false;
+  pthread_cond_broadcast (&bio_up_cond);
+  pthread_mutex_unlock (&bio_rc_lock);
+}

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# qemu-storage-daemon killed and restarted under running NBD clients (run
+# under tests/vhost-user/qsd-run.sh).  Three connections write and flush,
+# one keeps reads in flight; then kill -9 the daemon: what is in flight and
+# every new request fails with EIO (not EINVAL) within 3 s.  A daemon with
+# a different-size export on the same socket is refused (requests keep
+# failing), and so is a new connection (in the handshake).  The right
+# daemon comes back: the same three connections succeed again, the data
+# flushed before the kill is all there, and they write and read on.
+# Then with reconnect-wait=20: the read that finds the daemon gone fails
+# (EIO, as everything in flight at the loss), the next one, made while the
+# daemon is still down, waits for it and succeeds.
+source "$(dirname "$0")/functions.sh"
+requires_driver virtio-blk-vhost-user
+requires /usr/bin/python3 -c 'import nbd'
+if [ -z "${VU_SOCK:-}" ] || [ -z "${VU_QSD_PID:-}" ] || [ -z "${VU_IMG:-}" ]; then
+    echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
+    exit 77
+fi
+QSD=${QSD:-/usr/bin/qemu-storage-daemon}
+set -x
+
+# start_qsd IMAGE: a daemon exporting IMAGE on $VU_SOCK, as qsd-run.sh does.
+qsd_pid=
+start_qsd ()
+{
+    rm -f "$VU_SOCK"
+    "$QSD" --blockdev "driver=file,node-name=disk,filename=$1" \
+        --export "type=vhost-user-blk,id=e,addr.type=unix,addr.path=$VU_SOCK,node-name=disk,writable=on,num-queues=4" \
+        > "$tmp/qsd.log" 2>&1 &
+    qsd_pid=$!
+    for _ in $(seq 100); do
+        [ -S "$VU_SOCK" ] && return 0
+        sleep 0.05
+    done
+    cat "$tmp/qsd.log"
+    return 1
+}
+cleanup_fn 'test -n "$qsd_pid" && kill -9 $qsd_pid 2>/dev/null'
+
+start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 \
+    2> "$tmp/nbdkit.log"
+
+/usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client.out" 2>&1 <<'PY' &
+import errno, nbd, os, random, sys, time
+uri, tmp = sys.argv[1], sys.argv[2]
+def wait_for(name, secs=60):
+    end = time.time() + secs
+    while not os.path.exists(os.path.join(tmp, name)):
+        if time.time() > end:
+            sys.exit(f"FAIL: {name} never came")
+        time.sleep(0.02)
+def mark(name):
+    open(os.path.join(tmp, name), "w").close()
+
+hs = [nbd.NBD() for _ in range(3)]
+for h in hs:
+    h.connect_uri(uri)
+size = hs[0].get_size()
+region = size // 4
+data = []
+for i, h in enumerate(hs):
+    d = os.urandom(4 << 20)
+    h.pwrite(d, i * region)
+    h.flush()
+    data.append(d)
+
+# Reads in flight on the fourth quarter while the daemon dies.
+r = hs[0]
+inflight = []
+mark("written")
+while not os.path.exists(os.path.join(tmp, "killed")):
+    while len(inflight) < 8:
+        inflight.append(r.aio_pread(nbd.Buffer(65536),
+                                    3 * region + random.randrange(64) * 65536))
+    r.poll(10)
+    inflight = [c for c in inflight if not r.aio_command_completed(c)]
+t0 = time.time()
+errs = []
+while inflight and time.time() - t0 < 3:
+    r.poll(100)
+    for c in inflight[:]:
+        try:
+            if r.aio_command_completed(c):
+                inflight.remove(c)
+        except nbd.Error as e:
+            inflight.remove(c)
+            errs.append(e.errnum)
+if inflight:
+    sys.exit(f"FAIL: {len(inflight)} requests still in flight 3 s after the kill")
+print(f"in flight at the kill: errors {errs}")
+
+# Down: every connection fails fast, with EIO.
+def expect_eio(what):
+    for i, h in enumerate(hs):
+        t = time.time()
+        try:
+            h.pread(4096, i * region)
+        except nbd.Error as e:
+            if e.errnum != errno.EIO:
+                sys.exit(f"FAIL: {what}: connection {i}: {e} (want EIO)")
+        else:
+            sys.exit(f"FAIL: {what}: connection {i}: a read succeeded")
+        if time.time() - t > 3:
+            sys.exit(f"FAIL: {what}: the error took {time.time() - t:.1f} s")
+expect_eio("backend killed")
+try:
+    n = nbd.NBD()
+    n.connect_uri(uri)
+    sys.exit("FAIL: a new connection was accepted while the device is gone")
+except nbd.Error as e:
+    print(f"new connection while down: {e}")
+mark("checked-down")
+wait_for("wrong-backend")
+time.sleep(1)
+expect_eio("different-size backend")
+mark("checked-wrong")
+
+# Back: the same connections work again.
+wait_for("restarted")
+t = time.time()
+for i, h in enumerate(hs):
+    while True:
+        try:
+            h.pread(4096, i * region)
+            break
+        except nbd.Error:
+            if time.time() - t > 15:
+                sys.exit("FAIL: not back 15 s after the restart")
+            time.sleep(0.05)
+print(f"back {time.time() - t:.2f} s after the restart")
+for i, h in enumerate(hs):
+    if h.pread(4 << 20, i * region) != data[i]:
+        sys.exit(f"FAIL: connection {i}: data flushed before the kill is lost")
+    d = os.urandom(1 << 20)
+    h.pwrite(d, i * region + (8 << 20))
+    h.flush()
+    if h.pread(1 << 20, i * region + (8 << 20)) != d:
+        sys.exit(f"FAIL: connection {i}: read after reconnect is wrong")
+print("ok: the same connections work after the restart")
+PY
+client=$!
+cleanup_fn "kill $client 2>/dev/null"
+
+waitfile () { for _ in $(seq 600); do [ -e "$tmp/$1" ] && return 0; sleep 0.05; done; return 1; }
+waitfile written
+sleep 0.5
+kill -9 "$VU_QSD_PID"
+touch "$tmp/killed"
+waitfile checked-down || { cat "$tmp/client.out"; exit 1; }
+
+# The wrong device: the same socket, another size.
+qemu-img create -q -f raw "$tmp/other.img" 32M
+start_qsd "$tmp/other.img"
+touch "$tmp/wrong-backend"
+waitfile checked-wrong || { cat "$tmp/client.out"; exit 1; }
+kill -9 "$qsd_pid"
+
+start_qsd "$VU_IMG"
+touch "$tmp/restarted"
+wait_client "$client" 60 "$tmp/client.out"
+cat "$tmp/nbdkit.log"
+grep -q "refusing the reconnected device" "$tmp/nbdkit.log"
+_stop_nbdkit
+
+# reconnect-wait=20: a read while the daemon is down waits for it.
+start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 \
+    reconnect-wait=20 2> "$tmp/nbdkit.log"
+/usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client2.out" 2>&1 <<'PY' &
+import nbd, os, sys, time
+uri, tmp = sys.argv[1], sys.argv[2]
+h = nbd.NBD()
+h.connect_uri(uri)
+want = h.pread(65536, 0)
+open(os.path.join(tmp, "connected"), "w").close()
+while not os.path.exists(os.path.join(tmp, "killed2")):
+    time.sleep(0.02)
+try:
+    h.pread(65536, 0)           # finds the device gone
+    sys.exit("FAIL: a read succeeded with the daemon killed")
+except nbd.Error as e:
+    print(f"the read that found the loss: {e}")
+t = time.time()
+got = h.pread(65536, 0)         # made while the daemon is down
+assert got == want, "wrong data after the wait"
+if time.time() - t < 0.5:
+    sys.exit("FAIL: the read did not wait for the daemon")
+print(f"ok: the read waited {time.time() - t:.2f} s and succeeded")
+PY
+client=$!
+cleanup_fn "kill $client 2>/dev/null"
+waitfile connected
+kill -9 "$qsd_pid"
+touch "$tmp/killed2"
+sleep 1
+start_qsd "$VU_IMG"
+wait_client "$client" 30 "$tmp/client2.out"

@@ -207,7 +207,7 @@ static void cf_io_do_io_args(struct cf_io *io)
     cf_ret(n, "do_io flush");
     cf_line(n == 1 && c[0].user_data == tag ? "matches" : "differs",
             "do_io user_data");
-    blkioq_read(io->q, io->cap, io->buf, io->blk, tag, 0);
+    blkioq_read(io->q, 0, io->buf, io->blk, tag, 1u << 7);  /* bad flag */
     t = (struct timespec){ .tv_sec = 10 };
     n = blkioq_do_io(io->q, c, 1, 4, &t);
     cf_line(n == 1 && c[0].user_data == tag ? "matches" : "differs",

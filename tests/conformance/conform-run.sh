@@ -119,7 +119,7 @@ run_one() {   # which libdir
         "$0" --exec "$work/$which" "$libdir" "" -- "$@" ;;
     vdpa)
         local setup=${BLKIO_VM_GUEST_DIR:-$top/tests/vm/guest}/vdpa-setup.sh dev
-        dev=$("$setup" start 64M) || { echo "$0: vdpa-setup.sh start failed"; exit 1; }
+        dev=$("$setup" start 16M) || { echo "$0: vdpa-setup.sh start failed"; exit 1; }
         "$0" --exec "$work/$which" "$libdir" "$dev" -- "$@"
         "$setup" stop ;;
     esac

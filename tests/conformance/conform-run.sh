@@ -16,6 +16,8 @@
 #   --qsd "OPTS"         a new qemu-storage-daemon export (qsd-run.sh OPTS);
 #                        @SOCK@ in ARGS is its socket
 #   --device             nothing to prepare (ARGS name the device; VM tests)
+#   --loop SIZE          a new loop device over a new file (root); @FILE@
+#                        in ARGS is the /dev/loopN node
 #   --vdpa               a new vduse-blk export (test VM: vdpa-setup.sh);
 #                        @FILE@ in ARGS is its /dev/vhost-vdpa-N
 # PROGRAM prints a trace ("label = value" lines, see conform.h) and runs
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
     --qsd) mode=qsd; arg=$2; shift 2 ;;
     --device) mode=device; shift ;;
     --vdpa) mode=vdpa; shift ;;
+    --loop) mode=loop; arg=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "$0: unknown option $1" >&2; exit 2 ;;
     esac
@@ -117,6 +120,13 @@ run_one() {   # which libdir
         [ $rc -eq 0 ] || { echo "$0: qsd-run.sh failed ($rc)"; exit 1; } ;;
     device)
         "$0" --exec "$work/$which" "$libdir" "" -- "$@" ;;
+    loop)
+        local loopdev
+        truncate -s "$arg" "$file" || exit 1
+        loopdev=$(losetup -f --show "$file" 2>/dev/null) ||
+            { echo "$0: SKIP: no loop device (needs root and loop support)"; exit 77; }
+        "$0" --exec "$work/$which" "$libdir" "$loopdev" -- "$@"
+        losetup -d "$loopdev" ;;
     vdpa)
         local setup=${BLKIO_VM_GUEST_DIR:-$top/tests/vm/guest}/vdpa-setup.sh dev
         dev=$("$setup" start 16M) || { echo "$0: vdpa-setup.sh start failed"; exit 1; }

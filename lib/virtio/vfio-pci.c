@@ -666,10 +666,7 @@ err:
 
 static const struct blkio_property vp_props[] = {
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
-    BLKIO_PROP("queue-size", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               queue_size, virtio_blk_set_queue_size),
-    BLKIO_PROP("max-queue-size", PROP_INT, ST_AFTER_CONNECT, 0,
-               max_queue_size, NULL),
+    VIRTIO_BLK_QUEUE_PROPS,
 };
 
 const struct blkio_driver blkio_driver_virtio_blk_vfio_pci = {

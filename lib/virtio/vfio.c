@@ -257,6 +257,38 @@ static int vfio_dma_insert(struct vfio_dev *d, unsigned pos,
     return 0;
 }
 
+int vfio_iova_reserve(struct vfio_dev *d, uint64_t vaddr, uint64_t len,
+                      uint64_t *iova)
+{
+    unsigned pos = 0;
+    int ret;
+
+    if (len == 0)
+        return blkio_set_error(-EINVAL, "vfio: cannot map 0 bytes");
+    ret = vfio_iova_alloc(d, len, iova, &pos);
+    if (ret < 0)
+        return ret;
+    return vfio_dma_insert(d, pos, &(struct vfio_dma){
+        .vaddr = vaddr, .len = len, .iova = *iova,
+    });
+}
+
+int vfio_iova_release(struct vfio_dev *d, uint64_t vaddr, uint64_t len,
+                      uint64_t *iova)
+{
+    for (unsigned i = 0; i < d->ndmas; i++) {
+        struct vfio_dma *m = &d->dmas[i];
+
+        if (m->vaddr == vaddr && m->len == len) {
+            *iova = m->iova;
+            memmove(m, m + 1, (d->ndmas - i - 1) * sizeof(*m));
+            d->ndmas--;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
 int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len,
                  uint64_t *iova)
 {
@@ -267,28 +299,16 @@ int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len,
         .size = len,
     };
     uint64_t at = 0;
-    unsigned pos = 0;
-    int ret;
+    int ret = vfio_iova_reserve(d, m.vaddr, len, &at);
 
-    if (len == 0)
-        return blkio_set_error(-EINVAL, "vfio: cannot map 0 bytes");
-    ret = vfio_iova_alloc(d, len, &at, &pos);
     if (ret < 0)
         return ret;
     m.iova = at;
-    if (ioctl(d->container, VFIO_IOMMU_MAP_DMA, &m) < 0)
-        return blkio_set_error(-errno, "vfio: VFIO_IOMMU_MAP_DMA of %p "
-                               "(%zu bytes) at IOVA 0x%llx: %m", vaddr, len,
-                               (unsigned long long)m.iova);
-    ret = vfio_dma_insert(d, pos, &(struct vfio_dma){
-        .vaddr = m.vaddr, .len = len, .iova = m.iova,
-    });
-    if (ret < 0) {
-        struct vfio_iommu_type1_dma_unmap u = {
-            .argsz = sizeof(u), .iova = m.iova, .size = len,
-        };
-
-        ioctl(d->container, VFIO_IOMMU_UNMAP_DMA, &u);
+    if (ioctl(d->container, VFIO_IOMMU_MAP_DMA, &m) < 0) {
+        ret = blkio_set_error(-errno, "vfio: VFIO_IOMMU_MAP_DMA of %p (%zu "
+                              "bytes) at IOVA 0x%llx: %m", vaddr, len,
+                              (unsigned long long)m.iova);
+        vfio_iova_release(d, m.vaddr, len, &at);
         return ret;
     }
     *iova = m.iova;
@@ -297,21 +317,14 @@ int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len,
 
 void vfio_dma_unmap(struct vfio_dev *d, void *vaddr, size_t len)
 {
-    uint64_t va = (uint64_t)(uintptr_t)vaddr;
+    struct vfio_iommu_type1_dma_unmap u = {
+        .argsz = sizeof(u), .size = len,
+    };
+    uint64_t iova;
 
-    for (unsigned i = 0; i < d->ndmas; i++) {
-        struct vfio_dma *m = &d->dmas[i];
-
-        if (m->vaddr == va && m->len == len) {
-            struct vfio_iommu_type1_dma_unmap u = {
-                .argsz = sizeof(u), .iova = m->iova, .size = m->len,
-            };
-
-            ioctl(d->container, VFIO_IOMMU_UNMAP_DMA, &u);
-            memmove(m, m + 1, (d->ndmas - i - 1) * sizeof(*m));
-            d->ndmas--;
-            return;
-        }
+    if (vfio_iova_release(d, (uint64_t)(uintptr_t)vaddr, len, &iova) == 0) {
+        u.iova = iova;
+        ioctl(d->container, VFIO_IOMMU_UNMAP_DMA, &u);
     }
 }
 

@@ -88,6 +88,14 @@ int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len,
 /* Undo vfio_dma_map() of exactly that memory; quiet. */
 void vfio_dma_unmap(struct vfio_dev *d, void *vaddr, size_t len);
 
+/* The allocator's bookkeeping alone, no IOMMU call (vfio_dma_map() and
+ * vfio_dma_unmap() use these; tests call them directly): pick and record
+ * an IOVA for len bytes at vaddr, or forget it (-ENOENT if unknown). */
+int vfio_iova_reserve(struct vfio_dev *d, uint64_t vaddr, uint64_t len,
+                      uint64_t *iova);
+int vfio_iova_release(struct vfio_dev *d, uint64_t vaddr, uint64_t len,
+                      uint64_t *iova);
+
 /* Point MSI-X vectors [start, start+count) at eventfds (-1 = none); the
  * first call enables MSI-X. */
 int vfio_irqs_set(struct vfio_dev *d, unsigned start, unsigned count,

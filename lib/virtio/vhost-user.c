@@ -792,10 +792,7 @@ static int vu_drv_connect(struct blkio *b)
 
 static const struct blkio_property vu_props[] = {
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
-    BLKIO_PROP("queue-size", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               queue_size, virtio_blk_set_queue_size),
-    BLKIO_PROP("max-queue-size", PROP_INT, ST_AFTER_CONNECT, 0,
-               max_queue_size, NULL),
+    VIRTIO_BLK_QUEUE_PROPS,
 };
 
 const struct blkio_driver blkio_driver_virtio_blk_vhost_user = {

@@ -674,10 +674,7 @@ static const struct blkio_property vdpa_props[] = {
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
     BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,
                blkio_prop_set_nonneg_int),
-    BLKIO_PROP("queue-size", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               queue_size, virtio_blk_set_queue_size),
-    BLKIO_PROP("max-queue-size", PROP_INT, ST_AFTER_CONNECT, 0,
-               max_queue_size, NULL),
+    VIRTIO_BLK_QUEUE_PROPS,
 };
 
 const struct blkio_driver blkio_driver_virtio_blk_vhost_vdpa = {

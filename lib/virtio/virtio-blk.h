@@ -53,6 +53,14 @@ void virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable);
     .process                   = virtio_blk_process,                        \
     .set_completion_fd_enabled = virtio_blk_set_completion_fd_enabled
 
+/* The queue-size properties every virtio-blk transport has, for its
+ * property table. */
+#define VIRTIO_BLK_QUEUE_PROPS                                              \
+    BLKIO_PROP("queue-size", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,      \
+               queue_size, virtio_blk_set_queue_size),                     \
+    BLKIO_PROP("max-queue-size", PROP_INT, ST_AFTER_CONNECT, 0,             \
+               max_queue_size, NULL)
+
 /* Transports call this when they notice the device is gone; every queue
  * then fails its requests instead of waiting. */
 void virtio_blk_mark_dead(struct blkio *b);

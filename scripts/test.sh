@@ -90,7 +90,8 @@ if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -q ' plugin '; then
         test-plugin-dump test-plugin-bad-params test-plugin-info \
         test-plugin-get test-plugin-data test-plugin-flags \
         test-plugin-readonly test-plugin-errors test-plugin-sizes \
-        test-plugin-parallel test-plugin-qemu-io test-plugin-vhost-user
+        test-plugin-parallel test-plugin-qemu-io test-plugin-vhost-user \
+        test-plugin-resize test-plugin-errno-map test-plugin-bad-requests
     unset BLKIO_TEST_VALGRIND
 fi
 

@@ -8,8 +8,8 @@
  * refuses a command with more segments than the queue's max_segments
  * (EINVAL).  A fresh process's buffer often sits on contiguous pages and
  * hides that; a long-running server's reused heap does not.  The buffer
- * here is built from every other page of a mapping faulted in backwards,
- * so that no two of its pages follow each other physically.
+ * here is built, by frame numbers from /proc/self/pagemap, so that no two
+ * of its pages follow each other physically.
  * Usage: test-nvme-segments [/dev/ngXnY] (default $BLKIO_VM_NVME).
  */
 
@@ -21,58 +21,68 @@
 
 #define NS_PAGE 4096ul
 
-/* npages pages of anonymous memory, no two of them physically adjacent
- * in virtual order (as far as the page allocator lets us choose). */
-static uint8_t *ns_scattered_pages(size_t npages)
+/* The frame number of the page at p, from /proc/self/pagemap (only root
+ * sees them); 0 if unknown. */
+static uint64_t ns_pfn(int fd, const void *p)
 {
-    size_t span = 2 * npages;
-    uint8_t *src, *dst;
+    uint64_t e;
+    off_t off = (off_t)((uintptr_t)p / NS_PAGE * 8);
 
-    src = mmap(NULL, span * NS_PAGE, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    dst = mmap(NULL, npages * NS_PAGE, PROT_NONE,
-               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CHECK(src != MAP_FAILED && dst != MAP_FAILED);
-    (void)madvise(src, span * NS_PAGE, MADV_NOHUGEPAGE);
-    /* Backwards: consecutive faults tend to get ascending frames, so
-     * higher virtual pages get lower frames. */
-    for (size_t i = span; i-- > 0;)
-        src[i * NS_PAGE] = 1;
-    for (size_t i = 0; i < npages; i++)
-        CHECK(mremap(src + 2 * i * NS_PAGE, NS_PAGE, NS_PAGE,
-                     MREMAP_MAYMOVE | MREMAP_FIXED, dst + i * NS_PAGE) !=
-              MAP_FAILED);
-    return dst;
+    if (fd < 0 || pread(fd, &e, 8, off) != 8 || !(e >> 63))
+        return 0;
+    return e & ((1ull << 55) - 1);
 }
 
-/* How many neighbouring pages of buf are physically contiguous, as far as
- * /proc/self/pagemap tells (only root sees frame numbers); -1 if unknown. */
-static long ns_contiguous_pairs(const uint8_t *buf, size_t npages)
+/*
+ * npages pages of anonymous memory, no page physically following the one
+ * before it: each is moved (mremap keeps the frame) from a pool of pages
+ * faulted in backwards (consecutive faults tend to get ascending frames),
+ * skipping any whose frame follows the previous one's.  Returns the
+ * number of pages that still follow their predecessor (0 unless the
+ * frames are unknown: then -1).
+ */
+static long ns_scattered_pages(size_t npages, uint8_t **out)
 {
+    size_t pool_pages = 4 * npages, next = 0;
     int fd = open("/proc/self/pagemap", O_RDONLY);
+    uint8_t *pool, *dst;
     uint64_t prev = 0;
     long pairs = 0;
 
-    if (fd < 0)
-        return -1;
+    pool = mmap(NULL, pool_pages * NS_PAGE, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    dst = mmap(NULL, npages * NS_PAGE, PROT_NONE,
+               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(pool != MAP_FAILED && dst != MAP_FAILED);
+    (void)madvise(pool, pool_pages * NS_PAGE, MADV_NOHUGEPAGE);
+    for (size_t i = pool_pages; i-- > 0;)
+        pool[i * NS_PAGE] = 1;
     for (size_t i = 0; i < npages; i++) {
-        uint64_t e, pfn;
-        off_t off = (off_t)(((uintptr_t)buf / NS_PAGE + i) * 8);
+        uint8_t *page;
+        uint64_t pfn;
 
-        if (pread(fd, &e, 8, off) != 8 || !(e >> 63)) {
-            close(fd);
-            return -1;
-        }
-        pfn = e & ((1ull << 55) - 1);
-        if (pfn == 0) {
-            close(fd);
-            return -1;
-        }
-        if (i > 0 && pfn == prev + 1)
+        /* even pool pages first, then odd ones; skip any whose frame
+         * follows the previous page's */
+        do {
+            size_t half = pool_pages / 2;
+
+            CHECK(next < pool_pages);
+            page = pool + (2 * (next % half) + next / half) * NS_PAGE;
+            pfn = ns_pfn(fd, page);
+            next++;
+        } while (pfn != 0 && prev != 0 && pfn == prev + 1);
+        CHECK(mremap(page, NS_PAGE, NS_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED,
+                     dst + i * NS_PAGE) != MAP_FAILED);
+        if (pfn == 0)
+            pairs = -1;
+        else if (pairs >= 0 && prev != 0 && pfn == prev + 1)
             pairs++;
         prev = pfn;
     }
-    close(fd);
+    if (fd >= 0)
+        close(fd);
+    munmap(pool, pool_pages * NS_PAGE);     /* what was not moved */
+    *out = dst;
     return pairs;
 }
 
@@ -117,8 +127,7 @@ int main(int argc, char **argv)
     q = blkio_get_queue(b, 0);
     mt = (size_t)t_get_int(b, "max-transfer");
     npages = mt / NS_PAGE + 2;
-    pages = ns_scattered_pages(npages);
-    pairs = ns_contiguous_pairs(pages, npages);
+    pairs = ns_scattered_pages(npages, &pages);
     printf("max-transfer %zu, max-segments %d, %zu buffer pages, %ld of "
            "them physically follow the page before\n", mt,
            t_get_int(b, "max-segments"), npages, pairs);

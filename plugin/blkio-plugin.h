@@ -53,6 +53,9 @@
 /* Default queue count of the io_uring drivers: nbdkit's default number
  * of worker threads per connection. */
 #define BIO_INLINE_QUEUES 16
+/* Virtio queues to ask for when each connection is one thread (capped by
+ * the device's max-queues): connections beyond share them. */
+#define BIO_SERIAL_QUEUES 8
 
 /* ---- configuration (blkio.c) ---- */
 
@@ -72,6 +75,7 @@ extern size_t bio_nprops;
 extern char **bio_gets;
 extern size_t bio_ngets;
 extern int bio_user_num_queues;         /* 0: choose */
+extern bool bio_serialized;             /* each connection's requests in turn */
 
 /* ---- the shared instance (instance.c) ---- */
 

@@ -38,8 +38,8 @@ ROUNDS = env_int("ROUNDS", 1 if QUICK else 3)
 RUNTIME = env_int("RUNTIME", 1 if QUICK else 3)
 RAMP = env_int("RAMP", 0 if QUICK else 1)
 PARTS = os.environ.get("PARTS", "engine vm nbd scaling").split()
-# GROUPS= narrows the nbd and scaling parts to some drivers.
-GROUPS = os.environ.get("GROUPS", "io_uring vhost-user").split()
+# DRIVERS= narrows the nbd and scaling parts to some drivers.
+DRIVERS = os.environ.get("DRIVERS", "io_uring vhost-user").split()
 SIZE = os.environ.get("SIZE", "512M")
 OURS_ARGS = os.environ.get("OURS_ARGS", "").split()
 OURS_ALT_ARGS = os.environ.get("OURS_ALT_ARGS")
@@ -263,14 +263,14 @@ class Bench:
         workloads = [("randread", "4k", 1), ("randread", "4k", 16),
                      ("read", "1M", 8), ("randwrite", "4k", 16)]
         if "nbd" in PARTS:
-            for group in GROUPS:
+            for group in DRIVERS:
                 servers = self.nbd_servers(group)
                 for w in workloads:
                     steps.append((f"nbd {group} {w[0]}-{w[1]}-qd{w[2]}", list(servers),
                                   lambda c, g=group, w=w, s=servers: self.run_nbd(
                                       "nbd", g, w, 1, c, s[c])))
         if "scaling" in PARTS:
-            for group in GROUPS:
+            for group in DRIVERS:
                 servers = self.nbd_servers(group)
                 for jobs in (1, 2, 4, 8):
                     steps.append((f"scaling {group} {jobs} conn", list(servers),
@@ -471,6 +471,8 @@ def main():
     ap.add_argument("--ref", required=True)
     args = ap.parse_args()
     b = Bench(args)
+    # Stopped by a signal: still take qemu-storage-daemon down (finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_start = os.getloadavg()
     try:
         b.setup()

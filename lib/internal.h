@@ -207,6 +207,11 @@ struct blkio_driver {
 
     /* Optional: suppress/enable completion fd notifications. */
     void (*set_completion_fd_enabled)(struct blkioq *q, bool enable);
+
+    /* Optional: called before property p is read after connect, so that a
+     * value that can change under the instance (a file's size) is
+     * current. */
+    void (*refresh_property)(struct blkio *b, const struct blkio_property *p);
 };
 
 /*

@@ -188,6 +188,8 @@ static int prop_lookup(struct blkio *b, const char *name, bool write,
                                name, write ? "set" : "read",
                                blkio_state_names[b->state]);
     }
+    if (!write && b->state != BLKIO_STATE_CREATED && b->drv->refresh_property)
+        b->drv->refresh_property(b, p);
     *pp = p;
     return 0;
 }

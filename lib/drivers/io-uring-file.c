@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <string.h>
@@ -298,4 +299,25 @@ fail:
         b->fd = -1;
     }
     return ret;
+}
+
+/*
+ * driver->refresh_property(): the capacity is the file's or device's size
+ * now, as libblkio reports it, also after the file grew or shrank under
+ * the instance.  A request that extends the file updates it as well
+ * (io-uring.c), so that a reader racing with it never sees less.
+ */
+void iou_refresh_property(struct blkio *b, const struct blkio_property *p)
+{
+    const struct iou_instance *ii = b->priv;
+    uint64_t size;
+    struct stat st;
+
+    if (p->offset != offsetof(struct blkio, capacity) || b->fd < 0)
+        return;
+    if (ii->is_reg && fstat(b->fd, &st) == 0)
+        size = (uint64_t)st.st_size;
+    else if (!ii->is_blkdev || ioctl(b->fd, BLKGETSIZE64, &size) < 0)
+        return;
+    __atomic_store_n(&b->capacity, size, __ATOMIC_RELAXED);
 }

@@ -111,11 +111,10 @@ struct iou_queue {
 
 static const struct blkio_property iou_props[] = {
     BLKIO_PROP("direct", PROP_BOOL, ST_ALL, ST_CREATED, direct, NULL),
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,
-               blkio_prop_set_nonneg_int),
-    BLKIO_PROP("num-entries", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               num_entries, blkio_prop_set_positive_int),
+    /* Any value, as in libblkio 1.5: a negative one means "not set". */
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, NULL),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
+    URING_CREATED_PROPS,
 };
 
 /* ---- instance life cycle ---- */
@@ -123,7 +122,6 @@ static const struct blkio_property iou_props[] = {
 static int iou_create(struct blkio *b)
 {
     struct io_uring probe;
-    struct iou_instance *ii;
     int ret;
 
     /* The manual promises -ENOSYS from blkio_create() when the kernel has
@@ -133,15 +131,7 @@ static int iou_create(struct blkio *b)
         return blkio_set_error(-ENOSYS, "io_uring is not available: %s",
                                strerror(-ret));
     io_uring_queue_exit(&probe);
-
-    ii = calloc(1, sizeof(*ii));
-    if (!ii)
-        return blkio_set_error(-ENOMEM, "out of memory creating io_uring "
-                               "instance");
-    b->priv = ii;
-    b->num_entries = 128;
-    b->can_add_queues = true;
-    return 0;
+    return uring_create_defaults(b, sizeof(struct iou_instance));
 }
 
 static int iou_start(struct blkio *b)
@@ -540,14 +530,18 @@ static int iou_queue_request(struct blkioq *q,
         r->steps[1] = IOU_M_END;
     } else if (req->op == BLKIO_OP_WRITE_ZEROES ||
                req->op == BLKIO_OP_DISCARD) {
+        /* fallocate() refuses an empty range, and libblkio 1.5 passes
+         * that on: -EINVAL. */
+        if (req->len == 0) {
+            uring_slot_free(&iq->uq, idx);
+            blkioq_fail(q, req->user_data, -EINVAL, req->op ==
+                        BLKIO_OP_DISCARD ? "discard of length 0" :
+                        "write zeroes of length 0");
+            return 0;
+        }
         if (!iou_plan(q->b, req, r)) {
             uring_slot_free(&iq->uq, idx);
             return -ENOTSUP;
-        }
-        if (req->len == 0) {
-            uring_slot_free(&iq->uq, idx);
-            blkioq_fail(q, req->user_data, 0, NULL);
-            return 0;
         }
     } else if (req->len == 0) {
         /* Nothing to transfer: complete without the kernel. */
@@ -880,4 +874,5 @@ const struct blkio_driver blkio_driver_io_uring = {
     .queue_request = iou_queue_request,
     .process = iou_process,
     .set_completion_fd_enabled = iou_set_completion_fd_enabled,
+    .refresh_property = iou_refresh_property,
 };

@@ -34,4 +34,7 @@ struct iou_instance {
  * property, map the zero buffer. */
 int iou_connect(struct blkio *b);
 
+/* driver->refresh_property(): capacity follows the file's size. */
+void iou_refresh_property(struct blkio *b, const struct blkio_property *p);
+
 #endif /* BLKIO_IO_URING_H */

@@ -36,38 +36,31 @@
 /* ---- properties ---- */
 
 static const struct blkio_property nvme_props[] = {
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,
-               blkio_prop_set_nonneg_int),
+    /* Any value, as in libblkio 1.5: a negative one means "not set". */
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, NULL),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
-    BLKIO_PROP("num-entries", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,
-               num_entries, blkio_prop_set_positive_int),
-    BLKIO_PROP("zoned", PROP_INT, ST_AFTER_CONNECT, 0, zoned, NULL),
-    BLKIO_PROP("max-active-zones", PROP_INT, ST_AFTER_CONNECT, 0,
-               max_active_zones, NULL),
-    BLKIO_PROP("max-open-zones", PROP_INT, ST_AFTER_CONNECT, 0,
-               max_open_zones, NULL),
-    BLKIO_PROP("zone-size", PROP_UINT64, ST_AFTER_CONNECT, 0, zone_size,
+    /* Zoned namespaces: 0 (not zoned) until connect says otherwise. */
+    BLKIO_PROP("zoned", PROP_INT, ST_ALL, 0, zoned, NULL),
+    BLKIO_PROP("max-active-zones", PROP_INT, ST_ALL, 0, max_active_zones,
                NULL),
-    BLKIO_PROP("nr-zones", PROP_UINT64, ST_AFTER_CONNECT, 0, nr_zones, NULL),
-    BLKIO_PROP("append-support", PROP_BOOL, ST_AFTER_CONNECT, 0,
-               append_support, NULL),
-    BLKIO_PROP("zone-append-max-bytes", PROP_UINT64, ST_AFTER_CONNECT, 0,
+    BLKIO_PROP("max-open-zones", PROP_INT, ST_ALL, 0, max_open_zones, NULL),
+    BLKIO_PROP("zone-size", PROP_UINT64, ST_ALL, 0, zone_size, NULL),
+    BLKIO_PROP("nr-zones", PROP_UINT64, ST_ALL, 0, nr_zones, NULL),
+    BLKIO_PROP("append-support", PROP_BOOL, ST_ALL, 0, append_support, NULL),
+    BLKIO_PROP("zone-append-max-bytes", PROP_UINT64, ST_ALL, 0,
                zone_append_max_bytes, NULL),
+    URING_CREATED_PROPS,
 };
 
 /* ---- life cycle ---- */
 
 static int nvme_create(struct blkio *b)
 {
-    struct nvme_state *s = calloc(1, sizeof(*s));
+    int ret = uring_create_defaults(b, sizeof(struct nvme_state));
 
-    if (!s)
-        return blkio_set_error(-ENOMEM, "out of memory creating nvme-io_uring "
-                               "instance");
-    b->priv = s;
-    b->num_entries = 128;
-    b->can_add_queues = true;
-    return 0;
+    /* NVMe Write has FUA */
+    b->supports_fua_natively = true;
+    return ret;
 }
 
 static int nvme_start(struct blkio *b)
@@ -323,8 +316,13 @@ static bool nvme_request_done_early(struct blkioq *q,
         /* fall through */
     case BLKIO_OP_WRITE_ZEROES:
     case BLKIO_OP_DISCARD:
-        if (req->len == 0)
+        if (req->len == 0) {
+            /* No NVMe command covers 0 blocks (its count is zero-based):
+             * -EINVAL, as from libblkio 1.5 */
+            ret = -EINVAL;
+            msg = "request of length 0";
             break;
+        }
         if (req->op == BLKIO_OP_DISCARD && !(s->oncs & NVME_ONCS_DSM)) {
             ret = -ENOTSUP;
             msg = "the controller does not support Dataset Management "

@@ -252,7 +252,10 @@ static void nvme_probe_zero_discard(struct blkio *b, int fd, uint8_t *id)
     b->max_write_zeroes_len = (s->oncs & NVME_ONCS_WRITE_ZEROES) ?
         (uint64_t)s->wz_max_blocks << s->lba_shift : 0;
     if (s->oncs & NVME_ONCS_DSM) {
-        b->max_discard_len = (uint64_t)s->dsm_max_blocks << s->lba_shift;
+        /* A request longer than DMRSL runs as a chain of DSM commands:
+         * what one request takes is what its 32-bit block count holds, as
+         * libblkio says. */
+        b->max_discard_len = (uint64_t)UINT32_MAX << s->lba_shift;
         b->discard_alignment = 1 << s->lba_shift;
     } else {
         b->max_discard_len = 0;
@@ -275,6 +278,7 @@ static void nvme_probe_limits(struct blkio *b, int fd, uint8_t *id,
      * lengths are multiples of 4 (NVMe's dword alignment) and bounces them
      * otherwise; ask for what keeps I/O zero-copy. */
     b->buf_alignment = 4;
+    b->mem_region_alignment = 4;        /* a multiple of buf-alignment */
     b->optimal_buf_alignment = (int)NVME_MIN_PAGE_SIZE;
     segs = nvme_sysfs_queue_attr(fd, "max_segments");
     b->max_segments = segs > 0 && segs < 1024 ? (int)segs : 1024;

@@ -4,6 +4,7 @@
  * (see uring-common.h).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -388,6 +389,20 @@ int uring_process(struct uring_queue *uq, int min,
                                uq->q->b->drv->name, uq->q->index, n);
     }
     return ret;
+}
+
+int uring_create_defaults(struct blkio *b, size_t priv_size)
+{
+    b->priv = calloc(1, priv_size);
+    if (!b->priv)
+        return blkio_set_error(-ENOMEM, "out of memory creating %s "
+                               "instance", b->drv->name);
+    b->num_entries = 128;
+    b->can_add_queues = true;
+    b->max_queues = INT_MAX;
+    b->max_mem_regions = UINT64_MAX;
+    b->flush_needed = true;
+    return 0;
 }
 
 int uring_check_num_entries(const struct blkio *b)

@@ -76,6 +76,35 @@ struct uring_queue_config {
                                  * (else it is only tried) */
 };
 
+/*
+ * Properties libblkio 1.5's io_uring drivers answer from creation on, with
+ * values every file or namespace shares until connect refines them (set by
+ * uring_create_defaults()).  A driver's own table is searched before the
+ * core's, so listing them there changes only when they are readable.
+ */
+#define URING_CREATED_PROPS                                                  \
+    BLKIO_PROP("can-grow", PROP_BOOL, ST_ALL, 0, can_grow, NULL),            \
+    BLKIO_PROP("flush-needed", PROP_BOOL, ST_ALL, 0, flush_needed, NULL),    \
+    BLKIO_PROP("max-mem-regions", PROP_UINT64, ST_ALL, 0, max_mem_regions,   \
+               NULL),                                                        \
+    BLKIO_PROP("max-queues", PROP_INT, ST_ALL, 0, max_queues, NULL),         \
+    BLKIO_PROP("may-pin-mem-regions", PROP_BOOL, ST_ALL, 0,                  \
+               may_pin_mem_regions, NULL),                                   \
+    BLKIO_PROP("needs-mem-region-fd", PROP_BOOL, ST_ALL, 0,                  \
+               needs_mem_region_fd, NULL),                                   \
+    BLKIO_PROP("needs-mem-regions", PROP_BOOL, ST_ALL, 0, needs_mem_regions, \
+               NULL),                                                        \
+    BLKIO_PROP("num-entries", PROP_INT, ST_ALL, ST_CONNECTED, num_entries,   \
+               blkio_prop_set_positive_int),                                 \
+    BLKIO_PROP("supports-fua-natively", PROP_BOOL, ST_ALL, 0,                \
+               supports_fua_natively, NULL),                                 \
+    BLKIO_PROP("supports-poll-queues", PROP_BOOL, ST_ALL, 0,                 \
+               supports_poll_queues, NULL)
+
+/* driver->create(): the instance state (priv_size bytes, zeroed) and the
+ * values of URING_CREATED_PROPS before connect. */
+int uring_create_defaults(struct blkio *b, size_t priv_size);
+
 /* Slot idx; idx must be below the pool size. */
 static inline struct uring_slot *uring_slot(const struct uring_queue *uq,
                                             uint32_t idx)

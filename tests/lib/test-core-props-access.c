@@ -26,31 +26,34 @@ struct prop {
     unsigned readable, writable;
 };
 
+/* The io_uring driver answers max-queues, supports-poll-queues, the
+ * memory-region needs, flush-needed, can-grow, supports-fua-natively and
+ * num-entries from creation on, as libblkio 1.5's does. */
 static const struct prop props[] = {
     { "can-add-queues", T_BOOL, S_ALL, 0 },
     { "driver", T_STR, S_ALL, 0 },
     { "read-only", T_BOOL, S_ALL, S_CR },
     { "capacity", T_U64, S_AC, 0 },
-    { "max-queues", T_INT, S_AC, 0 },
+    { "max-queues", T_INT, S_ALL, 0 },
     { "num-queues", T_INT, S_ALL, S_CO },
     { "num-poll-queues", T_INT, S_ALL, S_CO },
-    { "supports-poll-queues", T_BOOL, S_AC, 0 },
-    { "max-mem-regions", T_U64, S_AC, 0 },
-    { "may-pin-mem-regions", T_BOOL, S_AC, 0 },
+    { "supports-poll-queues", T_BOOL, S_ALL, 0 },
+    { "max-mem-regions", T_U64, S_ALL, 0 },
+    { "may-pin-mem-regions", T_BOOL, S_ALL, 0 },
     { "mem-region-alignment", T_U64, S_AC, 0 },
-    { "needs-mem-regions", T_BOOL, S_AC, 0 },
-    { "needs-mem-region-fd", T_BOOL, S_AC, 0 },
+    { "needs-mem-regions", T_BOOL, S_ALL, 0 },
+    { "needs-mem-region-fd", T_BOOL, S_ALL, 0 },
     { "optimal-io-alignment", T_INT, S_AC, 0 },
     { "optimal-io-size", T_INT, S_AC, 0 },
     { "request-alignment", T_INT, S_AC, 0 },
-    { "flush-needed", T_BOOL, S_AC, 0 },
+    { "flush-needed", T_BOOL, S_ALL, 0 },
     { "buf-alignment", T_INT, S_AC, 0 },
-    { "can-grow", T_BOOL, S_AC, 0 },
+    { "can-grow", T_BOOL, S_ALL, 0 },
     { "max-segments", T_INT, S_AC, 0 },
     { "max-segment-len", T_INT, S_AC, 0 },
     { "max-transfer", T_INT, S_AC, 0 },
     { "optimal-buf-alignment", T_INT, S_AC, 0 },
-    { "supports-fua-natively", T_BOOL, S_AC, 0 },
+    { "supports-fua-natively", T_BOOL, S_ALL, 0 },
     { "max-write-zeroes-len", T_U64, S_AC, 0 },
     { "discard-alignment", T_INT, S_AC, 0 },
     { "discard-alignment-offset", T_INT, S_AC, 0 },
@@ -59,7 +62,7 @@ static const struct prop props[] = {
     { "direct", T_BOOL, S_ALL, S_CR },
     { "fd", T_INT, S_ALL, S_CR },
     { "path", T_STR, S_ALL, S_CR },
-    { "num-entries", T_INT, S_AC, S_CO },
+    { "num-entries", T_INT, S_ALL, S_CO },
 };
 
 static const char *const state_names[] = { "created", "connected",

@@ -2,7 +2,8 @@
 /*
  * Description: a regular file can grow, as with libblkio 1.5: can-grow is
  * true, a write past the end (buffered, lone and batched on the ring, and
- * O_DIRECT) extends the file and the capacity property follows its size;
+ * O_DIRECT) extends the file and the capacity property follows its size,
+ * also when the file grows or shrinks under the instance;
  * write zeroes without unmapping past the end extends it too; a read past
  * the end (or across it) succeeds and reads zeroes; a read-only file can
  * grow too (its writes fail as always).
@@ -75,6 +76,12 @@ static void buffered(void)
     check(ut_wait1(q, NULL) == 0);
     check(memcmp(rbuf, buf, 100) == 0);
     check(file_size(path) == 45000);
+
+    /* The file changed under the instance: capacity is its size now. */
+    check(truncate(path, 1u << 20) == 0);
+    check(capacity(b) == 1u << 20);
+    check(truncate(path, 12345) == 0);
+    check(capacity(b) == 12345);
     blkio_destroy(&b);
 
     b = ut_start(path, false, true);

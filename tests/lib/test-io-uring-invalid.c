@@ -3,7 +3,8 @@
  * Description: requests that cannot be done complete with a negative errno
  * and a message, and never reach the file: misaligned start, length and
  * buffer with direct=true (request-alignment > 1), a range past the
- * largest offset, unsupported flags, and zone requests.
+ * largest offset, empty write zeroes and discard, unsupported flags, and
+ * zone requests.
  */
 #include "util.h"
 
@@ -34,6 +35,11 @@ int main(void)
     buf = t_aligned_alloc(4096, 3 * 4096);
     memset(buf, 0xee, 3 * 4096);
     blkioq_read(q, UINT64_MAX - 10, buf, 20, NULL, 0);
+    expect(q, -EINVAL);
+    /* Empty write zeroes and discard: -EINVAL, as from libblkio 1.5 */
+    blkioq_write_zeroes(q, 4096, 0, NULL, 0);
+    expect(q, -EINVAL);
+    blkioq_discard(q, 4096, 0, NULL, 0);
     expect(q, -EINVAL);
     blkioq_read(q, SIZE - 1, buf, 1, NULL, 0);
     expect(q, 0);

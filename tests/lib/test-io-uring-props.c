@@ -3,8 +3,9 @@
  * Description: property values of an io_uring instance on a 1 GiB sparse
  * regular file match what libblkio 1.5 reports (can-grow true,
  * max-mem-regions UINT64_MAX, optimal-buf-alignment 4096,
- * discard-alignment 1), before and after start; driver properties are
- * readable as strings.
+ * discard-alignment 1), before connect (the ones libblkio answers then),
+ * after connect and after start; driver properties are readable as
+ * strings.
  */
 #include <limits.h>
 
@@ -52,7 +53,17 @@ int main(void)
     check(strcmp(s, "io_uring") == 0);
     free(s);
     err(blkio_get_uint64(b, "capacity", &mmr), -ENODEV);
-    err(blkio_get_int(b, "num-entries", &fd), -ENODEV);
+    /* What libblkio 1.5 answers before connect */
+    t_expect_int(b, "num-entries", 128);
+    t_expect_int(b, "max-queues", INT_MAX);
+    t_expect_u64(b, "max-mem-regions", UINT64_MAX);
+    t_expect_bool(b, "can-grow", false);
+    t_expect_bool(b, "flush-needed", true);
+    t_expect_bool(b, "supports-poll-queues", false);
+    t_expect_bool(b, "supports-fua-natively", false);
+    t_expect_bool(b, "needs-mem-regions", false);
+    t_expect_bool(b, "needs-mem-region-fd", false);
+    t_expect_bool(b, "may-pin-mem-regions", false);
 
     ok(blkio_set_str(b, "path", path));
     ok(blkio_connect(b));

@@ -96,8 +96,9 @@ static void disk_file(const char *path)
     run(q, path, false, BLKIO_REQ_NO_UNMAP, 3, 5, 0, &change);
     run(q, path, false, BLKIO_REQ_FUA | BLKIO_REQ_NO_UNMAP, 100, 70000, 0,
         &change);
-    /* Zero length is a no-op that succeeds. */
-    run(q, path, false, 0, 0, 0, 0, &change);
+    /* Zero length: -EINVAL, as from libblkio 1.5 (fallocate's answer). */
+    run(q, path, false, 0, 0, 0, -EINVAL, &change);
+    run(q, path, true, 0, 0, 0, -EINVAL, &change);
     /* Discard takes no flags. */
     run(q, path, true, BLKIO_REQ_NO_UNMAP, 0, 4096, -EINVAL, &change);
     blkio_destroy(&b);

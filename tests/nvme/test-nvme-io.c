@@ -165,6 +165,7 @@ static void test_write_zeroes_discard(struct blkio *b)
         BLKIO_REQ_NO_UNMAP | BLKIO_REQ_FUA | BLKIO_REQ_NO_FALLBACK,
     };
     size_t len = 1 << 20;
+    uint8_t buf0[64];
     const char *msg;
     int ret;
 
@@ -206,12 +207,46 @@ static void test_write_zeroes_discard(struct blkio *b)
     ret = t_wait(q, &msg);
     CHECK_RET(ret, dmax > 0 ? 0 : -ENOTSUP);
 
-    /* zero-length requests complete at once */
+    /* zero-length requests fail at once, as with libblkio 1.5 */
     blkioq_write_zeroes(q, base, 0, NULL, 0);
-    CHECK_RET(t_wait(q, NULL), 0);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
+    blkioq_discard(q, base, 0, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), dmax > 0 ? -EINVAL : -ENOTSUP);
+    blkioq_read(q, base, buf0, 0, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
+    blkioq_write(q, base, buf0, 0, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), -EINVAL);
 }
 
 /* Requests the library must refuse, each with its own errno. */
+/* Buffers aligned to buf-alignment (4: NVMe's dword alignment, which the
+ * kernel maps for DMA without bouncing) but not to the block size carry
+ * the data, plain and vectored, both ways. */
+static void test_buf_alignment(struct blkio *b)
+{
+    struct blkioq *q = blkio_get_queue(b, 0);
+    uint32_t ra = (uint32_t)t_get_int(b, "request-alignment");
+    int ba = t_get_int(b, "buf-alignment");
+    uint8_t *mem = nt_alloc(4u * ra + 4096), *wbuf, *rbuf;
+    uint64_t off = 48ull << 20;
+    struct iovec v[2];
+
+    CHECK(ba >= 1 && ba < (int)ra);
+    CHECK(t_get_u64(b, "mem-region-alignment") % (uint64_t)ba == 0);
+    wbuf = mem + ba;                    /* not block aligned */
+    rbuf = mem + 2 * ra + 3 * ba;
+    t_fill_pattern(wbuf, 2 * ra, off, 11);
+    blkioq_write(q, off, wbuf, 2 * ra, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), 0);
+    memset(rbuf, 0, 2 * ra);
+    v[0] = (struct iovec){ rbuf, ra };
+    v[1] = (struct iovec){ rbuf + ra, ra };
+    blkioq_readv(q, off, v, 2, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), 0);
+    CHECK(memcmp(rbuf, wbuf, 2 * ra) == 0);
+    free(mem);
+}
+
 static void test_refused(struct blkio *b)
 {
     struct blkioq *q = blkio_get_queue(b, 0);
@@ -368,6 +403,7 @@ int main(int argc, char **argv)
     test_integrity(b, 2);
     test_integrity(b, 1);
     test_write_zeroes_discard(b);
+    test_buf_alignment(b);
     test_refused(b);
     test_completion_fd(b);
     test_timeout(b);

@@ -239,7 +239,8 @@ bio_config_complete (void)
   "                    virtio-blk-vhost-user, nvme-io_uring.\n" \
   "path=PATH           Path of the file, socket or device.\n" \
   "num-queues=N        Number of libblkio queues (default: io_uring\n" \
-  "                    drivers one per busy thread, else CPUs/2, max 16).\n" \
+  "                    drivers one per busy thread, else CPUs/2, max 16;\n" \
+  "                    8 if connections are serialized).\n" \
   "PROPERTY=VALUE      Set any other libblkio property.\n" \
   "get=PROPERTY        Print a property in debug output after start.\n" \
   "reconnect=BOOL      Re-create a lost device in the background\n" \

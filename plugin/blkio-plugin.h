@@ -81,6 +81,7 @@ extern bool bio_serialized;             /* each connection's requests in turn */
 
 extern struct blkio *bio_b;
 extern bool bio_readonly;               /* instance opened read-only */
+extern bool bio_quiet;                  /* errors opening it to debug */
 
 /* Device geometry, read once after blkio_start(). */
 extern uint64_t bio_capacity;
@@ -95,6 +96,7 @@ extern uint64_t bio_discard_offset;
 extern bool bio_needs_mem_regions;
 extern bool bio_have_bounce;
 extern bool bio_zoned;                  /* a zoned device (zoned > 0) */
+extern uint64_t bio_zone_size;          /* its zone size, or 0 */
 
 extern int bio_open_instance (void);
 extern int bio_restart_instance (bool readonly, bool resized);

@@ -416,52 +416,51 @@ bio_probe (void)
 }
 
 /* Whether the device is there for a new connection: up (waiting up to
- * reconnect-wait= for it), and it answers a read. */
+ * reconnect-wait= for it), and not failing a read with an errno that says
+ * it is gone (another error, say a bad block, is the clients' to see). */
 static bool
 bio_device_there (void)
 {
   char msg[256];
-  int r;
+  int r = 0;
 
   if (atomic_load (&bio_state) == BIO_UP) {
     r = bio_probe ();
-    if (r == 0 || (!bio_errno_is_lost (-r) && r != -EIO))
+    if (r == 0 || !bio_errno_is_lost (-r))
       return true;
   }
-  if (atomic_load (&bio_state) == BIO_UP && bio_reconnect) {
-    /* A lost device whose errno did not say so: reconnect too. */
-    bio_reconnect_kick ();
-  }
+  /* A probe that found the device gone has started reconnecting. */
   if (atomic_load (&bio_state) != BIO_UP &&
       bio_wait_up (msg, sizeof msg) == 0)
     return true;
   nbdkit_error ("the device is not there: %s",
-                atomic_load (&bio_state) != BIO_UP ? msg
-                : "it fails requests (reconnect=false)");
+                atomic_load (&bio_state) != BIO_UP ? msg : strerror (-r));
   nbdkit_set_error (EIO);
   return false;
 }
 
 /* A new connection: the device must be there (waiting up to
- * reconnect-wait= for it), at its current size (a resized device is
- * re-opened: the library reads the size once), and opened read-only if
- * nbdkit serves it read-only (the first connection tells). */
+ * reconnect-wait= for it) and at its current size (a resized device is
+ * re-opened: a library may read the size only once).  Whether the export
+ * is read-only comes from nbdkit (readonly, -r): the device is not opened
+ * again for it, since VFIO groups and vDPA devices can be open only once
+ * and nbdkit's --run parent process still holds what the plugin opened
+ * before it forked; nbdkit itself refuses every write of a read-only
+ * export before it reaches the plugin. */
 static void *
 bio_open (int readonly)
 {
-  static atomic_bool decided;
+  static atomic_bool told;
   struct bio_handle *h;
   bool no = false;
   uint64_t size;
 
   if (!bio_device_there ())
     return NULL;
-  if (atomic_compare_exchange_strong (&decided, &no, true) && readonly &&
-      !bio_readonly) {
-    nbdkit_debug ("nbdkit serves the device read-only: re-opening it so");
-    if (bio_refresh (true) == -1)
-      nbdkit_debug ("re-opening read-only failed, kept read-write");
-  }
+  if (readonly && !bio_readonly &&
+      atomic_compare_exchange_strong (&told, &no, true))
+    nbdkit_debug ("nbdkit serves the device read-only; it stays open "
+                  "read-write and nbdkit refuses writes");
   size = bio_device_size_now ();
   if (size != 0 && size != bio_capacity) {
     nbdkit_debug ("the device is now %" PRIu64 " bytes (was %" PRIu64

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,23 @@
 
 struct blkio *bio_b;
 bool bio_readonly;
+bool bio_quiet;
+
+/* An error opening the device: shown to the user, except while
+ * reconnecting after the first attempt (bio_quiet), when it goes to debug
+ * output, so that a long outage does not fill the log. */
+static void __attribute__((format (printf, 1, 2)))
+bio_report (const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  if (bio_quiet)
+    nbdkit_vdebug (fmt, ap);
+  else
+    nbdkit_verror (fmt, ap);
+  va_end (ap);
+}
 
 uint64_t bio_capacity;
 uint32_t bio_req_align;
@@ -36,6 +54,7 @@ uint64_t bio_discard_offset;
 bool bio_needs_mem_regions;
 bool bio_have_bounce;
 bool bio_zoned;
+uint64_t bio_zone_size;
 
 static bool
 bio_is_state_error (int err)
@@ -140,8 +159,13 @@ bio_read_geometry (void)
   blkio_get_int (bio_b, "discard-alignment", &da);
   blkio_get_int (bio_b, "discard-alignment-offset", &dao);
   blkio_get_uint64 (bio_b, "max-discard-len", &mdl);
-  if (blkio_get_int (bio_b, "zoned", &zoned) == 0 && zoned > 0)
+  if (blkio_get_int (bio_b, "zoned", &zoned) == 0 && zoned > 0) {
     bio_zoned = true;
+    /* libblkio 1.5 spells it zone-size; older builds zone_size. */
+    if (blkio_get_uint64 (bio_b, "zone-size", &bio_zone_size) < 0 &&
+        blkio_get_uint64 (bio_b, "zone_size", &bio_zone_size) < 0)
+      bio_zone_size = 0;
+  }
 
   /* nbdkit wants a power-of-2 minimum block size of at most 64 KiB. */
   if (ra < 1)
@@ -215,7 +239,7 @@ bio_connect_instance (bool readonly)
     r = bio_create_connect (true, errbuf, sizeof errbuf);
   }
   if (r < 0) {
-    nbdkit_error ("%s", errbuf);
+    bio_report ("%s", errbuf);
     return -1;
   }
   return 0;
@@ -243,7 +267,7 @@ bio_set_deferred_props (void)
     if (bio_is_state_error (-r) && !bio_is_state_error (p->pre_err) &&
         p->pre_msg)
       msg = p->pre_msg;
-    nbdkit_error ("error setting property: %s=%s: %s", p->key, p->value, msg);
+    bio_report ("error setting property: %s=%s: %s", p->key, p->value, msg);
     return -1;
   }
   return 0;
@@ -347,13 +371,13 @@ bio_start_instance (bool readonly, int nq, bool *private_queues)
     nq = bio_choose_num_queues (private_queues);
   r = blkio_set_int (bio_b, "num-queues", nq);
   if (r < 0) {
-    nbdkit_error ("error setting property: num-queues=%d: %s",
+    bio_report ("error setting property: num-queues=%d: %s",
                   nq, blkio_get_error_msg ());
     return -1;
   }
   r = blkio_start (bio_b);
   if (r < 0) {
-    nbdkit_error ("blkio_start: %s", blkio_get_error_msg ());
+    bio_report ("blkio_start: %s", blkio_get_error_msg ());
     return -1;
   }
   return nq;
@@ -389,6 +413,9 @@ bio_open_instance (void)
   return 0;
 }
 
+/* The capacity of the device last refused by bio_restart_instance. */
+static uint64_t refused = UINT64_MAX;
+
 /* Create the instance again, with the queue count it had.  It must be the
  * same device: same block size and buffer needs, and (unless resized is
  * allowed) the same size. */
@@ -406,17 +433,24 @@ bio_restart_instance (bool readonly, bool resized)
     return -1;
   if (bio_req_align != req_align || bio_buf_align != buf_align ||
       bio_needs_mem_regions != nmr || (!resized && bio_capacity != capacity)) {
-    nbdkit_error ("refusing the reconnected device: it is not the one "
-                  "served before (capacity %" PRIu64 " was %" PRIu64
-                  ", request-alignment %u was %u, buf-alignment %u was %u)",
-                  bio_capacity, capacity, bio_req_align, req_align,
-                  bio_buf_align, buf_align);
+    bool quiet = bio_quiet;
+
+    /* Loud once per device refused, not once per attempt. */
+    bio_quiet = refused == bio_capacity;
+    refused = bio_capacity;
+    bio_report ("refusing the reconnected device: it is not the one "
+                "served before (capacity %" PRIu64 " was %" PRIu64
+                ", request-alignment %u was %u, buf-alignment %u was %u)",
+                bio_capacity, capacity, bio_req_align, req_align,
+                bio_buf_align, buf_align);
+    bio_quiet = quiet;
     bio_capacity = capacity;
     bio_req_align = req_align;
     bio_buf_align = buf_align;
     bio_needs_mem_regions = nmr;
     return -1;
   }
+  refused = UINT64_MAX;
   return 0;
 }
 

@@ -410,9 +410,9 @@ bio_claim (struct bio_queue *bq)
 
 /* A private queue for the calling thread: one a finished thread left, or
  * a new one.  NULL if none can be added (the caller shares a pool queue).
- * Private queues are kept, not removed, so that libblkio's queue table
- * (whose indices are never reused) stays as large as the most threads
- * nbdkit ever ran at once. */
+ * Private queues are kept for the next thread, not removed: a ring and
+ * its eventfd are set up once, and there are never more than the most
+ * threads nbdkit ran at once. */
 static struct bio_queue *
 bio_private_queue (void)
 {

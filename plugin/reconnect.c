@@ -31,7 +31,7 @@
 
 /* Backoff between attempts to reconnect: doubling, bounded. */
 #define BIO_BACKOFF_FIRST_MS 50
-#define BIO_BACKOFF_MAX_MS 2000
+#define BIO_BACKOFF_MAX_MS 500
 
 /* How long a request or a new connection waits for a re-creation made on
  * purpose (which drains the queues for up to 10 s first). */
@@ -151,12 +151,16 @@ static int
 bio_recreate (bool refresh, bool readonly)
 {
   unsigned delay = BIO_BACKOFF_FIRST_MS, attempt = 0;
+  int r;
 
   bio_pool_release ();
   blkio_destroy (&bio_b);
   for (;;) {
     attempt++;
-    if (bio_restart_instance (readonly, refresh) == 0) {
+    bio_quiet = attempt > 1;
+    r = bio_restart_instance (readonly, refresh);
+    bio_quiet = false;
+    if (r == 0) {
       if (bio_pool_rebind () == 0)
         return 0;
       bio_pool_take_down (EIO, "re-creating the instance failed", false);

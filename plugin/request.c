@@ -412,15 +412,28 @@ bio_completion_thread (void *arg)
   }
 }
 
+/* The length of the piece of op at offset with count bytes left: at most
+ * max_len, and not across a zone boundary (a zoned device may refuse a
+ * request that crosses one). */
+static inline uint64_t
+bio_piece_len (const struct bio_op *op, uint64_t offset, uint64_t count)
+{
+  uint64_t len = count;
+
+  if (op->max_len && len > op->max_len)
+    len = op->max_len;
+  if (bio_zone_size && len > bio_zone_size - offset % bio_zone_size)
+    len = bio_zone_size - offset % bio_zone_size;
+  return len;
+}
+
 /* Queue the next piece of op on slot s; returns its length. */
 static uint64_t
 bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s,
              bool copied)
 {
-  uint64_t len = op->count;
+  uint64_t len = bio_piece_len (op, op->offset, op->count);
 
-  if (op->max_len && len > op->max_len)
-    len = op->max_len;
   s->copy_to = NULL;
   s->len = len;
   bq->unharvested++;
@@ -505,14 +518,12 @@ bio_queue_copied (struct bio_queue *bq, struct bio_op *op,
     sl->next = NULL;
     *tail = sl;
     tail = &sl->next;
-    left -= op->max_len && left > op->max_len ? op->max_len : left;
+    left -= bio_piece_len (op, op->offset + (op->count - left), left);
   }
   pthread_mutex_unlock (&bq->lock);
   for (sl = got; sl; sl = sl->next) {
-    uint64_t len = op->count - off;
+    uint64_t len = bio_piece_len (op, op->offset + off, op->count - off);
 
-    if (op->max_len && len > op->max_len)
-      len = op->max_len;
     memcpy (sl->bounce, op->buf + off, len);
     off += len;
   }

@@ -67,7 +67,7 @@ if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -Eq ' (lib|core) '; then
     fi
     if ninja -C build-asan >/dev/null; then
         ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-            run_stage asan build-asan --suite core --suite lib
+            run_stage asan build-asan --suite core --suite lib --suite fuzz
     else
         echo "test: ASan+UBSan build failed"
         echo '{"name": "asan-build", "result": "FAIL"}' > "$logs/asan.json"
@@ -90,7 +90,8 @@ if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -q ' plugin '; then
         test-plugin-dump test-plugin-bad-params test-plugin-info \
         test-plugin-get test-plugin-data test-plugin-flags \
         test-plugin-readonly test-plugin-errors test-plugin-sizes \
-        test-plugin-parallel test-plugin-qemu-io test-plugin-vhost-user
+        test-plugin-parallel test-plugin-qemu-io test-plugin-vhost-user \
+        test-plugin-resize test-plugin-errno-map test-plugin-bad-requests
     unset BLKIO_TEST_VALGRIND
 fi
 

@@ -213,7 +213,9 @@ static int nvme_probe_format(struct blkio *b, int fd, uint8_t *id)
 static uint64_t nvme_max_transfer(int fd, uint8_t mdts, unsigned lba_shift)
 {
     uint64_t lba_size = 1ull << lba_shift;
-    uint64_t max_xfer = mdts ? (uint64_t)NVME_MIN_PAGE_SIZE << mdts : 0;
+    /* 2^n pages with n from the device: beyond 2^64 bytes, no limit. */
+    uint64_t max_xfer = mdts && mdts < 52 ?
+                        (uint64_t)NVME_MIN_PAGE_SIZE << mdts : 0;
     long long hw_kb = nvme_sysfs_queue_attr(fd, "max_hw_sectors_kb");
 
     if (hw_kb > 0 && (max_xfer == 0 || (uint64_t)hw_kb * 1024 < max_xfer))
@@ -240,7 +242,7 @@ static void nvme_probe_zero_discard(struct blkio *b, int fd, uint8_t *id)
         uint8_t wzsl = id[NVME_ID_NVM_CTRL_WZSL];
         uint32_t dmrsl = nvme_le32(id + NVME_ID_NVM_CTRL_DMRSL);
 
-        if (wzsl) {
+        if (wzsl && wzsl < 52) {
             uint64_t blocks = ((uint64_t)NVME_MIN_PAGE_SIZE << wzsl) >>
                               s->lba_shift;
             if (blocks && blocks < s->wz_max_blocks)
@@ -328,7 +330,7 @@ static int nvme_probe_zns(struct blkio *b, int fd, uint8_t *id,
     if (nvme_identify(fd, 0, NVME_CNS_CS_CTRL, NVME_CSI_ZNS, id) == 0) {
         uint8_t zasl = id[NVME_ID_ZNS_CTRL_ZASL];
 
-        if (zasl) {
+        if (zasl && zasl < 52) {
             uint64_t zab = (uint64_t)NVME_MIN_PAGE_SIZE << zasl;
 
             if (zab < b->zone_append_max_bytes)

@@ -61,8 +61,8 @@ const size_t nvme_status_table_len =
 /* Messages for statuses not in the table, by status code type (SCT). */
 static const char *const nvme_sct_msg[8] = {
     "nvme command failed with a generic status not known to libblkio",
-    "nvme command failed with a command specific status not known to "
-    "libblkio",
+    ("nvme command failed with a command specific status not known to "
+     "libblkio"),       /* parenthesized: one string, for clang */
     "nvme command failed with a media or data integrity error",
     "nvme command failed with a path related error",
     "nvme command failed with a reserved status code type",

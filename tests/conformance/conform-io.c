@@ -133,6 +133,13 @@ static void cf_io_ranges(struct cf_io *io)
     cf_wait1(io->q, "read across capacity");
     blkioq_read(io->q, UINT64_MAX - blk + 1, io->buf, blk, NULL, 0);
     cf_wait1(io->q, "read at 2^64-blk");
+    /* A 1 MiB read, and whether max-transfer says it fits. */
+    if (cap >= (1u << 20)) {
+        blkioq_read(io->q, 0, io->buf, 1u << 20, NULL, 0);
+        cf_wait1(io->q, "read 1 MiB");
+    }
+    cf_line(io->max_transfer == 0 || io->max_transfer >= (1 << 20) ?
+            "within" : "beyond", "1 MiB vs max-transfer");
     if (io->max_transfer > 0 &&
         (uint64_t)io->max_transfer + blk <= REGION / 2 &&
         (uint64_t)io->max_transfer + blk <= cap) {
@@ -200,7 +207,7 @@ static void cf_io_do_io_args(struct cf_io *io)
     cf_ret(n, "do_io flush");
     cf_line(n == 1 && c[0].user_data == tag ? "matches" : "differs",
             "do_io user_data");
-    blkioq_read(io->q, io->cap, io->buf, io->blk, tag, 0);
+    blkioq_read(io->q, 0, io->buf, io->blk, tag, 1u << 7);  /* bad flag */
     t = (struct timespec){ .tv_sec = 10 };
     n = blkioq_do_io(io->q, c, 1, 4, &t);
     cf_line(n == 1 && c[0].user_data == tag ? "matches" : "differs",

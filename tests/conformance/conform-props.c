@@ -49,14 +49,14 @@ static const struct {
 
 #define NPROPS (sizeof(cf_props_all) / sizeof(*cf_props_all))
 
-/* A string value as the trace shows it: a setup value (a path that
- * differs between runs) by its name. */
+/* A string value as the trace shows it: a setup path (which differs
+ * between runs) by its name. */
 static void cf_str_line(const struct cf_setup *s, const char *v,
                         const char *label, const char *name)
 {
     for (int i = 0; i < s->nprops; i++) {
         const char *eq = strchr(s->props[i], '=');
-        if (eq && strcmp(eq + 1, v) == 0 && eq[1]) {
+        if (eq && strcmp(eq + 1, v) == 0 && strchr(v, '/')) {
             char tag[80];
             snprintf(tag, sizeof(tag), "<setup %.*s>",
                      (int)(eq - s->props[i]), s->props[i]);

@@ -8,12 +8,18 @@
 # fails the test with the diff shown.
 #
 #   conform-run.sh --name NAME TARGET -- PROGRAM [ARGS...]
+#   conform-run.sh --fetch-only COMMAND...   make sure the reference is
+#                                            there, then run COMMAND
 #
 # TARGET, a fresh one for each of the two runs:
 #   --file SIZE          a new sparse file; @FILE@ in ARGS is its path
 #   --qsd "OPTS"         a new qemu-storage-daemon export (qsd-run.sh OPTS);
 #                        @SOCK@ in ARGS is its socket
 #   --device             nothing to prepare (ARGS name the device; VM tests)
+#   --loop SIZE          a new loop device over a new file (root); @FILE@
+#                        in ARGS is the /dev/loopN node
+#   --vdpa               a new vduse-blk export (test VM: vdpa-setup.sh);
+#                        @FILE@ in ARGS is its /dev/vhost-vdpa-N
 # PROGRAM prints a trace ("label = value" lines, see conform.h) and runs
 # with LD_LIBRARY_PATH pointing at the reference for the reference run.
 #
@@ -45,18 +51,21 @@ if [ "${1:-}" = --exec ]; then
     exit 0
 fi
 
-name= mode= arg=
+name= mode= arg= fetch_only=
 while [ $# -gt 0 ]; do
     case "$1" in
+    --fetch-only) fetch_only=1; shift; break ;;
     --name) name=$2; shift 2 ;;
     --file) mode=file; arg=$2; shift 2 ;;
     --qsd) mode=qsd; arg=$2; shift 2 ;;
     --device) mode=device; shift ;;
+    --vdpa) mode=vdpa; shift ;;
+    --loop) mode=loop; arg=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "$0: unknown option $1" >&2; exit 2 ;;
     esac
 done
-if [ -z "$name" ] || [ -z "$mode" ] || [ $# -eq 0 ]; then
+if [ -z "$fetch_only" ] && { [ -z "$name" ] || [ -z "$mode" ] || [ $# -eq 0 ]; }; then
     echo "usage: $0 --name NAME --file SIZE|--qsd OPTS|--device -- PROGRAM [ARGS...]" >&2
     exit 2
 fi
@@ -83,8 +92,13 @@ if [ -z "$ref" ]; then
         fi
     fi
 fi
+export BLKIO_REFERENCE=$ref
 reflib=$ref/usr/lib/x86_64-linux-gnu
 [ -e "$reflib/libblkio.so.1" ] || unavailable "no libblkio.so.1 under $reflib"
+if [ -n "$fetch_only" ]; then
+    # Then run the given command (the test VM, which has no network).
+    exec "$@"
+fi
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/conform.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -106,6 +120,18 @@ run_one() {   # which libdir
         [ $rc -eq 0 ] || { echo "$0: qsd-run.sh failed ($rc)"; exit 1; } ;;
     device)
         "$0" --exec "$work/$which" "$libdir" "" -- "$@" ;;
+    loop)
+        local loopdev
+        truncate -s "$arg" "$file" || exit 1
+        loopdev=$(losetup -f --show "$file" 2>/dev/null) ||
+            { echo "$0: SKIP: no loop device (needs root and loop support)"; exit 77; }
+        "$0" --exec "$work/$which" "$libdir" "$loopdev" -- "$@"
+        losetup -d "$loopdev" ;;
+    vdpa)
+        local setup=${BLKIO_VM_GUEST_DIR:-$top/tests/vm/guest}/vdpa-setup.sh dev
+        dev=$("$setup" start 16M) || { echo "$0: vdpa-setup.sh start failed"; exit 1; }
+        "$0" --exec "$work/$which" "$libdir" "$dev" -- "$@"
+        "$setup" stop ;;
     esac
 }
 shift_args=("$@")

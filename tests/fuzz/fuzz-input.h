@@ -58,14 +58,15 @@ static inline uint64_t fz_u64(struct fz *f)
     return v;
 }
 
-/* Flip some bytes of buf: a count, then (offset, xor) pairs. */
+/* Flip some bytes of buf: a count, then (offset, xor) pairs; offsets
+ * are one byte, or two when buf is longer than 256 bytes. */
 static inline void fz_scribble(struct fz *f, void *buf, size_t len,
                                unsigned max_flips)
 {
     unsigned n = fz_u8(f) % (max_flips + 1);
 
     for (unsigned i = 0; i < n && len > 0; i++) {
-        size_t off = fz_u8(f) % len;
+        size_t off = (len > 256 ? fz_u16(f) : fz_u8(f)) % len;
         ((uint8_t *)buf)[off] ^= fz_u8(f);
     }
 }

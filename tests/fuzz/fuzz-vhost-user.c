@@ -58,13 +58,13 @@ static void drv_props(struct blkio *b)
 {
     static const char *const u64s[] = {
         "capacity", "max-discard-len", "max-write-zeroes-len",
-        "max-transfer",
+        "mem-region-alignment", "max-mem-regions",
     };
     static const char *const ints[] = {
         "request-alignment", "optimal-io-alignment", "optimal-io-size",
         "max-segments", "max-segment-len", "max-queues",
         "discard-alignment", "max-queue-size", "queue-size",
-        "mem-region-alignment", "buf-alignment",
+        "max-transfer", "buf-alignment",
     };
     uint64_t u;
     int v;
@@ -128,7 +128,7 @@ static bool drv_reap(struct blkioq *q, unsigned nreq)
     unsigned ndone = 0;
 
     while (ndone < nreq) {
-        struct timespec t = { 0, 50 * 1000 * 1000 };
+        struct timespec t = { 0, 10 * 1000 * 1000 };
         int r = blkioq_do_io(q, c, 1, DRV_MAX_REQS, &t);
 
         if (r < 0)

@@ -7,6 +7,7 @@
 #
 #   FUZZ_SECONDS   how long (default 5)
 #   FUZZ_RUNS      at most this many executions (default 200000)
+#   FUZZ_TIMEOUT   seconds one input may take (default 60)
 #   FUZZ_ARTIFACTS where crashing inputs are saved (default: a directory
 #                  next to the fuzzer, kept; add them to
 #                  tests/fuzz/regressions/NAME/ once fixed)
@@ -38,11 +39,18 @@ for d in "$here/corpus/$name" "$here/regressions/$name"; do
     [ -d "$d" ] && seeds="$seeds $d"
 done
 
-# -timeout: one input may take at most 10 s (the library's own deadlines
-# are shorter); a hang is a finding like a crash.
+# libFuzzer's own exit status for a finding is 77, which meson reads as
+# "skipped": findings exit 1 here.
+# -timeout: one input may take at most FUZZ_TIMEOUT s (default 60): a
+# hang is a finding like a crash.  The library waits at most 10 s for a
+# vhost-user reply, but an input makes dozens of thread round trips, and
+# on a loaded machine (a load of 30 on 2 CPUs, say) a few of them take a
+# second each.
 # shellcheck disable=SC2086
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
-"$fuzzer" -max_total_time="$seconds" -runs="$runs" -timeout=10 \
+"$fuzzer" -max_total_time="$seconds" -runs="$runs" \
+    -timeout="${FUZZ_TIMEOUT:-60}" \
     -rss_limit_mb=2048 -print_final_stats=1 \
+    -error_exitcode=1 -timeout_exitcode=1 \
     -artifact_prefix="$artifacts/" "$@" "$work" $seeds

@@ -85,6 +85,16 @@ struct vu_peer {
     int sock;
     struct fz in;
     struct vu_peer_opts opts;
+    /*
+     * The peer broke the protocol in a way that lets the front-end run
+     * ahead of it: a reply out of turn (taken for the answer to a later
+     * request, a GET_FEATURES barrier after a memory table update, say),
+     * or a used ring the front-end cannot trust any more (it may give up
+     * on the queue, fail its requests and release their memory while
+     * buffers are still available to the peer).  Memory the peer cannot
+     * find is then its own fault, not the front-end's.
+     */
+    bool desynced;
     struct peer_region reg[PEER_MAX_REGIONS];
     struct peer_vq vq[PEER_MAX_VQS];
 };
@@ -223,6 +233,8 @@ static void peer_reply(struct vu_peer *p, uint32_t req, uint8_t act,
     } m = { .h = { req, VU_VERSION | VU_REPLY, size } };
 
     memcpy(m.payload, payload, size);
+    if (act == 26 || act == 30)
+        p->desynced = true;
     switch (act) {
     case 26:            /* a header field is off */
         switch (fz_u8(&p->in) % 3) {
@@ -546,7 +558,9 @@ struct peer_seg {
     bool device_writes;
 };
 
-/* Follow the chain at head (direct or through one indirect table). */
+/* Follow the chain at head (direct or through one indirect table);
+ * 0 when it points outside the memory the peer knows of while the peer
+ * is out of step with the front-end. */
 static unsigned peer_chain(struct vu_peer *p, const struct vring_desc *table,
                            unsigned tnum, uint16_t head, struct peer_seg *segs)
 {
@@ -563,6 +577,8 @@ static unsigned peer_chain(struct vu_peer *p, const struct vring_desc *table,
             if (indirect || n > 0 || le32toh(d.len) % 16 || !d.len)
                 peer_bug("made a bad indirect descriptor");
             table = peer_ptr(p, le64toh(d.addr), le32toh(d.len));
+            if (!table && p->desynced)
+                return 0;
             if (!table)
                 peer_bug("made an indirect table outside its memory");
             tnum = le32toh(d.len) / 16;
@@ -573,6 +589,8 @@ static unsigned peer_chain(struct vu_peer *p, const struct vring_desc *table,
         segs[n].ptr = peer_ptr(p, le64toh(d.addr), le32toh(d.len));
         segs[n].len = le32toh(d.len);
         segs[n].device_writes = le16toh(d.flags) & VRING_DESC_F_WRITE;
+        if (!segs[n].ptr && p->desynced)
+            return 0;
         if (!segs[n].ptr)
             peer_bug("made a descriptor outside its memory");
         n++;
@@ -605,6 +623,8 @@ static bool peer_complete(struct vu_peer *p, struct peer_vq *vq,
     uint8_t status = VIRTIO_BLK_S_OK;
     uint8_t act = p->opts.bend_rings ? fz_u8(&p->in) % 16 : 0;
 
+    if (n == 0)
+        return true;            /* left in flight, see peer_chain() */
     if (n < 2 || segs[0].len < sizeof(hdr) || segs[0].device_writes ||
         !segs[n - 1].device_writes || segs[n - 1].len < 1)
         peer_bug("made a request without a header or a status byte");
@@ -616,6 +636,8 @@ static bool peer_complete(struct vu_peer *p, struct peer_vq *vq,
             written += segs[i].len;
         }
     }
+    if (act == 9 || act == 10 || act == 12 || act == 13)
+        p->desynced = true;
     switch (act) {
     case 6: status = VIRTIO_BLK_S_IOERR; break;
     case 7: status = VIRTIO_BLK_S_UNSUPP; break;

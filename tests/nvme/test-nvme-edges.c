@@ -5,7 +5,8 @@
  * once, successfully), long chained write zeroes on a tiny ring, a
  * refused zero-length request wakes a completion-fd waiter, a blocking do_io is not
  * interrupted by signals, and destroying an instance with requests in
- * flight returns.
+ * flight returns, and a max-transfer read or write whose buffer starts
+ * inside a page (buf-alignment is 4) succeeds.
  * Usage: test-nvme-edges [/dev/ngXnY] (default $BLKIO_VM_NVME).
  */
 #include <poll.h>
@@ -202,6 +203,32 @@ static void test_destroy_in_flight(const char *dev)
     free(buf);
 }
 
+/* max-transfer bytes from a buffer 4 bytes into a page (buf-alignment is
+ * 4): the kernel maps a page more than the length, one more than
+ * max-segments on QEMU's NVMe, and the request must still succeed. */
+static void test_unaligned_max_transfer(const char *dev)
+{
+    struct blkio *b = ne_open(dev, 8);
+    struct blkioq *q = blkio_get_queue(b, 0);
+    size_t mt = (size_t)t_get_int(b, "max-transfer");
+    uint8_t *page = nt_alloc(mt + 2 * NE_BLOCK);
+    uint8_t *buf = page + 4;
+
+    CHECK(t_get_int(b, "buf-alignment") <= 4);
+    for (size_t k = 0; k < mt; k++)
+        buf[k] = (uint8_t)(k * 13 + 5);
+    blkioq_write(q, 32ull << 20, buf, mt, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), 0);
+    memset(buf, 0, mt);
+    blkioq_read(q, 32ull << 20, buf, mt, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), 0);
+    for (size_t k = 0; k < mt; k++)
+        if (buf[k] != (uint8_t)(k * 13 + 5))
+            T_FAIL("byte %zu of an unaligned max-transfer read is wrong", k);
+    blkio_destroy(&b);
+    free(page);
+}
+
 int main(int argc, char **argv)
 {
     const char *dev = nt_device(argc, argv, "BLKIO_VM_NVME", "/dev/ng0n1");
@@ -213,5 +240,6 @@ int main(int argc, char **argv)
     test_chained(dev);
     test_signals(dev);
     test_destroy_in_flight(dev);
+    test_unaligned_max_transfer(dev);
     return 0;
 }

@@ -32,14 +32,16 @@ cmp "$tmp/disk" "$tmp/orig"
 _stop_nbdkit
 
 # -r, wherever it is on the command line, reaches the plugin as nbdkit's
-# readonly flag of the first connection, which re-opens the device with
-# libblkio's read-only=true (the last "get read-only" line is the device
-# being served); a file without write permission is served read-only.
+# readonly flag (its debug line says so) and the export is read-only; the
+# device is not opened a second time for it.
 for args in "-r -v -U - $PLUGIN" "-v -U - $PLUGIN -r" "-vr -U - $PLUGIN"; do
     timeout -k 5 60 "$NBDKIT" $args io_uring path="$tmp/disk" \
-        get=read-only --run 'nbdinfo "$uri" >/dev/null' > "$tmp/out" 2>&1
-    grep 'get read-only = ' "$tmp/out"
-    grep 'get read-only = ' "$tmp/out" | tail -1 | grep -q 'read-only = true'
+        --run 'nbdinfo --json "$uri"' > "$tmp/out" 2>&1
+    grep -q 'nbdkit serves the device read-only' "$tmp/out"
+    grep -q '"is_read_only": true' "$tmp/out"
+    if grep -q 're-opening' "$tmp/out"; then
+        echo "FAIL: -r re-opened the device"; exit 1
+    fi
 done
 timeout -k 5 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$tmp/disk" \
     get=read-only --run 'nbdinfo "$uri" >/dev/null' > "$tmp/out" 2>&1

@@ -9,7 +9,10 @@
 # flushed before the kill is all there, and they write and read on.
 # Then with reconnect-wait=20: the read that finds the daemon gone fails
 # (EIO, as everything in flight at the loss), the next one, made while the
-# daemon is still down, waits for it and succeeds.
+# daemon is still down, waits for it and succeeds.  And with nbdkit's retry
+# filter (reconnect-wait=0, the default), a read across the restart
+# succeeds without the client seeing an error: the filter reopens and
+# retries until the device is back.
 source "$(dirname "$0")/functions.sh"
 requires_driver virtio-blk-vhost-user
 requires /usr/bin/python3 -c 'import nbd'
@@ -195,3 +198,36 @@ touch "$tmp/killed2"
 sleep 1
 start_qsd "$VU_IMG"
 wait_client "$client" 30 "$tmp/client2.out"
+_stop_nbdkit
+
+# --filter=retry: the client sees no error at all.
+if ! "$NBDKIT" --filter=retry null --dump-plugin >/dev/null 2>&1; then
+    echo "note: no nbdkit-retry-filter, its part is left out"
+else
+    start_nbdkit --filter=retry virtio-blk-vhost-user path="$VU_SOCK" \
+        num-queues=2 retry-delay=1 retries=5 2> "$tmp/nbdkit.log"
+    rm -f "$tmp/connected" "$tmp/killed3"
+    /usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client3.out" 2>&1 <<'PY' &
+import nbd, os, sys, time
+uri, tmp = sys.argv[1], sys.argv[2]
+h = nbd.NBD()
+h.connect_uri(uri)
+data = os.urandom(65536)
+h.pwrite(data, 1 << 20)
+h.flush()
+open(os.path.join(tmp, "connected"), "w").close()
+while not os.path.exists(os.path.join(tmp, "killed3")):
+    time.sleep(0.02)
+t = time.time()
+assert h.pread(65536, 1 << 20) == data, "wrong data through the retry filter"
+print(f"ok: read through the retry filter after {time.time() - t:.2f} s")
+PY
+    client=$!
+    cleanup_fn "kill $client 2>/dev/null"
+    waitfile connected
+    kill -9 "$qsd_pid"
+    touch "$tmp/killed3"
+    sleep 1
+    start_qsd "$VU_IMG"
+    wait_client "$client" 60 "$tmp/client3.out"
+fi

@@ -34,6 +34,15 @@ for off in range(0, length, 1 << 20):  # what an earlier run left there
 loose = bytearray(length // SECTOR)  # 1: trimmed, old data or zeroes
 pool = os.urandom(8 << 20)          # write data comes from here
 inflight = {}                       # cookie -> (kind, off, n, extra)
+# Buffers are reused: python3-libnbd 1.14 never releases a buffer passed
+# to aio_pread/aio_pwrite (300 MiB per 300 MiB written), so fresh ones
+# would grow this client by gigabytes in a long run.
+free_bufs = {n: [] for n in SIZES}
+
+
+def get_buf(n):
+    return free_bufs[n].pop() if free_bufs[n] else \
+        nbd.Buffer.from_buffer(bytearray(n))
 counts = {}
 fail = []
 
@@ -45,7 +54,7 @@ def busy(off, n):
 
 def pick():
     for _ in range(8):
-        n = min(rng.choice(SIZES), length)
+        n = rng.choice([s for s in SIZES if s <= length])
         off = rng.randrange(0, length - n + 1, SECTOR)
         if not busy(off, n):
             return off, n
@@ -68,11 +77,12 @@ def issue():
         flags |= nbd.CMD_FLAG_FUA
     if kind == "write":
         start = rng.randrange(0, len(pool) - n + 1)
-        buf = nbd.Buffer.from_bytearray(bytearray(pool[start:start + n]))
+        buf = get_buf(n)
+        buf.to_buffer()[:] = pool[start:start + n]
         cookie = h.aio_pwrite(buf, base + off, flags=flags)
-        extra = start
+        extra = (start, buf)
     elif kind == "read":
-        extra = nbd.Buffer(n)
+        extra = get_buf(n)
         cookie = h.aio_pread(extra, base + off)
     elif kind == "zero":
         if rng.random() < 0.3:
@@ -103,15 +113,18 @@ def done(kind, off, n, extra):
     counts[kind] = counts.get(kind, 0) + 1
     sl = slice(off // SECTOR, (off + n) // SECTOR)
     if kind.startswith("write"):
-        model[off:off + n] = pool[extra:extra + n]
+        start, buf = extra
+        model[off:off + n] = pool[start:start + n]
         loose[sl] = bytes(n // SECTOR)
+        free_bufs[n].append(buf)
     elif kind.startswith("zero"):
         model[off:off + n] = bytes(n)
         loose[sl] = bytes(n // SECTOR)
     elif kind == "trim":
         loose[sl] = b"\1" * (n // SECTOR)
     elif kind == "read":
-        check_read(off, n, bytes(extra.to_bytearray()))
+        check_read(off, n, bytes(extra.to_buffer()))
+        free_bufs[n].append(extra)
 
 
 end = time.time() + seconds
@@ -124,7 +137,7 @@ while (time.time() < end or inflight) and not fail:
             if h.aio_command_completed(cookie):
                 done(*inflight.pop(cookie))
         except nbd.Error as e:
-            kind, off, *_ = inflight.pop(cookie)
+            kind, off, *_ = inflight.pop(cookie)   # its buffer is dropped
             fail.append(f"{kind} at {base + off:#x}: {e}")
 
 # Everything must read back as the model says.

@@ -2,8 +2,12 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 #
 # soak.sh DRIVER - load and soak through nbdkit with the plugin.
-#   DRIVER: io_uring (a file in $TMPDIR) or vhost-user (a fresh
-#   qemu-storage-daemon export, through tests/vhost-user/qsd-run.sh)
+#   DRIVER: io_uring (a file in $TMPDIR), vhost-user (a fresh
+#   qemu-storage-daemon export, through tests/vhost-user/qsd-run.sh), or
+#   inside the test VM nvme-io_uring ($BLKIO_VM_NVME) and
+#   virtio-blk-vhost-vdpa (a VDUSE export; use SOAK_HANGUP=0 there:
+#   qemu-storage-daemon 7.2's vduse-blk export dies when a client leaves
+#   with requests in flight)
 #
 # 16 NBD connections at once (by default): SOAK_FIO fio jobs writing and
 # verifying (crc32c, verify_backlog) 512 B - 4 MiB requests with a flush
@@ -12,9 +16,10 @@
 # connection on its own 16 MiB, for SOAK_WARMUP + SOAK_SECONDS without a
 # break.  nbdkit runs with SOAK_THREADS threads per connection (nbdkit
 # keeps a buffer as large as the largest request each thread served, so
-# its RSS climbs until every thread has seen a 4 MiB request: 16 threads x
-# 16 connections x 4 MiB = 1 GiB, the same with nbdkit's own file
-# plugin).  Then SOAK_BURST connections at once, twice.
+# under the parallel thread model its RSS climbs until every thread has
+# seen a 4 MiB request: 16 threads x 16 connections x 4 MiB = 1 GiB, the
+# same with nbdkit's own file plugin).  Then SOAK_BURST connections at
+# once, twice.
 #
 # Fails on any verify error, request error or wrong byte, and unless:
 # - the RSS is flat after the warm-up: the median of the last third of the
@@ -36,11 +41,8 @@
 #   SOAK_FIO=8 SOAK_MIXED=8         connections of each kind
 #   SOAK_THREADS=4                  nbdkit -t
 #   SOAK_BURST=80                   connections at once (0: no burst)
-#   SOAK_HANGUP=0                   1: burst connections also hang up with
-#                                   8 requests in flight (nbdkit 1.32 can
-#                                   abort on this under the parallel
-#                                   thread model: needs the plugin to
-#                                   choose a safe one)
+#   SOAK_HANGUP=1                   burst connections hang up with 8
+#                                   requests in flight (0: they wait)
 # The last line is a summary ("soak: ...") for docs/RELIABILITY.md.
 driver=${1:-io_uring}
 fio_jobs=${SOAK_FIO:-8}
@@ -77,8 +79,21 @@ vhost-user)
     requires_driver virtio-blk-vhost-user
     start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2
     ;;
+nvme-io_uring)          # in the test VM: its NVMe namespace
+    [ -c "${BLKIO_VM_NVME:-}" ] || { echo "$0: SKIP: no BLKIO_VM_NVME"; exit 77; }
+    requires_driver nvme-io_uring
+    start_nbdkit nvme-io_uring path="$BLKIO_VM_NVME"
+    ;;
+virtio-blk-vhost-vdpa)  # in the test VM: a VDUSE export (vdpa-setup.sh)
+    [ -c /dev/vduse/control ] || { echo "$0: SKIP: no VDUSE"; exit 77; }
+    requires_driver virtio-blk-vhost-vdpa
+    truncate -s "${size_mib}M" "$tmp/disk"
+    dev=$("$BLKIO_VM_GUEST_DIR/vdpa-setup.sh" start "$tmp/disk")
+    cleanup_fn "$BLKIO_VM_GUEST_DIR/vdpa-setup.sh" stop
+    start_nbdkit virtio-blk-vhost-vdpa path="$dev"
+    ;;
 *)
-    echo "$0: unknown driver $driver (io_uring or vhost-user)" >&2
+    echo "$0: unknown driver $driver" >&2
     exit 1
     ;;
 esac
@@ -93,7 +108,7 @@ run_load ()
         --bssplit=512/10:4k/40:64k/30:1m/15:4m/5 --iodepth=8 \
         --numjobs="$fio_jobs" --size="$region" --offset_increment="$region" \
         --time_based --runtime="$secs" --verify=crc32c --verify_backlog=16 \
-        --verify_fatal=1 --fsync=16 --output-format=json \
+        --verify_fatal=1 --verify_state_save=0 --fsync=16 --output-format=json \
         --output="$tmp/fio.json" > "$tmp/fio.log" 2>&1 &
     pids+=($!)
     for i in $(seq 0 $((mixed - 1))); do
@@ -155,15 +170,17 @@ t0=$(date +%s)
 reqs=$(run_load $((warmup + seconds))) || exit 1
 t1=$(date +%s)
 kill "$sampler"
-read -r rss_first rss_last rss_max < <(/usr/bin/python3 - "$tmp/rss" \
-                                       "$warmup" <<'PY'
+# (no process substitution: the test VM has no /dev/fd)
+rss_stats=$(/usr/bin/python3 - "$tmp/rss" "$warmup" <<'PY'
 import statistics, sys
 v = [int(x) for x in open(sys.argv[1]) if x.strip()][int(sys.argv[2]):]
+v = v or [0]
 third = max(1, len(v) // 3)
 print(int(statistics.median(v[:third])), int(statistics.median(v[-third:])),
       max(v))
 PY
 )
+read -r rss_first rss_last rss_max <<< "$rss_stats"
 echo "loaded: $reqs requests in $((t1 - t0)) s; RSS after the warm-up:" \
      "median $rss_first KiB in the first third, $rss_last in the last," \
      "max $rss_max"
@@ -173,7 +190,7 @@ burst_note=
 conns_max=$conns
 if [ "$burst" -gt 0 ]; then
     hang=
-    [ "${SOAK_HANGUP:-0}" = 1 ] && hang=--hangup
+    [ "${SOAK_HANGUP:-1}" = 1 ] && hang=--hangup
     for round in 1 2; do
         timeout -k 5 120 /usr/bin/python3 "$here/burst-client.py" "$(uri)" \
             "$burst" $((conns * region)) $hang || exit 1

@@ -4,8 +4,9 @@
 # soak.sh DRIVER - load and soak through nbdkit with the plugin.
 #   DRIVER: io_uring (a file in $TMPDIR), vhost-user (a fresh
 #   qemu-storage-daemon export, through tests/vhost-user/qsd-run.sh), or
-#   inside the test VM nvme-io_uring ($BLKIO_VM_NVME) and
-#   virtio-blk-vhost-vdpa (a VDUSE export; use SOAK_HANGUP=0 there:
+#   inside the test VM nvme-io_uring ($BLKIO_VM_NVME),
+#   virtio-blk-vfio-pci (the VM's virtio-blk-pci device, bound to vfio-pci)
+#   and virtio-blk-vhost-vdpa (a VDUSE export; use SOAK_HANGUP=0 there:
 #   qemu-storage-daemon 7.2's vduse-blk export dies when a client leaves
 #   with requests in flight)
 #
@@ -83,6 +84,16 @@ nvme-io_uring)          # in the test VM: its NVMe namespace
     [ -c "${BLKIO_VM_NVME:-}" ] || { echo "$0: SKIP: no BLKIO_VM_NVME"; exit 77; }
     requires_driver nvme-io_uring
     start_nbdkit nvme-io_uring path="$BLKIO_VM_NVME"
+    ;;
+virtio-blk-vfio-pci)    # in the test VM: its virtio-blk-pci device
+    [ -n "${BLKIO_VM_VIRTIO_BLK_BDF:-}" ] ||
+        { echo "$0: SKIP: no BLKIO_VM_VIRTIO_BLK_BDF"; exit 77; }
+    requires_driver virtio-blk-vfio-pci
+    dev=/sys/bus/pci/devices/$BLKIO_VM_VIRTIO_BLK_BDF
+    if [ "$(basename "$(readlink -f "$dev/driver" 2>/dev/null)")" != vfio-pci ]; then
+        "$BLKIO_VM_GUEST_DIR/vfio-bind.sh" "$BLKIO_VM_VIRTIO_BLK_BDF" >/dev/null
+    fi
+    start_nbdkit virtio-blk-vfio-pci path="$dev"
     ;;
 virtio-blk-vhost-vdpa)  # in the test VM: a VDUSE export (vdpa-setup.sh)
     [ -c /dev/vduse/control ] || { echo "$0: SKIP: no VDUSE"; exit 77; }

@@ -38,9 +38,16 @@ ROUNDS = env_int("ROUNDS", 1 if QUICK else 3)
 RUNTIME = env_int("RUNTIME", 1 if QUICK else 3)
 RAMP = env_int("RAMP", 0 if QUICK else 1)
 PARTS = os.environ.get("PARTS", "engine vm nbd scaling").split()
+# DRIVERS= narrows the nbd and scaling parts to some drivers.
+DRIVERS = os.environ.get("DRIVERS", "io_uring vhost-user").split()
 SIZE = os.environ.get("SIZE", "512M")
 OURS_ARGS = os.environ.get("OURS_ARGS", "").split()
 OURS_ALT_ARGS = os.environ.get("OURS_ALT_ARGS")
+# ALT_PLUGIN=path: "ours-alt" runs that build of the plugin (an A/B of two
+# builds in one run), with OURS_ALT_ARGS (default none).
+ALT_PLUGIN = os.environ.get("ALT_PLUGIN")
+if ALT_PLUGIN is not None and OURS_ALT_ARGS is None:
+    OURS_ALT_ARGS = ""
 
 
 class Progress:
@@ -164,7 +171,7 @@ class Bench:
                 "null": (nbdkit + ["null", f"size={self.bytes}"], {}, uri, []),
             }
             if OURS_ALT_ARGS is not None:
-                s["ours-alt"] = (nbdkit + [self.plugin, "io_uring", f"path={self.file}"] + OURS_ALT_ARGS.split(), {}, uri, [])
+                s["ours-alt"] = (nbdkit + [ALT_PLUGIN or self.plugin, "io_uring", f"path={self.file}"] + OURS_ALT_ARGS.split(), {}, uri, [])
             return s
         s = {
             "ours": (nbdkit + [self.plugin, "virtio-blk-vhost-user", f"path={self.vu_sock}"] + OURS_ARGS, {}, uri, qsd_pid),
@@ -172,7 +179,7 @@ class Bench:
             "qsd-nbd": (None, {}, f"nbd+unix:///?socket={self.qsd_nbd_sock}", qsd_pid),
         }
         if OURS_ALT_ARGS is not None:
-            s["ours-alt"] = (nbdkit + [self.plugin, "virtio-blk-vhost-user", f"path={self.vu_sock}"] + OURS_ALT_ARGS.split(), {}, uri, qsd_pid)
+            s["ours-alt"] = (nbdkit + [ALT_PLUGIN or self.plugin, "virtio-blk-vhost-user", f"path={self.vu_sock}"] + OURS_ALT_ARGS.split(), {}, uri, qsd_pid)
         return s
 
     def start_nbd(self, argv, env):
@@ -256,14 +263,14 @@ class Bench:
         workloads = [("randread", "4k", 1), ("randread", "4k", 16),
                      ("read", "1M", 8), ("randwrite", "4k", 16)]
         if "nbd" in PARTS:
-            for group in ("io_uring", "vhost-user"):
+            for group in DRIVERS:
                 servers = self.nbd_servers(group)
                 for w in workloads:
                     steps.append((f"nbd {group} {w[0]}-{w[1]}-qd{w[2]}", list(servers),
                                   lambda c, g=group, w=w, s=servers: self.run_nbd(
                                       "nbd", g, w, 1, c, s[c])))
         if "scaling" in PARTS:
-            for group in ("io_uring", "vhost-user"):
+            for group in DRIVERS:
                 servers = self.nbd_servers(group)
                 for jobs in (1, 2, 4, 8):
                     steps.append((f"scaling {group} {jobs} conn", list(servers),
@@ -370,13 +377,15 @@ def report(results, meta):
     out = ["<!-- bench/run.sh: generated, do not edit by hand -->",
            "## Current comparison (bench/run.sh)", "",
            f"{meta['date']}, {meta['cpus']} CPUs, kernel {meta['kernel']}, "
-           f"{meta['nbdkit']}; {ROUNDS} rounds of {RUNTIME} s after {RAMP} s "
+           f"{meta['nbdkit']}; load average {meta['load'][0]:.0f} (1 min) at the "
+           f"start, {meta['load'][3]:.0f} at the end; {ROUNDS} rounds of {RUNTIME} s after {RAMP} s "
            "ramp, contenders interleaved, medians.  Cells: median IOPS "
            "(mean latency in us, CPU us per request); ratios are medians of "
            "per-round ratios (IOPS: higher is better for the first; CPU: ours/"
            "theirs, lower is better), with the number of rounds."
            + (f"  Our plugin: `{' '.join(OURS_ARGS)}`." if OURS_ARGS else "")
-           + (f"  ours-alt: `{OURS_ALT_ARGS}`." if OURS_ALT_ARGS is not None else ""),
+           + (f"  ours-alt: `{OURS_ALT_ARGS}`" + (f" on {ALT_PLUGIN}" if ALT_PLUGIN else "")
+              + "." if OURS_ALT_ARGS is not None else ""),
            ""]
     for prefix, title, note in [
         ("engine io_uring-direct", "Engine, io_uring with O_DIRECT", "blkio-bench 4 KiB random reads, one queue."),
@@ -428,7 +437,7 @@ def plots(results, outdir):
                   "set style fill solid 0.8 border -1; set key outside;"
                   f"set ylabel '{ylabel}'; set xtics rotate by -20;"
                   + ("set logscale y;" if key == "iops" else "set yrange [0:*];")
-                  f"plot {cols}")
+                  + f"plot {cols}")
         subprocess.run(["gnuplot", "-e", script], check=False)
         os.unlink(dat)
         made.append(name)
@@ -462,6 +471,9 @@ def main():
     ap.add_argument("--ref", required=True)
     args = ap.parse_args()
     b = Bench(args)
+    # Stopped by a signal: still take qemu-storage-daemon down (finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    load_start = os.getloadavg()
     try:
         b.setup()
         b.run()
@@ -474,7 +486,8 @@ def main():
     meta = {"date": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
             "cpus": os.cpu_count(), "kernel": os.uname().release,
             "nbdkit": nbdkit_version, "rounds": ROUNDS, "runtime": RUNTIME,
-            "ramp": RAMP, "ours_args": OURS_ARGS}
+            "ramp": RAMP, "ours_args": OURS_ARGS,
+            "load": [round(x, 1) for x in load_start + os.getloadavg()]}
     with open(os.path.join(resdir, "results.json"), "w") as f:
         json.dump({"meta": meta, "results": b.results}, f, indent=1)
     meta["plots"] = plots(b.results, os.path.join(args.top, "bench", "plots"))

@@ -19,7 +19,9 @@
 #   QUICK=1 bench/run.sh          one short round of each (a smoke run)
 #
 # Environment: ROUNDS=3, RUNTIME=3, RAMP=1, PARTS="engine vm nbd scaling",
-# OURS_ARGS= (extra parameters for our plugin), SIZE=512M, REPORT=0 (do not
+# OURS_ARGS= (extra parameters for our plugin), OURS_ALT_ARGS= and/or
+# ALT_PLUGIN= (a second configuration or build of our plugin, "ours-alt"),
+# DRIVERS="io_uring vhost-user", SIZE=512M, REPORT=0 (do not
 # touch bench/REPORT.md, only bench/results/).
 # The libblkio 1.5 reference and the upstream plugin come from
 # scripts/fetch-reference.sh (Debian trixie packages, unpacked under build/).

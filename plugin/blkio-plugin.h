@@ -53,6 +53,9 @@
 /* Default queue count of the io_uring drivers: nbdkit's default number
  * of worker threads per connection. */
 #define BIO_INLINE_QUEUES 16
+/* Virtio queues to ask for when each connection is one thread (capped by
+ * the device's max-queues): connections beyond share them. */
+#define BIO_SERIAL_QUEUES 8
 
 /* ---- configuration (blkio.c) ---- */
 
@@ -72,6 +75,7 @@ extern size_t bio_nprops;
 extern char **bio_gets;
 extern size_t bio_ngets;
 extern int bio_user_num_queues;         /* 0: choose */
+extern bool bio_serialized;             /* each connection's requests in turn */
 
 /* ---- the shared instance (instance.c) ---- */
 
@@ -128,6 +132,12 @@ struct bio_slot {
  * release/acquire). */
 struct bio_waiter {
   _Atomic uint32_t remaining;           /* pieces in flight */
+  /* Futex word the owner sleeps on: bumped when remaining reaches 0 and
+   * when the owner is handed the reaping of its queue (lead). */
+  _Atomic uint32_t word;
+  atomic_bool lead;
+  bool sleeping;                        /* on its queue's sleepers list */
+  struct bio_waiter *next_sleeper;
   int err;                              /* first error (positive errno) */
   char msg[256];
 };
@@ -155,6 +165,10 @@ struct bio_queue {
    * request, which then saves the hand-over. */
   bool ct_parked;
   bool owner_reaping;
+  /* Owners asleep until their request completes: the reaping owner that
+   * leaves hands the reaping to one of them (one wake-up, for a thread
+   * that would be woken anyway) instead of to the completion thread. */
+  struct bio_waiter *sleepers;
   /* The completion fd is only switched on while somebody waits on it:
    * otherwise every completion would signal it (an eventfd write in the
    * kernel per io_uring CQE) for nobody. */

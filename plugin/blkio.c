@@ -57,6 +57,9 @@ int bio_user_num_queues;
 
 /* thread-model=: auto (decided by bio_thread_model), or forced. */
 static int bio_forced_thread_model = -1;
+/* The model chosen: serialized connections make the queue count follow
+ * the connections (instance.c). */
+bool bio_serialized;
 /* zoned-writable=true: serve a zoned device writable anyway. */
 static bool bio_zoned_writable;
 
@@ -236,7 +239,8 @@ bio_config_complete (void)
   "                    virtio-blk-vhost-user, nvme-io_uring.\n" \
   "path=PATH           Path of the file, socket or device.\n" \
   "num-queues=N        Number of libblkio queues (default: io_uring\n" \
-  "                    drivers one per busy thread, else CPUs/2, max 16).\n" \
+  "                    drivers one per busy thread, else CPUs/2, max 16;\n" \
+  "                    8 if connections are serialized).\n" \
   "PROPERTY=VALUE      Set any other libblkio property.\n" \
   "get=PROPERTY        Print a property in debug output after start.\n" \
   "reconnect=BOOL      Re-create a lost device in the background\n" \
@@ -310,10 +314,14 @@ bio_nbdkit_has_hangup_fix (void)
 static int
 bio_thread_model (void)
 {
-  if (bio_forced_thread_model != -1)
+  bio_serialized = false;
+  if (bio_forced_thread_model != -1) {
+    bio_serialized = bio_forced_thread_model < NBDKIT_THREAD_MODEL_PARALLEL;
     return bio_forced_thread_model;
+  }
   if (bio_nbdkit_has_hangup_fix ())
     return NBDKIT_THREAD_MODEL_PARALLEL;
+  bio_serialized = true;
   nbdkit_debug ("this nbdkit (before 1.33.10) aborts when a client hangs up "
                 "with requests in flight: serializing the requests of each "
                 "connection; a fixed nbdkit, or thread-model=parallel at "

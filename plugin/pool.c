@@ -410,9 +410,9 @@ bio_claim (struct bio_queue *bq)
 
 /* A private queue for the calling thread: one a finished thread left, or
  * a new one.  NULL if none can be added (the caller shares a pool queue).
- * Private queues are kept, not removed, so that libblkio's queue table
- * (whose indices are never reused) stays as large as the most threads
- * nbdkit ever ran at once. */
+ * Private queues are kept for the next thread, not removed: a ring and
+ * its eventfd are set up once, and there are never more than the most
+ * threads nbdkit ran at once. */
 static struct bio_queue *
 bio_private_queue (void)
 {
@@ -461,7 +461,7 @@ bio_own_queue (void)
   for (i = 0; i < bio_nqueues && !bq; i++)
     if (bio_claim (&bio_queues[i]))
       bq = &bio_queues[i];
-  if (!bq)
+  if (!bq && bio_private_queues)
     bq = bio_private_queue ();
   /* Without the destructor the thread's exit would go unnoticed: a pool
    * queue then stays counted (shared, but correct); a private queue,
@@ -477,13 +477,22 @@ bio_own_queue (void)
   return bq;
 }
 
-/* A pool queue shared round robin. */
+/* A pool queue shared: the one with the fewest users (round robin among
+ * equals), so that connections spread evenly over the queues. */
 static struct bio_queue *
 bio_shared_queue (void)
 {
   unsigned n = atomic_fetch_add_explicit (&bio_next_queue, 1,
                                           memory_order_relaxed);
   struct bio_queue *bq = &bio_queues[n % bio_nqueues];
+  int i;
+
+  for (i = 0; i < bio_nqueues; i++) {
+    struct bio_queue *c = &bio_queues[(n + i) % bio_nqueues];
+
+    if (atomic_load (&c->users) < atomic_load (&bq->users))
+      bq = c;
+  }
 
   atomic_fetch_add (&bq->users, 1);
   if (!bio_have_thread_key ||
@@ -496,7 +505,8 @@ bio_shared_queue (void)
  * The queue of the calling thread.  A pool queue nobody uses yet, else
  * (io_uring drivers: a queue costs a ring and runs its requests in the
  * caller) a queue of the thread's own, so that every thread of every
- * connection takes the lone-request path; else the pool round robin.
+ * connection takes the lone-request path; else the least used pool
+ * queue.  A thread's exit gives its queue back (bio_thread_exit).
  */
 struct bio_queue *
 bio_my_queue (void)
@@ -504,7 +514,7 @@ bio_my_queue (void)
   if (bio_thread_queue == NULL) {
     struct bio_queue *bq = NULL;
 
-    if (bio_private_queues && bio_have_thread_key)
+    if (bio_have_thread_key)
       bq = bio_own_queue ();
     if (!bq)
       bq = bio_shared_queue ();

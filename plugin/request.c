@@ -8,13 +8,15 @@
  * Whoever harvests a completion (that thread, or a submitter whose
  * blkioq_do_io() returned it) finishes it: copies a bounced read out,
  * frees the slot and, once the last piece of a request is done, wakes its
- * owner with a futex on the owner's own counter.  A waiting nbdkit thread
+ * owner with a futex on the owner's own word.  A waiting nbdkit thread
  * therefore sleeps exactly once per request and never touches the queue
- * lock again after submitting.  The completion thread parks while its
- * queue is idle; a request that finds the queue idle waits on the
- * completion fd itself, which saves the hand-over (at most one thread ever
- * waits on a completion fd).  Every request and sub-request is described
- * by a preallocated slot, so the I/O path does not allocate.
+ * lock again after submitting, unless it is handed the reaping.  The
+ * completion thread parks while its queue is idle; a request that finds
+ * the queue idle waits on the completion fd itself, which saves the
+ * hand-over (at most one thread ever waits on a completion fd), and once
+ * its own request is done hands that wait to an owner still asleep, which
+ * has to wake up anyway.  Every request and sub-request is described by a
+ * preallocated slot, so the I/O path does not allocate.
  *
  * If blkioq_do_io() itself fails (the backend is gone, the queue is
  * broken), the queue is dead: every request in flight on it fails at once
@@ -85,6 +87,23 @@ bio_piece_done (struct bio_waiter *w)
                                     memory_order_release) == 1;
 }
 
+/* w's request is complete: take it off the sleepers and bump its futex
+ * word; called with the lock held.  Returns the word to wake. */
+static _Atomic uint32_t *
+bio_waiter_done (struct bio_queue *bq, struct bio_waiter *w)
+{
+  if (w->sleeping) {
+    struct bio_waiter **pp = &bq->sleepers;
+
+    while (*pp != w)
+      pp = &(*pp)->next_sleeper;
+    *pp = w->next_sleeper;
+    w->sleeping = false;
+  }
+  atomic_fetch_add (&w->word, 1);
+  return &w->word;
+}
+
 /* Nothing more can be expected from this queue (blkioq_do_io() failed, or
  * the device is being reconnected): fail every request in flight and every
  * request to come until the queue is bound to a new instance
@@ -120,7 +139,7 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
     bq->unharvested--;
     bio_set_err (w, err, bq->dead_msg);
     if (bio_piece_done (w))
-      bio_futex_wake (&w->remaining, 1);
+      bio_futex_wake (bio_waiter_done (bq, w), 1);
   }
   /* Threads waiting for a slot must see the queue die. */
   atomic_fetch_add (&bq->slot_gen, 1);
@@ -202,7 +221,7 @@ bio_release_slot (struct bio_queue *bq, struct bio_slot *s,
   s->next = bq->free_slots;
   bq->free_slots = s;
   bq->inflight--;
-  return bio_piece_done (w) && w != self ? &w->remaining : NULL;
+  return bio_piece_done (w) && w != self ? bio_waiter_done (bq, w) : NULL;
 }
 
 /* Finish harvested slots: copy bounced reads out WITHOUT the queue lock
@@ -602,26 +621,32 @@ bio_wait_alone (struct bio_queue *bq, struct bio_waiter *w)
   pthread_mutex_unlock (&bq->lock);
 }
 
-/* Wait 2: nobody waits on the completion fd (the queue was idle): wait on
- * it ourselves rather than wake the completion thread to hand us our
- * completion.  Others who queue meanwhile are served by us, and by the
- * completion thread once we leave.  Called with the lock held, returns
- * without it. */
+/* Reap for everyone until w's request is complete, then give the
+ * reaping to a sleeping owner if requests are left in flight (it has to
+ * be woken for its own anyway), else to the completion thread.  Called
+ * with the lock held and bq->owner_reaping set by us, returns without
+ * the lock. */
 static void
-bio_wait_reaping (struct bio_queue *bq, struct bio_waiter *w)
+bio_reap_for_all (struct bio_queue *bq, struct bio_waiter *w)
 {
+  struct bio_waiter *next;
   bool wake_ct;
 
-  bq->owner_reaping = true;
-  if (!bq->fd_armed) {
-    bio_fd_arm (bq, true);
-    bio_harvest_finish (bq, w, 0);
-  }
   while (atomic_load (&w->remaining) != 0) {
     pthread_mutex_unlock (&bq->lock);
     bio_wait_fd (bq, true);     /* the stop fd: the queue is taken down */
     pthread_mutex_lock (&bq->lock);
     bio_harvest_finish (bq, w, 0);
+  }
+  next = bq->inflight > 0 ? bq->sleepers : NULL;
+  if (next) {
+    bq->sleepers = next->next_sleeper;
+    next->sleeping = false;
+    atomic_store (&next->lead, true);
+    atomic_fetch_add (&next->word, 1);
+    pthread_mutex_unlock (&bq->lock);
+    bio_futex_wake (&next->word, 1);
+    return;
   }
   bq->owner_reaping = false;
   wake_ct = bq->inflight > 0 && bio_unpark (bq);
@@ -632,17 +657,43 @@ bio_wait_reaping (struct bio_queue *bq, struct bio_waiter *w)
     bio_unpark_wake (bq);
 }
 
-/* Wait 3 (and the end of the others): sleep until the last piece is
- * finished, by the completion thread or whoever harvests it; that thread
- * has written err/msg before the release that brings remaining to 0. */
+/* Wait 2: nobody waits on the completion fd (the queue was idle): wait on
+ * it ourselves rather than wake the completion thread to hand us our
+ * completion.  Others who queue meanwhile are served by us, and by one of
+ * them or the completion thread once we leave.  Called with the lock
+ * held, returns without it. */
 static void
-bio_wait_futex (struct bio_waiter *w)
+bio_wait_reaping (struct bio_queue *bq, struct bio_waiter *w)
 {
-  uint32_t left;
+  bq->owner_reaping = true;
+  if (!bq->fd_armed) {
+    bio_fd_arm (bq, true);
+    bio_harvest_finish (bq, w, 0);
+  }
+  bio_reap_for_all (bq, w);
+}
 
-  while ((left = atomic_load_explicit (&w->remaining,
-                                       memory_order_acquire)) != 0)
-    bio_futex_wait (&w->remaining, left);
+/* Wait 3 (and the end of the others): sleep until the last piece is
+ * finished, by the completion thread or whoever harvests it (that thread
+ * has written err/msg before the release that brings remaining to 0), or
+ * until the reaping is handed to us. */
+static void
+bio_wait_futex (struct bio_queue *bq, struct bio_waiter *w)
+{
+  for (;;) {
+    uint32_t gen = atomic_load (&w->word);
+
+    /* First: a hand-over must be taken up even if our request is done. */
+    if (atomic_load (&w->lead)) {
+      pthread_mutex_lock (&bq->lock);
+      atomic_store (&w->lead, false);
+      bio_reap_for_all (bq, w);
+      continue;
+    }
+    if (atomic_load_explicit (&w->remaining, memory_order_acquire) == 0)
+      return;
+    bio_futex_wait (&w->word, gen);
+  }
 }
 
 /* Run op once on the calling thread's queue.  Returns 0 or a negative
@@ -663,12 +714,16 @@ bio_run_once (struct bio_op *op, struct bio_waiter *w, bool *untouched)
       bio_wait_alone (bq, w);
     else if (bq->ct_parked && !bq->owner_reaping)
       bio_wait_reaping (bq, w);
-    else
+    else {
+      w->sleeping = true;
+      w->next_sleeper = bq->sleepers;
+      bq->sleepers = w;
       pthread_mutex_unlock (&bq->lock);
+    }
   }
   else
     pthread_mutex_unlock (&bq->lock);
-  bio_wait_futex (w);
+  bio_wait_futex (bq, w);
   return -w->err;
 }
 

@@ -67,9 +67,13 @@ static int nvme_start(struct blkio *b)
 {
     struct nvme_state *s = b->priv;
     int ret = uring_check_num_entries(b);
+    long page = sysconf(_SC_PAGESIZE);
 
     if (ret < 0)
         return ret;
+    /* The unit the kernel maps user buffers in (nvme_prep_rw_buffer()) */
+    s->page_size = page > 0 && (page & (page - 1)) == 0 ? (uint64_t)page
+                                                        : NVME_MIN_PAGE_SIZE;
 
     /* Write zeroes without the command: write from one zero buffer that
      * every queue shares; the device only ever reads it. */
@@ -237,6 +241,42 @@ static void nvme_prep_report(const struct nvme_state *s, struct nvme_slot *sl,
     cmd->cdw13 = NVME_ZRA_REPORT | NVME_ZRA_PARTIAL;
 }
 
+/*
+ * The buffer of the next Read or Write command of a request; returns the
+ * blocks it covers.  max-transfer fits one command, but the kernel maps a
+ * user buffer page by page and refuses (EINVAL) a command whose pages make
+ * more segments than the queue's max_segments: a max-transfer buffer that
+ * starts inside a page (buf-alignment is 4) spans one page more than
+ * max-transfer has, and its pages merge into fewer segments only where
+ * they happen to be physically contiguous.  So a single buffer is sent as
+ * commands of at most max-segments pages each, a chain like write zeroes.
+ * An iovec array goes in one command (iovcnt <= max-segments).
+ */
+static uint32_t nvme_prep_rw_buffer(const struct blkio *b,
+                                    struct nvme_slot *sl,
+                                    struct nvme_uring_cmd *cmd)
+{
+    const struct nvme_state *s = b->priv;
+    uint64_t len = sl->nlb_left << s->lba_shift;
+    uint64_t room;
+
+    cmd->addr = sl->addr;
+    if (sl->vec) {
+        cmd->data_len = sl->data_len;
+        return (uint32_t)sl->nlb_left;
+    }
+    if (b->max_segments > 0 && s->page_size > 0) {
+        room = (uint64_t)b->max_segments * s->page_size -
+               (sl->addr & (s->page_size - 1));
+        room &= ~(((uint64_t)1 << s->lba_shift) - 1);
+        if (len > room && room > 0)
+            len = room;
+    }
+    cmd->data_len = (uint32_t)len;
+    sl->addr += len;
+    return (uint32_t)(len >> s->lba_shift);
+}
+
 /* struct uring_ops: fill sqe with the next command of slot idx (its only
  * one, for most requests) and advance the slot past it. */
 static void nvme_prep(struct uring_queue *uq, uint32_t idx,
@@ -259,11 +299,9 @@ static void nvme_prep(struct uring_queue *uq, uint32_t idx,
     switch (sl->op) {
     case BLKIO_OP_READ:
     case BLKIO_OP_WRITE:
-        n = (uint32_t)sl->nlb_left;     /* max-transfer fits one command */
+        n = nvme_prep_rw_buffer(uq->q->b, sl, cmd);
         cmd->opcode = sl->op == BLKIO_OP_READ ? NVME_CMD_READ
                                               : NVME_CMD_WRITE;
-        cmd->addr = sl->addr;
-        cmd->data_len = sl->data_len;
         cmd->cdw12 = n - 1;
         if (sl->flags & BLKIO_REQ_FUA)
             cmd->cdw12 |= NVME_RW_FUA;
@@ -449,7 +487,7 @@ static int nvme_queue_request(struct blkioq *q,
         } else {
             /* req->iov may point into the caller's stack: copy it out */
             sl->addr = (uint64_t)(uintptr_t)req->iov[0].iov_base;
-            sl->data_len = (uint32_t)req->iov[0].iov_len;
+            sl->data_len = 0;
         }
         break;
     case BLKIO_OP_WRITE_ZEROES:

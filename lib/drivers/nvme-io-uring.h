@@ -29,6 +29,7 @@ struct nvme_state {
     uint64_t zone_blocks;       /* zone size in blocks (zoned only) */
     void *zero_buf;             /* write zeroes fallback, read-only */
     uint32_t zero_buf_blocks;
+    uint64_t page_size;         /* CPU page: the kernel's mapping unit */
 };
 
 /* One request, from queueing to blkioq_complete().  Everything a command
@@ -40,8 +41,9 @@ struct nvme_slot {
     enum blkio_op op;
     uint32_t flags;
     bool vec;                   /* read/write: addr is an iovec array */
-    uint32_t data_len;          /* read/write: bytes, or iovec count */
-    uint64_t addr;              /* read/write: buffer or iovec array */
+    uint32_t data_len;          /* read/write: iovec count (vec only) */
+    uint64_t addr;              /* read/write: iovec array, or the rest
+                                 * of the buffer (advanced per command) */
     uint64_t lba;
     uint64_t nlb_left;          /* blocks not yet issued (read/write too) */
     uint32_t zsa;               /* zone management send action */

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 #
 # soak-in-vm.sh - a small soak of the test VM's drivers, to run by hand
-# (not in the meson list: nvme-io_uring fails it, see docs/RELIABILITY.md):
+# (not in the meson list: ~3 minutes under TCG; see docs/RELIABILITY.md):
 #
 #   tests/vm/run-in-vm.sh --nvme-size 256M --test-timeout 300 \
 #       --env PLUGIN=$PWD/build/plugin/nbdkit-blkio-plugin.so \

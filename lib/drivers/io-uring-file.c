@@ -183,6 +183,7 @@ static int iou_probe_blkdev(struct blkio *b, const struct stat *st)
     b->capacity = size;
     if (ioctl(b->fd, BLKSSZGET, &lbs) < 0 || lbs <= 0)
         lbs = 512;
+    ii->lbs = (uint32_t)lbs;
     if (b->direct) {
         uint32_t oa, ma;
 

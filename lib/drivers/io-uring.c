@@ -481,6 +481,16 @@ static bool iou_plan(const struct blkio *b, const struct blkio_request *req,
     return true;
 }
 
+/* A block device takes fallocate() ranges in whole logical blocks only. */
+static bool iou_blkdev_misaligned(const struct blkio *b,
+                                  const struct blkio_request *req)
+{
+    const struct iou_instance *ii = b->priv;
+
+    return ii->is_blkdev && ii->lbs &&
+           ((req->start | req->len) % ii->lbs) != 0;
+}
+
 static int iou_queue_request(struct blkioq *q,
                              const struct blkio_request *req)
 {
@@ -537,6 +547,16 @@ static int iou_queue_request(struct blkioq *q,
             blkioq_fail(q, req->user_data, -EINVAL, req->op ==
                         BLKIO_OP_DISCARD ? "discard of length 0" :
                         "write zeroes of length 0");
+            return 0;
+        }
+        if (req->op == BLKIO_OP_WRITE_ZEROES && iou_blkdev_misaligned(q->b,
+                                                                      req)) {
+            /* The kernel refuses it (every fallocate mode would say
+             * -EINVAL), as libblkio 1.5 reports. */
+            uring_slot_free(&iq->uq, idx);
+            blkioq_fail(q, req->user_data, -EINVAL, "write zeroes range is "
+                        "not a multiple of the block device's logical "
+                        "block size");
             return 0;
         }
         if (!iou_plan(q->b, req, r)) {

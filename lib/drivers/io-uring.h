@@ -25,6 +25,7 @@ struct iou_instance {
     bool is_reg;
     bool owns_fd;               /* set at successful connect */
     bool dev_write_zeroes;      /* block device offloads write zeroes */
+    uint32_t lbs;               /* block device: logical block size */
     bool force_async;           /* IOSQE_ASYNC on every SQE (see connect) */
     void *zero_buf;             /* IOU_ZERO_CHUNK bytes, PROT_READ */
     struct iovec zero_iov[IOU_ZERO_IOVS];

@@ -666,6 +666,7 @@ err:
 
 static const struct blkio_property vp_props[] = {
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
+    VIRTIO_BLK_NO_FD_PROP,
     VIRTIO_BLK_QUEUE_PROPS,
 };
 

@@ -786,12 +786,16 @@ static int vu_drv_connect(struct blkio *b)
     }
     b->needs_mem_regions = true;
     b->needs_mem_region_fd = true;
-    b->may_pin_mem_regions = false;
+    /* The backend maps every region and may keep its pages resident (a
+     * backend using VFIO or DMA pins them): a caller must not assume it
+     * can reclaim region memory, as libblkio reports. */
+    b->may_pin_mem_regions = true;
     return 0;
 }
 
 static const struct blkio_property vu_props[] = {
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
+    VIRTIO_BLK_NO_FD_PROP,
     VIRTIO_BLK_QUEUE_PROPS,
 };
 

@@ -650,7 +650,8 @@ static int vdpa_drv_connect(struct blkio *b)
         v->opened = false;
         return ret;
     }
-    b->fd = v->fd;
+    /* "fd" keeps what the caller set: -1 after connecting by path (the
+     * descriptor we opened stays internal), as in libblkio. */
 
     max = v->vring_num_max < VDPA_MAX_QUEUE_SIZE ? v->vring_num_max
                                                  : VDPA_MAX_QUEUE_SIZE;
@@ -670,10 +671,23 @@ static int vdpa_drv_connect(struct blkio *b)
     return 0;
 }
 
+/* "fd": an open vhost-vdpa descriptor, or -1 for none (use "path"). */
+static int vdpa_set_fd(struct blkio *b, const struct blkio_property *p,
+                       const void *value)
+{
+    int v = *(const int *)value;
+
+    (void)b;
+    if (v < -1)
+        return blkio_set_error(-EINVAL, "property '%s' must be an open file "
+                               "descriptor or -1 for none, got %d", p->name,
+                               v);
+    return 0;
+}
+
 static const struct blkio_property vdpa_props[] = {
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
-    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,
-               blkio_prop_set_nonneg_int),
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, vdpa_set_fd),
     VIRTIO_BLK_QUEUE_PROPS,
 };
 

@@ -149,6 +149,13 @@ int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
     switch (req->op) {
     case BLKIO_OP_READ:
     case BLKIO_OP_WRITE:
+        /* Nothing to move (len 0, or no iovec elements): done, as on
+         * io_uring; the device is never asked for 0 sectors. */
+        if (req->len == 0) {
+            blkioq_fail(vq->q, req->user_data, 0, NULL);
+            return 0;
+        }
+        break;
     case BLKIO_OP_FLUSH:
         break;
     case BLKIO_OP_DISCARD:

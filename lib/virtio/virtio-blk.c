@@ -34,6 +34,16 @@ int virtio_blk_set_queue_size(struct blkio *b, const struct blkio_property *p,
     return 0;
 }
 
+int virtio_blk_set_fd_unsupported(struct blkio *b,
+                                  const struct blkio_property *p,
+                                  const void *value)
+{
+    (void)value;
+    return blkio_set_error(-ENOENT, "%s cannot take an open file descriptor "
+                           "in '%s': set 'path' instead", b->drv->name,
+                           p->name);
+}
+
 int virtio_blk_create(struct blkio *b, const struct virtio_transport_ops *ops,
                       void *t)
 {

@@ -16,6 +16,13 @@ struct virtio_blk;
 int virtio_blk_set_queue_size(struct blkio *b, const struct blkio_property *p,
                               const void *value);
 
+/* Setter for "fd" on transports that cannot take an open descriptor
+ * (vhost-user, vfio-pci): refused with -ENOENT, as in libblkio. */
+int virtio_blk_set_fd_unsupported(struct blkio *b,
+                                  const struct blkio_property *p,
+                                  const void *value);
+
+
 /* Attach the generic state to b->priv; t is the transport's state, which
  * virtio_blk_destroy() frees with ops->destroy. */
 int virtio_blk_create(struct blkio *b, const struct virtio_transport_ops *ops,
@@ -56,10 +63,16 @@ void virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable);
 /* The queue-size properties every virtio-blk transport has, for its
  * property table. */
 #define VIRTIO_BLK_QUEUE_PROPS                                              \
-    BLKIO_PROP("queue-size", PROP_INT, ST_AFTER_CONNECT, ST_CONNECTED,      \
+    BLKIO_PROP("queue-size", PROP_INT, ST_ALL, ST_CONNECTED,                \
                queue_size, virtio_blk_set_queue_size),                     \
     BLKIO_PROP("max-queue-size", PROP_INT, ST_AFTER_CONNECT, 0,             \
                max_queue_size, NULL)
+
+/* "fd" on a transport that is reached by path only: reads -1, as in
+ * libblkio, where every virtio-blk driver has the property. */
+#define VIRTIO_BLK_NO_FD_PROP                                               \
+    BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd,                      \
+               virtio_blk_set_fd_unsupported)
 
 /* Transports call this when they notice the device is gone; every queue
  * then fails its requests instead of waiting. */

@@ -480,19 +480,34 @@ class Bench:
                                       "scaling", g, ("randread", "4k", 16), j, c, s[c])))
         return steps
 
+    VM_ROUNDS = max(1, ROUNDS // 2 + ROUNDS % 2)  # each an A B B A block
+    VM_DRIVERS = os.environ.get("VM_DRIVERS", "nvme vfio vdpa").split()
+    # per driver: 2 depths x 4 runs of ours, and 4 runs of the example
+    VM_STEPS = 1 + len(VM_DRIVERS) * 12 * VM_ROUNDS
+
     def run_vm(self, prog):
-        """The VM drivers: one boot runs bench/vm-engine.sh's whole plan."""
-        prog.step("test VM: nvme-io_uring, vfio-pci, vhost-vdpa (one boot)")
-        p = subprocess.run([os.path.join(self.top, "bench", "vm-engine.sh"),
-                            self.build, self.ref], capture_output=True,
-                           text=True, env={**os.environ, "ROUNDS": str(max(1, ROUNDS // 2 + ROUNDS % 2)),
-                                           "RUNTIME": str(RUNTIME), "RAMP": str(RAMP),
-                                           "EXAMPLE": self.example})
-        got = [json.loads(line.split(" ", 1)[1]) for line in p.stdout.splitlines()
-               if line.startswith("BENCHJSON ")]
+        """The VM drivers: one boot runs bench/vm-engine.sh's whole plan;
+        its lines are read as they come, for the progress line."""
+        prog.step("test VM: booting")
+        p = subprocess.Popen([os.path.join(self.top, "bench", "vm-engine.sh"),
+                              self.build, self.ref], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "ROUNDS": str(self.VM_ROUNDS),
+                                  "RUNTIME": str(RUNTIME), "RAMP": str(RAMP),
+                                  "DRIVERS": " ".join(self.VM_DRIVERS),
+                                  "EXAMPLE": self.example})
+        got, tail = [], []
+        for line in p.stdout:
+            if line.startswith("BENCHJSON "):
+                r = json.loads(line.split(" ", 1)[1])
+                got.append(r)
+                prog.step(f"test VM: {r['step']}: {r['contender']}")
+            else:
+                tail = (tail + [line])[-20:]
+        p.wait()
         if not got:
             self.results.append({"step": "vm", "round": 0, "contender": "ours",
-                                 "error": (p.stdout + p.stderr)[-500:]})
+                                 "error": "".join(tail)[-500:]})
         self.results += got
 
     def run_one(self, label, c, r, fn):
@@ -512,7 +527,8 @@ class Bench:
 
     def run(self):
         steps = self.plan()
-        total = sum(len(c) for _, c, _ in steps) * ROUNDS + ("vm" in PARTS)
+        total = (sum(len(c) for _, c, _ in steps) * ROUNDS +
+                 (self.VM_STEPS if "vm" in PARTS else 0))
         prog = Progress(total)
         if "vm" in PARTS:
             self.run_vm(prog)
@@ -532,7 +548,13 @@ def main():
     ap.add_argument("--top", required=True)
     ap.add_argument("--build", required=True)
     ap.add_argument("--ref", required=True)
+    ap.add_argument("--from-results", metavar="JSON",
+                    help="only write the report from a results.json")
     args = ap.parse_args()
+    if args.from_results:
+        d = json.load(open(args.from_results))
+        finish(args, d["meta"], d["results"])
+        return
     b = Bench(args)
     # Stopped by a signal: still take qemu-storage-daemon down (finally).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -543,9 +565,6 @@ def main():
         b.run()
     finally:
         b.cleanup()
-    write_report = os.environ.get("REPORT", "1") != "0"
-    resdir = os.environ.get("RESULTS", os.path.join(args.top, "bench", "results"))
-    os.makedirs(resdir, exist_ok=True)
     nbdkit_version = subprocess.run(["nbdkit", "--version"], capture_output=True,
                                     text=True).stdout.split("\n")[0]
     meta = {"date": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
@@ -554,12 +573,20 @@ def main():
             "ramp": RAMP, "ours_args": OURS_ARGS, "ours_alt_args": OURS_ALT_ARGS,
             "alt_plugin": ALT_PLUGIN, "minutes": round((time.time() - t0) / 60, 1),
             "load": [round(x, 1) for x in load_start + os.getloadavg()]}
+    finish(args, meta, b.results)
+
+
+def finish(args, meta, results):
+    """results.json, plots, report.md, and REPORT.md's generated section."""
+    write_report = os.environ.get("REPORT", "1") != "0"
+    resdir = os.environ.get("RESULTS", os.path.join(args.top, "bench", "results"))
+    os.makedirs(resdir, exist_ok=True)
     with open(os.path.join(resdir, "results.json"), "w") as f:
-        json.dump({"meta": meta, "results": b.results}, f, indent=1)
+        json.dump({"meta": meta, "results": results}, f, indent=1)
     plotdir = (os.path.join(args.top, "bench", "plots") if write_report
                else os.path.join(resdir, "plots"))
-    meta["plots"] = report.plots(b.results, plotdir)
-    text = report.report(b.results, meta)
+    meta["plots"] = report.plots(results, plotdir)
+    text = report.report(results, meta)
     with open(os.path.join(resdir, "report.md"), "w") as f:
         f.write(text)
     sys.stdout.write(text)

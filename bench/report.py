@@ -267,7 +267,44 @@ def nbd_ceilings(steps, cpus):
                          f"{s:.1f} | {b:.1f} | {f:.1f} | {tot:.1f} | "
                          + (f"{cpus * 1e6 / tot:.0f}" if tot else "-") + " |")
             n += 1
-    return lines + [""] if n else []
+    if not n:
+        return []
+    need = []
+    for label, other, target in (("nbd vhost-user randread-4k-qd16", "qsd-nbd", 1.2),
+                                 ("nbd vhost-user read-1M-qd8", "qsd-nbd", 1.5),
+                                 ("nbd vhost-user randread-4k-qd16", "upstream", 4.0),
+                                 ("nbd io_uring randread-4k-qd16", "file", 1.0)):
+        rs = steps.get(label)
+        if rs is None:
+            continue
+        for ours in ("ours", "ours-alt"):
+            theirs = median_of(rs, other, "iops")
+            cost = sum(median_of(rs, ours, k) or 0.0 for k in
+                       ("cpu_server_us", "cpu_backend_us", "cpu_fio_us"))
+            if not theirs or not cost:
+                continue
+            bound = cpus * 1e6 / cost
+            serial, verdicts = "-", ["CPU: " + ("yes" if bound >= target * theirs else "no")]
+            rs1 = steps.get(label.rsplit(" ", 1)[0] + " randread-4k-qd1")
+            lat1 = median_of(rs1, "ours", "lat_us") if rs1 else None
+            if ours == "ours" and "-4k-" in label and lat1:
+                serial = 1e6 / lat1
+                verdicts.append("serialized: " + ("yes" if serial >= target * theirs else "no"))
+                serial = f"{serial:.0f}"
+            need.append(f"| {label} | {ours} | {target}x {other} = {target * theirs:.0f} | "
+                        f"{cpus * 1e6 / cost:.0f} | {serial} | "
+                        + ", ".join(verdicts) + " |")
+    if need:
+        lines += ["Is the goal within reach?  CPU bound: the IOPS the machine's "
+                  f"{cpus} CPUs allow at the measured CPU per request of all "
+                  "processes (fio included); serialized bound: one request in "
+                  "flight on one connection, 1 / ours' qd1 latency (default "
+                  "model only; an estimate: at depth 16 the client's next "
+                  "request already waits in the socket, so the measured IOPS "
+                  "can pass it by the client's share of the round trip).", "",
+                  "| workload | ours | goal needs (IOPS) | CPU bound | serialized bound | reachable? |",
+                  "|---|---|---|---|---|---|"] + need
+    return lines + [""]
 
 
 def serial_bound(steps):
@@ -328,7 +365,7 @@ def report(results, meta):
            "## Current comparison (bench/run.sh)", "",
            f"{meta['date']}, {meta['cpus']} CPUs, kernel {meta['kernel']}, "
            f"{meta['nbdkit']}; load average {meta['load'][0]:.1f} (1 min) at the "
-           f"start, {meta['load'][3]:.1f} at the end; {meta['minutes']} minutes; "
+           f"start, {meta['load'][3]:.1f} at the end; {meta.get('minutes', '?')} minutes; "
            f"{meta['rounds']} rounds of {meta['runtime']} s after {meta['ramp']} s "
            "ramp, contenders interleaved, medians.  Cells: median IOPS "
            "(mean latency in us, CPU us per request); ratios are medians of "

@@ -29,7 +29,7 @@ if [ "${BLKIO_VM:-}" != 1 ]; then
     runtime=${RUNTIME:-3}
     exec "$top/tests/vm/run-in-vm.sh" --nvme-size 1G --virtio-blk-size 1G \
         --qemu-arg -global --qemu-arg "intel-iommu.aw-bits=${AW_BITS:-39}" \
-        --timeout $((180 + rounds * 3 * 12 * (runtime + ${RAMP:-1} + 3))) \
+        --timeout $((180 + rounds * 3 * 12 * (runtime + ${RAMP:-1} + 6))) \
         --env BLKIO_BENCH="$build/bench/blkio-bench" \
         --env OURS_LIB="$build/lib" \
         --env REF_LIB="$ref/usr/lib/x86_64-linux-gnu" \

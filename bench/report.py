@@ -260,11 +260,11 @@ def nbd_ceilings(steps, cpus):
             if why:
                 lines.append(f"| {label} | {c} | failed: {why} | | | | | |")
                 continue
-            s, b, f = (median_of(rs, c, k) or 0.0 for k in
+            s, b, f = (median_of(rs, c, k) for k in
                        ("cpu_server_us", "cpu_backend_us", "cpu_fio_us"))
-            tot = s + b + f
+            tot = sum(x or 0.0 for x in (s, b, f))
             lines.append(f"| {label} | {c} | {fmt(median_of(rs, c, 'iops'), '.0f')} | "
-                         f"{s:.1f} | {b:.1f} | {f:.1f} | {tot:.1f} | "
+                         f"{fmt(s, '.1f')} | {fmt(b, '.1f')} | {fmt(f, '.1f')} | {tot:.1f} | "
                          + (f"{cpus * 1e6 / tot:.0f}" if tot else "-") + " |")
             n += 1
     if not n:
@@ -428,7 +428,7 @@ def histogram(steps, prefixes, outdir, name, key, ylabel):
             f.write(short.strip().replace(" ", "_") + " " +
                     " ".join("0" if v is None else f"{v:.2f}" for v in vals) + "\n")
     cols = ", ".join(f"'{dat}' using {i + 2}:xtic(1) title '{c}'" for i, c in enumerate(cont))
-    gnuplot(f"set terminal png size 900,480; set output '{os.path.join(outdir, name)}';"
+    gnuplot(f"set terminal png noenhanced size 1000,480; set output '{os.path.join(outdir, name)}';"
             "set style data histograms; set style histogram clustered gap 1;"
             "set style fill solid 0.8 border -1; set key outside;"
             f"set ylabel '{ylabel}'; set xtics rotate by -20;"
@@ -473,7 +473,7 @@ def plots(results, outdir):
                                               for v in vals) + "\n")
         cols = ", ".join(f"'{dat}' using 1:{i + 2} with linespoints title '{c}'"
                          for i, c in enumerate(cont))
-        gnuplot(f"set terminal png size 900,480; set output '{os.path.join(outdir, name)}';"
+        gnuplot(f"set terminal png noenhanced size 1000,480; set output '{os.path.join(outdir, name)}';"
                 "set xlabel 'NBD connections'; set ylabel 'IOPS (4k randread, qd16 each)';"
                 f"set logscale x 2; set yrange [0:*]; set key outside; plot {cols}")
         os.unlink(dat)

@@ -24,6 +24,7 @@ request comes to more CPU-seconds per second than the machine has.
 """
 
 import argparse
+import glob
 import json
 import os
 import resource
@@ -217,7 +218,8 @@ class Bench:
         self.example = os.path.join(args.build, "bench", "libblkio-examples",
                                     "blkio-bench")
         self.tmp = tempfile.mkdtemp(prefix="bench-run.")
-        self.file = os.environ.get("FILE", "/var/tmp/blkio-bench-run.img")
+        # Its own image per run unless told (two runs must not share one).
+        self.file = os.environ.get("FILE", f"/var/tmp/blkio-bench-run.{os.getpid()}.img")
         self.results = []
         self.skip = {}
         self.qsd = None
@@ -486,28 +488,42 @@ class Bench:
     VM_STEPS = 1 + len(VM_DRIVERS) * 12 * VM_ROUNDS
 
     def run_vm(self, prog):
-        """The VM drivers: one boot runs bench/vm-engine.sh's whole plan;
-        its lines are read as they come, for the progress line."""
+        """The VM drivers: one boot runs bench/vm-engine.sh's whole plan.
+        The guest writes its output to a results share under run-in-vm.sh's
+        scratch directory (TMPDIR here) as it goes: read it for the
+        progress line; the samples are taken from the final output."""
         prog.step("test VM: booting")
+        vmtmp = os.path.join(self.tmp, "vm")
+        os.makedirs(vmtmp, exist_ok=True)
         p = subprocess.Popen([os.path.join(self.top, "bench", "vm-engine.sh"),
                               self.build, self.ref], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True,
                              env={**os.environ, "ROUNDS": str(self.VM_ROUNDS),
                                   "RUNTIME": str(RUNTIME), "RAMP": str(RAMP),
                                   "DRIVERS": " ".join(self.VM_DRIVERS),
-                                  "EXAMPLE": self.example})
-        got, tail = [], []
-        for line in p.stdout:
-            if line.startswith("BENCHJSON "):
-                r = json.loads(line.split(" ", 1)[1])
-                got.append(r)
-                prog.step(f"test VM: {r['step']}: {r['contender']}")
-            else:
-                tail = (tail + [line])[-20:]
+                                  "EXAMPLE": self.example, "TMPDIR": vmtmp})
+        out = []
+        reader = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
+        reader.start()
+        seen = 0
+        while reader.is_alive():
+            reader.join(1.0)
+            lines = []
+            for f in glob.glob(os.path.join(vmtmp, "blkio-vm.*", "results.*", "1.out")):
+                try:
+                    lines += [ln for ln in open(f, errors="replace")
+                              if ln.startswith("BENCHJSON ") and ln.endswith("\n")]
+                except OSError:
+                    pass
+            for ln in lines[seen:]:
+                r = json.loads(ln.split(" ", 1)[1])
+                prog.step(f"test VM: {r.get('step')}: {r.get('contender')}")
+            seen = max(seen, len(lines))
         p.wait()
+        got = [json.loads(ln.split(" ", 1)[1]) for ln in out if ln.startswith("BENCHJSON ")]
         if not got:
             self.results.append({"step": "vm", "round": 0, "contender": "ours",
-                                 "error": "".join(tail)[-500:]})
+                                 "error": "".join(out[-20:])[-500:]})
         self.results += got
 
     def run_one(self, label, c, r, fn):

@@ -53,3 +53,18 @@ proc_settle ()
     echo "FAIL: pid $1 holds $f fds (baseline $2), $t threads (baseline $3)"
     return 1
 }
+
+# stall_start WARMUP: the common start of the stall tests, run under
+# qsd-run.sh: nbdkit on its vhost-user export with two queues, one
+# warm-up request (nbdsh code WARMUP), then the baseline of fds and
+# threads in fds0 and threads0 and nbdkit's pid in nbd_pid.
+stall_start ()
+{
+    requires_driver virtio-blk-vhost-user
+    requires /usr/bin/python3 -c 'import nbd'
+    start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2
+    nbd_pid=$(cat "$pidfile")
+    nbdsh -u "$(uri)" -c "$1"
+    fds0=$(proc_fds "$nbd_pid")
+    threads0=$(proc_threads "$nbd_pid")
+}

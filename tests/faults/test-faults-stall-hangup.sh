@@ -14,15 +14,9 @@ if [ -z "${VU_SOCK:-}" ]; then
 fi
 source "$(dirname "$0")/../plugin/functions.sh"
 source "$(dirname "$0")/procstat.sh"
-requires_driver virtio-blk-vhost-user
-requires /usr/bin/python3 -c 'import nbd'
 set -x
 
-start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2
-nbd_pid=$(cat "$pidfile")
-nbdsh -u "$(uri)" -c 'h.pwrite(b"\x5a" * 65536, 0)'      # warm up
-fds0=$(proc_fds "$nbd_pid")
-threads0=$(proc_threads "$nbd_pid")
+stall_start 'h.pwrite(b"\x5a" * 65536, 0)'
 
 timeout -k 5 60 /usr/bin/python3 - "$(uri)" "$VU_QSD_PID" <<'PY'
 import os, signal, sys, time

@@ -54,6 +54,8 @@ static bool bench_poll_queues;
 static enum bench_mode bench_mode = BENCH_MODE_BLOCKING;
 static uint64_t bench_size;             /* 0: whole device */
 static bool bench_json;
+static bool bench_mem_regions;          /* map the buffers even if not needed */
+static bool bench_layout_mapped;        /* the buffers are a mapped region */
 static int bench_submit_batch;          /* 0: a whole completion batch */
 static uint64_t bench_seed = 0x9e3779b97f4a7c15ull;
 
@@ -399,13 +401,15 @@ static void usage(FILE *f)
 "  --submit-batch N     submit every N re-queued requests (default 0: each\n"
 "                       completion batch in one do_io; fio does 1)\n"
 "  --seed N             random offset seed\n"
+"  --mem-regions        allocate and map the buffers as a memory region\n"
+"                       even where the driver does not need one\n"
 "  --json               print one JSON object\n");
 }
 
 enum {
     OPT_DRIVER = 256, OPT_PATH, OPT_PROP, OPT_THREADS, OPT_IODEPTH, OPT_RW,
     OPT_BS, OPT_RUNTIME, OPT_RAMP, OPT_POLL, OPT_MODE, OPT_SIZE, OPT_JSON,
-    OPT_SEED, OPT_SUBMIT_BATCH, OPT_HELP,
+    OPT_SEED, OPT_SUBMIT_BATCH, OPT_MEM_REGIONS, OPT_HELP,
 };
 
 static const struct option bench_options[] = {
@@ -424,6 +428,7 @@ static const struct option bench_options[] = {
     { "mode",    required_argument, NULL, OPT_MODE },
     { "size",    required_argument, NULL, OPT_SIZE },
     { "json",    no_argument,       NULL, OPT_JSON },
+    { "mem-regions", no_argument,   NULL, OPT_MEM_REGIONS },
     { "seed",    required_argument, NULL, OPT_SEED },
     { "submit-batch", required_argument, NULL, OPT_SUBMIT_BATCH },
     { "help",    no_argument,       NULL, OPT_HELP },
@@ -523,6 +528,7 @@ static void parse_args(int argc, char **argv)
         case OPT_RAMP: bench_ramp = bench_parse_seconds(c, optarg); break;
         case OPT_POLL: bench_poll_queues = true; break;
         case OPT_JSON: bench_json = true; break;
+        case OPT_MEM_REGIONS: bench_mem_regions = true; break;
         case OPT_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -731,12 +737,16 @@ static int bench_geometry(struct blkio *b, struct bench_layout *l)
     l->stride = ((size_t)bench_iodepth * bench_bs + l->align - 1) &
                 ~(l->align - 1);
     l->total = l->stride * (size_t)bench_threads;
+    if (bench_mem_regions)
+        l->needs_mem_regions = true;
     if (l->needs_mem_regions && mem_align > 1)
         l->total = (l->total + mem_align - 1) / mem_align * mem_align;
     return 0;
 }
 
-/* The request buffers: a mapped memory region where the driver needs one. */
+/* The request buffers: a mapped memory region where the driver needs one,
+ * or with --mem-regions (as libblkio's own example blkio-bench and QEMU
+ * always do, which lets a driver prepare the memory once). */
 static unsigned char *bench_alloc_bufs(struct blkio *b,
                                        const struct bench_layout *l,
                                        struct blkio_mem_region *region,
@@ -757,6 +767,7 @@ static unsigned char *bench_alloc_bufs(struct blkio *b,
             return NULL;
         }
         bufs = region->addr;
+        bench_layout_mapped = true;
     } else {
         void *p;
         int ret = posix_memalign(&p, l->align, l->total);
@@ -849,6 +860,7 @@ static void bench_report(const struct bench_totals *r)
                "\"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f, "
                "\"cpu_us_per_req\": %.4f, \"cpu_util_pct\": %.1f, "
                "\"reqs_per_batch\": %.2f, \"empty_polls\": %" PRIu64 ", "
+               "\"mem_regions\": %s, "
                "\"error\": %d}\n",
                bench_driver, bench_path ? bench_path : "",
                bench_rw_names[bench_rw], bench_bs, bench_iodepth,
@@ -856,7 +868,7 @@ static void bench_report(const struct bench_totals *r)
                bench_poll_queues ? "true" : "false", bench_submit_batch,
                r->elapsed_max, r->ios, r->iops / 1000.0, mib_s, lat_mean,
                p50, p99, r->user, r->sys, cpu_per_req, cpu_util, per_batch,
-               r->empty, r->err);
+               r->empty, bench_layout_mapped ? "true" : "false", r->err);
         return;
     }
     printf("blkio-bench: driver=%s rw=%s bs=%" PRIu64 " iodepth=%d "

@@ -241,6 +241,8 @@ struct blkio {
     /* Memory regions */
     uint64_t max_mem_regions;
     bool may_pin_mem_regions;
+    bool fixed_buffers;         /* io_uring drivers: regions pinned as
+                                 * fixed buffers (opt-in, see blkio(3)) */
     uint64_t mem_region_alignment;
     bool needs_mem_regions;
     bool needs_mem_region_fd;

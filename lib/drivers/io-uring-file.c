@@ -129,7 +129,8 @@ static void iou_set_defaults(struct blkio *b, int fl)
     b->max_queues = INT_MAX;
     b->supports_poll_queues = false;
     b->max_mem_regions = UINT64_MAX;
-    b->may_pin_mem_regions = false;
+    /* Fixed buffers pin the regions' pages. */
+    b->may_pin_mem_regions = b->fixed_buffers;
     b->needs_mem_regions = false;
     b->needs_mem_region_fd = false;
     b->optimal_io_alignment = 4096;

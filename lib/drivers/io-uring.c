@@ -114,6 +114,7 @@ static const struct blkio_property iou_props[] = {
     /* Any value, as in libblkio 1.5: a negative one means "not set". */
     BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, NULL),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
+    URING_FIXED_BUFFERS_PROP,
     URING_CREATED_PROPS,
 };
 
@@ -131,7 +132,10 @@ static int iou_create(struct blkio *b)
         return blkio_set_error(-ENOSYS, "io_uring is not available: %s",
                                strerror(-ret));
     io_uring_queue_exit(&probe);
-    return uring_create_defaults(b, sizeof(struct iou_instance));
+    ret = uring_create_defaults(b, sizeof(struct iou_instance));
+    if (ret == 0)
+        uring_fixed_table_init(&((struct iou_instance *)b->priv)->fixed);
+    return ret;
 }
 
 static int iou_start(struct blkio *b)
@@ -151,6 +155,7 @@ static void iou_destroy(struct blkio *b)
         close(b->fd);
         b->fd = -1;
     }
+    uring_fixed_table_destroy(&ii->fixed);
     free(ii);
     b->priv = NULL;
 }
@@ -174,6 +179,7 @@ static int iou_queue_init(struct blkioq *q)
         /* A registered file is only an optimisation: a kernel that
          * refuses it gets the plain fd. */
         .need_fixed_file = false,
+        .fixed = &ii->fixed,
     };
     struct iou_queue *iq;
     int ret;
@@ -214,6 +220,21 @@ static void iou_queue_destroy(struct blkioq *q)
     uring_queue_free_slots(&iq->uq);
     free(iq);
     q->priv = NULL;
+}
+
+/* driver->map_mem_region(): the rings take the region as a fixed buffer
+ * where they can; never fails (io_uring needs no regions). */
+static int iou_map_mem_region(struct blkio *b,
+                              const struct blkio_mem_region *region)
+{
+    uring_fixed_map(b, &((struct iou_instance *)b->priv)->fixed, region);
+    return 0;
+}
+
+static void iou_unmap_mem_region(struct blkio *b,
+                                 const struct blkio_mem_region *region)
+{
+    uring_fixed_unmap(b, &((struct iou_instance *)b->priv)->fixed, region);
 }
 
 static void iou_set_completion_fd_enabled(struct blkioq *q, bool enable)
@@ -333,16 +354,24 @@ static void iou_next_call(struct blkioq *q, const struct iou_req *r,
     }
 }
 
+/* buf_index: the fixed buffer holding a lone buffer, or -1. */
 static void iou_prep_call(struct io_uring_sqe *sqe, int fd,
-                          const struct iou_call *c)
+                          const struct iou_call *c, int buf_index)
 {
     bool write = c->kind == IOU_CALL_WRITE;
 
     switch (c->kind) {
     case IOU_CALL_READ:
     case IOU_CALL_WRITE:
-        /* One buffer goes without the iovec indirection. */
-        if (c->iovcnt == 1)
+        /* One buffer goes without the iovec indirection, and inside a
+         * mapped region without the page lookup. */
+        if (buf_index >= 0) {
+            io_uring_prep_rw(write ? IORING_OP_WRITE_FIXED :
+                             IORING_OP_READ_FIXED, sqe, fd,
+                             c->iov[0].iov_base,
+                             (unsigned)c->iov[0].iov_len, c->pos);
+            sqe->buf_index = (uint16_t)buf_index;
+        } else if (c->iovcnt == 1)
             io_uring_prep_rw(write ? IORING_OP_WRITE : IORING_OP_READ, sqe,
                              fd, c->iov[0].iov_base,
                              (unsigned)c->iov[0].iov_len, c->pos);
@@ -393,9 +422,13 @@ static void iou_prep(struct uring_queue *uq, uint32_t idx,
     struct iou_queue *iq = (struct iou_queue *)uq;
     struct blkioq *q = uq->q;
     struct iou_call c;
+    int buf_index = -1;
 
     iou_next_call(q, iou_slot(iq, idx), &c);
-    iou_prep_call(sqe, q->b->fd, &c);
+    if (c.kind <= IOU_CALL_WRITE && c.iovcnt == 1)
+        buf_index = uring_fixed_index(uq, c.iov[0].iov_base,
+                                      c.iov[0].iov_len);
+    iou_prep_call(sqe, q->b->fd, &c, buf_index);
     if (iq->fixed_file) {
         sqe->fd = 0;
         sqe->flags |= IOSQE_FIXED_FILE;
@@ -894,5 +927,7 @@ const struct blkio_driver blkio_driver_io_uring = {
     .queue_request = iou_queue_request,
     .process = iou_process,
     .set_completion_fd_enabled = iou_set_completion_fd_enabled,
+    .map_mem_region = iou_map_mem_region,
+    .unmap_mem_region = iou_unmap_mem_region,
     .refresh_property = iou_refresh_property,
 };

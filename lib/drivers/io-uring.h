@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 
 #include "internal.h"
+#include "uring-common.h"
 
 /* Zero buffer for the write-zeroes fallback: IOU_ZERO_IOVS iovecs that all
  * point at the same read-only IOU_ZERO_CHUNK bytes of anonymous memory. */
@@ -29,6 +30,7 @@ struct iou_instance {
     bool force_async;           /* IOSQE_ASYNC on every SQE (see connect) */
     void *zero_buf;             /* IOU_ZERO_CHUNK bytes, PROT_READ */
     struct iovec zero_iov[IOU_ZERO_IOVS];
+    struct uring_fixed_table fixed;     /* mapped regions: fixed buffers */
 };
 
 /* driver->connect(): open path (or take fd), fill in every device

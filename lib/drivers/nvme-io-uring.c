@@ -39,6 +39,7 @@ static const struct blkio_property nvme_props[] = {
     /* Any value, as in libblkio 1.5: a negative one means "not set". */
     BLKIO_PROP("fd", PROP_INT, ST_ALL, ST_CREATED, fd, NULL),
     BLKIO_PROP("path", PROP_STR, ST_ALL, ST_CREATED, path, NULL),
+    URING_FIXED_BUFFERS_PROP,
     /* Zoned namespaces: 0 (not zoned) until connect says otherwise. */
     BLKIO_PROP("zoned", PROP_INT, ST_ALL, 0, zoned, NULL),
     BLKIO_PROP("max-active-zones", PROP_INT, ST_ALL, 0, max_active_zones,
@@ -57,10 +58,17 @@ static const struct blkio_property nvme_props[] = {
 static int nvme_create(struct blkio *b)
 {
     int ret = uring_create_defaults(b, sizeof(struct nvme_state));
+    struct nvme_state *s = b->priv;
 
+    if (ret < 0)
+        return ret;
+    uring_fixed_table_init(&s->fixed);
+    /* Linux 6.1 takes fixed buffers for passthrough commands; 5.19 and
+     * 6.0 refuse any uring_cmd flag with EINVAL. */
+    s->cmd_fixed = uring_kernel_at_least(6, 1);
     /* NVMe Write has FUA */
     b->supports_fua_natively = true;
-    return ret;
+    return 0;
 }
 
 static int nvme_start(struct blkio *b)
@@ -103,8 +111,30 @@ static void nvme_destroy(struct blkio *b)
         b->fd = -1;
     }
     free(s->zero_buf);
+    uring_fixed_table_destroy(&s->fixed);
     free(s);
     b->priv = NULL;
+}
+
+/* driver->map_mem_region(): the rings take the region as a fixed buffer
+ * where they can; never fails (passthrough needs no regions). */
+static int nvme_map_mem_region(struct blkio *b,
+                               const struct blkio_mem_region *region)
+{
+    struct nvme_state *s = b->priv;
+
+    if (s->cmd_fixed)
+        uring_fixed_map(b, &s->fixed, region);
+    return 0;
+}
+
+static void nvme_unmap_mem_region(struct blkio *b,
+                                  const struct blkio_mem_region *region)
+{
+    struct nvme_state *s = b->priv;
+
+    if (s->cmd_fixed)
+        uring_fixed_unmap(b, &s->fixed, region);
 }
 
 /* ---- queues ---- */
@@ -118,6 +148,7 @@ static int nvme_queue_init(struct blkioq *q)
         .slot_size = sizeof(struct nvme_slot),
         .setup_flags = IORING_SETUP_SQE128 | IORING_SETUP_CQE32,
         .need_fixed_file = true,
+        .fixed = &((struct nvme_state *)q->b->priv)->fixed,
     };
     struct nvme_queue *nq = calloc(1, sizeof(*nq));
     bool fixed_file;
@@ -300,6 +331,16 @@ static void nvme_prep(struct uring_queue *uq, uint32_t idx,
     case BLKIO_OP_READ:
     case BLKIO_OP_WRITE:
         n = nvme_prep_rw_buffer(uq->q->b, sl, cmd);
+        if (!sl->vec) {
+            /* Inside a mapped region: the kernel need not pin pages. */
+            int bi = uring_fixed_index(uq, (void *)(uintptr_t)cmd->addr,
+                                       cmd->data_len);
+
+            if (bi >= 0) {
+                sqe->uring_cmd_flags = IORING_URING_CMD_FIXED;
+                sqe->buf_index = (uint16_t)bi;
+            }
+        }
         cmd->opcode = sl->op == BLKIO_OP_READ ? NVME_CMD_READ
                                               : NVME_CMD_WRITE;
         cmd->cdw12 = n - 1;
@@ -665,4 +706,6 @@ const struct blkio_driver blkio_driver_nvme_io_uring = {
     .queue_request = nvme_queue_request,
     .process = nvme_process,
     .set_completion_fd_enabled = nvme_set_completion_fd_enabled,
+    .map_mem_region = nvme_map_mem_region,
+    .unmap_mem_region = nvme_unmap_mem_region,
 };

@@ -30,6 +30,8 @@ struct nvme_state {
     void *zero_buf;             /* write zeroes fallback, read-only */
     uint32_t zero_buf_blocks;
     uint64_t page_size;         /* CPU page: the kernel's mapping unit */
+    struct uring_fixed_table fixed;     /* mapped regions: fixed buffers */
+    bool cmd_fixed;             /* the kernel takes IORING_URING_CMD_FIXED */
 };
 
 /* One request, from queueing to blkioq_complete().  Everything a command

@@ -292,7 +292,8 @@ static void nvme_probe_limits(struct blkio *b, int fd, uint8_t *id,
     b->max_queues = INT_MAX;
     b->needs_mem_regions = false;
     b->needs_mem_region_fd = false;
-    b->may_pin_mem_regions = false;
+    /* Fixed buffers pin the regions' pages. */
+    b->may_pin_mem_regions = b->fixed_buffers;
     b->max_mem_regions = UINT64_MAX;
     /* Report zones: as many descriptors per command as one transfer
      * holds */

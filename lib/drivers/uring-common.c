@@ -7,10 +7,22 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include "uring-common.h"
+
+/* LIBBLKIO_URING_DECLINE (URING_DECLINE_* bits, a number): fallbacks on
+ * demand, for tests and for measuring what a feature is worth.  Read at
+ * set-up, never per request. */
+static unsigned uring_declined(void)
+{
+    const char *s = getenv("LIBBLKIO_URING_DECLINE");
+
+    return s ? (unsigned)strtoul(s, NULL, 0) : 0;
+}
 
 /* user_data of the cancel request uring_drain() adds; no slot has it. */
 #define URING_DRAIN_TAG UINT64_MAX
@@ -115,10 +127,54 @@ void uring_queue_free_slots(struct uring_queue *uq)
 
 /* ---- ring set-up and teardown ---- */
 
+/* Create the ring; its CQ size bounds the SQEs in flight. */
+static int uring_ring_create(struct uring_queue *uq, struct blkioq *q,
+                             unsigned flags)
+{
+    struct io_uring_params p;
+    int ret;
+
+    memset(&p, 0, sizeof(p));
+    p.flags = flags | (q->poll ? IORING_SETUP_IOPOLL : 0);
+    ret = io_uring_queue_init_params((unsigned)q->b->num_entries, &uq->ring,
+                                     &p);
+    if (ret < 0)
+        return blkio_set_error(ret, "io_uring_queue_init with %d entries "
+                               "(setup flags 0x%x) for queue %d: %s",
+                               q->b->num_entries, p.flags, q->index,
+                               strerror(-ret));
+    uq->max_inflight = p.cq_entries;
+    return 0;
+}
+
+/* Give the ring an empty fixed buffer table and the regions mapped so
+ * far.  Failing is not an error: requests then go without. */
+static void uring_fixed_queue_init(struct uring_queue *uq,
+                                   struct uring_fixed_table *t)
+{
+    if (!t || !uq->q->b->fixed_buffers ||
+        (uring_declined() & URING_DECLINE_FIXED_BUFS) ||
+        io_uring_register_buffers_sparse(&uq->ring, URING_FIXED_MAX) < 0)
+        return;
+    pthread_mutex_lock(&t->lock);
+    uq->fixed = t;
+    for (unsigned i = 0; i < URING_FIXED_MAX; i++) {
+        struct uring_fixed_entry *e = &t->e[i];
+        uintptr_t start = atomic_load_explicit(&e->start,
+                                               memory_order_relaxed);
+        uintptr_t end = atomic_load_explicit(&e->end, memory_order_relaxed);
+        struct iovec iov = { (void *)start, end - start };
+
+        if (end && io_uring_register_buffers_update_tag(&uq->ring, i, &iov,
+                                                        NULL, 1) == 1)
+            atomic_fetch_or(&uq->fixed_mask, 1ull << i);
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
 int uring_queue_init(struct uring_queue *uq, struct blkioq *q,
                      const struct uring_queue_config *cfg, bool *fixed_file)
 {
-    struct io_uring_params p;
     int ret;
 
     memset(uq, 0, sizeof(*uq));
@@ -129,16 +185,9 @@ int uring_queue_init(struct uring_queue *uq, struct blkioq *q,
     uq->backlog_head = URING_NONE;
     uq->backlog_tail = URING_NONE;
 
-    memset(&p, 0, sizeof(p));
-    p.flags = cfg->setup_flags | (q->poll ? IORING_SETUP_IOPOLL : 0);
-    ret = io_uring_queue_init_params((unsigned)q->b->num_entries, &uq->ring,
-                                     &p);
+    ret = uring_ring_create(uq, q, cfg->setup_flags);
     if (ret < 0)
-        return blkio_set_error(ret, "io_uring_queue_init with %d entries "
-                               "(setup flags 0x%x) for queue %d: %s",
-                               q->b->num_entries, p.flags, q->index,
-                               strerror(-ret));
-    uq->max_inflight = p.cq_entries;
+        return ret;
 
     /* A registered file spares the kernel an fget/fput per request. */
     ret = io_uring_register_files(&uq->ring, &q->b->fd, 1);
@@ -155,9 +204,11 @@ int uring_queue_init(struct uring_queue *uq, struct blkioq *q,
                             "%s", q->index, strerror(-ret));
             goto err;
         }
-        /* A registered eventfd starts out signalled for every CQE. */
+        /* A registered eventfd starts out signalled for every CQE, as
+         * libblkio 1.5's does: programs may poll it without enabling. */
         q->completion_fd_enabled = true;
     }
+    uring_fixed_queue_init(uq, cfg->fixed);
     /* Slots for a full CQ up front: growing later is for callers that
      * keep more requests queued than the rings take. */
     while (uring_nslots(uq) < uq->max_inflight) {
@@ -431,4 +482,135 @@ void uring_set_eventfd_enabled(struct io_uring *ring, bool enable)
     (void)io_uring_cq_eventfd_toggle(ring, enable);
     if (enable)
         atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* ---- fixed buffers ---- */
+
+void uring_fixed_table_init(struct uring_fixed_table *t)
+{
+    memset(t, 0, sizeof(*t));
+    pthread_mutex_init(&t->lock, NULL);
+}
+
+void uring_fixed_table_destroy(struct uring_fixed_table *t)
+{
+    pthread_mutex_destroy(&t->lock);
+}
+
+/* The uring_queue of a live queue of b (both drivers put it first). */
+static struct uring_queue *uring_queue_of(struct blkioq *q)
+{
+    return q ? q->priv : NULL;
+}
+
+/* Call fn on every ring of b that has a fixed buffer table. */
+static void uring_fixed_each(struct blkio *b,
+                             void (*fn)(struct uring_queue *uq, unsigned i,
+                                        const struct iovec *iov),
+                             unsigned i, const struct iovec *iov)
+{
+    for (int k = 0; k < b->nqueues + b->npoll_queues; k++) {
+        struct uring_queue *uq = uring_queue_of(
+            k < b->nqueues ? b->queues[k] : b->poll_queues[k - b->nqueues]);
+
+        if (uq && uq->fixed)
+            fn(uq, i, iov);
+    }
+}
+
+static void uring_fixed_ring_add(struct uring_queue *uq, unsigned i,
+                                 const struct iovec *iov)
+{
+    if (io_uring_register_buffers_update_tag(&uq->ring, i, iov, NULL,
+                                             1) == 1)
+        atomic_fetch_or(&uq->fixed_mask, 1ull << i);
+}
+
+/* Clear the bit first, so that no new request names the buffer, then
+ * empty the ring's entry (requests in flight keep their pages). */
+static void uring_fixed_ring_drop(struct uring_queue *uq, unsigned i,
+                                  const struct iovec *iov)
+{
+    uint64_t bit = 1ull << i;
+
+    if (atomic_fetch_and(&uq->fixed_mask, ~bit) & bit)
+        (void)io_uring_register_buffers_update_tag(&uq->ring, i, iov, NULL,
+                                                   1);
+}
+
+/* Publish [start, end) in entry e (end 0: empty it). */
+static void uring_fixed_entry_set(struct uring_fixed_entry *e,
+                                  uintptr_t start, uintptr_t end)
+{
+    uint32_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
+
+    atomic_store_explicit(&e->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&e->start, start, memory_order_relaxed);
+    atomic_store_explicit(&e->end, end, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, seq + 2, memory_order_release);
+}
+
+void uring_fixed_map(struct blkio *b, struct uring_fixed_table *t,
+                     const struct blkio_mem_region *region)
+{
+    uintptr_t start = (uintptr_t)region->addr;
+    struct iovec iov = { region->addr, region->len };
+
+    if (!b->fixed_buffers || region->len > URING_FIXED_MAX_LEN ||
+        (uring_declined() & URING_DECLINE_FIXED_BUFS))
+        return;
+    pthread_mutex_lock(&t->lock);
+    for (unsigned i = 0; i < URING_FIXED_MAX; i++) {
+        if (atomic_load_explicit(&t->e[i].end, memory_order_relaxed))
+            continue;
+        /* The entry first, then each ring's bit once its kernel table
+         * holds the buffer. */
+        uring_fixed_entry_set(&t->e[i], start, start + region->len);
+        uring_fixed_each(b, uring_fixed_ring_add, i, &iov);
+        break;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+void uring_fixed_unmap(struct blkio *b, struct uring_fixed_table *t,
+                       const struct blkio_mem_region *region)
+{
+    uintptr_t start = (uintptr_t)region->addr;
+    const struct iovec none = { NULL, 0 };
+
+    pthread_mutex_lock(&t->lock);
+    for (unsigned i = 0; i < URING_FIXED_MAX; i++) {
+        struct uring_fixed_entry *e = &t->e[i];
+
+        if (atomic_load_explicit(&e->start, memory_order_relaxed) != start ||
+            atomic_load_explicit(&e->end, memory_order_relaxed) !=
+                start + region->len)
+            continue;
+        uring_fixed_each(b, uring_fixed_ring_drop, i, &none);
+        uring_fixed_entry_set(e, 0, 0);
+        break;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+int uring_prop_set_fixed_buffers(struct blkio *b,
+                                 const struct blkio_property *p,
+                                 const void *value)
+{
+    (void)p;
+    /* Connected: may-pin-mem-regions is readable already. */
+    if (b->state == BLKIO_STATE_CONNECTED)
+        b->may_pin_mem_regions = *(const bool *)value;
+    return 0;
+}
+
+bool uring_kernel_at_least(int major, int minor)
+{
+    struct utsname u;
+    int ma = 0, mi = 0;
+
+    if (uname(&u) < 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+        return false;
+    return ma > major || (ma == major && mi >= minor);
 }

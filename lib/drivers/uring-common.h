@@ -19,6 +19,8 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -32,6 +34,38 @@
 /* Slots come in chunks that never move: the kernel may read a slot (an
  * NVMe DSM range, an iovec copy) long after submission. */
 #define URING_SLOTS_PER_CHUNK 64u
+
+/*
+ * Ring features with a fallback; LIBBLKIO_URING_DECLINE in the environment
+ * (a number, these bits) makes the fallback run, for tests and for
+ * measuring what a feature is worth (unset in normal use):
+ * - FIXED_BUFS: mapped memory regions registered as io_uring fixed
+ *   buffers, so that a request inside one is a READ_FIXED/WRITE_FIXED (or
+ *   a passthrough command with IORING_URING_CMD_FIXED) and the kernel does
+ *   not look up and pin its pages per request.  Without it (a kernel
+ *   before 5.19 has no sparse buffer tables), plain requests.
+ */
+#define URING_DECLINE_FIXED_BUFS 2u
+
+/* Fixed buffer table size per ring (sparse: one entry per mapped region,
+ * the rest empty), and io_uring's limit on one registered buffer. */
+#define URING_FIXED_MAX     64u
+#define URING_FIXED_MAX_LEN (1ull << 30)
+
+/* A mapped region published for the I/O path: a seqlock (odd seq while it
+ * changes) guards [start, end); end 0 means unused. */
+struct uring_fixed_entry {
+    _Atomic uint32_t seq;
+    _Atomic uintptr_t start;
+    _Atomic uintptr_t end;
+};
+
+/* The regions of an instance that its rings have as fixed buffers; entry i
+ * is buffer index i on every ring whose fixed_mask has bit i. */
+struct uring_fixed_table {
+    pthread_mutex_t lock;       /* map, unmap and queue set-up */
+    struct uring_fixed_entry e[URING_FIXED_MAX];
+};
 
 /* The head of every driver slot: the first member of the driver's struct. */
 struct uring_slot {
@@ -64,6 +98,8 @@ struct uring_queue {
     uint32_t inflight;          /* SQEs prepared and not yet reaped */
     uint32_t max_inflight;      /* CQ ring size: no overflow possible */
     uint32_t bad_cqes;          /* CQEs that matched no slot in flight */
+    struct uring_fixed_table *fixed;    /* NULL: no fixed buffers */
+    _Atomic uint64_t fixed_mask;        /* table entries this ring has */
 };
 
 /* How a queue's ring is set up. */
@@ -74,6 +110,8 @@ struct uring_queue_config {
                                  * queues */
     bool need_fixed_file;       /* registering b->fd as file 0 must work
                                  * (else it is only tried) */
+    struct uring_fixed_table *fixed;    /* register mapped regions as
+                                         * fixed buffers (NULL: never) */
 };
 
 /*
@@ -100,6 +138,23 @@ struct uring_queue_config {
                supports_fua_natively, NULL),                                 \
     BLKIO_PROP("supports-poll-queues", PROP_BOOL, ST_ALL, 0,                 \
                supports_poll_queues, NULL)
+
+/*
+ * fixed-buffers: mapped regions become io_uring fixed buffers.  Off by
+ * default, as libblkio 1.5 has it: a fixed buffer pins its pages, which
+ * a program that was told may-pin-mem-regions is false may discard
+ * (MADV_DONTNEED, a hole punched in its memfd), and the kernel would then
+ * go on reading and writing the old pages.  Turning it on makes
+ * may-pin-mem-regions true.  Writable until blkio_start().
+ */
+#define URING_FIXED_BUFFERS_PROP                                             \
+    BLKIO_PROP("fixed-buffers", PROP_BOOL, ST_ALL,                           \
+               ST_CREATED | ST_CONNECTED, fixed_buffers,                     \
+               uring_prop_set_fixed_buffers)
+
+int uring_prop_set_fixed_buffers(struct blkio *b,
+                                 const struct blkio_property *p,
+                                 const void *value);
 
 /* driver->create(): the instance state (priv_size bytes, zeroed) and the
  * values of URING_CREATED_PROPS before connect. */
@@ -212,6 +267,51 @@ static inline bool uring_cqe_slot(struct uring_queue *uq,
  * which the API allows.
  */
 void uring_set_eventfd_enabled(struct io_uring *ring, bool enable);
+
+/* The instance's table: set up at create, torn down at destroy. */
+void uring_fixed_table_init(struct uring_fixed_table *t);
+void uring_fixed_table_destroy(struct uring_fixed_table *t);
+
+/*
+ * driver->map_mem_region()/unmap_mem_region(): register the region as a
+ * fixed buffer on every ring of the instance (each ring that cannot goes
+ * on without: fixed buffers are only an optimisation, never an error),
+ * and drop it again.  The I/O path finds it with uring_fixed_index().
+ */
+void uring_fixed_map(struct blkio *b, struct uring_fixed_table *t,
+                     const struct blkio_mem_region *region);
+void uring_fixed_unmap(struct blkio *b, struct uring_fixed_table *t,
+                       const struct blkio_mem_region *region);
+
+/* The fixed buffer index of this ring that holds [addr, addr + len), or
+ * -1.  Costs one load when no region is registered. */
+static inline int uring_fixed_index(struct uring_queue *uq, const void *addr,
+                                    size_t len)
+{
+    uint64_t mask = atomic_load_explicit(&uq->fixed_mask,
+                                         memory_order_acquire);
+    uintptr_t a = (uintptr_t)addr;
+
+    while (mask) {
+        unsigned i = (unsigned)__builtin_ctzll(mask);
+        struct uring_fixed_entry *e = &uq->fixed->e[i];
+        uint32_t s1 = atomic_load_explicit(&e->seq, memory_order_acquire);
+        uintptr_t start = atomic_load_explicit(&e->start,
+                                               memory_order_relaxed);
+        uintptr_t end = atomic_load_explicit(&e->end, memory_order_relaxed);
+
+        atomic_thread_fence(memory_order_acquire);
+        if (!(s1 & 1) &&
+            s1 == atomic_load_explicit(&e->seq, memory_order_relaxed) &&
+            a >= start && a < end && len <= end - a)
+            return (int)i;
+        mask &= mask - 1;
+    }
+    return -1;
+}
+
+/* The running kernel is at least major.minor (uname). */
+bool uring_kernel_at_least(int major, int minor);
 
 /* driver->start(): num-entries is a minimum (io_uring rounds it up to a
  * power of two), up to io_uring's maximum. */

@@ -389,6 +389,63 @@ static void test_poll_queue(const char *dev)
     free(buf);
 }
 
+/*
+ * Requests in a mapped memory region, with fixed-buffers (where the kernel
+ * has them; LIBBLKIO_URING_DECLINE=2 forces the plain path) and without,
+ * and in memory reaching past the region's end: data must round-trip
+ * every way.
+ */
+#define NT_MR_LEN (1024 * 1024)
+#define NT_MR_OFF (40ull << 20)
+
+static void test_mem_region(const char *dev, bool fixed)
+{
+    struct blkio *b = NULL;
+    struct blkioq *q;
+    bool pin = !fixed;
+    struct blkio_mem_region r, own_r;
+    uint8_t *own = nt_alloc(2 * NT_MR_LEN);
+    uint8_t *rb;
+
+    CHECK_RET(blkio_create("nvme-io_uring", &b), 0);
+    CHECK_RET(blkio_set_str(b, "path", dev), 0);
+    CHECK_RET(blkio_connect(b), 0);
+    CHECK_RET(blkio_get_bool(b, "may-pin-mem-regions", &pin), 0);
+    CHECK(!pin);
+    CHECK_RET(blkio_set_bool(b, "fixed-buffers", fixed), 0);
+    CHECK_RET(blkio_get_bool(b, "may-pin-mem-regions", &pin), 0);
+    CHECK(pin == fixed);
+    CHECK_RET(blkio_start(b), 0);
+    q = blkio_get_queue(b, 0);
+    CHECK_RET(blkio_alloc_mem_region(b, &r, NT_MR_LEN), 0);
+    CHECK_RET(blkio_map_mem_region(b, &r), 0);
+    own_r = (struct blkio_mem_region){ .addr = own, .len = NT_MR_LEN,
+                                       .fd = -1 };
+    CHECK_RET(blkio_map_mem_region(b, &own_r), 0);
+    rb = r.addr;
+
+    /* Region to device to region. */
+    t_fill_pattern(rb, NT_MR_LEN / 2, NT_MR_OFF, 9);
+    nt_rw(q, true, NT_MR_OFF, rb, NT_MR_LEN / 2);
+    memset(rb + NT_MR_LEN / 2, 0, NT_MR_LEN / 2);
+    nt_rw(q, false, NT_MR_OFF, rb + NT_MR_LEN / 2, NT_MR_LEN / 2);
+    CHECK(t_verify_pattern(rb + NT_MR_LEN / 2, NT_MR_LEN / 2, NT_MR_OFF, 9));
+    /* Past the end of a region: not a fixed buffer, same data. */
+    memset(own + NT_MR_LEN - 8192, 0, 16384);
+    nt_rw(q, false, NT_MR_OFF, own + NT_MR_LEN - 8192, 16384);
+    CHECK(t_verify_pattern(own + NT_MR_LEN - 8192, 16384, NT_MR_OFF, 9));
+    /* Unmapped: still plain memory of ours. */
+    blkio_unmap_mem_region(b, &own_r);
+    memset(own, 0, 8192);
+    nt_rw(q, false, NT_MR_OFF + 8192, own, 8192);
+    CHECK(t_verify_pattern(own, 8192, NT_MR_OFF + 8192, 9));
+
+    blkio_unmap_mem_region(b, &r);
+    blkio_free_mem_region(b, &r);
+    blkio_destroy(&b);
+    free(own);
+}
+
 int main(int argc, char **argv)
 {
     const char *dev = nt_device(argc, argv, "BLKIO_VM_NVME", "/dev/ng0n1");
@@ -419,6 +476,11 @@ int main(int argc, char **argv)
     }
     blkio_destroy(&b);
     test_read_only(dev);
+    test_mem_region(dev, false);
+    test_mem_region(dev, true);
+    setenv("LIBBLKIO_URING_DECLINE", "2", 1);
+    test_mem_region(dev, true);
+    unsetenv("LIBBLKIO_URING_DECLINE");
     test_poll_queue(dev);
     return 0;
 }

@@ -311,8 +311,8 @@ bio_choose_num_queues (bool *private_queues)
     /* Serialized, a connection is one thread with one request at a time:
      * a queue of its own lets it submit and wait in one blkioq_do_io()
      * call, without the completion thread's hand-over (one wake-up per
-     * request instead of two).  bench/REPORT.md: "queues for serialized
-     * connections". */
+     * request instead of two).  bench/HISTORY.md: "virtio queues follow
+     * serialized connections". */
     if (bio_serialized && nq < BIO_SERIAL_QUEUES)
       nq = BIO_SERIAL_QUEUES;
   }

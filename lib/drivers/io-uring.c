@@ -569,6 +569,11 @@ static int iou_queue_request(struct blkioq *q,
     case BLKIO_OP_WRITE:
         if (req->iovcnt > IOU_MAX_SEGMENTS)
             return -EINVAL;
+        if (BLKIO_UNLIKELY(req->len == 0)) {
+            /* Nothing to transfer: complete without the kernel. */
+            blkioq_fail(q, req->user_data, 0, NULL);
+            return 0;
+        }
         break;
     case BLKIO_OP_FLUSH:
     case BLKIO_OP_WRITE_ZEROES:
@@ -601,7 +606,9 @@ static int iou_queue_request(struct blkioq *q,
         r->single_iov = true;
     }
 
-    if (req->op == BLKIO_OP_FLUSH) {
+    if (BLKIO_LIKELY(req->op <= BLKIO_OP_WRITE)) {
+        /* Checked above. */
+    } else if (req->op == BLKIO_OP_FLUSH) {
         r->steps[0] = IOU_M_FDATASYNC;
         r->steps[1] = IOU_M_END;
     } else if (req->op == BLKIO_OP_WRITE_ZEROES ||
@@ -629,11 +636,6 @@ static int iou_queue_request(struct blkioq *q,
             uring_slot_free(&iq->uq, idx);
             return -ENOTSUP;
         }
-    } else if (req->len == 0) {
-        /* Nothing to transfer: complete without the kernel. */
-        uring_slot_free(&iq->uq, idx);
-        blkioq_fail(q, req->user_data, 0, NULL);
-        return 0;
     }
 
     iou_start_request(q, idx);
@@ -667,7 +669,9 @@ static void iou_finish(struct blkioq *q, uint32_t idx, int ret,
     enum blkio_op op = (enum blkio_op)r->op;
 
     uring_slot_free(&iq->uq, idx);
-    blkioq_complete(q, user_data, ret, msg ? msg : iou_op_error(op));
+    /* A success carries no message. */
+    blkioq_complete(q, user_data, ret,
+                    ret == 0 ? NULL : msg ? msg : iou_op_error(op));
 }
 
 /* A read is complete: its buffers hold data now. */

@@ -5,28 +5,42 @@
 Every comparison is a group of contenders measured on the same workload in
 the same run: each round runs every contender once, the order rotated by
 one per round, and ratios are taken within a round (so drift on a shared
-machine hits all of them alike); the report gives medians over the rounds.
+machine hits all of them alike); the report (bench/report.py) gives medians
+over the rounds.
 
 Parts (PARTS=, default all):
-  engine   blkio-bench on our libblkio and on libblkio 1.5
+  engine   blkio-bench on our libblkio and on libblkio 1.5, and libblkio's
+           own example program blkio-bench (built from libblkio-dev's
+           sources against our header) on both
   nbd      fio's nbd engine against every NBD server a user could pick
   scaling  the same at 1, 2, 4 and 8 connections
-  vm       blkio-bench on both libraries inside the test VM (nvme-io_uring,
-           virtio-blk-vfio-pci, virtio-blk-vhost-vdpa)
+  vm       both benchmark programs on both libraries inside the test VM
+           (nvme-io_uring, virtio-blk-vfio-pci, virtio-blk-vhost-vdpa)
+
+A sample is rejected (reported as "failed: REASON", never as a number) when
+fio or a job reports an error, a job ran short of the runtime, the jobs of
+a multi-connection run did not run at the same time, or IOPS x CPU per
+request comes to more CPU-seconds per second than the machine has.
 """
 
 import argparse
+import glob
 import json
 import os
+import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402  (bench/report.py)
+
 HZ = os.sysconf("SC_CLK_TCK")
+CPUS = os.cpu_count()
 
 
 def env_int(name, default):
@@ -35,19 +49,23 @@ def env_int(name, default):
 
 QUICK = os.environ.get("QUICK", "0") == "1"
 ROUNDS = env_int("ROUNDS", 1 if QUICK else 3)
-RUNTIME = env_int("RUNTIME", 1 if QUICK else 3)
+RUNTIME = env_int("RUNTIME", 1 if QUICK else 2)
 RAMP = env_int("RAMP", 0 if QUICK else 1)
 PARTS = os.environ.get("PARTS", "engine vm nbd scaling").split()
-# DRIVERS= narrows the nbd and scaling parts to some drivers.
+# DRIVERS= narrows the host parts to some drivers (io_uring, vhost-user).
 DRIVERS = os.environ.get("DRIVERS", "io_uring vhost-user").split()
 SIZE = os.environ.get("SIZE", "512M")
 OURS_ARGS = os.environ.get("OURS_ARGS", "").split()
-OURS_ALT_ARGS = os.environ.get("OURS_ALT_ARGS")
-# ALT_PLUGIN=path: "ours-alt" runs that build of the plugin (an A/B of two
-# builds in one run), with OURS_ALT_ARGS (default none).
+# "ours-alt": the same build with the parallel thread model unless told
+# otherwise (OURS_ALT_ARGS=none: no second configuration).  ALT_PLUGIN=path
+# runs that build of the plugin instead (an A/B of two builds in one run).
+OURS_ALT_ARGS = os.environ.get("OURS_ALT_ARGS", "thread-model=parallel")
+if OURS_ALT_ARGS == "none":
+    OURS_ALT_ARGS = None
 ALT_PLUGIN = os.environ.get("ALT_PLUGIN")
 if ALT_PLUGIN is not None and OURS_ALT_ARGS is None:
     OURS_ALT_ARGS = ""
+LOG_MSEC = 100  # fio's per-job IOPS log interval (the measured window)
 
 
 class Progress:
@@ -82,6 +100,45 @@ def cpu_ticks(pids):
     return total
 
 
+class CpuSampler(threading.Thread):
+    """Samples the CPU ticks of some processes every 50 ms, so that their
+    CPU time can be read over any window afterwards (fio's measured one,
+    without its connection setup and ramp)."""
+
+    def __init__(self, groups):
+        super().__init__(daemon=True)
+        self.groups = groups          # name -> [pid]
+        self.samples = []             # (epoch seconds, {name: ticks})
+        self.done = threading.Event()
+        self.take()
+
+    def take(self):
+        self.samples.append((time.time(), {n: cpu_ticks(p) for n, p in
+                                           self.groups.items()}))
+
+    def run(self):
+        while not self.done.wait(0.05):
+            self.take()
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        self.take()
+
+    def at(self, name, t):
+        s = self.samples
+        if t <= s[0][0]:
+            return s[0][1][name]
+        for (t0, a), (t1, b) in zip(s, s[1:]):
+            if t0 <= t <= t1:
+                f = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
+                return a[name] + f * (b[name] - a[name])
+        return s[-1][1][name]
+
+    def seconds(self, name, t0, t1):
+        return (self.at(name, t1) - self.at(name, t0)) / HZ
+
+
 def wait_for(path, proc, what, timeout=10.0):
     end = time.time() + timeout
     while time.time() < end:
@@ -103,6 +160,52 @@ def stop(proc):
             proc.wait()
 
 
+class Rejected(Exception):
+    """A sample that cannot be believed: the reason, and what was read."""
+
+    def __init__(self, reason, raw=None, serial=False):
+        super().__init__(reason)
+        self.raw = raw or {}
+        self.serial = serial
+
+
+def fio_window(logs, jobs):
+    """Each job's measured window from its IOPS log (epoch seconds): the
+    first entry closes the first LOG_MSEC interval after the ramp."""
+    win = []
+    for path, j in zip(logs, jobs):
+        try:
+            first = float(open(path).readline().split(",")[0]) / 1000
+        except (OSError, ValueError, IndexError):
+            return None
+        start = first - LOG_MSEC / 1000
+        win.append((start, start + j["job_runtime"] / 1000))
+    return win
+
+
+def fio_check(procs, jobs, win, wall):
+    """The reason to reject a fio run (procs: (exit status, stderr) of
+    its processes), or None."""
+    for rc, err in procs:
+        if rc != 0:
+            last = (err.strip().splitlines() or ["?"])[-1]
+            return f"fio exit {rc}: {last[:80]}"
+    for i, j in enumerate(jobs):
+        if j["error"]:
+            return f"fio job {i + 1}: error {j['error']} ({os.strerror(j['error'])})"
+        if j["job_runtime"] < 0.9 * RUNTIME * 1000:
+            return f"fio job {i + 1} ran {j['job_runtime'] / 1000:.1f} s of {RUNTIME} s"
+        if not sum(j[d]["total_ios"] for d in ("read", "write")):
+            return f"fio job {i + 1} did no I/O"
+    if len(jobs) > 1 and win:
+        overlap = min(e for _, e in win) - max(s for s, _ in win)
+        if overlap < 0.8 * RUNTIME:
+            return (f"the {len(jobs)} connections did not run together "
+                    f"(jobs of {RUNTIME} s overlapped {max(overlap, 0):.1f} s; "
+                    f"fio took {wall:.0f} s)")
+    return None
+
+
 class Bench:
     def __init__(self, args):
         self.top = args.top
@@ -114,9 +217,13 @@ class Bench:
         self.plugin = os.path.join(args.build, "plugin",
                                    "nbdkit-blkio-plugin.so")
         self.blkio_bench = os.path.join(args.build, "bench", "blkio-bench")
+        self.example = os.path.join(args.build, "bench", "libblkio-examples",
+                                    "blkio-bench")
         self.tmp = tempfile.mkdtemp(prefix="bench-run.")
-        self.file = os.environ.get("FILE", "/var/tmp/blkio-bench-run.img")
+        # Its own image per run unless told (two runs must not share one).
+        self.file = os.environ.get("FILE", f"/var/tmp/blkio-bench-run.{os.getpid()}.img")
         self.results = []
+        self.skip = {}
         self.qsd = None
         self.vu_sock = os.path.join(self.tmp, "vhost-user.sock")
         self.qsd_nbd_sock = os.path.join(self.tmp, "qsd-nbd.sock")
@@ -146,6 +253,19 @@ class Bench:
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "qsd.log"), "w"))
         wait_for(self.vu_sock, self.qsd, "qemu-storage-daemon")
         wait_for(self.qsd_nbd_sock, self.qsd, "qemu-storage-daemon")
+        if "engine" in PARTS or "vm" in PARTS:
+            self.build_example()
+
+    def build_example(self):
+        """libblkio's own blkio-bench, from libblkio-dev's example sources,
+        compiled against our <blkio.h> and linked without an rpath, so that
+        LD_LIBRARY_PATH picks the library (as tests/conformance does)."""
+        src = os.path.join(self.ref, "usr/share/doc/libblkio-dev/examples/blkio-bench.c")
+        os.makedirs(os.path.dirname(self.example), exist_ok=True)
+        subprocess.run(["cc", "-std=gnu11", "-O2", "-Wall",
+                        "-I", os.path.join(self.top, "include"), "-o",
+                        self.example, src, "-L", os.path.join(self.build, "lib"),
+                        "-lblkio", "-pthread"], check=True)
 
     def cleanup(self):
         stop(self.qsd)
@@ -158,28 +278,32 @@ class Bench:
 
     # --- NBD servers ---
     def nbd_servers(self, group):
-        """name -> (argv, env, uri, extra pids whose CPU counts)"""
+        """name -> (argv, env, uri, backend pids whose CPU counts)"""
         reflib_env = {"LD_LIBRARY_PATH": self.reflib}
         nbdkit = ["nbdkit", "-U", self.nbd_sock, "-f"]
         uri = f"nbd+unix:///?socket={self.nbd_sock}"
-        qsd_pid = [self.qsd.pid]
+        alt = ALT_PLUGIN or self.plugin
+        alt_args = (OURS_ALT_ARGS or "").split()
         if group == "io_uring":
+            dev = ["io_uring", f"path={self.file}"]
             s = {
-                "ours": (nbdkit + [self.plugin, "io_uring", f"path={self.file}"] + OURS_ARGS, {}, uri, []),
-                "upstream": (nbdkit + [self.refplugin, "io_uring", f"path={self.file}"], reflib_env, uri, []),
+                "ours": (nbdkit + [self.plugin] + dev + OURS_ARGS, {}, uri, []),
+                "upstream": (nbdkit + [self.refplugin] + dev, reflib_env, uri, []),
                 "file": (nbdkit + ["file", f"file={self.file}"], {}, uri, []),
                 "null": (nbdkit + ["null", f"size={self.bytes}"], {}, uri, []),
             }
             if OURS_ALT_ARGS is not None:
-                s["ours-alt"] = (nbdkit + [ALT_PLUGIN or self.plugin, "io_uring", f"path={self.file}"] + OURS_ALT_ARGS.split(), {}, uri, [])
+                s["ours-alt"] = (nbdkit + [alt] + dev + alt_args, {}, uri, [])
             return s
+        dev = ["virtio-blk-vhost-user", f"path={self.vu_sock}"]
+        qsd = [self.qsd.pid]
         s = {
-            "ours": (nbdkit + [self.plugin, "virtio-blk-vhost-user", f"path={self.vu_sock}"] + OURS_ARGS, {}, uri, qsd_pid),
-            "upstream": (nbdkit + [self.refplugin, "virtio-blk-vhost-user", f"path={self.vu_sock}"], reflib_env, uri, qsd_pid),
-            "qsd-nbd": (None, {}, f"nbd+unix:///?socket={self.qsd_nbd_sock}", qsd_pid),
+            "ours": (nbdkit + [self.plugin] + dev + OURS_ARGS, {}, uri, qsd),
+            "upstream": (nbdkit + [self.refplugin] + dev, reflib_env, uri, qsd),
+            "qsd-nbd": (None, {}, f"nbd+unix:///?socket={self.qsd_nbd_sock}", qsd),
         }
         if OURS_ALT_ARGS is not None:
-            s["ours-alt"] = (nbdkit + [ALT_PLUGIN or self.plugin, "virtio-blk-vhost-user", f"path={self.vu_sock}"] + OURS_ALT_ARGS.split(), {}, uri, qsd_pid)
+            s["ours-alt"] = (nbdkit + [alt] + dev + alt_args, {}, uri, qsd)
         return s
 
     def start_nbd(self, argv, env):
@@ -195,37 +319,97 @@ class Bench:
         wait_for(self.nbd_sock, p, argv[4] if len(argv) > 4 else "nbdkit")
         return p
 
-    def fio(self, uri, rw, bs, depth, jobs):
-        out = os.path.join(self.tmp, "fio.json")
+    def fio(self, uri, rw, bs, depth, jobs, sampler):
+        """One fio process per NBD connection, all started at once (one fio
+        with --numjobs forks its jobs one by one, and on 2 busy CPUs the
+        later ones started only after the first had finished).  Returns
+        the sample or raises Rejected."""
+        outs = [os.path.join(self.tmp, f"fio.{i}.json") for i in range(jobs)]
+        prefixes = [os.path.join(self.tmp, f"fio.{i}") for i in range(jobs)]
+        logs = [f"{p}_iops.1.log" for p in prefixes]
+        for f in outs + logs:
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
         argv = ["fio", "--name=b", "--ioengine=nbd", f"--uri={uri}",
                 f"--rw={rw}", f"--bs={bs}", f"--iodepth={depth}",
                 f"--size={self.bytes}", "--time_based",
                 f"--runtime={RUNTIME}", f"--ramp_time={RAMP}",
-                f"--numjobs={jobs}", "--group_reporting",
-                "--output-format=json", f"--output={out}"]
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=RUNTIME + RAMP + 60)
-        j = json.load(open(out))["jobs"][0]
-        iops = sum(j[d]["iops"] for d in ("read", "write"))
-        lat = [j[d]["lat_ns"]["mean"] for d in ("read", "write") if j[d]["iops"]]
-        return iops, (lat[0] / 1000 if lat else 0.0)
+                f"--log_avg_msec={LOG_MSEC}", "--log_unix_epoch=1",
+                "--output-format=json"]
+        t0 = time.time()
+        procs = [subprocess.Popen(argv + [f"--write_iops_log={prefixes[i]}",
+                                          f"--output={outs[i]}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True) for i in range(jobs)]
+        status = []
+        for pr in procs:
+            try:
+                err = pr.communicate(timeout=jobs * (RUNTIME + RAMP + 10) + 60)[1]
+            except subprocess.TimeoutExpired:
+                for q in procs:
+                    q.kill()
+                raise
+            status.append((pr.returncode, err))
+        wall = time.time() - t0
+        sampler.stop()
+        try:
+            js = [json.load(open(o))["jobs"][0] for o in outs]
+        except (OSError, ValueError, KeyError, IndexError):
+            rc = next((pr.returncode for pr in procs if pr.returncode), 0)
+            raise Rejected(f"fio exit {rc}, no JSON report")
+        win = fio_window(logs, js)
+        why = fio_check(status, js, win, wall)
+        dirs = [d for d in ("read", "write") if sum(j[d]["total_ios"] for j in js)]
+        ios = sum(j[d]["total_ios"] for j in js for d in dirs)
+        iops = sum(j[d]["iops"] for j in js for d in dirs)
+        lat = sum(j[d]["lat_ns"]["mean"] * j[d]["total_ios"] for j in js
+                  for d in dirs) / ios / 1000 if ios else 0.0
+        # fio's own CPU (each job is a process), over its measured runtime.
+        fio_s = sum((j["usr_cpu"] + j["sys_cpu"]) / 100 * j["job_runtime"] / 1000
+                    for j in js)
+        if win:
+            w0, w1 = min(s for s, _ in win), max(e for _, e in win)
+        else:  # no log: the last RUNTIME seconds before fio exited
+            w0, w1 = t0 + wall - RUNTIME, t0 + wall
+        res = {"iops": iops, "lat_us": lat, "ios": ios, "wall_s": round(wall, 2),
+               "window_s": round(w1 - w0, 3)}
+        for name in sampler.groups:
+            res[f"cpu_{name}_us"] = (sampler.seconds(name, w0, w1) * 1e6 / ios
+                                     if ios else 0.0)
+        res["cpu_fio_us"] = fio_s * 1e6 / ios if ios else 0.0
+        res["cpu_us_per_req"] = res.get("cpu_server_us", 0) + res.get("cpu_backend_us", 0)
+        if why is None:
+            used = iops * (res["cpu_us_per_req"] + res["cpu_fio_us"]) / 1e6
+            if used > CPUS * 1.1:
+                why = (f"impossible: {iops:.0f} IOPS x {res['cpu_us_per_req'] + res['cpu_fio_us']:.1f}"
+                       f" us CPU/req = {used:.1f} CPU-s/s on {CPUS} CPUs")
+        if why:
+            # Served strictly one connection after another (a server that
+            # takes one client at a time): the same in every round.
+            raise Rejected(why, res, serial=jobs > 1 and
+                           wall > (jobs - 0.5) * (RUNTIME + RAMP))
+        return res
 
     def run_nbd(self, part, group, workload, jobs, server, spec):
-        argv, env, uri, extra = spec
+        argv, env, uri, backend = spec
         rw, bs, depth = workload
         p = self.start_nbd(argv, env)
-        pids = ([p.pid] if p else []) + extra
+        groups = {"backend": backend} if backend else {}
+        if p:
+            groups["server"] = [p.pid]
+        sampler = CpuSampler(groups)
+        sampler.start()
         try:
-            t0 = cpu_ticks(pids)
-            iops, lat = self.fio(uri, rw, bs, depth, jobs)
-            t1 = cpu_ticks(pids)
+            res = self.fio(uri, rw, bs, depth, jobs, sampler)
         finally:
+            if sampler.is_alive():
+                sampler.stop()
             stop(p)
-        reqs = iops * (RUNTIME + RAMP)
         return {"part": part, "group": group,
                 "workload": f"{rw}-{bs}-qd{depth}", "jobs": jobs,
-                "contender": server, "iops": iops, "lat_us": lat,
-                "cpu_us_per_req": (t1 - t0) / HZ * 1e6 / reqs if reqs else 0}
+                "contender": server, **res}
 
     # --- engine: blkio-bench on either library ---
     def run_engine(self, group, depth, lib):
@@ -243,23 +427,62 @@ class Bench:
                              check=True, capture_output=True, text=True,
                              timeout=RUNTIME + RAMP + 60).stdout
         j = json.loads(out.strip().splitlines()[-1])
+        ios = j["ios"] or 1
         return {"part": "engine", "group": group,
                 "workload": f"randread-4k-qd{depth}", "jobs": 1,
-                "contender": lib, "iops": j["kiops"] * 1000,
-                "lat_us": j["lat_mean_us"],
-                "cpu_us_per_req": j["cpu_us_per_req"]}
+                "iops": j["kiops"] * 1000, "lat_us": j["lat_mean_us"],
+                "cpu_us_per_req": j["cpu_us_per_req"],
+                "cpu_user_us": j["cpu_user_s"] * 1e6 / ios,
+                "cpu_sys_us": j["cpu_sys_s"] * 1e6 / ios}
+
+    def run_example(self, group, depth, lib):
+        """libblkio's blkio-bench: its JSON has IOPS and latency; its CPU is
+        the process's rusage (setup included, the same for both)."""
+        libdir = os.path.join(self.build, "lib") if lib == "ours" else self.reflib
+        dev = (["virtio-blk-vhost-user", f"path={self.vu_sock}"]
+               if group == "vhost-user" else ["io_uring", f"path={self.file}"])
+        argv = [self.example, f"--runtime={max(1, RUNTIME)}",
+                "--readwrite=randread", f"--iodepth={depth}"] + dev
+        for _ in range(3):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            p = subprocess.run(argv, env={**os.environ, "LD_LIBRARY_PATH": libdir},
+                               capture_output=True, text=True,
+                               timeout=RUNTIME + 60)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # It aborts when no completion comes within 500 ms (a loaded
+            # machine can do that to either library): try again then.
+            if not (p.returncode == -signal.SIGABRT and "Timeout" in p.stderr):
+                break
+        if p.returncode != 0:
+            raise RuntimeError(f"exit {p.returncode}: {p.stderr.strip()[-120:]}")
+        a = json.loads(p.stdout)["aggregate"]
+        ios = a["kiops"] * 1000 * max(1, RUNTIME) or 1
+        user = (r1.ru_utime - r0.ru_utime) * 1e6 / ios
+        sys_ = (r1.ru_stime - r0.ru_stime) * 1e6 / ios
+        return {"part": "example", "group": group,
+                "workload": f"randread-4k-qd{depth}", "jobs": 1,
+                "iops": a["kiops"] * 1000, "lat_us": a["mean_lat_us"],
+                "cpu_us_per_req": user + sys_, "cpu_user_us": user,
+                "cpu_sys_us": sys_}
 
     # --- the plan ---
     def plan(self):
         """A list of (label, contenders, run(contender) -> result)."""
         steps = []
+        libs = ["ours", "libblkio-1.5"]
+
+        def lib(c):
+            return "ours" if c == "ours" else "ref"
         if "engine" in PARTS:
-            for group in ("io_uring", "io_uring-direct", "vhost-user"):
+            groups = [g for g in ("io_uring", "io_uring-direct", "vhost-user")
+                      if g.split("-direct")[0] in DRIVERS]
+            for group in groups:
                 for depth in (1, 16):
-                    steps.append((f"engine {group} qd{depth}", ["ours", "libblkio-1.5"],
-                                  lambda c, g=group, d=depth: self.run_engine(
-                                      g, d, "ours" if c == "ours" else "ref")
-                                  | {"contender": c}))
+                    steps.append((f"engine {group} qd{depth}", libs,
+                                  lambda c, g=group, d=depth: self.run_engine(g, d, lib(c))))
+            for group in [g for g in ("io_uring", "vhost-user") if g in DRIVERS]:
+                steps.append((f"example {group} qd16", libs,
+                              lambda c, g=group: self.run_example(g, 16, lib(c))))
         workloads = [("randread", "4k", 1), ("randread", "4k", 16),
                      ("read", "1M", 8), ("randwrite", "4k", 16)]
         if "nbd" in PARTS:
@@ -278,22 +501,69 @@ class Bench:
                                       "scaling", g, ("randread", "4k", 16), j, c, s[c])))
         return steps
 
+    VM_ROUNDS = max(1, ROUNDS // 2 + ROUNDS % 2)  # each an A B B A block
+    VM_DRIVERS = os.environ.get("VM_DRIVERS", "nvme vfio vdpa").split()
+    # per driver: 2 depths x 4 runs of ours, and 4 runs of the example
+    VM_STEPS = 1 + len(VM_DRIVERS) * 12 * VM_ROUNDS
+
     def run_vm(self, prog):
-        """The VM drivers: one boot runs bench/vm-engine.sh's whole plan."""
-        prog.step("test VM: nvme-io_uring, vfio-pci, vhost-vdpa (one boot)")
-        p = subprocess.run([os.path.join(self.top, "bench", "vm-engine.sh"),
-                            self.build, self.ref], capture_output=True,
-                           text=True, env={**os.environ, "ROUNDS": str(max(1, ROUNDS // 2 + ROUNDS % 2))})
-        got = [json.loads(l.split(" ", 1)[1]) for l in p.stdout.splitlines()
-               if l.startswith("BENCHJSON ")]
+        """The VM drivers: one boot runs bench/vm-engine.sh's whole plan.
+        The guest writes its output to a results share under run-in-vm.sh's
+        scratch directory (TMPDIR here) as it goes: read it for the
+        progress line; the samples are taken from the final output."""
+        prog.step("test VM: booting")
+        vmtmp = os.path.join(self.tmp, "vm")
+        os.makedirs(vmtmp, exist_ok=True)
+        p = subprocess.Popen([os.path.join(self.top, "bench", "vm-engine.sh"),
+                              self.build, self.ref], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "ROUNDS": str(self.VM_ROUNDS),
+                                  "RUNTIME": str(RUNTIME), "RAMP": str(RAMP),
+                                  "DRIVERS": " ".join(self.VM_DRIVERS),
+                                  "EXAMPLE": self.example, "TMPDIR": vmtmp})
+        out = []
+        reader = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
+        reader.start()
+        seen = 0
+        while reader.is_alive():
+            reader.join(1.0)
+            lines = []
+            for f in glob.glob(os.path.join(vmtmp, "blkio-vm.*", "results.*", "1.out")):
+                try:
+                    lines += [ln for ln in open(f, errors="replace")
+                              if ln.startswith("BENCHJSON ") and ln.endswith("\n")]
+                except OSError:
+                    pass
+            for ln in lines[seen:]:
+                r = json.loads(ln.split(" ", 1)[1])
+                prog.step(f"test VM: {r.get('step')}: {r.get('contender')}")
+            seen = max(seen, len(lines))
+        p.wait()
+        got = [json.loads(ln.split(" ", 1)[1]) for ln in out if ln.startswith("BENCHJSON ")]
         if not got:
             self.results.append({"step": "vm", "round": 0, "contender": "ours",
-                                 "error": (p.stdout + p.stderr)[-500:]})
+                                 "error": "".join(out[-20:])[-500:]})
         self.results += got
+
+    def run_one(self, label, c, r, fn):
+        key = (label, c)
+        if key in self.skip:
+            return {"contender": c, "error": self.skip[key], "skipped": True}
+        try:
+            res = fn(c)
+        except Rejected as e:  # measured, but not to be believed
+            res = {"contender": c, "error": str(e), "raw": e.raw}
+            if e.serial:
+                self.skip[key] = str(e) + "; not run again"  # saves N x the time
+        except Exception as e:  # a contender that fails is reported, not fatal
+            res = {"contender": c, "error": str(e)[-300:]}
+        res["contender"] = c
+        return res
 
     def run(self):
         steps = self.plan()
-        total = sum(len(c) for _, c, _ in steps) * ROUNDS + ("vm" in PARTS)
+        total = (sum(len(c) for _, c, _ in steps) * ROUNDS +
+                 (self.VM_STEPS if "vm" in PARTS else 0))
         prog = Progress(total)
         if "vm" in PARTS:
             self.run_vm(prog)
@@ -302,166 +572,10 @@ class Bench:
                 k = r % len(contenders)
                 for c in contenders[k:] + contenders[:k]:
                     prog.step(f"{label}: {c}, round {r + 1}/{ROUNDS}")
-                    try:
-                        res = fn(c)
-                    except Exception as e:  # a contender that fails is reported, not fatal
-                        res = {"contender": c, "error": str(e)}
+                    res = self.run_one(label, c, r, fn)
                     res.update({"step": label, "round": r})
                     self.results.append(res)
         prog.finish()
-
-
-# --- summaries ---
-def by_step(results):
-    steps = {}
-    for r in results:
-        steps.setdefault(r["step"], []).append(r)
-    return steps
-
-
-def median_of(rs, contender, key):
-    v = [r[key] for r in rs if r["contender"] == contender and key in r]
-    return statistics.median(v) if v else None
-
-
-def ratio_median(rs, a, b, key, invert=False):
-    """Median over rounds of a/b (b/a with invert) of one key."""
-    rounds = {}
-    for r in rs:
-        if key in r:
-            rounds.setdefault(r["round"], {})[r["contender"]] = r[key]
-    v = []
-    for d in rounds.values():
-        if a in d and b in d and d[a] and d[b]:
-            v.append(d[b] / d[a] if invert else d[a] / d[b])
-    return (statistics.median(v), len(v)) if v else (None, 0)
-
-
-def fmt(x, spec):
-    return "-" if x is None else format(x, spec)
-
-
-def table(steps, prefix, first="ours"):
-    lines = []
-    for label, rs in steps.items():
-        if not label.startswith(prefix):
-            continue
-        contenders = list(dict.fromkeys(r["contender"] for r in rs))
-        others = [c for c in contenders if c != first]
-        if not lines:
-            lines.append("| workload | " + " | ".join(
-                f"{c} IOPS (lat us, CPU us/req)" for c in contenders) + " | " +
-                " | ".join(f"{first}/{c}" for c in others) + " |")
-            lines.append("|" + "---|" * (1 + len(contenders) + len(others)))
-        cells = []
-        for c in contenders:
-            err = [r["error"] for r in rs if r["contender"] == c and "error" in r]
-            if err and median_of(rs, c, "iops") is None:
-                cells.append("failed")
-                continue
-            cells.append(f"{fmt(median_of(rs, c, 'iops'), '.0f')} "
-                         f"({fmt(median_of(rs, c, 'lat_us'), '.1f')}, "
-                         f"{fmt(median_of(rs, c, 'cpu_us_per_req'), '.2f')})")
-        ratios = []
-        for c in others:
-            iops, n = ratio_median(rs, first, c, "iops")
-            cpu, _ = ratio_median(rs, first, c, "cpu_us_per_req")
-            ratios.append(f"{fmt(iops, '.2f')}x IOPS, {fmt(cpu, '.2f')}x CPU ({n})")
-        lines.append(f"| {label[len(prefix):].strip()} | " + " | ".join(cells) +
-                     " | " + " | ".join(ratios) + " |")
-    return lines
-
-
-def report(results, meta):
-    steps = by_step(results)
-    out = ["<!-- bench/run.sh: generated, do not edit by hand -->",
-           "## Current comparison (bench/run.sh)", "",
-           f"{meta['date']}, {meta['cpus']} CPUs, kernel {meta['kernel']}, "
-           f"{meta['nbdkit']}; load average {meta['load'][0]:.0f} (1 min) at the "
-           f"start, {meta['load'][3]:.0f} at the end; {ROUNDS} rounds of {RUNTIME} s after {RAMP} s "
-           "ramp, contenders interleaved, medians.  Cells: median IOPS "
-           "(mean latency in us, CPU us per request); ratios are medians of "
-           "per-round ratios (IOPS: higher is better for the first; CPU: ours/"
-           "theirs, lower is better), with the number of rounds."
-           + (f"  Our plugin: `{' '.join(OURS_ARGS)}`." if OURS_ARGS else "")
-           + (f"  ours-alt: `{OURS_ALT_ARGS}`" + (f" on {ALT_PLUGIN}" if ALT_PLUGIN else "")
-              + "." if OURS_ALT_ARGS is not None else ""),
-           ""]
-    for prefix, title, note in [
-        ("engine io_uring-direct", "Engine, io_uring with O_DIRECT", "blkio-bench 4 KiB random reads, one queue."),
-        ("engine io_uring ", "Engine, io_uring on the page cache", "blkio-bench 4 KiB random reads, one queue."),
-        ("engine vhost-user", "Engine, vhost-user (qemu-storage-daemon)", "CPU is blkio-bench's own."),
-        ("vm nvme", "Engine, nvme-io_uring (test VM, TCG)", "blkio-bench in the guest, A B B A; TCG: 5-25% noise per sample."),
-        ("vm vfio", "Engine, virtio-blk-vfio-pci (test VM, TCG)", ""),
-        ("vm vdpa", "Engine, virtio-blk-vhost-vdpa (test VM, VDUSE)", ""),
-        ("nbd io_uring", "NBD, io_uring driver (cached file)", "fio nbd engine, one connection; CPU is nbdkit's."),
-        ("nbd vhost-user", "NBD, vhost-user driver", "one connection; CPU is nbdkit's plus qemu-storage-daemon's."),
-        ("scaling io_uring", "Scaling, io_uring: 4 KiB random reads, depth 16 per connection", ""),
-        ("scaling vhost-user", "Scaling, vhost-user", "")]:
-        t = table(steps, prefix)
-        if t:
-            out += [f"### {title}", "", note, ""] + t + [""]
-    if meta.get("plots"):
-        out += ["### Plots", ""] + [f"![{p}](plots/{p})" for p in meta["plots"]] + [""]
-    out.append("<!-- bench/run.sh: end -->")
-    return "\n".join(out) + "\n"
-
-
-def plots(results, outdir):
-    """IOPS per contender and workload, and scaling, as gnuplot PNGs."""
-    if not shutil.which("gnuplot"):
-        return []
-    os.makedirs(outdir, exist_ok=True)
-    made = []
-    steps = by_step(results)
-    for prefix, name, key, ylabel in [
-            ("nbd io_uring", "nbd-io_uring-iops.png", "iops", "IOPS"),
-            ("nbd vhost-user", "nbd-vhost-user-iops.png", "iops", "IOPS"),
-            ("nbd io_uring", "nbd-io_uring-latency.png", "lat_us", "mean latency (us)"),
-            ("nbd vhost-user", "nbd-vhost-user-latency.png", "lat_us", "mean latency (us)"),
-            ("engine", "engine-iops.png", "iops", "IOPS")]:
-        labels = [l for l in steps if l.startswith(prefix)]
-        if not labels:
-            continue
-        cont = list(dict.fromkeys(r["contender"] for l in labels for r in steps[l]))
-        dat = os.path.join(outdir, name + ".dat")
-        with open(dat, "w") as f:
-            for l in labels:
-                vals = [median_of(steps[l], c, key) for c in cont]
-                f.write(l[len(prefix):].strip().replace(" ", "_") + " " +
-                        " ".join("0" if v is None else f"{v:.2f}" for v in vals) + "\n")
-        cols = " ".join(f"'{dat}' using {i + 2}:xtic(1) title '{c}'{',' if i + 1 < len(cont) else ''}"
-                        for i, c in enumerate(cont))
-        script = (f"set terminal png size 900,480; set output '{os.path.join(outdir, name)}';"
-                  "set style data histograms; set style histogram clustered gap 1;"
-                  "set style fill solid 0.8 border -1; set key outside;"
-                  f"set ylabel '{ylabel}'; set xtics rotate by -20;"
-                  + ("set logscale y;" if key == "iops" else "set yrange [0:*];")
-                  + f"plot {cols}")
-        subprocess.run(["gnuplot", "-e", script], check=False)
-        os.unlink(dat)
-        made.append(name)
-    for group in ("io_uring", "vhost-user"):
-        labels = [l for l in steps if l.startswith(f"scaling {group} ")]
-        if not labels:
-            continue
-        cont = list(dict.fromkeys(r["contender"] for l in labels for r in steps[l]))
-        name = f"scaling-{group}.png"
-        dat = os.path.join(outdir, name + ".dat")
-        with open(dat, "w") as f:
-            for l in labels:
-                jobs = steps[l][0]["jobs"]
-                vals = [median_of(steps[l], c, "iops") for c in cont]
-                f.write(f"{jobs} " + " ".join("0" if v is None else f"{v:.0f}" for v in vals) + "\n")
-        cols = ", ".join(f"'{dat}' using 1:{i + 2} with linespoints title '{c}'"
-                         for i, c in enumerate(cont))
-        script = (f"set terminal png size 900,480; set output '{os.path.join(outdir, name)}';"
-                  f"set xlabel 'NBD connections'; set ylabel 'IOPS (4k randread, qd16 each)';"
-                  f"set logscale x 2; set yrange [0:*]; set key outside; plot {cols}")
-        subprocess.run(["gnuplot", "-e", script], check=False)
-        os.unlink(dat)
-        made.append(name)
-    return made
 
 
 def main():
@@ -469,43 +583,50 @@ def main():
     ap.add_argument("--top", required=True)
     ap.add_argument("--build", required=True)
     ap.add_argument("--ref", required=True)
+    ap.add_argument("--from-results", metavar="JSON",
+                    help="only write the report from a results.json")
     args = ap.parse_args()
+    if args.from_results:
+        d = json.load(open(args.from_results))
+        finish(args, d["meta"], d["results"])
+        return
     b = Bench(args)
     # Stopped by a signal: still take qemu-storage-daemon down (finally).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_start = os.getloadavg()
+    t0 = time.time()
     try:
         b.setup()
         b.run()
     finally:
         b.cleanup()
-    resdir = os.path.join(args.top, "bench", "results")
-    os.makedirs(resdir, exist_ok=True)
     nbdkit_version = subprocess.run(["nbdkit", "--version"], capture_output=True,
                                     text=True).stdout.split("\n")[0]
     meta = {"date": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
-            "cpus": os.cpu_count(), "kernel": os.uname().release,
+            "cpus": CPUS, "kernel": os.uname().release,
             "nbdkit": nbdkit_version, "rounds": ROUNDS, "runtime": RUNTIME,
-            "ramp": RAMP, "ours_args": OURS_ARGS,
+            "ramp": RAMP, "ours_args": OURS_ARGS, "ours_alt_args": OURS_ALT_ARGS,
+            "alt_plugin": ALT_PLUGIN, "minutes": round((time.time() - t0) / 60, 1),
             "load": [round(x, 1) for x in load_start + os.getloadavg()]}
+    finish(args, meta, b.results)
+
+
+def finish(args, meta, results):
+    """results.json, plots, report.md, and REPORT.md's generated section."""
+    write_report = os.environ.get("REPORT", "1") != "0"
+    resdir = os.environ.get("RESULTS", os.path.join(args.top, "bench", "results"))
+    os.makedirs(resdir, exist_ok=True)
     with open(os.path.join(resdir, "results.json"), "w") as f:
-        json.dump({"meta": meta, "results": b.results}, f, indent=1)
-    meta["plots"] = plots(b.results, os.path.join(args.top, "bench", "plots"))
-    text = report(b.results, meta)
+        json.dump({"meta": meta, "results": results}, f, indent=1)
+    plotdir = (os.path.join(args.top, "bench", "plots") if write_report
+               else os.path.join(resdir, "plots"))
+    meta["plots"] = report.plots(results, plotdir)
+    text = report.report(results, meta)
     with open(os.path.join(resdir, "report.md"), "w") as f:
         f.write(text)
     sys.stdout.write(text)
-    if os.environ.get("REPORT", "1") != "0":
-        path = os.path.join(args.top, "bench", "REPORT.md")
-        old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-        begin, end = "<!-- bench/run.sh: generated", "<!-- bench/run.sh: end -->"
-        if begin in old and end in old:
-            new = old[:old.index(begin)] + text + old[old.index(end) + len(end) + 1:]
-        else:
-            head, _, rest = old.partition("\n")
-            new = head + "\n\n" + text + "\n" + rest
-        with open(path, "w") as f:
-            f.write(new)
+    if write_report:
+        report.update(os.path.join(args.top, "bench", "REPORT.md"), text)
 
 
 if __name__ == "__main__":

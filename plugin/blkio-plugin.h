@@ -33,10 +33,17 @@
 
 /* Bounce buffers (only used when the driver needs mapped memory regions or
  * buffers aligned more than nbdkit's are): each queue owns one region,
- * carved into BIO_BOUNCE_SLOTS chunks of BIO_BOUNCE_CHUNK bytes.  Larger
- * requests are split, never refused. */
+ * carved into BIO_BOUNCE_SLOTS large chunks of BIO_BOUNCE_CHUNK bytes and,
+ * up to BIO_BOUNCE_MAX_SLOTS slots in all, small chunks of
+ * BIO_SMALL_CHUNK bytes.  A slot is a request in flight, so the small
+ * ones let many small requests (every thread of 8 connections on one
+ * queue) run at once without reserving a megabyte each: with 16 slots
+ * only, 4 connections of 16 threads waited for slots most of the time.
+ * Larger requests are split, never refused. */
 #define BIO_BOUNCE_CHUNK (1024 * 1024)
 #define BIO_BOUNCE_SLOTS 16
+#define BIO_SMALL_CHUNK (64 * 1024)
+#define BIO_BOUNCE_MAX_SLOTS 128
 
 /* Bounced writes larger than this are copied without the queue lock (it
  * is dropped and taken again); smaller ones are cheaper to copy under it. */
@@ -122,6 +129,8 @@ struct bio_slot {
   int ret;                      /* completion: 0 or negative errno */
   const char *msg;              /* completion: libblkio's message */
   char *bounce;                 /* this slot's bounce chunk, or NULL */
+  uint32_t cap;                 /* bytes a bounced piece may use of it */
+  bool small;                   /* on the small chunks' free list */
   char *copy_to;                /* read through bounce: destination */
   uint32_t len;
 };
@@ -147,7 +156,9 @@ struct bio_queue {
   struct blkioq *q;
   int index;                            /* libblkio's queue index */
   int fd;                               /* completion fd */
-  struct bio_slot *free_slots;
+  struct bio_slot *free_slots;          /* large chunks, or all slots */
+  struct bio_slot *free_small;          /* small bounce chunks */
+  uint32_t small_cap;                   /* their cap, 0 without them */
   struct bio_slot *slots;
   unsigned nslots;
   unsigned inflight;                    /* slots given to libblkio */

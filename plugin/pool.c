@@ -55,19 +55,29 @@ bio_queue_alloc (size_t n)
   return bq;
 }
 
-/* Give queue bq its bounce region and carve it into the slots' chunks. */
+/* Bytes of bounce chunk slot k of bq. */
+static size_t
+bio_chunk_size (const struct bio_queue *bq, unsigned k)
+{
+  return k < BIO_BOUNCE_SLOTS || bq->small_cap == 0
+    ? BIO_BOUNCE_CHUNK : BIO_SMALL_CHUNK;
+}
+
+/* Give queue bq its bounce region and carve it into the slots' chunks:
+ * the large ones first, then the small ones. */
 static int
 bio_queue_bounce_init (struct bio_queue *bq)
 {
+  size_t size = 0, off = 0;
   unsigned k;
   int r;
 
-  r = blkio_alloc_mem_region (bio_b, &bq->region,
-                              (size_t) bq->nslots * BIO_BOUNCE_CHUNK);
+  for (k = 0; k < bq->nslots; k++)
+    size += bio_chunk_size (bq, k);
+  r = blkio_alloc_mem_region (bio_b, &bq->region, size);
   if (r < 0) {
-    nbdkit_error ("blkio_alloc_mem_region: %u bytes for queue %d: %s",
-                  bq->nslots * BIO_BOUNCE_CHUNK, bq->index,
-                  blkio_get_error_msg ());
+    nbdkit_error ("blkio_alloc_mem_region: %zu bytes for queue %d: %s",
+                  size, bq->index, blkio_get_error_msg ());
     return -1;
   }
   bq->have_region = true;
@@ -80,9 +90,15 @@ bio_queue_bounce_init (struct bio_queue *bq)
     }
     bq->region_mapped = true;
   }
-  for (k = 0; k < bq->nslots; k++)
-    bq->slots[k].bounce =
-      (char *) bq->region.addr + (size_t) k * BIO_BOUNCE_CHUNK;
+  for (k = 0; k < bq->nslots; k++) {
+    size_t chunk = bio_chunk_size (bq, k);
+
+    bq->slots[k].bounce = (char *) bq->region.addr + off;
+    bq->slots[k].small = chunk == BIO_SMALL_CHUNK;
+    bq->slots[k].cap = bq->slots[k].small ? bq->small_cap
+      : (uint32_t) bio_round_down (BIO_BOUNCE_CHUNK, bio_req_align);
+    off += chunk;
+  }
   return 0;
 }
 
@@ -111,14 +127,15 @@ bio_queue_bind (struct bio_queue *bq, int i)
   bq->fd_armed = false;
   if (bio_have_bounce && bio_queue_bounce_init (bq) == -1)
     return -1;
-  bq->free_slots = NULL;
-  for (k = 0; k < bq->nslots; k++) {
+  bq->free_slots = bq->free_small = NULL;
+  for (k = bq->nslots; k-- > 0;) {
     struct bio_slot *s = &bq->slots[k];
+    struct bio_slot **list = s->small ? &bq->free_small : &bq->free_slots;
 
     s->state = BIO_SLOT_FREE;
     s->owner = NULL;
-    s->next = bq->free_slots;
-    bq->free_slots = s;
+    s->next = *list;
+    *list = s;
   }
   bq->inflight = bq->unharvested = 0;
   return 0;
@@ -129,9 +146,17 @@ static int
 bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
 {
   pthread_mutex_init (&bq->lock, NULL);
-  /* With bounce buffers a slot is a chunk, so fewer of them. */
-  bq->nslots = bio_have_bounce && entries > BIO_BOUNCE_SLOTS
-    ? BIO_BOUNCE_SLOTS : entries;
+  bq->nslots = entries;
+  if (bio_have_bounce) {
+    /* With bounce buffers a slot is a chunk, so fewer of them; small
+     * chunks only where a small piece still holds a whole block. */
+    bq->small_cap = (uint32_t) bio_round_down (BIO_SMALL_CHUNK,
+                                               bio_req_align);
+    if (bq->nslots > BIO_BOUNCE_MAX_SLOTS)
+      bq->nslots = BIO_BOUNCE_MAX_SLOTS;
+    if (bq->small_cap == 0 && bq->nslots > BIO_BOUNCE_SLOTS)
+      bq->nslots = BIO_BOUNCE_SLOTS;
+  }
   bq->slots = calloc (bq->nslots, sizeof *bq->slots);
   if (bq->slots == NULL) {
     nbdkit_error ("calloc: %m");

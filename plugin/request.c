@@ -204,6 +204,16 @@ bio_harvest (struct bio_queue *bq, int min)
   return list;
 }
 
+/* Put slot s on its free list; called with the lock held. */
+static inline void
+bio_put_slot (struct bio_queue *bq, struct bio_slot *s)
+{
+  struct bio_slot **list = s->small ? &bq->free_small : &bq->free_slots;
+
+  s->next = *list;
+  *list = s;
+}
+
 /* Give a finished slot back and count its piece down; called with the
  * lock held.  Returns the futex word to wake if that completed a request
  * other than self's (self, the caller, needs no wake-up: that would be a
@@ -218,8 +228,7 @@ bio_release_slot (struct bio_queue *bq, struct bio_slot *s,
     bio_set_err (w, -s->ret, s->msg);
   s->state = BIO_SLOT_FREE;
   s->owner = NULL;
-  s->next = bq->free_slots;
-  bq->free_slots = s;
+  bio_put_slot (bq, s);
   bq->inflight--;
   return bio_piece_done (w) && w != self ? bio_waiter_done (bq, w) : NULL;
 }
@@ -427,12 +436,50 @@ bio_piece_len (const struct bio_op *op, uint64_t offset, uint64_t count)
   return len;
 }
 
+/* The length of op's piece at offset (count bytes left) on slot s: a
+ * bounced piece fits s's chunk. */
+static inline uint64_t
+bio_slot_len (const struct bio_op *op, const struct bio_slot *s,
+              uint64_t offset, uint64_t count)
+{
+  uint64_t len = bio_piece_len (op, offset, count);
+
+  return op->bounce && len > s->cap ? s->cap : len;
+}
+
+/* Whether a slot is free; called with the lock held. */
+static inline bool
+bio_have_slot (const struct bio_queue *bq)
+{
+  return bq->free_slots || bq->free_small;
+}
+
+/* Take a free slot for op's piece at offset (count bytes left), or NULL:
+ * a small bounce chunk for what fits one (and for what needs no chunk),
+ * a large one for the rest, else whatever is free.  Called with the lock
+ * held. */
+static struct bio_slot *
+bio_take_slot (struct bio_queue *bq, const struct bio_op *op,
+               uint64_t offset, uint64_t count)
+{
+  struct bio_slot **list = &bq->free_slots, *s;
+
+  if (bq->free_small &&
+      (!op->bounce || !bq->free_slots ||
+       bio_piece_len (op, offset, count) <= bq->small_cap))
+    list = &bq->free_small;
+  s = *list;
+  if (s)
+    *list = s->next;
+  return s;
+}
+
 /* Queue the next piece of op on slot s; returns its length. */
 static uint64_t
 bio_enqueue (struct bio_queue *bq, struct bio_op *op, struct bio_slot *s,
              bool copied)
 {
-  uint64_t len = bio_piece_len (op, op->offset, op->count);
+  uint64_t len = bio_slot_len (op, s, op->offset, op->count);
 
   s->copy_to = NULL;
   s->len = len;
@@ -511,18 +558,18 @@ bio_queue_copied (struct bio_queue *bq, struct bio_op *op,
   uint64_t left = op->count, off = 0;
   bool todo = true;
 
-  while (left && bq->free_slots) {
-    sl = bq->free_slots;
-    bq->free_slots = sl->next;
+  while (left &&
+         (sl = bio_take_slot (bq, op, op->offset + (op->count - left),
+                              left)) != NULL) {
     sl->state = BIO_SLOT_FILLING;
     sl->next = NULL;
     *tail = sl;
     tail = &sl->next;
-    left -= bio_piece_len (op, op->offset + (op->count - left), left);
+    left -= bio_slot_len (op, sl, op->offset + (op->count - left), left);
   }
   pthread_mutex_unlock (&bq->lock);
   for (sl = got; sl; sl = sl->next) {
-    uint64_t len = bio_piece_len (op, op->offset + off, op->count - off);
+    uint64_t len = bio_slot_len (op, sl, op->offset + off, op->count - off);
 
     memcpy (sl->bounce, op->buf + off, len);
     off += len;
@@ -533,8 +580,7 @@ bio_queue_copied (struct bio_queue *bq, struct bio_op *op,
     got = sl->next;
     if (bq->dead) {
       sl->state = BIO_SLOT_FREE;
-      sl->next = bq->free_slots;
-      bq->free_slots = sl;
+      bio_put_slot (bq, sl);
       continue;
     }
     todo = bio_queue_piece (bq, op, w, sl, true);
@@ -576,7 +622,7 @@ bio_submit (struct bio_queue *bq, struct bio_op *op, struct bio_waiter *w)
       return any;
     }
     if (op->bounce && op->kind == BIO_WRITE && op->count > BIO_COPY_UNLOCKED &&
-        bq->free_slots) {
+        bio_have_slot (bq)) {
       todo = bio_queue_copied (bq, op, w, &queued);
       if (bq->dead)
         continue;               /* fails the request at the top */
@@ -584,10 +630,9 @@ bio_submit (struct bio_queue *bq, struct bio_op *op, struct bio_waiter *w)
 
     /* Queue as many pieces as there are free slots; small writes are
      * copied into their bounce chunks here, under the lock. */
-    while (todo && bq->free_slots) {
-      struct bio_slot *s = bq->free_slots;
+    while (todo && bio_have_slot (bq)) {
+      struct bio_slot *s = bio_take_slot (bq, op, op->offset, op->count);
 
-      bq->free_slots = s->next;
       todo = bio_queue_piece (bq, op, w, s, false);
       queued = true;
     }

@@ -91,7 +91,8 @@ if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -q ' plugin '; then
         test-plugin-get test-plugin-data test-plugin-flags \
         test-plugin-readonly test-plugin-errors test-plugin-sizes \
         test-plugin-parallel test-plugin-qemu-io test-plugin-vhost-user \
-        test-plugin-resize test-plugin-errno-map test-plugin-bad-requests
+        test-plugin-resize test-plugin-errno-map test-plugin-bad-requests \
+        test-plugin-vhost-user-slots
     unset BLKIO_TEST_VALGRIND
 fi
 

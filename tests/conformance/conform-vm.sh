@@ -6,9 +6,12 @@
 # conventional and a zoned namespace, virtio-blk-vfio-pci, and
 # virtio-blk-vhost-vdpa (a fresh vduse-blk export for every run).  Each
 # scenario is one conform-run.sh comparison; the script fails if any does.
+# Part "limits" runs test-vm-limits.sh (deliberate differences D11, D12 at
+# the devices' limits, on both libraries).
 #
-# Environment: CONFORM_BIN (the conform program), CONFORM_PARTS (default
-# "nvme zoned vfio vdpa"), and what run-in-vm.sh provides (BLKIO_VM_*).
+# Environment: CONFORM_BIN (the conform program), LIMITS_BIN
+# (conform-limits), CONFORM_PARTS (default "nvme zoned vfio vdpa limits"),
+# and what run-in-vm.sh provides (BLKIO_VM_*).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 run=$here/conform-run.sh
@@ -29,7 +32,7 @@ one() {   # name target-option... -- program args...
     esac
 }
 
-for part in ${CONFORM_PARTS:-nvme zoned vfio vdpa}; do
+for part in ${CONFORM_PARTS:-nvme zoned vfio vdpa limits}; do
     case $part in
     nvme)
         dev=${BLKIO_VM_NVME:-}
@@ -60,6 +63,14 @@ for part in ${CONFORM_PARTS:-nvme zoned vfio vdpa}; do
         done
         CONFORM_INFO_PROPS="queue-size max-queue-size" \
             one vdpa-examples --vdpa -- "$here/conform-examples.sh" virtio-blk-vhost-vdpa path=@FILE@ ;;
+    limits)
+        echo "=== conform-limits"
+        BLKIO_REFERENCE=${BLKIO_REFERENCE:-$MESON_BUILD_ROOT/reference} "$here/test-vm-limits.sh"
+        case $? in
+        0) passes=$((passes + 1)); echo "conform-limits: PASS" ;;
+        77) echo "conform-limits: SKIP" ;;
+        *) fails=$((fails + 1)); echo "conform-limits: FAIL" ;;
+        esac ;;
     esac
 done
 echo "conformance in the VM: $passes passed, $fails failed"

@@ -1,0 +1,481 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
+"""bench/report.py - the generated part of bench/REPORT.md from the samples
+of bench/compare.py: the goals of issue 14 (and issue 12's blkio-bench
+ratios) as measured ratios, the ceilings computed from the same run, the
+tables per driver and the plots.
+
+A sample with an "error" key was rejected (or its contender failed): it
+never counts in a median or a ratio, and a contender without a valid
+sample shows as "failed: REASON".
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+
+
+def by_step(results):
+    steps = {}
+    for r in results:
+        steps.setdefault(r["step"], []).append(r)
+    return steps
+
+
+def valid(rs, contender=None):
+    return [r for r in rs if "error" not in r and
+            (contender is None or r["contender"] == contender)]
+
+
+def median_of(rs, contender, key):
+    v = [r[key] for r in valid(rs, contender) if key in r]
+    return statistics.median(v) if v else None
+
+
+def failure(rs, contender):
+    """Why a contender has no valid sample here (None if it has one)."""
+    if valid(rs, contender):
+        return None
+    err = [r["error"] for r in rs if r["contender"] == contender]
+    return err[0].strip().splitlines()[-1][:160] if err else None
+
+
+def ratio_median(rs, a, b, key, invert=False):
+    """Median over rounds of a/b (b/a with invert) of one key."""
+    rounds = {}
+    for r in valid(rs):
+        if key in r:
+            rounds.setdefault(r["round"], {})[r["contender"]] = r[key]
+    v = []
+    for d in rounds.values():
+        if a in d and b in d and d[a] and d[b]:
+            v.append(d[b] / d[a] if invert else d[a] / d[b])
+    return (statistics.median(v), len(v)) if v else (None, 0)
+
+
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def table(steps, prefix, first="ours"):
+    lines = []
+    for label, rs in steps.items():
+        if not label.startswith(prefix):
+            continue
+        contenders = list(dict.fromkeys(r["contender"] for r in rs))
+        others = [c for c in contenders if c != first]
+        if not lines:
+            lines.append("| workload | " + " | ".join(
+                f"{c} IOPS (lat us, CPU us/req)" for c in contenders) + " | " +
+                " | ".join(f"{first}/{c}" for c in others) + " |")
+            lines.append("|" + "---|" * (1 + len(contenders) + len(others)))
+        cells = []
+        for c in contenders:
+            why = failure(rs, c)
+            if why:
+                cells.append(f"failed: {why}")
+                continue
+            bad = len([r for r in rs if r["contender"] == c and "error" in r])
+            cells.append(f"{fmt(median_of(rs, c, 'iops'), '.0f')} "
+                         f"({fmt(median_of(rs, c, 'lat_us'), '.1f')}, "
+                         f"{fmt(median_of(rs, c, 'cpu_us_per_req'), '.2f')})"
+                         + (f" [{bad} rejected]" if bad else ""))
+        ratios = []
+        for c in others:
+            iops, n = ratio_median(rs, first, c, "iops")
+            cpu, _ = ratio_median(rs, first, c, "cpu_us_per_req")
+            ratios.append(f"{fmt(iops, '.2f')}x IOPS, {fmt(cpu, '.2f')}x CPU ({n})"
+                          if n else "-")
+        lines.append(f"| {label[len(prefix):].strip()} | " + " | ".join(cells) +
+                     " | " + " | ".join(ratios) + " |")
+    return lines
+
+
+# --- goals ---
+ENGINE_GROUPS = [("io_uring (page cache)", "engine io_uring "),
+                 ("io_uring (O_DIRECT)", "engine io_uring-direct "),
+                 ("virtio-blk-vhost-user", "engine vhost-user "),
+                 ("nvme-io_uring (VM)", "vm nvme "),
+                 ("virtio-blk-vfio-pci (VM)", "vm vfio "),
+                 ("virtio-blk-vhost-vdpa (VM)", "vm vdpa ")]
+EXAMPLE_GROUPS = [("io_uring", "example io_uring "),
+                  ("virtio-blk-vhost-user", "example vhost-user "),
+                  ("nvme-io_uring (VM)", "vm-example nvme "),
+                  ("virtio-blk-vfio-pci (VM)", "vm-example vfio "),
+                  ("virtio-blk-vhost-vdpa (VM)", "vm-example vdpa ")]
+
+
+def verdict(ok):
+    return "**met**" if ok else "not met"
+
+
+def cell_ratio(rs, a, b, target):
+    """'1.23x met' for the median per-round IOPS ratio a/b, or why not."""
+    if rs is None:
+        return "-"
+    for c in (a, b):
+        why = failure(rs, c)
+        if why:
+            return f"{c} failed: {why}"
+    r, n = ratio_median(rs, a, b, "iops")
+    if r is None:
+        return "-"
+    return f"{r:.2f}x {verdict(r >= target)}"
+
+
+def engine_cell(steps, prefix):
+    parts, oks = [], []
+    for d in (1, 16):
+        rs = steps.get(f"{prefix}qd{d}")
+        if rs is None:
+            continue
+        why = failure(rs, "ours") or failure(rs, "libblkio-1.5")
+        if why:
+            parts.append(f"qd{d} failed: {why}")
+            oks.append(False)
+            continue
+        iops, _ = ratio_median(rs, "ours", "libblkio-1.5", "iops")
+        cpu, _ = ratio_median(rs, "ours", "libblkio-1.5", "cpu_us_per_req")
+        if iops is None or cpu is None:
+            continue
+        parts.append(f"qd{d}: {cpu:.2f}x CPU at {iops:.2f}x IOPS")
+        oks.append(cpu <= 0.8 and iops >= 1.0)
+    if not parts:
+        return None
+    return "; ".join(parts) + f" {verdict(all(oks))}"
+
+
+def goals(steps):
+    rows = []
+    for name, prefix in ENGINE_GROUPS:
+        c = engine_cell(steps, prefix)
+        if c:
+            rows.append((f"engine {name}: CPU/req <= 0.8x libblkio 1.5 at >= 1.0x IOPS "
+                         "(qd1 and qd16)", c, "(same library)"))
+    vu = "nbd vhost-user "
+    for wl, other, target, what in [
+            ("randread-4k-qd16", "qsd-nbd", 1.2, "4k random reads qd16 >= 1.2x qsd's NBD export"),
+            ("read-1M-qd8", "qsd-nbd", 1.5, "1 MiB reads qd8 >= 1.5x qsd's NBD export"),
+            ("randread-4k-qd16", "upstream", 4.0, "4k random reads qd16 >= 4x the upstream plugin")]:
+        rs = steps.get(vu + wl)
+        if rs is not None:
+            rows.append((f"vhost-user NBD: {what}", cell_ratio(rs, "ours", other, target),
+                         cell_ratio(rs, "ours-alt", other, target)
+                         if any(r["contender"] == "ours-alt" for r in rs) else "-"))
+    for wl in ("randread-4k-qd1", "randread-4k-qd16"):
+        rs = steps.get("nbd io_uring " + wl)
+        if rs is None:
+            continue
+        for other in ("upstream", "file"):
+            rows.append((f"io_uring NBD {wl} >= 1.0x {other}",
+                         cell_ratio(rs, "ours", other, 1.0),
+                         cell_ratio(rs, "ours-alt", other, 1.0)
+                         if any(r["contender"] == "ours-alt" for r in rs) else "-"))
+    for group, others in (("io_uring", ("file",)), ("vhost-user", ("qsd-nbd",))):
+        labels = [f"scaling {group} {n} conn" for n in (1, 2, 4, 8)
+                  if f"scaling {group} {n} conn" in steps]
+        if not labels:
+            continue
+        for other in others:
+            cells = []
+            for ours in ("ours", "ours-alt"):
+                vals, ok = [], True
+                for lab in labels:
+                    c = cell_ratio(steps[lab], ours, other, 1.0)
+                    ok = ok and c.endswith("**met**")
+                    vals.append(c.split("x ")[0] + "x" if "x " in c and "failed" not in c
+                                else "failed")
+                cells.append(f"{' / '.join(vals)} {verdict(ok)}")
+            rows.append((f"scaling {group} 1/2/4/8 connections >= 1.0x {other}",
+                         cells[0], cells[1]))
+    for name, prefix in EXAMPLE_GROUPS:
+        rs = steps.get(prefix + "qd16")
+        if rs is not None:
+            rows.append((f"libblkio's blkio-bench on {name}: ours/libblkio-1.5 >= 1.0x (issue 12)",
+                         cell_ratio(rs, "ours", "libblkio-1.5", 1.0), "(same library)"))
+    if not rows:
+        return []
+    out = ["### Goals (issue 14; issue 12's blkio-bench ratios)", "",
+           "Each cell: the median of per-round IOPS ratios (engine: CPU per "
+           "request and IOPS, ours/libblkio 1.5), and whether it reaches the "
+           "goal.  \"default\" is the plugin as it runs on Debian 12's nbdkit "
+           "1.32 (requests serialized per connection); \"parallel\" is ours-alt "
+           "(`thread-model=parallel` unless the run says otherwise).  A "
+           "contender whose samples were all rejected shows as failed.", "",
+           "| goal | default | parallel |", "|---|---|---|"]
+    out += [f"| {g} | {a} | {b} |" for g, a, b in rows]
+    return out + [""]
+
+
+# --- ceilings ---
+def engine_ceilings(steps):
+    lines = ["Engine CPU per request split into user and kernel time (µs, "
+             "medians).  The kernel's part is system calls and the device "
+             "path, which the library only reaches by making fewer calls: "
+             "where our kernel time alone is above 0.8x of libblkio's "
+             "whole CPU per request, 0.8x is out of reach of user-space "
+             "changes at this call pattern.", "",
+             "| driver, depth | ours user | ours kernel | libblkio user | "
+             "libblkio kernel | ours kernel / libblkio total | 0.8x reachable? |",
+             "|---|---|---|---|---|---|---|"]
+    n = 0
+    for name, prefix in ENGINE_GROUPS + [("blkio-bench example " + n_, p) for n_, p in EXAMPLE_GROUPS]:
+        for d in (1, 16):
+            rs = steps.get(f"{prefix}qd{d}")
+            if rs is None:
+                continue
+            v = {(c, k): median_of(rs, c, k) for c in ("ours", "libblkio-1.5")
+                 for k in ("cpu_user_us", "cpu_sys_us")}
+            if None in v.values():
+                continue
+            total = v[("libblkio-1.5", "cpu_user_us")] + v[("libblkio-1.5", "cpu_sys_us")]
+            share = v[("ours", "cpu_sys_us")] / total if total else 0
+            lines.append(f"| {name} qd{d} | {v[('ours', 'cpu_user_us')]:.2f} | "
+                         f"{v[('ours', 'cpu_sys_us')]:.2f} | "
+                         f"{v[('libblkio-1.5', 'cpu_user_us')]:.2f} | "
+                         f"{v[('libblkio-1.5', 'cpu_sys_us')]:.2f} | {share:.2f}x | "
+                         + ("no: the kernel alone is above 0.8x" if share > 0.8 else "yes")
+                         + " |")
+            n += 1
+    return lines + [""] if n else []
+
+
+def nbd_ceilings(steps, cpus):
+    lines = ["NBD CPU per request of each process (µs, medians over the "
+             "measured window of fio's jobs: nbdkit, qemu-storage-daemon "
+             "behind vhost-user or serving its own NBD export, fio itself), "
+             f"and the most IOPS {cpus} CPUs allow at that cost "
+             "(CPUs / total CPU per request).  nbdkit's null plugin is "
+             "nbdkit's own floor.", "",
+             "| workload | contender | IOPS | nbdkit | qemu-storage-daemon | fio | "
+             f"total | {cpus}-CPU bound |", "|---|---|---|---|---|---|---|---|"]
+    n = 0
+    for label in ("nbd io_uring randread-4k-qd16", "nbd vhost-user randread-4k-qd16",
+                  "nbd vhost-user read-1M-qd8", "scaling vhost-user 8 conn"):
+        rs = steps.get(label)
+        if rs is None:
+            continue
+        for c in dict.fromkeys(r["contender"] for r in rs):
+            why = failure(rs, c)
+            if why:
+                lines.append(f"| {label} | {c} | failed: {why} | | | | | |")
+                continue
+            s, b, f = (median_of(rs, c, k) for k in
+                       ("cpu_server_us", "cpu_backend_us", "cpu_fio_us"))
+            tot = sum(x or 0.0 for x in (s, b, f))
+            lines.append(f"| {label} | {c} | {fmt(median_of(rs, c, 'iops'), '.0f')} | "
+                         f"{fmt(s, '.1f')} | {fmt(b, '.1f')} | {fmt(f, '.1f')} | {tot:.1f} | "
+                         + (f"{cpus * 1e6 / tot:.0f}" if tot else "-") + " |")
+            n += 1
+    if not n:
+        return []
+    need = []
+    for label, other, target in (("nbd vhost-user randread-4k-qd16", "qsd-nbd", 1.2),
+                                 ("nbd vhost-user read-1M-qd8", "qsd-nbd", 1.5),
+                                 ("nbd vhost-user randread-4k-qd16", "upstream", 4.0),
+                                 ("nbd io_uring randread-4k-qd16", "file", 1.0)):
+        rs = steps.get(label)
+        if rs is None:
+            continue
+        for ours in ("ours", "ours-alt"):
+            theirs = median_of(rs, other, "iops")
+            cost = sum(median_of(rs, ours, k) or 0.0 for k in
+                       ("cpu_server_us", "cpu_backend_us", "cpu_fio_us"))
+            if not theirs or not cost:
+                continue
+            bound = cpus * 1e6 / cost
+            serial, verdicts = "-", ["CPU: " + ("yes" if bound >= target * theirs else "no")]
+            rs1 = steps.get(label.rsplit(" ", 1)[0] + " randread-4k-qd1")
+            lat1 = median_of(rs1, "ours", "lat_us") if rs1 else None
+            if ours == "ours" and "-4k-" in label and lat1:
+                serial = 1e6 / lat1
+                verdicts.append("serialized: " + ("yes" if serial >= target * theirs else "no"))
+                serial = f"{serial:.0f}"
+            need.append(f"| {label} | {ours} | {target}x {other} = {target * theirs:.0f} | "
+                        f"{cpus * 1e6 / cost:.0f} | {serial} | "
+                        + ", ".join(verdicts) + " |")
+    if need:
+        lines += ["Is the goal within reach?  CPU bound: the IOPS the machine's "
+                  f"{cpus} CPUs allow at the measured CPU per request of all "
+                  "processes (fio included); serialized bound: one request in "
+                  "flight on one connection, 1 / ours' qd1 latency (default "
+                  "model only; an estimate: at depth 16 the client's next "
+                  "request already waits in the socket, so the measured IOPS "
+                  "can pass it by the client's share of the round trip).", "",
+                  "| workload | ours | goal needs (IOPS) | CPU bound | serialized bound | reachable? |",
+                  "|---|---|---|---|---|---|"] + need
+    return lines + [""]
+
+
+def serial_bound(steps):
+    """The default model keeps one request in flight per connection: at
+    most connections / qd1 latency IOPS, whatever the client's depth."""
+    lines = []
+    for group, other in (("io_uring", "file"), ("vhost-user", "qsd-nbd")):
+        rs1 = steps.get(f"nbd {group} randread-4k-qd1")
+        lat = median_of(rs1, "ours", "lat_us") if rs1 else None
+        if not lat:
+            continue
+        for n in (1, 2, 4, 8):
+            rs = steps.get(f"scaling {group} {n} conn") or (
+                steps.get(f"nbd {group} randread-4k-qd16") if n == 1 else None)
+            if rs is None:
+                continue
+            got = median_of(rs, "ours", "iops")
+            theirs = median_of(rs, other, "iops")
+            lines.append(f"| {group} | {n} | {n * 1e6 / lat:.0f} | {fmt(got, '.0f')} | "
+                         f"{fmt(theirs, '.0f')} |")
+    if not lines:
+        return []
+    return (["The default (serialized) model has one request in flight per "
+             "connection: its bound is connections / qd1 latency (ours, "
+             "4k random reads at qd1 on one connection), whatever the client's "
+             "depth.", "",
+             "| driver | connections | bound (IOPS) | ours measured (qd16 each) | "
+             "file plugin or qsd NBD export |", "|---|---|---|---|---|"] + lines + [""])
+
+
+def ceilings(steps, cpus):
+    body = engine_ceilings(steps) + nbd_ceilings(steps, cpus) + serial_bound(steps)
+    return ["### Ceilings (from the same run)", ""] + body if body else []
+
+
+SECTIONS = [
+    ("engine io_uring-direct", "Engine, io_uring with O_DIRECT", "blkio-bench 4 KiB random reads, one queue."),
+    ("engine io_uring ", "Engine, io_uring on the page cache", "blkio-bench 4 KiB random reads, one queue."),
+    ("engine vhost-user", "Engine, vhost-user (qemu-storage-daemon)", "CPU is blkio-bench's own."),
+    ("vm nvme", "Engine, nvme-io_uring (test VM, TCG)", "blkio-bench in the guest, A B B A; TCG: 5-25% noise per sample."),
+    ("vm vfio", "Engine, virtio-blk-vfio-pci (test VM, TCG)", ""),
+    ("vm vdpa", "Engine, virtio-blk-vhost-vdpa (test VM, VDUSE)", ""),
+    ("example ", "libblkio's blkio-bench (host)",
+     "libblkio-dev 1.5's example program, built from its sources against our "
+     "header, run on each library (LD_LIBRARY_PATH); 4 KiB random reads at "
+     "depth 16, completion fd in epoll; CPU is the process's rusage."),
+    ("vm-example ", "libblkio's blkio-bench (test VM)", ""),
+    ("nbd io_uring", "NBD, io_uring driver (cached file)", "fio nbd engine, one connection; CPU is nbdkit's."),
+    ("nbd vhost-user", "NBD, vhost-user driver", "one connection; CPU is nbdkit's plus qemu-storage-daemon's."),
+    ("scaling io_uring", "Scaling, io_uring: 4 KiB random reads, depth 16 per connection", ""),
+    ("scaling vhost-user", "Scaling, vhost-user", "")]
+
+
+def report(results, meta):
+    steps = by_step(results)
+    alt = meta.get("ours_alt_args")
+    out = ["<!-- bench/run.sh: generated, do not edit by hand -->",
+           "## Current comparison (bench/run.sh)", "",
+           f"{meta['date']}, {meta['cpus']} CPUs, kernel {meta['kernel']}, "
+           f"{meta['nbdkit']}; load average {meta['load'][0]:.1f} (1 min) at the "
+           f"start, {meta['load'][3]:.1f} at the end; {meta.get('minutes', '?')} minutes; "
+           f"{meta['rounds']} rounds of {meta['runtime']} s after {meta['ramp']} s "
+           "ramp, contenders interleaved, medians.  Cells: median IOPS "
+           "(mean latency in us, CPU us per request); ratios are medians of "
+           "per-round ratios (IOPS: higher is better for the first; CPU: ours/"
+           "theirs, lower is better), with the number of rounds.  CPU counts "
+           "the measured window of fio's jobs only (no setup, no ramp).  "
+           "Rejected samples (fio error, a job short of the runtime, "
+           "connections not served at the same time, more CPU than the "
+           "machine has) never count."
+           + (f"  Our plugin: `{' '.join(meta['ours_args'])}`." if meta.get("ours_args") else "")
+           + (f"  ours-alt: `{alt}`" + (f" on {meta['alt_plugin']}" if meta.get("alt_plugin") else "")
+              + "." if alt is not None else ""),
+           ""]
+    out += goals(steps)
+    out += ceilings(steps, meta["cpus"])
+    for prefix, title, note in SECTIONS:
+        t = table(steps, prefix)
+        if t:
+            out += [f"### {title}", ""] + ([note, ""] if note else []) + t + [""]
+    vm_err = [r["error"] for r in results if r.get("step") == "vm" and "error" in r]
+    if vm_err:
+        out += ["### Test VM", "", "failed: " + vm_err[0].strip().splitlines()[-1][:300], ""]
+    if meta.get("plots"):
+        out += ["### Plots", ""] + [f"![{p}](plots/{p})" for p in meta["plots"]] + [""]
+    out.append("<!-- bench/run.sh: end -->")
+    return "\n".join(out) + "\n"
+
+
+def update(path, text):
+    """Replace the generated section of REPORT.md, keep the rest."""
+    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    begin, end = "<!-- bench/run.sh: generated", "<!-- bench/run.sh: end -->"
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + text + old[old.index(end) + len(end) + 1:]
+    else:
+        head, _, rest = old.partition("\n")
+        new = head + "\n\n" + text + "\n" + rest
+    with open(path, "w") as f:
+        f.write(new)
+
+
+# --- plots ---
+def gnuplot(script):
+    subprocess.run(["gnuplot", "-e", script], check=False)
+
+
+def histogram(steps, prefixes, outdir, name, key, ylabel):
+    labels = [lab for lab in steps if lab.startswith(prefixes)]
+    if not labels:
+        return None
+    cont = list(dict.fromkeys(r["contender"] for lab in labels for r in steps[lab]))
+    dat = os.path.join(outdir, name + ".dat")
+    with open(dat, "w") as f:
+        for lab in labels:
+            vals = [median_of(steps[lab], c, key) for c in cont]
+            short = lab
+            for p in prefixes:
+                if lab.startswith(p) and len(prefixes) == 1:
+                    short = lab[len(p):]
+            f.write(short.strip().replace(" ", "_") + " " +
+                    " ".join("0" if v is None else f"{v:.2f}" for v in vals) + "\n")
+    cols = ", ".join(f"'{dat}' using {i + 2}:xtic(1) title '{c}'" for i, c in enumerate(cont))
+    gnuplot(f"set terminal png noenhanced size 1000,480; set output '{os.path.join(outdir, name)}';"
+            "set style data histograms; set style histogram clustered gap 1;"
+            "set style fill solid 0.8 border -1; set key outside;"
+            f"set ylabel '{ylabel}'; set xtics rotate by -20;"
+            + ("set logscale y;" if key == "iops" else "set yrange [0:*];")
+            + f"plot {cols}")
+    os.unlink(dat)
+    return name
+
+
+def plots(results, outdir):
+    """IOPS and latency per driver and depth, and scaling, as gnuplot PNGs;
+    rejected samples are left out (a failed contender plots as 0)."""
+    if not shutil.which("gnuplot"):
+        return []
+    os.makedirs(outdir, exist_ok=True)
+    steps = by_step(results)
+    made = []
+    for prefixes, name, key, ylabel in [
+            (("nbd io_uring",), "nbd-io_uring-iops.png", "iops", "IOPS"),
+            (("nbd vhost-user",), "nbd-vhost-user-iops.png", "iops", "IOPS"),
+            (("nbd io_uring",), "nbd-io_uring-latency.png", "lat_us", "mean latency (us)"),
+            (("nbd vhost-user",), "nbd-vhost-user-latency.png", "lat_us", "mean latency (us)"),
+            (("engine", "vm ", "example", "vm-example"), "engine-iops.png", "iops", "IOPS"),
+            (("engine", "vm ", "example", "vm-example"), "engine-latency.png", "lat_us",
+             "mean latency (us)"),
+            (("engine", "vm "), "engine-cpu.png", "cpu_us_per_req", "CPU us per request")]:
+        got = histogram(steps, prefixes, outdir, name, key, ylabel)
+        if got:
+            made.append(got)
+    for group in ("io_uring", "vhost-user"):
+        labels = [lab for lab in steps if lab.startswith(f"scaling {group} ")]
+        if not labels:
+            continue
+        cont = list(dict.fromkeys(r["contender"] for lab in labels for r in steps[lab]))
+        name = f"scaling-{group}.png"
+        dat = os.path.join(outdir, name + ".dat")
+        with open(dat, "w") as f:
+            for lab in labels:
+                jobs = int(lab.split()[2])
+                vals = [median_of(steps[lab], c, "iops") for c in cont]
+                f.write(f"{jobs} " + " ".join("NaN" if v is None else f"{v:.0f}"
+                                              for v in vals) + "\n")
+        cols = ", ".join(f"'{dat}' using 1:{i + 2} with linespoints title '{c}'"
+                         for i, c in enumerate(cont))
+        gnuplot(f"set terminal png noenhanced size 1000,480; set output '{os.path.join(outdir, name)}';"
+                "set xlabel 'NBD connections'; set ylabel 'IOPS (4k randread, qd16 each)';"
+                f"set logscale x 2; set yrange [0:*]; set key outside; plot {cols}")
+        os.unlink(dat)
+        made.append(name)
+    return made

@@ -136,6 +136,17 @@ struct blkioq {
      */
     int completion_fd;
 
+    /* The single-buffer read/write checks, taken from the instance when
+     * the queue is created (the properties behind them are fixed by
+     * then): one combined test per request instead of a walk through
+     * queue_validate(); anything it does not pass goes the full way, so
+     * errors keep their order and messages. */
+    uint64_t rw_req_mask;       /* request-alignment - 1 */
+    uint64_t rw_buf_mask;       /* buf-alignment - 1 */
+    uint64_t rw_max_len;        /* max-transfer, or UINT64_MAX */
+    bool rw_write_ok;           /* writes allowed (not read-only) */
+    bool rw_needs_region;       /* needs-mem-regions */
+
     /* Requests handed out by blkioq_*() and not yet returned by do_io. */
     uint64_t outstanding;
 

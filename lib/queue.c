@@ -108,6 +108,12 @@ static int queue_new(struct blkio *b, bool poll, int index,
     q->index = index;
     q->poll = poll;
     q->completion_fd = -1;
+    q->rw_req_mask = (uint64_t)b->request_alignment - 1;
+    q->rw_buf_mask = (uint64_t)b->buf_alignment - 1;
+    q->rw_max_len = b->max_transfer > 0 ? (uint64_t)b->max_transfer
+                                        : UINT64_MAX;
+    q->rw_write_ok = !b->read_only;
+    q->rw_needs_region = b->needs_mem_regions;
     q->cring = malloc((size_t)cap * sizeof(*q->cring));
     q->cring_mask = cap - 1;
     if (!q->cring) {
@@ -432,17 +438,24 @@ static int queue_validate(struct blkioq *q, struct blkio_request *req,
     }
 }
 
-static void queue_request(struct blkioq *q, struct blkio_request *req)
+/*
+ * Queue a request: count it, check it unless `checked` (the caller has
+ * already found it valid), hand it to the driver or fail it.
+ */
+static inline __attribute__((always_inline)) void
+queue_request_common(struct blkioq *q, struct blkio_request *req,
+                     bool checked)
 {
     const char *msg = NULL;
-    int ret;
+    int ret = 0;
 
     if (BLKIO_UNLIKELY(!queue_reserve(q))) {
         /* Cannot even record the failure: nothing else we can do. */
         return;
     }
     q->outstanding++;
-    ret = queue_validate(q, req, &msg);
+    if (!checked)
+        ret = queue_validate(q, req, &msg);
     if (BLKIO_LIKELY(ret == 0)) {
         if (BLKIO_UNLIKELY(!q->drv->queue_request)) {
             ret = -ENOTSUP;
@@ -459,6 +472,33 @@ static void queue_request(struct blkioq *q, struct blkio_request *req)
         blkioq_fail(q, req->user_data, ret, msg);
 }
 
+static void queue_request(struct blkioq *q, struct blkio_request *req)
+{
+    queue_request_common(q, req, false);
+}
+
+/*
+ * Whether a blkioq_read()/write() passes every check queue_validate()
+ * makes, in one combined test on the values precomputed per queue (false
+ * means "look closer", not "invalid").
+ */
+static inline bool queue_rw_ok(const struct blkioq *q, uint64_t start,
+                               const void *buf, uint64_t len, uint32_t flags,
+                               uint32_t allowed)
+{
+    const struct blkio *b = q->b;
+
+    if (((flags & ~allowed) | ((uintptr_t)buf & q->rw_buf_mask) |
+         (len & (q->rw_buf_mask | q->rw_req_mask)) |
+         (start & q->rw_req_mask)) != 0 ||
+        len > q->rw_max_len)
+        return false;
+    if (!b->can_grow && (start > b->capacity || len > b->capacity - start))
+        return false;
+    return !q->rw_needs_region || len == 0 ||
+           blkio_find_mem_region(b, buf, len) != NULL;
+}
+
 void blkioq_read(struct blkioq *q, uint64_t start, void *buf, size_t len,
                  void *user_data, uint32_t flags)
 {
@@ -468,7 +508,10 @@ void blkioq_read(struct blkioq *q, uint64_t start, void *buf, size_t len,
         .user_data = user_data,
     };
     req.iov = &req.single;
-    queue_request(q, &req);
+    if (BLKIO_LIKELY(queue_rw_ok(q, start, buf, len, flags, 0)))
+        queue_request_common(q, &req, true);
+    else
+        queue_request(q, &req);
 }
 
 void blkioq_write(struct blkioq *q, uint64_t start, const void *buf,
@@ -480,7 +523,11 @@ void blkioq_write(struct blkioq *q, uint64_t start, const void *buf,
         .user_data = user_data,
     };
     req.iov = &req.single;
-    queue_request(q, &req);
+    if (BLKIO_LIKELY(q->rw_write_ok &&
+                     queue_rw_ok(q, start, buf, len, flags, BLKIO_REQ_FUA)))
+        queue_request_common(q, &req, true);
+    else
+        queue_request(q, &req);
 }
 
 void blkioq_readv(struct blkioq *q, uint64_t start, const struct iovec *iovec,

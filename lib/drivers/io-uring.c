@@ -105,6 +105,9 @@ struct iou_queue {
     bool cache_reads;           /* reads may try the page cache first */
     bool caller_runs;           /* buffered I/O: requests may be held */
     bool fixed_file;            /* the fd is registered as file 0 */
+    int sqe_fd;                 /* what SQEs name the file by: 0 (fixed
+                                 * file) or b->fd */
+    uint8_t sqe_flags;          /* IOSQE_FIXED_FILE, IOSQE_ASYNC */
 };
 
 /* ---- properties ---- */
@@ -202,6 +205,9 @@ static int iou_queue_init(struct blkioq *q)
         free(iq);
         return ret;
     }
+    iq->sqe_fd = iq->fixed_file ? 0 : q->b->fd;
+    iq->sqe_flags = (uint8_t)((iq->fixed_file ? IOSQE_FIXED_FILE : 0) |
+                              (ii->force_async ? IOSQE_ASYNC : 0));
     q->priv = iq;
     return 0;
 }
@@ -415,26 +421,53 @@ static int iou_call_now(int fd, const struct iou_call *c, int extra_flags)
     return n < 0 ? -errno : (int)n;
 }
 
+/* A read or write not yet started whose one buffer fits an SQE (nearly
+ * every request): straight into the SQE, without describing the call
+ * first. */
+static inline bool iou_prep_rw_whole(struct iou_queue *iq,
+                                     const struct iou_req *r,
+                                     struct io_uring_sqe *sqe)
+{
+    const struct iovec *v = iou_req_iov(r);
+    bool write = r->op == BLKIO_OP_WRITE;
+    int buf_index;
+
+    if (r->op > BLKIO_OP_WRITE || r->done != 0 || r->iovcnt != 1 ||
+        v->iov_len > IOU_MAX_SQE_LEN)
+        return false;
+    buf_index = uring_fixed_index(&iq->uq, v->iov_base, v->iov_len);
+    if (buf_index >= 0) {
+        io_uring_prep_rw(write ? IORING_OP_WRITE_FIXED : IORING_OP_READ_FIXED,
+                         sqe, iq->sqe_fd, v->iov_base, (unsigned)v->iov_len,
+                         r->start);
+        sqe->buf_index = (uint16_t)buf_index;
+    } else {
+        io_uring_prep_rw(write ? IORING_OP_WRITE : IORING_OP_READ, sqe,
+                         iq->sqe_fd, v->iov_base, (unsigned)v->iov_len,
+                         r->start);
+    }
+    sqe->rw_flags = write && r->fua ? RWF_DSYNC : 0;
+    sqe->flags |= iq->sqe_flags;
+    return true;
+}
+
 /* Fill sqe with slot idx's next step (struct uring_ops). */
 static void iou_prep(struct uring_queue *uq, uint32_t idx,
                      struct io_uring_sqe *sqe)
 {
     struct iou_queue *iq = (struct iou_queue *)uq;
-    struct blkioq *q = uq->q;
+    const struct iou_req *r = iou_slot(iq, idx);
     struct iou_call c;
     int buf_index = -1;
 
-    iou_next_call(q, iou_slot(iq, idx), &c);
+    if (BLKIO_LIKELY(iou_prep_rw_whole(iq, r, sqe)))
+        return;
+    iou_next_call(uq->q, r, &c);
     if (c.kind <= IOU_CALL_WRITE && c.iovcnt == 1)
         buf_index = uring_fixed_index(uq, c.iov[0].iov_base,
                                       c.iov[0].iov_len);
-    iou_prep_call(sqe, q->b->fd, &c, buf_index);
-    if (iq->fixed_file) {
-        sqe->fd = 0;
-        sqe->flags |= IOSQE_FIXED_FILE;
-    }
-    if (((struct iou_instance *)q->b->priv)->force_async)
-        sqe->flags |= IOSQE_ASYNC;
+    iou_prep_call(sqe, iq->sqe_fd, &c, buf_index);
+    sqe->flags |= iq->sqe_flags;
 }
 
 /* Hand slot idx's next step to the ring (or its backlog), unless
@@ -536,6 +569,11 @@ static int iou_queue_request(struct blkioq *q,
     case BLKIO_OP_WRITE:
         if (req->iovcnt > IOU_MAX_SEGMENTS)
             return -EINVAL;
+        if (BLKIO_UNLIKELY(req->len == 0)) {
+            /* Nothing to transfer: complete without the kernel. */
+            blkioq_fail(q, req->user_data, 0, NULL);
+            return 0;
+        }
         break;
     case BLKIO_OP_FLUSH:
     case BLKIO_OP_WRITE_ZEROES:
@@ -568,7 +606,9 @@ static int iou_queue_request(struct blkioq *q,
         r->single_iov = true;
     }
 
-    if (req->op == BLKIO_OP_FLUSH) {
+    if (BLKIO_LIKELY(req->op <= BLKIO_OP_WRITE)) {
+        /* Checked above. */
+    } else if (req->op == BLKIO_OP_FLUSH) {
         r->steps[0] = IOU_M_FDATASYNC;
         r->steps[1] = IOU_M_END;
     } else if (req->op == BLKIO_OP_WRITE_ZEROES ||
@@ -596,11 +636,6 @@ static int iou_queue_request(struct blkioq *q,
             uring_slot_free(&iq->uq, idx);
             return -ENOTSUP;
         }
-    } else if (req->len == 0) {
-        /* Nothing to transfer: complete without the kernel. */
-        uring_slot_free(&iq->uq, idx);
-        blkioq_fail(q, req->user_data, 0, NULL);
-        return 0;
     }
 
     iou_start_request(q, idx);
@@ -634,7 +669,9 @@ static void iou_finish(struct blkioq *q, uint32_t idx, int ret,
     enum blkio_op op = (enum blkio_op)r->op;
 
     uring_slot_free(&iq->uq, idx);
-    blkioq_complete(q, user_data, ret, msg ? msg : iou_op_error(op));
+    /* A success carries no message. */
+    blkioq_complete(q, user_data, ret,
+                    ret == 0 ? NULL : msg ? msg : iou_op_error(op));
 }
 
 /* A read is complete: its buffers hold data now. */

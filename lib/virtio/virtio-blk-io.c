@@ -220,6 +220,23 @@ static unsigned vblk_collect_rw(struct vblk_queue *vq, struct vblk_ureq *u,
     int i = u->iov_idx;
     size_t o = u->iov_off;
 
+    /* One buffer that fits one segment whole, at device addresses equal
+     * to ours (nearly every request): no walk. */
+    if (u->iovcnt == 1 && i == 0 && o == 0 && !vb->remap &&
+        want == u->iov[0].iov_len && want <= VBLK_MAX_PART_BYTES &&
+        (!vb->size_max || want <= vb->size_max) && vq->max_part_segs > 0) {
+        vq->bufs[1] = (struct virtq_buf){
+            .addr = (uint64_t)(uintptr_t)u->iov[0].iov_base,
+            .len = (uint32_t)want,
+            .device_writes = dev_writes,
+        };
+        vq->seg_idx[0] = 0;
+        vq->seg_off[0] = 0;
+        *bytes = want;
+        *idx = 0;
+        *off = (size_t)want;
+        return want ? 1 : 0;
+    }
     if (want > VBLK_MAX_PART_BYTES)
         want = VBLK_MAX_PART_BYTES;
     while (n < vq->max_part_segs && got < want && i < u->iovcnt) {

@@ -129,7 +129,7 @@ void virtq_cleanup(struct virtq *vq)
     vq->head_busy = NULL;
 }
 
-static void virtq_fill(struct vring_desc *d, const struct virtq_buf *b,
+static inline void virtq_fill(struct vring_desc *d, const struct virtq_buf *b,
                        uint16_t flags, uint16_t next)
 {
     d->addr = htole64(b->addr);
@@ -171,13 +171,12 @@ int virtq_add_indirect(struct virtq *vq, struct vring_desc *table,
     };
     uint16_t head;
 
-    if (vq->nfree == 0)
+    if (BLKIO_UNLIKELY(vq->nfree == 0 || n == 0))
         return -ENOSPC;
-    for (unsigned k = 0; k < n; k++) {
-        bool last = k + 1 == n;
-        virtq_fill(&table[k], &bufs[k], last ? 0 : VRING_DESC_F_NEXT,
-                   last ? 0 : (uint16_t)(k + 1));
-    }
+    /* Every entry but the last links to the next; no per-entry test. */
+    for (unsigned k = 0; k + 1 < n; k++)
+        virtq_fill(&table[k], &bufs[k], VRING_DESC_F_NEXT, (uint16_t)(k + 1));
+    virtq_fill(&table[n - 1], &bufs[n - 1], 0, 0);
     head = vq->free_head;
     virtq_fill(&vq->desc[head], &ind, VRING_DESC_F_INDIRECT, 0);
     vq->free_head = vq->next[head];

@@ -344,23 +344,36 @@ static void uring_backlog_drain(struct uring_queue *uq)
  * next step), then refill the SQ from the backlog. */
 static void uring_reap(struct uring_queue *uq)
 {
-    struct io_uring_cqe *cqe;
-    unsigned head, n;
+    void (*complete)(struct uring_queue *uq, uint32_t idx, int res);
+    unsigned head, tail, n;
 
     /* No CQE is due, and a backlog only builds up behind requests in
      * flight. */
     if (uq->inflight == 0)
         return;
+    complete = uq->ops->complete;
     do {
-        n = 0;
-        io_uring_for_each_cqe(&uq->ring, head, cqe) {
-            uint32_t idx;
+        /* The tail is read once per pass (acquire: the CQEs before it
+         * are visible), the head stored once. */
+        tail = io_uring_smp_load_acquire(uq->ring.cq.ktail);
+        head = *uq->ring.cq.khead;
+        n = tail - head;
+        if (n) {
+            for (; head != tail; head++) {
+                const struct io_uring_cqe *cqe = &uq->ring.cq.cqes[
+                    io_uring_cqe_index(&uq->ring, head,
+                                       uq->ring.cq.ring_mask)];
+                uint32_t idx;
 
-            n++;
-            if (uring_cqe_slot(uq, cqe->user_data, &idx))
-                uq->ops->complete(uq, idx, cqe->res);
+                if (uring_cqe_slot(uq, cqe->user_data, &idx))
+                    complete(uq, idx, cqe->res);
+            }
+            io_uring_smp_store_release(uq->ring.cq.khead, tail);
         }
-        io_uring_cq_advance(&uq->ring, n);
+        /* Another pass is for the CQEs of what the backlog adds; with
+         * no backlog there is nothing to wait for here. */
+        if (uq->backlog_head == URING_NONE)
+            return;
         uring_backlog_drain(uq);
     } while (n);
 }

@@ -563,8 +563,30 @@ static bool iou_blkdev_misaligned(const struct blkio *b,
            ((req->start | req->len) % ii->lbs) != 0;
 }
 
-static int iou_queue_request(struct blkioq *q,
-                             const struct blkio_request *req)
+/* Slot r takes request req's fields (every kind of request). */
+static inline void iou_fill_slot(struct iou_req *r,
+                                 const struct blkio_request *req)
+{
+    r->user_data = req->user_data;
+    r->op = (uint8_t)req->op;
+    r->start = req->start;
+    r->len = req->len;
+    r->done = 0;
+    r->fua = (req->flags & BLKIO_REQ_FUA) != 0;
+    r->step = 0;
+    r->iovcnt = req->iovcnt;
+    r->iov = req->iov;
+    r->single_iov = false;
+    if (req->iov == &req->single) {
+        /* blkioq_read()/write(): the iovec lives on the caller's stack. */
+        r->single = req->single;
+        r->single_iov = true;
+    }
+}
+
+/* iou_queue_request() for everything but a plain read or write. */
+static __attribute__((noinline)) int
+iou_queue_request_other(struct blkioq *q, const struct blkio_request *req)
 {
     struct iou_queue *iq = q->priv;
     struct iou_req *r;
@@ -595,22 +617,7 @@ static int iou_queue_request(struct blkioq *q,
     if (uring_slot_alloc(&iq->uq, &idx) < 0)
         return -ENOMEM;
     r = iou_slot(iq, idx);
-
-    r->user_data = req->user_data;
-    r->op = (uint8_t)req->op;
-    r->start = req->start;
-    r->len = req->len;
-    r->done = 0;
-    r->fua = (req->flags & BLKIO_REQ_FUA) != 0;
-    r->step = 0;
-    r->iovcnt = req->iovcnt;
-    r->iov = req->iov;
-    r->single_iov = false;
-    if (req->iov == &req->single) {
-        /* blkioq_read()/write(): the iovec lives on the caller's stack. */
-        r->single = req->single;
-        r->single_iov = true;
-    }
+    iou_fill_slot(r, req);
 
     if (BLKIO_LIKELY(req->op <= BLKIO_OP_WRITE)) {
         /* Checked above. */
@@ -644,6 +651,24 @@ static int iou_queue_request(struct blkioq *q,
         }
     }
 
+    iou_start_request(q, idx);
+    return 0;
+}
+
+/* driver->queue_request(): a read or write with data (nearly every
+ * request) takes the short way; the rest is iou_queue_request_other(). */
+static int iou_queue_request(struct blkioq *q,
+                             const struct blkio_request *req)
+{
+    struct iou_queue *iq = q->priv;
+    uint32_t idx;
+
+    if (BLKIO_UNLIKELY(req->op > BLKIO_OP_WRITE || req->len == 0 ||
+                       req->iovcnt > IOU_MAX_SEGMENTS))
+        return iou_queue_request_other(q, req);
+    if (uring_slot_alloc(&iq->uq, &idx) < 0)
+        return -ENOMEM;
+    iou_fill_slot(iou_slot(iq, idx), req);
     iou_start_request(q, idx);
     return 0;
 }

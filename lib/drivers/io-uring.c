@@ -484,7 +484,7 @@ static void iou_issue(struct iou_queue *iq, uint32_t idx)
         iq->caller_step_again = true;
         return;
     }
-    uring_issue(&iq->uq, idx);
+    uring_issue_direct(&iq->uq, idx, iou_prep);
 }
 
 /*

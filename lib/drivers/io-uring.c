@@ -981,7 +981,7 @@ static int iou_process(struct blkioq *q, int min,
         iou_run_held(q, (uint32_t)min > blkioq_ring_count(q) && !deadline &&
                         !sig);
 
-    return uring_process(&iq->uq, min, deadline, sig);
+    return uring_process_with(&iq->uq, min, deadline, sig, iou_complete);
 }
 
 const struct blkio_driver blkio_driver_io_uring = {

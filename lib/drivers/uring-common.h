@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -282,6 +283,110 @@ static inline bool uring_cqe_slot(struct uring_queue *uq,
     uq->inflight--;
     *idx = (uint32_t)user_data;
     return true;
+}
+
+/* The parts of uring_process() that uring_process_with() calls. */
+bool uring_deadline_passed(const struct timespec *deadline);
+int uring_wait(struct io_uring *ring, bool poll, unsigned want,
+               const struct timespec *deadline, const sigset_t *sig);
+void uring_backlog_drain(struct uring_queue *uq);
+int uring_flush(struct uring_queue *uq);
+int uring_report_bad_cqes(struct uring_queue *uq);
+
+typedef void uring_complete_fn(struct uring_queue *uq, uint32_t idx,
+                               int res);
+
+/* Move every posted CQE into the completion ring (or into a request's
+ * next step) with complete, then refill the SQ from the backlog.  The
+ * tail is read once per pass (acquire: the CQEs before it are visible),
+ * the head stored once. */
+static inline __attribute__((always_inline)) void
+uring_reap_with(struct uring_queue *uq, uring_complete_fn *complete)
+{
+    unsigned head, tail, n;
+
+    /* No CQE is due, and a backlog only builds up behind requests in
+     * flight. */
+    if (uq->inflight == 0)
+        return;
+    do {
+        tail = io_uring_smp_load_acquire(uq->ring.cq.ktail);
+        head = *uq->ring.cq.khead;
+        n = tail - head;
+        if (n) {
+            for (; head != tail; head++) {
+                const struct io_uring_cqe *cqe = &uq->ring.cq.cqes[
+                    io_uring_cqe_index(&uq->ring, head,
+                                       uq->ring.cq.ring_mask)];
+                uint32_t idx;
+
+                if (uring_cqe_slot(uq, cqe->user_data, &idx))
+                    complete(uq, idx, cqe->res);
+            }
+            io_uring_smp_store_release(uq->ring.cq.khead, tail);
+        }
+        /* Another pass is for the CQEs of what the backlog adds; with
+         * no backlog there is nothing to wait for here. */
+        if (uq->backlog_head == URING_NONE)
+            return;
+        uring_backlog_drain(uq);
+    } while (n);
+}
+
+/*
+ * uring_process() with the driver's complete function named, so that the
+ * CQEs a wait brings are handed to it by a direct call the compiler can
+ * inline, not through uq->ops->complete.
+ */
+static inline __attribute__((always_inline)) int
+uring_process_with(struct uring_queue *uq, int min,
+                   const struct timespec *deadline, const sigset_t *sig,
+                   uring_complete_fn *complete)
+{
+    struct blkioq *q = uq->q;
+    int ret;
+
+    for (;;) {
+        uint32_t have;
+        unsigned want;
+
+        uring_reap_with(uq, complete);
+        have = blkioq_ring_count(q);
+        if (have >= (uint32_t)min) {
+            ret = uring_flush(uq);
+            break;
+        }
+        want = (unsigned)min - have;
+        if (want > uq->inflight)
+            want = uq->inflight;
+        if (want == 0) {
+            ret = blkio_set_error(-EIO, "waiting for %d completions, %u "
+                                  "of them not in the completion ring, "
+                                  "but no request is in flight", min,
+                                  (unsigned)min - have);
+            break;
+        }
+        ret = uring_wait(&uq->ring, q->poll, want, deadline, sig);
+        uring_reap_with(uq, complete);
+        if (blkioq_ring_count(q) >= (uint32_t)min) {
+            ret = 0;
+            break;
+        }
+        if (ret == -ETIME || ret == -EINTR)
+            break;
+        if (ret < 0) {
+            ret = blkio_set_error(ret, "io_uring_enter: %s",
+                                  strerror(-ret));
+            break;
+        }
+        if (deadline && uring_deadline_passed(deadline)) {
+            ret = -ETIME;
+            break;
+        }
+    }
+    if (BLKIO_UNLIKELY(uq->bad_cqes))
+        return uring_report_bad_cqes(uq);
+    return ret;
 }
 
 /*

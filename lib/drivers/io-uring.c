@@ -457,23 +457,34 @@ static inline bool iou_prep_rw_whole(struct iou_queue *iq,
     return true;
 }
 
-/* Fill sqe with slot idx's next step (struct uring_ops). */
-static void iou_prep(struct uring_queue *uq, uint32_t idx,
-                     struct io_uring_sqe *sqe)
+/* iou_prep() for every step but a whole single-buffer read or write. */
+static __attribute__((noinline)) void
+iou_prep_step(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
 {
     struct iou_queue *iq = (struct iou_queue *)uq;
     const struct iou_req *r = iou_slot(iq, idx);
     struct iou_call c;
     int buf_index = -1;
 
-    if (BLKIO_LIKELY(iou_prep_rw_whole(iq, r, sqe)))
-        return;
     iou_next_call(uq->q, r, &c);
     if (c.kind <= IOU_CALL_WRITE && c.iovcnt == 1)
         buf_index = uring_fixed_index(uq, c.iov[0].iov_base,
                                       c.iov[0].iov_len);
     iou_prep_call(sqe, iq->sqe_fd, &c, buf_index);
     sqe->flags |= iq->sqe_flags;
+}
+
+/* Fill sqe with slot idx's next step (struct uring_ops); inline where
+ * uring_issue_direct() names it, so that a plain read or write is
+ * written into the SQE without a call. */
+static inline __attribute__((always_inline)) void
+iou_prep(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
+{
+    struct iou_queue *iq = (struct iou_queue *)uq;
+
+    if (BLKIO_LIKELY(iou_prep_rw_whole(iq, iou_slot(iq, idx), sqe)))
+        return;
+    iou_prep_step(uq, idx, sqe);
 }
 
 /* Hand slot idx's next step to the ring (or its backlog), unless

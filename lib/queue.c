@@ -655,6 +655,25 @@ void blkio_deadline_remaining(const struct timespec *deadline,
     }
 }
 
+/* Hand up to max completions from the ring to the caller's array, in one
+ * straight pass on local copies of the indices (the caller's array could
+ * alias anything, so the queue's fields would be reloaded per entry). */
+static inline int queue_copy_out(struct blkioq *q,
+                                 struct blkio_completion *completions,
+                                 int max)
+{
+    const struct blkio_completion *ring = q->cring;
+    uint32_t head = q->cring_head, mask = q->cring_mask;
+    uint32_t avail = q->cring_tail - head;
+    uint32_t n = (uint32_t)max < avail ? (uint32_t)max : avail;
+
+    for (uint32_t i = 0; i < n; i++)
+        completions[i] = ring[(head + i) & mask];
+    q->cring_head = head + n;
+    q->outstanding -= n;
+    return (int)n;
+}
+
 static int queue_do_io(struct blkioq *q, struct blkio_completion *completions,
                        int min_completions, int max_completions,
                        struct timespec *timeout, const sigset_t *sig)
@@ -709,11 +728,7 @@ static int queue_do_io(struct blkioq *q, struct blkio_completion *completions,
         return ret;
     }
 
-    while (n < max_completions && q->cring_head != q->cring_tail) {
-        completions[n++] = q->cring[q->cring_head & q->cring_mask];
-        q->cring_head++;
-    }
-    q->outstanding -= (uint64_t)n;
+    n = queue_copy_out(q, completions, max_completions);
     if (BLKIO_UNLIKELY(q->completed_unsignalled)) {
         /* "Readable when do_io needs to be called again" (spuriously
          * when the quiet one was handed out above). */

@@ -457,23 +457,34 @@ static inline bool iou_prep_rw_whole(struct iou_queue *iq,
     return true;
 }
 
-/* Fill sqe with slot idx's next step (struct uring_ops). */
-static void iou_prep(struct uring_queue *uq, uint32_t idx,
-                     struct io_uring_sqe *sqe)
+/* iou_prep() for every step but a whole single-buffer read or write. */
+static __attribute__((noinline)) void
+iou_prep_step(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
 {
     struct iou_queue *iq = (struct iou_queue *)uq;
     const struct iou_req *r = iou_slot(iq, idx);
     struct iou_call c;
     int buf_index = -1;
 
-    if (BLKIO_LIKELY(iou_prep_rw_whole(iq, r, sqe)))
-        return;
     iou_next_call(uq->q, r, &c);
     if (c.kind <= IOU_CALL_WRITE && c.iovcnt == 1)
         buf_index = uring_fixed_index(uq, c.iov[0].iov_base,
                                       c.iov[0].iov_len);
     iou_prep_call(sqe, iq->sqe_fd, &c, buf_index);
     sqe->flags |= iq->sqe_flags;
+}
+
+/* Fill sqe with slot idx's next step (struct uring_ops); inline where
+ * uring_issue_direct() names it, so that a plain read or write is
+ * written into the SQE without a call. */
+static inline __attribute__((always_inline)) void
+iou_prep(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
+{
+    struct iou_queue *iq = (struct iou_queue *)uq;
+
+    if (BLKIO_LIKELY(iou_prep_rw_whole(iq, iou_slot(iq, idx), sqe)))
+        return;
+    iou_prep_step(uq, idx, sqe);
 }
 
 /* Hand slot idx's next step to the ring (or its backlog), unless
@@ -484,7 +495,7 @@ static void iou_issue(struct iou_queue *iq, uint32_t idx)
         iq->caller_step_again = true;
         return;
     }
-    uring_issue(&iq->uq, idx);
+    uring_issue_direct(&iq->uq, idx, iou_prep);
 }
 
 /*
@@ -563,8 +574,30 @@ static bool iou_blkdev_misaligned(const struct blkio *b,
            ((req->start | req->len) % ii->lbs) != 0;
 }
 
-static int iou_queue_request(struct blkioq *q,
-                             const struct blkio_request *req)
+/* Slot r takes request req's fields (every kind of request). */
+static inline void iou_fill_slot(struct iou_req *r,
+                                 const struct blkio_request *req)
+{
+    r->user_data = req->user_data;
+    r->op = (uint8_t)req->op;
+    r->start = req->start;
+    r->len = req->len;
+    r->done = 0;
+    r->fua = (req->flags & BLKIO_REQ_FUA) != 0;
+    r->step = 0;
+    r->iovcnt = req->iovcnt;
+    r->iov = req->iov;
+    r->single_iov = false;
+    if (req->iov == &req->single) {
+        /* blkioq_read()/write(): the iovec lives on the caller's stack. */
+        r->single = req->single;
+        r->single_iov = true;
+    }
+}
+
+/* iou_queue_request() for everything but a plain read or write. */
+static __attribute__((noinline)) int
+iou_queue_request_other(struct blkioq *q, const struct blkio_request *req)
 {
     struct iou_queue *iq = q->priv;
     struct iou_req *r;
@@ -595,22 +628,7 @@ static int iou_queue_request(struct blkioq *q,
     if (uring_slot_alloc(&iq->uq, &idx) < 0)
         return -ENOMEM;
     r = iou_slot(iq, idx);
-
-    r->user_data = req->user_data;
-    r->op = (uint8_t)req->op;
-    r->start = req->start;
-    r->len = req->len;
-    r->done = 0;
-    r->fua = (req->flags & BLKIO_REQ_FUA) != 0;
-    r->step = 0;
-    r->iovcnt = req->iovcnt;
-    r->iov = req->iov;
-    r->single_iov = false;
-    if (req->iov == &req->single) {
-        /* blkioq_read()/write(): the iovec lives on the caller's stack. */
-        r->single = req->single;
-        r->single_iov = true;
-    }
+    iou_fill_slot(r, req);
 
     if (BLKIO_LIKELY(req->op <= BLKIO_OP_WRITE)) {
         /* Checked above. */
@@ -644,6 +662,24 @@ static int iou_queue_request(struct blkioq *q,
         }
     }
 
+    iou_start_request(q, idx);
+    return 0;
+}
+
+/* driver->queue_request(): a read or write with data (nearly every
+ * request) takes the short way; the rest is iou_queue_request_other(). */
+static int iou_queue_request(struct blkioq *q,
+                             const struct blkio_request *req)
+{
+    struct iou_queue *iq = q->priv;
+    uint32_t idx;
+
+    if (BLKIO_UNLIKELY(req->op > BLKIO_OP_WRITE || req->len == 0 ||
+                       req->iovcnt > IOU_MAX_SEGMENTS))
+        return iou_queue_request_other(q, req);
+    if (uring_slot_alloc(&iq->uq, &idx) < 0)
+        return -ENOMEM;
+    iou_fill_slot(iou_slot(iq, idx), req);
     iou_start_request(q, idx);
     return 0;
 }
@@ -956,7 +992,7 @@ static int iou_process(struct blkioq *q, int min,
         iou_run_held(q, (uint32_t)min > blkioq_ring_count(q) && !deadline &&
                         !sig);
 
-    return uring_process(&iq->uq, min, deadline, sig);
+    return uring_process_with(&iq->uq, min, deadline, sig, iou_complete);
 }
 
 const struct blkio_driver blkio_driver_io_uring = {

@@ -30,7 +30,7 @@ static unsigned uring_declined(void)
 /* How long teardown waits for the kernel to finish requests. */
 #define URING_DRAIN_SECONDS 5
 
-static bool uring_deadline_passed(const struct timespec *deadline)
+bool uring_deadline_passed(const struct timespec *deadline)
 {
     struct timespec left;
 
@@ -44,8 +44,8 @@ static bool uring_deadline_passed(const struct timespec *deadline)
  * the deadline has passed, -EINTR for a signal when sig was given, or
  * another negative errno.
  */
-static int uring_wait(struct io_uring *ring, bool poll, unsigned want,
-                      const struct timespec *deadline, const sigset_t *sig)
+int uring_wait(struct io_uring *ring, bool poll, unsigned want,
+               const struct timespec *deadline, const sigset_t *sig)
 {
     struct io_uring_cqe *cqe;
     struct __kernel_timespec kts;
@@ -326,7 +326,7 @@ void uring_issue(struct uring_queue *uq, uint32_t idx)
 }
 
 /* Move backlogged requests into the SQ while there is room. */
-static void uring_backlog_drain(struct uring_queue *uq)
+void uring_backlog_drain(struct uring_queue *uq)
 {
     while (uq->backlog_head != URING_NONE &&
            uq->inflight < uq->max_inflight &&
@@ -340,36 +340,16 @@ static void uring_backlog_drain(struct uring_queue *uq)
     }
 }
 
-/* Move every posted CQE into the completion ring (or into a request's
- * next step), then refill the SQ from the backlog. */
 static void uring_reap(struct uring_queue *uq)
 {
-    struct io_uring_cqe *cqe;
-    unsigned head, n;
-
-    /* No CQE is due, and a backlog only builds up behind requests in
-     * flight. */
-    if (uq->inflight == 0)
-        return;
-    do {
-        n = 0;
-        io_uring_for_each_cqe(&uq->ring, head, cqe) {
-            uint32_t idx;
-
-            n++;
-            if (uring_cqe_slot(uq, cqe->user_data, &idx))
-                uq->ops->complete(uq, idx, cqe->res);
-        }
-        io_uring_cq_advance(&uq->ring, n);
-        uring_backlog_drain(uq);
-    } while (n);
+    uring_reap_with(uq, uq->ops->complete);
 }
 
 /* Enough completions already: pass on what was queued without waiting.
  * A poll queue also polls once, so that do_io with min 0 makes progress.
  * With nothing prepared or in the kernel there is nothing to pass on (and
  * the ring's shared memory is left alone). */
-static int uring_flush(struct uring_queue *uq)
+int uring_flush(struct uring_queue *uq)
 {
     int ret;
 
@@ -387,59 +367,20 @@ static int uring_flush(struct uring_queue *uq)
     return 0;
 }
 
-static int uring_process_loop(struct uring_queue *uq, int min,
-                              const struct timespec *deadline,
-                              const sigset_t *sig)
+int uring_report_bad_cqes(struct uring_queue *uq)
 {
-    struct blkioq *q = uq->q;
+    uint32_t n = uq->bad_cqes;
 
-    for (;;) {
-        uint32_t have;
-        unsigned want;
-        int ret;
-
-        uring_reap(uq);
-        have = blkioq_ring_count(q);
-        if (have >= (uint32_t)min)
-            return uring_flush(uq);
-
-        want = (unsigned)min - have;
-        if (want > uq->inflight)
-            want = uq->inflight;
-        if (want == 0)
-            return blkio_set_error(-EIO, "waiting for %d completions, %u "
-                                   "of them not in the completion ring, "
-                                   "but no request is in flight", min,
-                                   (unsigned)min - have);
-
-        ret = uring_wait(&uq->ring, q->poll, want, deadline, sig);
-        uring_reap(uq);
-        if (blkioq_ring_count(q) >= (uint32_t)min)
-            return 0;
-        if (ret == -ETIME || ret == -EINTR)
-            return ret;
-        if (ret < 0)
-            return blkio_set_error(ret, "io_uring_enter: %s",
-                                   strerror(-ret));
-        if (deadline && uring_deadline_passed(deadline))
-            return -ETIME;
-    }
+    uq->bad_cqes = 0;
+    return blkio_set_error(-EIO, "%s queue %d: dropped %u completions "
+                           "that matched no request in flight",
+                           uq->q->b->drv->name, uq->q->index, n);
 }
 
 int uring_process(struct uring_queue *uq, int min,
                   const struct timespec *deadline, const sigset_t *sig)
 {
-    int ret = uring_process_loop(uq, min, deadline, sig);
-
-    if (BLKIO_UNLIKELY(uq->bad_cqes)) {
-        uint32_t n = uq->bad_cqes;
-
-        uq->bad_cqes = 0;
-        return blkio_set_error(-EIO, "%s queue %d: dropped %u completions "
-                               "that matched no request in flight",
-                               uq->q->b->drv->name, uq->q->index, n);
-    }
-    return ret;
+    return uring_process_with(uq, min, deadline, sig, uq->ops->complete);
 }
 
 int uring_create_defaults(struct blkio *b, size_t priv_size)

@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -225,6 +226,32 @@ static inline void uring_slot_free(struct uring_queue *uq, uint32_t idx)
 void uring_issue(struct uring_queue *uq, uint32_t idx);
 
 /*
+ * uring_issue() for a driver that names its prep function: when nothing
+ * waits on the backlog and the rings have room (every request in steady
+ * state), the SQE is filled here with a direct call to prep, which the
+ * compiler can inline, instead of through uq->ops->prep.  Anything else
+ * takes uring_issue(), so behaviour is the same.
+ */
+static inline __attribute__((always_inline)) void
+uring_issue_direct(struct uring_queue *uq, uint32_t idx,
+                   void (*prep)(struct uring_queue *uq, uint32_t idx,
+                                struct io_uring_sqe *sqe))
+{
+    struct io_uring_sqe *sqe;
+
+    if (BLKIO_LIKELY(uq->backlog_head == URING_NONE &&
+                     uq->inflight < uq->max_inflight) &&
+        BLKIO_LIKELY((sqe = io_uring_get_sqe(&uq->ring)) != NULL)) {
+        prep(uq, idx, sqe);
+        io_uring_sqe_set_data64(sqe, idx);
+        uring_slot(uq, idx)->in_flight = true;
+        uq->inflight++;
+        return;
+    }
+    uring_issue(uq, idx);
+}
+
+/*
  * driver->process(): reap, submit whatever is queued with the same
  * io_uring_enter that waits (one system call per do_io in steady state),
  * until min completions are in the completion ring.  Signals end the wait
@@ -256,6 +283,110 @@ static inline bool uring_cqe_slot(struct uring_queue *uq,
     uq->inflight--;
     *idx = (uint32_t)user_data;
     return true;
+}
+
+/* The parts of uring_process() that uring_process_with() calls. */
+bool uring_deadline_passed(const struct timespec *deadline);
+int uring_wait(struct io_uring *ring, bool poll, unsigned want,
+               const struct timespec *deadline, const sigset_t *sig);
+void uring_backlog_drain(struct uring_queue *uq);
+int uring_flush(struct uring_queue *uq);
+int uring_report_bad_cqes(struct uring_queue *uq);
+
+typedef void uring_complete_fn(struct uring_queue *uq, uint32_t idx,
+                               int res);
+
+/* Move every posted CQE into the completion ring (or into a request's
+ * next step) with complete, then refill the SQ from the backlog.  The
+ * tail is read once per pass (acquire: the CQEs before it are visible),
+ * the head stored once. */
+static inline __attribute__((always_inline)) void
+uring_reap_with(struct uring_queue *uq, uring_complete_fn *complete)
+{
+    unsigned head, tail, n;
+
+    /* No CQE is due, and a backlog only builds up behind requests in
+     * flight. */
+    if (uq->inflight == 0)
+        return;
+    do {
+        tail = io_uring_smp_load_acquire(uq->ring.cq.ktail);
+        head = *uq->ring.cq.khead;
+        n = tail - head;
+        if (n) {
+            for (; head != tail; head++) {
+                const struct io_uring_cqe *cqe = &uq->ring.cq.cqes[
+                    io_uring_cqe_index(&uq->ring, head,
+                                       uq->ring.cq.ring_mask)];
+                uint32_t idx;
+
+                if (uring_cqe_slot(uq, cqe->user_data, &idx))
+                    complete(uq, idx, cqe->res);
+            }
+            io_uring_smp_store_release(uq->ring.cq.khead, tail);
+        }
+        /* Another pass is for the CQEs of what the backlog adds; with
+         * no backlog there is nothing to wait for here. */
+        if (uq->backlog_head == URING_NONE)
+            return;
+        uring_backlog_drain(uq);
+    } while (n);
+}
+
+/*
+ * uring_process() with the driver's complete function named, so that the
+ * CQEs a wait brings are handed to it by a direct call the compiler can
+ * inline, not through uq->ops->complete.
+ */
+static inline __attribute__((always_inline)) int
+uring_process_with(struct uring_queue *uq, int min,
+                   const struct timespec *deadline, const sigset_t *sig,
+                   uring_complete_fn *complete)
+{
+    struct blkioq *q = uq->q;
+    int ret;
+
+    for (;;) {
+        uint32_t have;
+        unsigned want;
+
+        uring_reap_with(uq, complete);
+        have = blkioq_ring_count(q);
+        if (have >= (uint32_t)min) {
+            ret = uring_flush(uq);
+            break;
+        }
+        want = (unsigned)min - have;
+        if (want > uq->inflight)
+            want = uq->inflight;
+        if (want == 0) {
+            ret = blkio_set_error(-EIO, "waiting for %d completions, %u "
+                                  "of them not in the completion ring, "
+                                  "but no request is in flight", min,
+                                  (unsigned)min - have);
+            break;
+        }
+        ret = uring_wait(&uq->ring, q->poll, want, deadline, sig);
+        uring_reap_with(uq, complete);
+        if (blkioq_ring_count(q) >= (uint32_t)min) {
+            ret = 0;
+            break;
+        }
+        if (ret == -ETIME || ret == -EINTR)
+            break;
+        if (ret < 0) {
+            ret = blkio_set_error(ret, "io_uring_enter: %s",
+                                  strerror(-ret));
+            break;
+        }
+        if (deadline && uring_deadline_passed(deadline)) {
+            ret = -ETIME;
+            break;
+        }
+    }
+    if (BLKIO_UNLIKELY(uq->bad_cqes))
+        return uring_report_bad_cqes(uq);
+    return ret;
 }
 
 /*

@@ -105,6 +105,17 @@ requires ()
     fi
 }
 
+# requires_vhost_user_export: the plugin offers virtio-blk-vhost-user and
+# the test runs under tests/vhost-user/qsd-run.sh (VU_SOCK is its socket).
+requires_vhost_user_export ()
+{
+    requires_driver virtio-blk-vhost-user
+    if [ -z "${VU_SOCK:-}" ] || [ ! -S "$VU_SOCK" ]; then
+        echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
+        exit 77
+    fi
+}
+
 requires_driver ()
 {
     requires test -x "$NBDKIT"

@@ -4,12 +4,8 @@
 # same time: data written by one is read by the other, with writes from
 # both interleaved; then a 20 MiB request (split) and zeroes.
 source "$(dirname "$0")/functions.sh"
-requires_driver virtio-blk-vhost-user
 requires /usr/bin/python3 -c 'import nbd'
-if [ -z "${VU_SOCK:-}" ] || [ ! -S "$VU_SOCK" ]; then
-    echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
-    exit 77
-fi
+requires_vhost_user_export
 set -x
 
 start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2

@@ -8,12 +8,8 @@
 # and threads wait for slots), then read it back the same way; the data
 # must match and no client may hang.
 source "$(dirname "$0")/functions.sh"
-requires_driver virtio-blk-vhost-user
 requires /usr/bin/python3 -c 'import nbd'
-if [ -z "${VU_SOCK:-}" ] || [ ! -S "$VU_SOCK" ]; then
-    echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
-    exit 77
-fi
+requires_vhost_user_export
 set -x
 
 start_nbdkit -v virtio-blk-vhost-user path="$VU_SOCK" num-queues=1 \

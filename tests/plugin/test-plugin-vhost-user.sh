@@ -5,11 +5,7 @@
 source "$(dirname "$0")/functions.sh"
 requires nbdcopy --version
 requires nbdinfo --version
-requires_driver virtio-blk-vhost-user
-if [ -z "${VU_SOCK:-}" ] || [ ! -S "$VU_SOCK" ]; then
-    echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
-    exit 77
-fi
+requires_vhost_user_export
 set -x
 
 start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" get=needs-mem-regions

@@ -279,4 +279,15 @@ bio_min_limit (uint64_t a, uint64_t b)
   return a < b ? a : b;
 }
 
+/* Put slot s on its queue's free list for its kind of bounce chunk;
+ * called with the queue's lock held (or before the queue is in use). */
+static inline void
+bio_put_slot (struct bio_queue *bq, struct bio_slot *s)
+{
+  struct bio_slot **list = s->small ? &bq->free_small : &bq->free_slots;
+
+  s->next = *list;
+  *list = s;
+}
+
 #endif /* NBDKIT_BLKIO_PLUGIN_H */

@@ -130,12 +130,10 @@ bio_queue_bind (struct bio_queue *bq, int i)
   bq->free_slots = bq->free_small = NULL;
   for (k = bq->nslots; k-- > 0;) {
     struct bio_slot *s = &bq->slots[k];
-    struct bio_slot **list = s->small ? &bq->free_small : &bq->free_slots;
 
     s->state = BIO_SLOT_FREE;
     s->owner = NULL;
-    s->next = *list;
-    *list = s;
+    bio_put_slot (bq, s);
   }
   bq->inflight = bq->unharvested = 0;
   return 0;

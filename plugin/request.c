@@ -204,16 +204,6 @@ bio_harvest (struct bio_queue *bq, int min)
   return list;
 }
 
-/* Put slot s on its free list; called with the lock held. */
-static inline void
-bio_put_slot (struct bio_queue *bq, struct bio_slot *s)
-{
-  struct bio_slot **list = s->small ? &bq->free_small : &bq->free_slots;
-
-  s->next = *list;
-  *list = s;
-}
-
 /* Give a finished slot back and count its piece down; called with the
  * lock held.  Returns the futex word to wake if that completed a request
  * other than self's (self, the caller, needs no wake-up: that would be a

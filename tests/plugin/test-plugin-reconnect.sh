@@ -71,17 +71,10 @@ for i, h in enumerate(hs):
 # Reads in flight on the fourth quarter while the daemon dies.
 r = hs[0]
 inflight = []
-mark("written")
-while not os.path.exists(os.path.join(tmp, "killed")):
-    while len(inflight) < 8:
-        inflight.append(r.aio_pread(nbd.Buffer(65536),
-                                    3 * region + random.randrange(64) * 65536))
-    r.poll(10)
-    inflight = [c for c in inflight if not r.aio_command_completed(c)]
-t0 = time.time()
 errs = []
-while inflight and time.time() - t0 < 3:
-    r.poll(100)
+def reap():
+    # The kill lands before the shell marks it, so a request can fail in
+    # either loop: collect the errors in both.
     for c in inflight[:]:
         try:
             if r.aio_command_completed(c):
@@ -89,8 +82,21 @@ while inflight and time.time() - t0 < 3:
         except nbd.Error as e:
             inflight.remove(c)
             errs.append(e.errnum)
+mark("written")
+while not os.path.exists(os.path.join(tmp, "killed")):
+    while not errs and len(inflight) < 8:
+        inflight.append(r.aio_pread(nbd.Buffer(65536),
+                                    3 * region + random.randrange(64) * 65536))
+    r.poll(10)
+    reap()
+t0 = time.time()
+while inflight and time.time() - t0 < 3:
+    r.poll(100)
+    reap()
 if inflight:
     sys.exit(f"FAIL: {len(inflight)} requests still in flight 3 s after the kill")
+if any(e != errno.EIO for e in errs):
+    sys.exit(f"FAIL: in flight at the kill: errors {errs} (want EIO)")
 print(f"in flight at the kill: errors {errs}")
 
 # Down: every connection fails fast, with EIO.

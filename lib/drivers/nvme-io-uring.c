@@ -318,6 +318,21 @@ static uint32_t nvme_prep_rw_buffer(const struct blkio *b,
     return (uint32_t)(len >> s->lba_shift);
 }
 
+/* Zero a 128-byte SQE (the NVMe command fills its 80-byte cmd area) with
+ * eight 16-byte stores: a memset() of it compiles to `rep stos`, whose
+ * start-up costs more than the stores. */
+static inline __attribute__((always_inline)) void
+nvme_sqe_zero(struct io_uring_sqe *sqe)
+{
+    typedef uint64_t nvme_v2u64
+        __attribute__((vector_size(16), aligned(8), may_alias));
+    nvme_v2u64 *p = (nvme_v2u64 *)sqe;
+    const nvme_v2u64 z = { 0, 0 };
+
+    p[0] = z; p[1] = z; p[2] = z; p[3] = z;
+    p[4] = z; p[5] = z; p[6] = z; p[7] = z;
+}
+
 /* nvme_prep() for every command but a single-buffer read or write that
  * fits one command: fill sqe with the next command of slot idx and advance
  * the slot past it. */
@@ -329,8 +344,7 @@ nvme_prep_step(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
     struct nvme_uring_cmd *cmd;
     uint32_t n = 0;
 
-    /* 128-byte SQE: the NVMe command fills the 80-byte cmd area */
-    memset(sqe, 0, 2 * sizeof(*sqe));
+    nvme_sqe_zero(sqe);
     sqe->opcode = IORING_OP_URING_CMD;
     sqe->flags = IOSQE_FIXED_FILE;
     sqe->fd = 0;
@@ -400,8 +414,7 @@ nvme_prep(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
         nvme_prep_step(uq, idx, sqe);
         return;
     }
-    /* 128-byte SQE: the NVMe command fills the 80-byte cmd area */
-    memset(sqe, 0, 2 * sizeof(*sqe));
+    nvme_sqe_zero(sqe);
     sqe->opcode = IORING_OP_URING_CMD;
     sqe->flags = IOSQE_FIXED_FILE;
     sqe->cmd_op = NVME_URING_CMD_IO;

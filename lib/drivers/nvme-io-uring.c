@@ -396,12 +396,11 @@ nvme_prep_step(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
     sl->nlb_left -= n;
 }
 
-/* Fill sqe with the next command of slot idx (struct uring_ops); inline
- * where uring_issue_direct() names it.  A single-buffer read or write that
- * fits one command (nearly every request) is written here, without the
- * general nvme_prep_step(). */
+/* Fill sqe with the one command of slot idx, a single-buffer read or
+ * write of at most rw_whole_max bytes (the caller has checked). */
 static inline __attribute__((always_inline)) void
-nvme_prep(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
+nvme_prep_rw_whole(struct uring_queue *uq, uint32_t idx,
+                   struct io_uring_sqe *sqe)
 {
     struct nvme_queue *nq = (struct nvme_queue *)uq;
     struct nvme_slot *sl = nvme_slot(nq, idx);
@@ -409,11 +408,6 @@ nvme_prep(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
     uint64_t len = sl->nlb_left << nq->lba_shift;
     int bi;
 
-    if (BLKIO_UNLIKELY(sl->op > BLKIO_OP_WRITE || sl->vec ||
-                       len > nq->rw_whole_max)) {
-        nvme_prep_step(uq, idx, sqe);
-        return;
-    }
     nvme_sqe_zero(sqe);
     sqe->opcode = IORING_OP_URING_CMD;
     sqe->flags = IOSQE_FIXED_FILE;
@@ -436,6 +430,22 @@ nvme_prep(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
     sl->addr += len;
     sl->lba += sl->nlb_left;
     sl->nlb_left = 0;
+}
+
+/* Fill sqe with the next command of slot idx (struct uring_ops): a
+ * single-buffer read or write that fits one command (nearly every
+ * request) without the general nvme_prep_step(). */
+static void nvme_prep(struct uring_queue *uq, uint32_t idx,
+                      struct io_uring_sqe *sqe)
+{
+    struct nvme_queue *nq = (struct nvme_queue *)uq;
+    const struct nvme_slot *sl = nvme_slot(nq, idx);
+
+    if (BLKIO_UNLIKELY(sl->op > BLKIO_OP_WRITE || sl->vec ||
+                       (sl->nlb_left << nq->lba_shift) > nq->rw_whole_max))
+        nvme_prep_step(uq, idx, sqe);
+    else
+        nvme_prep_rw_whole(uq, idx, sqe);
 }
 
 /*
@@ -629,7 +639,7 @@ nvme_queue_request_other(struct blkioq *q, const struct blkio_request *req)
         break;
     }
 
-    uring_issue_direct(&nq->uq, idx, nvme_prep);
+    uring_issue(&nq->uq, idx);
     return 0;
 }
 
@@ -652,7 +662,8 @@ static int nvme_queue_request(struct blkioq *q,
     sl->nlb_left = req->len >> nq->lba_shift;
     /* req->iov may point into the caller's stack: copy it out */
     sl->addr = (uint64_t)(uintptr_t)req->iov[0].iov_base;
-    uring_issue_direct(&nq->uq, idx, nvme_prep);
+    /* Checked above: one command */
+    uring_issue_direct(&nq->uq, idx, nvme_prep_rw_whole);
     return 0;
 }
 

@@ -503,8 +503,9 @@ class Bench:
 
     VM_ROUNDS = max(1, ROUNDS // 2 + ROUNDS % 2)  # each an A B B A block
     VM_DRIVERS = os.environ.get("VM_DRIVERS", "nvme vfio vdpa").split()
-    # per driver: 2 depths x 4 runs of ours, and 4 runs of the example
-    VM_STEPS = 1 + len(VM_DRIVERS) * 12 * VM_ROUNDS
+    # per driver: 2 depths x 4 runs per round, and the example's 4 runs per
+    # round in twice the rounds (vm-engine.sh's EXAMPLE_ROUNDS default)
+    VM_STEPS = 1 + len(VM_DRIVERS) * 16 * VM_ROUNDS
 
     def run_vm(self, prog):
         """The VM drivers: one boot runs bench/vm-engine.sh's whole plan.

@@ -45,6 +45,13 @@
 #define BIO_SMALL_CHUNK (64 * 1024)
 #define BIO_BOUNCE_MAX_SLOTS 128
 
+/* Default of read-split=: a bounced read larger than this is cut into
+ * pieces of this size, queued together (one kick), and each piece is
+ * copied out of its bounce chunk as soon as it completes, while the
+ * device still works on the others: the copy overlaps the backend's
+ * work instead of following all of it. */
+#define BIO_READ_SPLIT (256 * 1024)
+
 /* Bounced writes larger than this are copied without the queue lock (it
  * is dropped and taken again); smaller ones are cheaper to copy under it. */
 #define BIO_COPY_UNLOCKED (16 * 1024)
@@ -83,6 +90,7 @@ extern char **bio_gets;
 extern size_t bio_ngets;
 extern int bio_user_num_queues;         /* 0: choose */
 extern bool bio_serialized;             /* each connection's requests in turn */
+extern uint64_t bio_read_split;         /* read-split=, 0: off */
 
 /* ---- the shared instance (instance.c) ---- */
 

@@ -60,6 +60,8 @@ static int bio_forced_thread_model = -1;
 /* The model chosen: serialized connections make the queue count follow
  * the connections (instance.c). */
 bool bio_serialized;
+/* read-split=: see BIO_READ_SPLIT. */
+uint64_t bio_read_split = BIO_READ_SPLIT;
 /* zoned-writable=true: serve a zoned device writable anyway. */
 static bool bio_zoned_writable;
 
@@ -109,7 +111,7 @@ bio_add_prop (const char *key, const char *value)
 }
 
 /* The plugin's own behaviour: thread-model=, reconnect=,
- * reconnect-wait=, zoned-writable=. */
+ * reconnect-wait=, read-split=, zoned-writable=. */
 static int
 bio_config_behaviour (const char *key, const char *value)
 {
@@ -141,6 +143,18 @@ bio_config_behaviour (const char *key, const char *value)
       return -1;
     }
     bio_reconnect_wait_ms = secs * 1000;
+    return 0;
+  }
+  if (strcmp (key, "read-split") == 0) {
+    int64_t size = nbdkit_parse_size (value);
+
+    if (size == -1 || (size != 0 &&
+                       (size < 4096 || size > BIO_BOUNCE_CHUNK))) {
+      nbdkit_error ("read-split=%s: expected 0 (off) or a size from 4k "
+                    "to 1M", value);
+      return -1;
+    }
+    bio_read_split = size;
     return 0;
   }
   b = nbdkit_parse_bool (value);
@@ -204,6 +218,7 @@ bio_config (const char *key, const char *value)
   else if (strcmp (key, "thread-model") == 0 ||
            strcmp (key, "reconnect") == 0 ||
            strcmp (key, "reconnect-wait") == 0 ||
+           strcmp (key, "read-split") == 0 ||
            strcmp (key, "zoned-writable") == 0)
     return bio_config_behaviour (key, value);
   else if (strcmp (key, "path") == 0) {
@@ -247,6 +262,9 @@ bio_config_complete (void)
   "                    (default: true).\n" \
   "reconnect-wait=SECS While it is gone, requests wait this long for it\n" \
   "                    before failing with EIO (default: 0).\n" \
+  "read-split=SIZE     Bounced reads above SIZE go to the device in\n" \
+  "                    pieces of SIZE, each copied out as soon as it\n" \
+  "                    completes (default: 256k; 0: off).\n" \
   "zoned-writable=BOOL Serve a zoned device writable (default: false).\n" \
   "thread-model=auto|parallel|serialize_requests\n" \
   "                    Default auto: parallel unless nbdkit is too old\n" \
@@ -387,7 +405,8 @@ bio_device_size_now (void)
 }
 
 static bool bio_must_bounce (const void *buf, uint64_t count);
-static uint64_t bio_rw_limit (bool bounce);
+static uint64_t bio_rw_limit (bool bounce, enum bio_kind kind,
+                              uint64_t count);
 
 /* Read the first block: a device that went away since the last request
  * shows here, before the handshake.  Returns 0 or a negative errno. */
@@ -407,7 +426,7 @@ bio_probe (void)
   op.buf = buf;                 /* bio_run moves op.buf on */
   op.count = len;
   op.bounce = bio_must_bounce (op.buf, len);
-  op.max_len = bio_rw_limit (op.bounce);
+  op.max_len = bio_rw_limit (op.bounce, op.kind, op.count);
   r = bio_run (&op);
   if (r < 0)
     nbdkit_debug ("probing the device: %s", op.msg);
@@ -589,13 +608,23 @@ bio_must_bounce (const void *buf, uint64_t count)
   return ((uintptr_t) buf | count) % bio_buf_align != 0;
 }
 
+/* The largest piece of a read or write of count bytes: the device's
+ * limit and, when bounced, a bounce chunk; a large bounced read is cut
+ * into pieces of read-split= (see BIO_READ_SPLIT). */
 static uint64_t
-bio_rw_limit (bool bounce)
+bio_rw_limit (bool bounce, enum bio_kind kind, uint64_t count)
 {
-  if (bounce)
-    return bio_min_limit (bio_rw_max, bio_round_down (BIO_BOUNCE_CHUNK,
-                                                      bio_req_align));
-  return bio_rw_max;
+  uint64_t split;
+
+  if (!bounce)
+    return bio_rw_max;
+  split = BIO_BOUNCE_CHUNK;
+  if (kind == BIO_READ && bio_read_split && count > bio_read_split)
+    split = bio_read_split;
+  split = bio_round_down (split, bio_req_align);
+  if (split == 0)
+    split = bio_round_down (BIO_BOUNCE_CHUNK, bio_req_align);
+  return bio_min_limit (bio_rw_max, split);
 }
 
 /* Read or write through bounce buffers when the buffer needs them, split
@@ -611,7 +640,7 @@ bio_rw (struct bio_op *op, const char *what)
   if (count == 0)
     return 0;
   op->bounce = bio_must_bounce (op->buf, count);
-  op->max_len = bio_rw_limit (op->bounce);
+  op->max_len = bio_rw_limit (op->bounce, op->kind, count);
   r = bio_run (op);
   return r < 0 ? bio_fail (what, offset, count, op, r) : 0;
 }

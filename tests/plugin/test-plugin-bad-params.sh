@@ -52,6 +52,9 @@ expect_fail 'thread-model=bogus' io_uring path="$tmp/disk" thread-model=bogus
 expect_fail 'maybe' io_uring path="$tmp/disk" reconnect=maybe
 expect_fail 'reconnect-wait' io_uring path="$tmp/disk" reconnect-wait=abc
 expect_fail 'reconnect-wait' io_uring path="$tmp/disk" reconnect-wait=100000
+expect_fail 'read-split' io_uring path="$tmp/disk" read-split=100
+expect_fail 'read-split' io_uring path="$tmp/disk" read-split=2M
+expect_fail 'read-split' io_uring path="$tmp/disk" read-split=abc
 expect_fail 'maybe' io_uring path="$tmp/disk" zoned-writable=maybe
 
 requires_driver io_uring

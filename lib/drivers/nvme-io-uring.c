@@ -82,6 +82,12 @@ static int nvme_start(struct blkio *b)
     /* The unit the kernel maps user buffers in (nvme_prep_rw_buffer()) */
     s->page_size = page > 0 && (page & (page - 1)) == 0 ? (uint64_t)page
                                                         : NVME_MIN_PAGE_SIZE;
+    /* A buffer of at most max-segments - 1 pages' bytes spans at most
+     * max-segments pages wherever it starts: one command, no split. */
+    s->rw_whole_max = UINT64_MAX;
+    if (b->max_segments > 0)
+        s->rw_whole_max = ((uint64_t)(b->max_segments - 1) * s->page_size) &
+                          ~(((uint64_t)1 << s->lba_shift) - 1);
 
     /* Write zeroes without the command: write from one zero buffer that
      * every queue shares; the device only ever reads it. */
@@ -143,12 +149,13 @@ static const struct uring_ops nvme_ring_ops;
 
 static int nvme_queue_init(struct blkioq *q)
 {
+    struct nvme_state *s = q->b->priv;
     struct uring_queue_config cfg = {
         .ops = &nvme_ring_ops,
         .slot_size = sizeof(struct nvme_slot),
         .setup_flags = IORING_SETUP_SQE128 | IORING_SETUP_CQE32,
         .need_fixed_file = true,
-        .fixed = &((struct nvme_state *)q->b->priv)->fixed,
+        .fixed = &s->fixed,
     };
     struct nvme_queue *nq = calloc(1, sizeof(*nq));
     bool fixed_file;
@@ -162,6 +169,9 @@ static int nvme_queue_init(struct blkioq *q)
         free(nq);
         return ret;
     }
+    nq->nsid = s->nsid;
+    nq->lba_shift = s->lba_shift;
+    nq->rw_whole_max = s->rw_whole_max;
     q->priv = nq;
     return 0;
 }
@@ -308,18 +318,33 @@ static uint32_t nvme_prep_rw_buffer(const struct blkio *b,
     return (uint32_t)(len >> s->lba_shift);
 }
 
-/* struct uring_ops: fill sqe with the next command of slot idx (its only
- * one, for most requests) and advance the slot past it. */
-static void nvme_prep(struct uring_queue *uq, uint32_t idx,
-                      struct io_uring_sqe *sqe)
+/* Zero a 128-byte SQE (the NVMe command fills its 80-byte cmd area) with
+ * eight 16-byte stores: a memset() of it compiles to `rep stos`, whose
+ * start-up costs more than the stores. */
+static inline __attribute__((always_inline)) void
+nvme_sqe_zero(struct io_uring_sqe *sqe)
+{
+    typedef uint64_t nvme_v2u64
+        __attribute__((vector_size(16), aligned(8), may_alias));
+    nvme_v2u64 *p = (nvme_v2u64 *)sqe;
+    const nvme_v2u64 z = { 0, 0 };
+
+    p[0] = z; p[1] = z; p[2] = z; p[3] = z;
+    p[4] = z; p[5] = z; p[6] = z; p[7] = z;
+}
+
+/* nvme_prep() for every command but a single-buffer read or write that
+ * fits one command: fill sqe with the next command of slot idx and advance
+ * the slot past it. */
+static __attribute__((noinline)) void
+nvme_prep_step(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
 {
     struct nvme_state *s = uq->q->b->priv;
     struct nvme_slot *sl = (struct nvme_slot *)uring_slot(uq, idx);
     struct nvme_uring_cmd *cmd;
     uint32_t n = 0;
 
-    /* 128-byte SQE: the NVMe command fills the 80-byte cmd area */
-    memset(sqe, 0, 2 * sizeof(*sqe));
+    nvme_sqe_zero(sqe);
     sqe->opcode = IORING_OP_URING_CMD;
     sqe->flags = IOSQE_FIXED_FILE;
     sqe->fd = 0;
@@ -369,6 +394,58 @@ static void nvme_prep(struct uring_queue *uq, uint32_t idx,
     }
     sl->lba += n;
     sl->nlb_left -= n;
+}
+
+/* Fill sqe with the one command of slot idx, a single-buffer read or
+ * write of at most rw_whole_max bytes (the caller has checked). */
+static inline __attribute__((always_inline)) void
+nvme_prep_rw_whole(struct uring_queue *uq, uint32_t idx,
+                   struct io_uring_sqe *sqe)
+{
+    struct nvme_queue *nq = (struct nvme_queue *)uq;
+    struct nvme_slot *sl = nvme_slot(nq, idx);
+    struct nvme_uring_cmd *cmd;
+    uint64_t len = sl->nlb_left << nq->lba_shift;
+    int bi;
+
+    nvme_sqe_zero(sqe);
+    sqe->opcode = IORING_OP_URING_CMD;
+    sqe->flags = IOSQE_FIXED_FILE;
+    sqe->cmd_op = NVME_URING_CMD_IO;
+    /* Inside a mapped region: the kernel need not pin pages. */
+    bi = uring_fixed_index(uq, (void *)(uintptr_t)sl->addr, len);
+    if (bi >= 0) {
+        sqe->uring_cmd_flags = IORING_URING_CMD_FIXED;
+        sqe->buf_index = (uint16_t)bi;
+    }
+    cmd = (struct nvme_uring_cmd *)sqe->cmd;
+    cmd->opcode = sl->op == BLKIO_OP_READ ? NVME_CMD_READ : NVME_CMD_WRITE;
+    cmd->nsid = nq->nsid;
+    cmd->addr = sl->addr;
+    cmd->data_len = (uint32_t)len;
+    cmd->cdw12 = (uint32_t)sl->nlb_left - 1;
+    if (sl->flags & BLKIO_REQ_FUA)
+        cmd->cdw12 |= NVME_RW_FUA;
+    nvme_cmd_lba(cmd, sl->lba);
+    sl->addr += len;
+    sl->lba += sl->nlb_left;
+    sl->nlb_left = 0;
+}
+
+/* Fill sqe with the next command of slot idx (struct uring_ops): a
+ * single-buffer read or write that fits one command (nearly every
+ * request) without the general nvme_prep_step(). */
+static void nvme_prep(struct uring_queue *uq, uint32_t idx,
+                      struct io_uring_sqe *sqe)
+{
+    struct nvme_queue *nq = (struct nvme_queue *)uq;
+    const struct nvme_slot *sl = nvme_slot(nq, idx);
+
+    if (BLKIO_UNLIKELY(sl->op > BLKIO_OP_WRITE || sl->vec ||
+                       (sl->nlb_left << nq->lba_shift) > nq->rw_whole_max))
+        nvme_prep_step(uq, idx, sqe);
+    else
+        nvme_prep_rw_whole(uq, idx, sqe);
 }
 
 /*
@@ -491,8 +568,30 @@ static int nvme_fill_report(const struct nvme_state *s, struct nvme_slot *sl,
     return sl->report_buf ? 0 : -ENOMEM;
 }
 
-static int nvme_queue_request(struct blkioq *q,
-                              const struct blkio_request *req)
+/* A free slot (its index in *idx) with what every request keeps: the
+ * caller's user_data, the operation, flags and first block; NULL when out
+ * of memory. */
+static inline __attribute__((always_inline)) struct nvme_slot *
+nvme_slot_new(struct nvme_queue *nq, const struct blkio_request *req,
+              uint32_t *idx)
+{
+    struct nvme_slot *sl;
+
+    if (uring_slot_alloc(&nq->uq, idx) < 0)
+        return NULL;
+    sl = nvme_slot(nq, *idx);
+    sl->user_data = req->user_data;
+    sl->op = req->op;
+    sl->flags = req->flags;
+    sl->vec = false;
+    sl->lba = req->start >> nq->lba_shift;
+    return sl;
+}
+
+/* nvme_queue_request() for everything but a single-buffer read or write
+ * that fits one command. */
+static __attribute__((noinline)) int
+nvme_queue_request_other(struct blkioq *q, const struct blkio_request *req)
 {
     struct nvme_queue *nq = q->priv;
     struct nvme_state *s = q->b->priv;
@@ -505,15 +604,10 @@ static int nvme_queue_request(struct blkioq *q,
     zsa = nvme_zone_action(req->op);
     if (zsa < 0)
         return -ENOTSUP;
-    if (uring_slot_alloc(&nq->uq, &idx) < 0)
+    sl = nvme_slot_new(nq, req, &idx);
+    if (!sl)
         return -ENOMEM;
-    sl = nvme_slot(nq, idx);
-    sl->user_data = req->user_data;
-    sl->op = req->op;
-    sl->flags = req->flags;
-    sl->lba = req->start >> s->lba_shift;
     sl->nlb_left = 0;
-    sl->vec = false;
     sl->zsa = (uint32_t)zsa;
 
     switch (req->op) {
@@ -546,6 +640,30 @@ static int nvme_queue_request(struct blkioq *q,
     }
 
     uring_issue(&nq->uq, idx);
+    return 0;
+}
+
+/* driver->queue_request(): a single-buffer read or write that fits one
+ * command (nearly every request) takes the short way.  The core has
+ * checked it against max-transfer and buf-alignment already. */
+static int nvme_queue_request(struct blkioq *q,
+                              const struct blkio_request *req)
+{
+    struct nvme_queue *nq = q->priv;
+    struct nvme_slot *sl;
+    uint32_t idx;
+
+    if (BLKIO_UNLIKELY(req->op > BLKIO_OP_WRITE || req->iovcnt != 1 ||
+                       req->len == 0 || req->len > nq->rw_whole_max))
+        return nvme_queue_request_other(q, req);
+    sl = nvme_slot_new(nq, req, &idx);
+    if (!sl)
+        return -ENOMEM;
+    sl->nlb_left = req->len >> nq->lba_shift;
+    /* req->iov may point into the caller's stack: copy it out */
+    sl->addr = (uint64_t)(uintptr_t)req->iov[0].iov_base;
+    /* Checked above: one command */
+    uring_issue_direct(&nq->uq, idx, nvme_prep_rw_whole);
     return 0;
 }
 
@@ -638,10 +756,10 @@ static int nvme_report_convert(const struct blkio *b,
     return (int)i;
 }
 
-/* struct uring_ops: the CQE of slot idx (uring_cqe_slot() has checked
- * that it names a command in flight) came back with res: a negative errno
- * from the kernel, a positive NVMe status, or 0. */
-static void nvme_complete(struct uring_queue *uq, uint32_t idx, int res)
+/* nvme_complete() for anything but the success of a request's last
+ * command: errors, report zones, chained requests. */
+static __attribute__((noinline)) void
+nvme_complete_other(struct uring_queue *uq, uint32_t idx, int res)
 {
     struct blkio *b = uq->q->b;
     struct nvme_state *s = b->priv;
@@ -680,6 +798,25 @@ static void nvme_complete(struct uring_queue *uq, uint32_t idx, int res)
     uring_slot_free(uq, idx);
 }
 
+/* struct uring_ops: the CQE of slot idx (uring_cqe_slot() has checked
+ * that it names a command in flight) came back with res: a negative errno
+ * from the kernel, a positive NVMe status, or 0.  Inline where
+ * uring_process_with() names it. */
+static inline __attribute__((always_inline)) void
+nvme_complete(struct uring_queue *uq, uint32_t idx, int res)
+{
+    struct nvme_slot *sl = (struct nvme_slot *)uring_slot(uq, idx);
+
+    if (BLKIO_LIKELY(res == 0 && sl->nlb_left == 0 &&
+                     sl->op != BLKIO_OP_REPORT_ZONES)) {
+        /* Only report zones has a report buffer. */
+        blkioq_complete(uq->q, sl->user_data, 0, NULL);
+        uring_slot_free(uq, idx);
+        return;
+    }
+    nvme_complete_other(uq, idx, res);
+}
+
 static const struct uring_ops nvme_ring_ops = {
     .prep = nvme_prep,
     .complete = nvme_complete,
@@ -690,7 +827,7 @@ static int nvme_process(struct blkioq *q, int min,
 {
     struct nvme_queue *nq = q->priv;
 
-    return uring_process(&nq->uq, min, deadline, sig);
+    return uring_process_with(&nq->uq, min, deadline, sig, nvme_complete);
 }
 
 const struct blkio_driver blkio_driver_nvme_io_uring = {

@@ -30,6 +30,7 @@ struct nvme_state {
     void *zero_buf;             /* write zeroes fallback, read-only */
     uint32_t zero_buf_blocks;
     uint64_t page_size;         /* CPU page: the kernel's mapping unit */
+    uint64_t rw_whole_max;      /* see struct nvme_queue */
     struct uring_fixed_table fixed;     /* mapped regions: fixed buffers */
     bool cmd_fixed;             /* the kernel takes IORING_URING_CMD_FIXED */
 };
@@ -60,6 +61,13 @@ struct nvme_slot {
 
 struct nvme_queue {
     struct uring_queue uq;      /* first: ring, slots, backlog */
+    /* What the I/O path reads per request, next to the ring (copied from
+     * struct nvme_state when the queue is set up): */
+    uint32_t nsid;
+    unsigned lba_shift;
+    uint64_t rw_whole_max;      /* a single buffer up to this many bytes
+                                 * goes in one command wherever it starts
+                                 * (nvme_prep_rw_buffer()) */
 };
 
 static inline struct nvme_slot *nvme_slot(struct nvme_queue *nq,

@@ -32,6 +32,9 @@
 #define VBLK_MAX_PART_BYTES     (1ull << 30)
 #define VBLK_POLL_CHECK_SPINS   4096u   /* busy-poll spins between deadline
                                            and hangup checks */
+/* An empty event-driven blkioq_do_io() looks at the connection (a poll()
+ * system call) at most this often; calls in between read the clock only. */
+#define VBLK_HANGUP_RECHECK_NS  1000000u
 
 /* Features we can use; everything else offered is declined. */
 #define VBLK_WANTED_FEATURES                                                 \
@@ -137,6 +140,8 @@ struct vblk_queue {
     struct vblk_ureq *ureq_free;
     struct vblk_ureq_chunk *chunks;
 
+    uint64_t hangup_checked_ns; /* CLOCK_MONOTONIC of the last empty-call
+                                   connection check */
     int call_fd;
     bool own_call_fd;
     bool notify_off;            /* application disabled the completion fd */

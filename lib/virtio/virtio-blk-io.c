@@ -626,6 +626,27 @@ static bool vblk_check_hangup(struct virtio_blk *vb)
     return false;
 }
 
+/*
+ * Whether an empty call should look at the connection: not when the last
+ * look was under VBLK_HANGUP_RECHECK_NS ago.  An event-driven program
+ * makes several empty calls per wake-up (libblkio's example: one before
+ * and one after re-enabling the completion fd); one poll() covers them,
+ * and a caller that waits with a timeout still sees the hang-up at its
+ * next empty call after the wait.  Reading the clock is no system call.
+ */
+static bool vblk_hangup_due(struct vblk_queue *vq)
+{
+    struct timespec now;
+    uint64_t ns;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    if (ns - vq->hangup_checked_ns < VBLK_HANGUP_RECHECK_NS)
+        return false;
+    vq->hangup_checked_ns = ns;
+    return true;
+}
+
 static inline void vblk_cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -720,7 +741,7 @@ int virtio_blk_process(struct blkioq *q, int min,
     /* An event-driven caller (min 0) woken without news may be looking at
      * a dead backend: check the connection rather than leave it waiting. */
     if (min == 0 && !q->poll && vblk_has_inflight(vq) &&
-        !virtq_has_used(&vq->vq) && !vq->pend_head)
+        !virtq_has_used(&vq->vq) && !vq->pend_head && vblk_hangup_due(vq))
         vblk_check_hangup(vq->vb);
 
     ret = vblk_process_locked(vq, min, deadline, sig);

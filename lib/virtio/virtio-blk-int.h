@@ -111,7 +111,8 @@ struct vblk_ureq_chunk {
 };
 
 struct vblk_slot {
-    struct vblk_ureq *ureq;
+    struct vblk_ureq *ureq;     /* NULL: placed directly, one part */
+    void *user_data;            /* of a request placed directly */
     uint32_t in_bytes;          /* device-writable bytes, status included */
     uint16_t head;
     bool busy;
@@ -130,6 +131,9 @@ struct vblk_queue {
     unsigned nfree_slots;
     uint16_t *slot_of_head;
     unsigned max_part_segs;     /* data segments per device request */
+    uint64_t direct_max;        /* longest read/write placed directly as
+                                   one segment (0: none) */
+    uint32_t fua_mask;          /* BLKIO_REQ_FUA when FUA needs a flush */
 
     /* Scratch for building one part. */
     struct virtq_buf *bufs;

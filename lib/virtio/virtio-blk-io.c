@@ -212,9 +212,13 @@ static bool vblk_queue_direct(struct vblk_queue *vq,
     return true;
 }
 
-int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
+/* Any request as a ureq on the pending list, carved into device requests
+ * by blkioq_do_io() (vblk_submit_pending); requests the device cannot
+ * take are completed here with their error.  Out of line: the direct path
+ * stays short. */
+static __attribute__((noinline)) int
+vblk_queue_ureq(struct vblk_queue *vq, const struct blkio_request *req)
 {
-    struct vblk_queue *vq = q->priv;
     struct virtio_blk *vb = vq->vb;
     struct vblk_ureq *u;
 
@@ -222,17 +226,6 @@ int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
         return vblk_refuse(vq, req, -ENOTCONN, vblk_msg_dead);
     if (BLKIO_UNLIKELY(vq->broken))
         return vblk_refuse(vq, req, vq->broken_ret, vq->broken_msg);
-
-    /* One buffer that fits one device request (len 0 does not: it wraps
-     * past direct_max), while nothing waits before it. */
-    if (BLKIO_LIKELY((req->op == BLKIO_OP_READ ||
-                      req->op == BLKIO_OP_WRITE) &&
-                     req->iovcnt == 1 && req->len - 1 < vq->direct_max &&
-                     req->iov[0].iov_len == req->len &&
-                     !(req->flags & vq->fua_mask) && !vq->pend_head &&
-                     vq->nfree_slots > 0) &&
-        vblk_queue_direct(vq, req))
-        return 0;
 
     switch (req->op) {
     case BLKIO_OP_READ:
@@ -288,6 +281,23 @@ int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
     }
     vblk_pend_push(vq, u);
     return 0;
+}
+
+int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
+{
+    struct vblk_queue *vq = q->priv;
+
+    /* One buffer that fits one device request (len 0 does not: it wraps
+     * past direct_max), while nothing waits before it, on a live ring. */
+    if (BLKIO_LIKELY((req->op == BLKIO_OP_READ ||
+                      req->op == BLKIO_OP_WRITE) &&
+                     req->iovcnt == 1 && req->len - 1 < vq->direct_max &&
+                     req->iov[0].iov_len == req->len &&
+                     !(req->flags & vq->fua_mask) && !vq->pend_head &&
+                     vq->nfree_slots > 0 && !vblk_is_dead(vq->vb)) &&
+        vblk_queue_direct(vq, req))
+        return 0;
+    return vblk_queue_ureq(vq, req);
 }
 
 /* ---- building device requests ---- */

@@ -562,8 +562,9 @@ static int vblk_submit_part(struct vblk_queue *vq, struct vblk_ureq *u)
     return 1;
 }
 
-/* Move pending ureqs into the ring as far as it goes. */
-static void vblk_submit_pending(struct vblk_queue *vq)
+/* Move pending ureqs into the ring as far as it goes (out of line:
+ * vblk_submit_pending() below makes the usual empty case a load). */
+static __attribute__((noinline)) void vblk_submit_ureqs(struct vblk_queue *vq)
 {
     while (vq->pend_head) {
         struct vblk_ureq *u = vq->pend_head;
@@ -583,9 +584,17 @@ static void vblk_submit_pending(struct vblk_queue *vq)
     }
 }
 
-static void vblk_kick(struct vblk_queue *vq)
+static inline void vblk_submit_pending(struct vblk_queue *vq)
 {
-    if (virtq_publish(&vq->vq))
+    if (vq->pend_head)
+        vblk_submit_ureqs(vq);
+}
+
+/* Publish what was pushed and notify the device if it asks for it;
+ * nothing to do (no call) when nothing was pushed since the last time. */
+static inline void vblk_kick(struct vblk_queue *vq)
+{
+    if (vq->vq.avail_idx != vq->vq.kicked_idx && virtq_publish(&vq->vq))
         vq->vb->ops->kick(vq->vb->t, vq->vindex);
 }
 

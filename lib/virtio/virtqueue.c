@@ -141,11 +141,6 @@ bool virtq_publish(struct virtq *vq)
     return !(virtq_load16(&vq->used->flags) & VRING_USED_F_NO_NOTIFY);
 }
 
-bool virtq_has_used(const struct virtq *vq)
-{
-    return virtq_load16(&vq->used->idx) != vq->last_used;
-}
-
 int virtq_get_used(struct virtq *vq, uint16_t *head, uint32_t *len)
 {
     int ready = virtq_used_ready(vq);

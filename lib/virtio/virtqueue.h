@@ -83,8 +83,6 @@ bool virtq_publish(struct virtq *vq);
  */
 int virtq_get_used(struct virtq *vq, uint16_t *head, uint32_t *len);
 
-/* Device completions waiting, without consuming (0 on protocol error). */
-bool virtq_has_used(const struct virtq *vq);
 
 /* Ask for (or stop asking for) used-buffer notifications.  After enabling,
  * callers must check virtq_has_used() again to close the race. */
@@ -180,6 +178,13 @@ static inline void virtq_push(struct virtq *vq, uint16_t head)
     vq->avail->ring[vq->avail_idx & (vq->num - 1)] = htole16(head);
     vq->avail_idx++;
     vq->inflight++;
+}
+
+/* Device completions waiting, without consuming (true also when the
+ * device broke the protocol: the next reap finds out). */
+static inline bool virtq_has_used(const struct virtq *vq)
+{
+    return virtq_load16(&vq->used->idx) != vq->last_used;
 }
 
 /*

@@ -32,6 +32,9 @@
 #define VBLK_MAX_PART_BYTES     (1ull << 30)
 #define VBLK_POLL_CHECK_SPINS   4096u   /* busy-poll spins between deadline
                                            and hangup checks */
+/* An empty event-driven blkioq_do_io() looks at the connection (a poll()
+ * system call) at most this often; calls in between read the clock only. */
+#define VBLK_HANGUP_RECHECK_NS  1000000u
 
 /* Features we can use; everything else offered is declined. */
 #define VBLK_WANTED_FEATURES                                                 \
@@ -108,7 +111,8 @@ struct vblk_ureq_chunk {
 };
 
 struct vblk_slot {
-    struct vblk_ureq *ureq;
+    struct vblk_ureq *ureq;     /* NULL: placed directly, one part */
+    void *user_data;            /* of a request placed directly */
     uint32_t in_bytes;          /* device-writable bytes, status included */
     uint16_t head;
     bool busy;
@@ -127,6 +131,9 @@ struct vblk_queue {
     unsigned nfree_slots;
     uint16_t *slot_of_head;
     unsigned max_part_segs;     /* data segments per device request */
+    uint64_t direct_max;        /* longest read/write placed directly as
+                                   one segment (0: none) */
+    uint32_t fua_mask;          /* BLKIO_REQ_FUA when FUA needs a flush */
 
     /* Scratch for building one part. */
     struct virtq_buf *bufs;
@@ -137,6 +144,8 @@ struct vblk_queue {
     struct vblk_ureq *ureq_free;
     struct vblk_ureq_chunk *chunks;
 
+    uint64_t hangup_checked_ns; /* CLOCK_MONOTONIC of the last empty-call
+                                   connection check */
     int call_fd;
     bool own_call_fd;
     bool notify_off;            /* application disabled the completion fd */

@@ -135,9 +135,90 @@ static int vblk_refuse(struct vblk_queue *vq, const struct blkio_request *req,
     return 0;
 }
 
-int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
+/*
+ * Write the header, one data and the status descriptor of a one-segment
+ * read or write into slot s and its chain into the ring; returns the head
+ * or -ENOSPC.  The indirect table is filled with direct stores (header and
+ * status addresses are the slot's own).
+ */
+static int vblk_place_rw1(struct vblk_queue *vq, uint16_t s, bool read,
+                          uint64_t sector, uint64_t addr, uint32_t len)
 {
-    struct vblk_queue *vq = q->priv;
+    const struct virtio_blk *vb = vq->vb;
+    struct vblk_slot_shm *sh = &vq->sshm[s];
+    uint16_t dflags = read ? VRING_DESC_F_WRITE : 0;
+    struct vring_desc *t;
+
+    sh->hdr.type = htole32(read ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT);
+    sh->hdr.ioprio = 0;
+    sh->hdr.sector = htole64(sector);
+    sh->status = VBLK_STATUS_UNTOUCHED;
+    if (BLKIO_UNLIKELY(!vq->ind)) {
+        vq->bufs[0] = (struct virtq_buf){
+            .addr = vblk_shm_addr(vb, &sh->hdr), .len = sizeof(sh->hdr),
+        };
+        vq->bufs[1] = (struct virtq_buf){
+            .addr = addr, .len = len, .device_writes = read,
+        };
+        vq->bufs[2] = (struct virtq_buf){
+            .addr = vblk_shm_addr(vb, &sh->status), .len = 1,
+            .device_writes = true,
+        };
+        return virtq_add_chain(&vq->vq, vq->bufs, 3);
+    }
+    t = &vq->ind[(size_t)s * vb->ind_n];
+    virtq_desc_set(&t[0], vblk_shm_addr(vb, &sh->hdr), sizeof(sh->hdr),
+                   VRING_DESC_F_NEXT, 1);
+    virtq_desc_set(&t[1], addr, len, VRING_DESC_F_NEXT | dflags, 2);
+    virtq_desc_set(&t[2], vblk_shm_addr(vb, &sh->status), 1,
+                   VRING_DESC_F_WRITE, 0);
+    return virtq_add_indirect_head(&vq->vq, vblk_shm_addr(vb, t), 3);
+}
+
+/*
+ * The common request straight into the ring: a read or write of one
+ * buffer that is one device request (the caller checked: one segment
+ * within the limits, no FUA flush to follow, nothing pending before it, a
+ * free slot).  No ureq: the slot keeps the caller's user_data and its
+ * completion is the request's.  Returns false, with nothing changed, to
+ * take the general path (which also produces any error).
+ */
+static bool vblk_queue_direct(struct vblk_queue *vq,
+                              const struct blkio_request *req)
+{
+    const struct virtio_blk *vb = vq->vb;
+    uint64_t addr = (uint64_t)(uintptr_t)req->iov[0].iov_base;
+    bool read = req->op == BLKIO_OP_READ;
+    struct vblk_slot *slot;
+    uint16_t s = vq->free_slots[vq->nfree_slots - 1];
+    int head;
+
+    if (vb->remap && !virtio_addr_lookup(&vb->addrs, req->iov[0].iov_base,
+                                         req->len, &addr))
+        return false;
+    head = vblk_place_rw1(vq, s, read, req->start / VBLK_SECTOR, addr,
+                          (uint32_t)req->len);
+    if (BLKIO_UNLIKELY(head < 0))
+        return false;
+    vq->nfree_slots--;
+    slot = &vq->slots[s];
+    slot->ureq = NULL;
+    slot->user_data = req->user_data;
+    slot->in_bytes = read ? (uint32_t)req->len + 1 : 1;
+    slot->head = (uint16_t)head;
+    slot->busy = true;
+    vq->slot_of_head[head] = s;
+    virtq_push(&vq->vq, (uint16_t)head);
+    return true;
+}
+
+/* Any request as a ureq on the pending list, carved into device requests
+ * by blkioq_do_io() (vblk_submit_pending); requests the device cannot
+ * take are completed here with their error.  Out of line: the direct path
+ * stays short. */
+static __attribute__((noinline)) int
+vblk_queue_ureq(struct vblk_queue *vq, const struct blkio_request *req)
+{
     struct virtio_blk *vb = vq->vb;
     struct vblk_ureq *u;
 
@@ -200,6 +281,23 @@ int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
     }
     vblk_pend_push(vq, u);
     return 0;
+}
+
+int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
+{
+    struct vblk_queue *vq = q->priv;
+
+    /* One buffer that fits one device request (len 0 does not: it wraps
+     * past direct_max), while nothing waits before it, on a live ring. */
+    if (BLKIO_LIKELY((req->op == BLKIO_OP_READ ||
+                      req->op == BLKIO_OP_WRITE) &&
+                     req->iovcnt == 1 && req->len - 1 < vq->direct_max &&
+                     req->iov[0].iov_len == req->len &&
+                     !(req->flags & vq->fua_mask) && !vq->pend_head &&
+                     vq->nfree_slots > 0 && !vblk_is_dead(vq->vb)) &&
+        vblk_queue_direct(vq, req))
+        return 0;
+    return vblk_queue_ureq(vq, req);
 }
 
 /* ---- building device requests ---- */
@@ -464,8 +562,9 @@ static int vblk_submit_part(struct vblk_queue *vq, struct vblk_ureq *u)
     return 1;
 }
 
-/* Move pending ureqs into the ring as far as it goes. */
-static void vblk_submit_pending(struct vblk_queue *vq)
+/* Move pending ureqs into the ring as far as it goes (out of line:
+ * vblk_submit_pending() below makes the usual empty case a load). */
+static __attribute__((noinline)) void vblk_submit_ureqs(struct vblk_queue *vq)
 {
     while (vq->pend_head) {
         struct vblk_ureq *u = vq->pend_head;
@@ -485,9 +584,17 @@ static void vblk_submit_pending(struct vblk_queue *vq)
     }
 }
 
-static void vblk_kick(struct vblk_queue *vq)
+static inline void vblk_submit_pending(struct vblk_queue *vq)
 {
-    if (virtq_publish(&vq->vq))
+    if (vq->pend_head)
+        vblk_submit_ureqs(vq);
+}
+
+/* Publish what was pushed and notify the device if it asks for it;
+ * nothing to do (no call) when nothing was pushed since the last time. */
+static inline void vblk_kick(struct vblk_queue *vq)
+{
+    if (vq->vq.avail_idx != vq->vq.kicked_idx && virtq_publish(&vq->vq))
         vq->vb->ops->kick(vq->vb->t, vq->vindex);
 }
 
@@ -500,8 +607,13 @@ static void vblk_part_done(struct vblk_queue *vq, uint16_t s, int ret,
     struct vblk_ureq *u = slot->ureq;
 
     slot->busy = false;
-    slot->ureq = NULL;
     vq->free_slots[vq->nfree_slots++] = s;
+    if (!u) {
+        /* Placed directly (vblk_queue_direct): the whole request. */
+        blkioq_complete(vq->q, slot->user_data, ret, msg);
+        return;
+    }
+    slot->ureq = NULL;
     if (ret < 0)
         vblk_ureq_fail(u, ret, msg);
     if (--u->parts == 0 && !u->queued)
@@ -536,58 +648,60 @@ static void vblk_fail_all(struct vblk_queue *vq, int ret, const char *msg)
     vq->nfree_slots = 0;
 }
 
-/* Consume used entries.  Returns how many were reaped. */
+/* The completion of a part from its used length and the status byte the
+ * device wrote; *msg is set for an error. */
+static int vblk_part_status(struct vblk_queue *vq, uint16_t s, uint32_t len,
+                            const char **msg)
+{
+    uint8_t status = __atomic_load_n(&vq->sshm[s].status, __ATOMIC_RELAXED);
+
+    if (BLKIO_UNLIKELY(len > vq->slots[s].in_bytes)) {
+        *msg = vblk_msg_badlen;
+        return -EIO;
+    }
+    switch (status) {
+    case VIRTIO_BLK_S_OK:
+        *msg = NULL;
+        return 0;
+    case VIRTIO_BLK_S_UNSUPP:
+        *msg = vblk_msg_unsupp;
+        return -ENOTSUP;
+    case VIRTIO_BLK_S_IOERR:
+        *msg = vblk_msg_ioerr;
+        return -EIO;
+    default:    /* untouched (0xff) or garbage */
+        *msg = vblk_msg_nostatus;
+        return -EIO;
+    }
+}
+
+/* Consume the used entries present at one load of the used idx (later
+ * ones wait for the next pass).  Returns how many were reaped. */
 static unsigned vblk_reap(struct vblk_queue *vq)
 {
-    unsigned n = 0;
+    int ready = virtq_used_ready(&vq->vq);
+    unsigned n;
 
-    for (;;) {
-        struct vblk_slot *slot;
+    if (BLKIO_UNLIKELY(ready < 0)) {
+        vblk_fail_all(vq, -EIO, vblk_msg_ring);
+        return 0;
+    }
+    for (n = 0; n < (unsigned)ready; n++) {
+        const char *msg;
         uint16_t head, s;
         uint32_t len;
-        uint8_t status;
-        int ret, r = virtq_get_used(&vq->vq, &head, &len);
+        int ret;
 
-        if (r == 0)
+        if (BLKIO_UNLIKELY(virtq_take_used(&vq->vq, &head, &len) < 0))
             break;
-        if (r < 0) {
-            vblk_fail_all(vq, -EIO, vblk_msg_ring);
-            break;
-        }
         s = vq->slot_of_head[head];
-        slot = &vq->slots[s];
-        if (!slot->busy || slot->head != head) {
-            vblk_fail_all(vq, -EIO, vblk_msg_ring);
+        if (BLKIO_UNLIKELY(!vq->slots[s].busy || vq->slots[s].head != head))
             break;
-        }
-        status = __atomic_load_n(&vq->sshm[s].status, __ATOMIC_RELAXED);
-        if (len > slot->in_bytes) {
-            ret = -EIO;
-            vblk_part_done(vq, s, -EIO, vblk_msg_badlen);
-        } else {
-            const char *msg = NULL;
-
-            switch (status) {
-            case VIRTIO_BLK_S_OK:
-                ret = 0;
-                break;
-            case VIRTIO_BLK_S_UNSUPP:
-                ret = -ENOTSUP;
-                msg = vblk_msg_unsupp;
-                break;
-            case VIRTIO_BLK_S_IOERR:
-                ret = -EIO;
-                msg = vblk_msg_ioerr;
-                break;
-            default:    /* untouched (0xff) or garbage */
-                ret = -EIO;
-                msg = vblk_msg_nostatus;
-                break;
-            }
-            vblk_part_done(vq, s, ret, msg);
-        }
-        n++;
+        ret = vblk_part_status(vq, s, len, &msg);
+        vblk_part_done(vq, s, ret, msg);
     }
+    if (BLKIO_UNLIKELY(n < (unsigned)ready))
+        vblk_fail_all(vq, -EIO, vblk_msg_ring);
     return n;
 }
 
@@ -624,6 +738,27 @@ static bool vblk_check_hangup(struct virtio_blk *vb)
         return true;
     }
     return false;
+}
+
+/*
+ * Whether an empty call should look at the connection: not when the last
+ * look was under VBLK_HANGUP_RECHECK_NS ago.  An event-driven program
+ * makes several empty calls per wake-up (libblkio's example: one before
+ * and one after re-enabling the completion fd); one poll() covers them,
+ * and a caller that waits with a timeout still sees the hang-up at its
+ * next empty call after the wait.  Reading the clock is no system call.
+ */
+static bool vblk_hangup_due(struct vblk_queue *vq)
+{
+    struct timespec now;
+    uint64_t ns;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    if (ns - vq->hangup_checked_ns < VBLK_HANGUP_RECHECK_NS)
+        return false;
+    vq->hangup_checked_ns = ns;
+    return true;
 }
 
 static inline void vblk_cpu_relax(void)
@@ -720,7 +855,8 @@ int virtio_blk_process(struct blkioq *q, int min,
     /* An event-driven caller (min 0) woken without news may be looking at
      * a dead backend: check the connection rather than leave it waiting. */
     if (min == 0 && !q->poll && vblk_has_inflight(vq) &&
-        !virtq_has_used(&vq->vq) && !vq->pend_head)
+        !virtq_has_used(&vq->vq) && !vq->pend_head &&
+        vq->vq.avail_idx == vq->vq.kicked_idx && vblk_hangup_due(vq))
         vblk_check_hangup(vq->vb);
 
     ret = vblk_process_locked(vq, min, deadline, sig);

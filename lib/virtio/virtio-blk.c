@@ -454,6 +454,12 @@ static int vblk_queue_layout(struct vblk_queue *vq, unsigned num)
     for (unsigned i = 0; i < num; i++)
         vq->free_slots[i] = (uint16_t)(num - 1 - i);
     vq->nfree_slots = num;
+    if (vq->max_part_segs > 0) {
+        vq->direct_max = VBLK_MAX_PART_BYTES;
+        if (vb->size_max && vb->size_max < vq->direct_max)
+            vq->direct_max = vb->size_max;
+    }
+    vq->fua_mask = vblk_has(vb, VIRTIO_BLK_F_FLUSH) ? BLKIO_REQ_FUA : 0;
     return 0;
 }
 

@@ -15,12 +15,13 @@ set -x
 start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2
 nbd_pid=$(cat "$pidfile")
 
-# The client: reads at depth 16 until told the backend is dead (the file
-# $tmp/killed holds the time of the kill), then checks that errors come
-# quickly and that every later request fails quickly too.
-/usr/bin/python3 - "$(uri)" "$tmp/killed" > "$tmp/client.out" 2>&1 <<'PY' &
+# The client: reads at depth 16 (and says so in $tmp/reading once 16 have
+# succeeded) until told the backend is dead (the file $tmp/killed holds the
+# time of the kill), then checks that errors come quickly and that every
+# later request fails quickly too.
+/usr/bin/python3 - "$(uri)" "$tmp/killed" "$tmp/reading" > "$tmp/client.out" 2>&1 <<'PY' &
 import nbd, os, random, sys, time
-uri, killed = sys.argv[1], sys.argv[2]
+uri, killed, reading = sys.argv[1], sys.argv[2], sys.argv[3]
 h = nbd.NBD()
 h.connect_uri(uri)
 blocks = h.get_size() // 4096
@@ -42,7 +43,7 @@ while True:
         print(f"FAIL: no error 3s after the kill ({ok} reads ok, "
               f"{len(inflight)} in flight)")
         sys.exit(1)
-    if now - start > 30:
+    if now - start > 60:
         print("FAIL: the backend was never killed")
         sys.exit(1)
     while first_err is None and len(inflight) < 16:
@@ -62,6 +63,8 @@ while True:
             inflight.remove(c)
             if first_err is None:
                 ok += 1
+                if ok == 16:
+                    open(reading, "w").close()
     if first_err is not None:
         break
 
@@ -94,7 +97,13 @@ PY
 client=$!
 cleanup_fn "kill $client 2>/dev/null"
 
-sleep 1
+# Kill when the client is reading (a fixed sleep raced a slow start).
+for _ in $(seq 600); do
+    [ -e "$tmp/reading" ] && break
+    kill -0 "$client" || break
+    sleep 0.05
+done
+[ -e "$tmp/reading" ] || { cat "$tmp/client.out"; exit 1; }
 kill -0 "$client"               # still reading
 kill -9 "$VU_QSD_PID"
 date +%s.%N > "$tmp/killed.new"

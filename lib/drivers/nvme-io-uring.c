@@ -333,6 +333,20 @@ nvme_sqe_zero(struct io_uring_sqe *sqe)
     p[4] = z; p[5] = z; p[6] = z; p[7] = z;
 }
 
+/* A buffer inside a mapped region goes as the ring's fixed buffer: the
+ * kernel need not pin its pages. */
+static inline __attribute__((always_inline)) void
+nvme_sqe_fixed(struct uring_queue *uq, struct io_uring_sqe *sqe,
+               uint64_t addr, uint64_t len)
+{
+    int bi = uring_fixed_index(uq, (void *)(uintptr_t)addr, len);
+
+    if (bi >= 0) {
+        sqe->uring_cmd_flags = IORING_URING_CMD_FIXED;
+        sqe->buf_index = (uint16_t)bi;
+    }
+}
+
 /* nvme_prep() for every command but a single-buffer read or write that
  * fits one command: fill sqe with the next command of slot idx and advance
  * the slot past it. */
@@ -356,16 +370,8 @@ nvme_prep_step(struct uring_queue *uq, uint32_t idx, struct io_uring_sqe *sqe)
     case BLKIO_OP_READ:
     case BLKIO_OP_WRITE:
         n = nvme_prep_rw_buffer(uq->q->b, sl, cmd);
-        if (!sl->vec) {
-            /* Inside a mapped region: the kernel need not pin pages. */
-            int bi = uring_fixed_index(uq, (void *)(uintptr_t)cmd->addr,
-                                       cmd->data_len);
-
-            if (bi >= 0) {
-                sqe->uring_cmd_flags = IORING_URING_CMD_FIXED;
-                sqe->buf_index = (uint16_t)bi;
-            }
-        }
+        if (!sl->vec)
+            nvme_sqe_fixed(uq, sqe, cmd->addr, cmd->data_len);
         cmd->opcode = sl->op == BLKIO_OP_READ ? NVME_CMD_READ
                                               : NVME_CMD_WRITE;
         cmd->cdw12 = n - 1;
@@ -406,18 +412,12 @@ nvme_prep_rw_whole(struct uring_queue *uq, uint32_t idx,
     struct nvme_slot *sl = nvme_slot(nq, idx);
     struct nvme_uring_cmd *cmd;
     uint64_t len = sl->nlb_left << nq->lba_shift;
-    int bi;
 
     nvme_sqe_zero(sqe);
     sqe->opcode = IORING_OP_URING_CMD;
     sqe->flags = IOSQE_FIXED_FILE;
     sqe->cmd_op = NVME_URING_CMD_IO;
-    /* Inside a mapped region: the kernel need not pin pages. */
-    bi = uring_fixed_index(uq, (void *)(uintptr_t)sl->addr, len);
-    if (bi >= 0) {
-        sqe->uring_cmd_flags = IORING_URING_CMD_FIXED;
-        sqe->buf_index = (uint16_t)bi;
-    }
+    nvme_sqe_fixed(uq, sqe, sl->addr, len);
     cmd = (struct nvme_uring_cmd *)sqe->cmd;
     cmd->opcode = sl->op == BLKIO_OP_READ ? NVME_CMD_READ : NVME_CMD_WRITE;
     cmd->nsid = nq->nsid;

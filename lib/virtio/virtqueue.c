@@ -141,15 +141,6 @@ bool virtq_publish(struct virtq *vq)
     return !(virtq_load16(&vq->used->flags) & VRING_USED_F_NO_NOTIFY);
 }
 
-int virtq_get_used(struct virtq *vq, uint16_t *head, uint32_t *len)
-{
-    int ready = virtq_used_ready(vq);
-
-    if (ready <= 0)
-        return ready;
-    return virtq_take_used(vq, head, len);
-}
-
 void virtq_set_notify(struct virtq *vq, bool enable)
 {
     if (vq->event_idx) {

@@ -69,20 +69,9 @@ int virtq_add_indirect(struct virtq *vq, struct vring_desc *table,
                        uint64_t table_addr, const struct virtq_buf *bufs,
                        unsigned n);
 
-
 /* Make everything pushed visible; returns true if the device wants a
  * notification (event index or VRING_USED_F_NO_NOTIFY). */
 bool virtq_publish(struct virtq *vq);
-
-/*
- * Take the next used element.  Returns 1 and fills *head and *len, 0 when
- * there is none, or -EIO when the device broke the ring protocol (used
- * index ahead of what is in flight, head out of range or not in use).
- * The chain is released back to the free list on success.  Reaping a
- * batch: virtq_used_ready() once, then virtq_take_used() that many times.
- */
-int virtq_get_used(struct virtq *vq, uint16_t *head, uint32_t *len);
-
 
 /* Ask for (or stop asking for) used-buffer notifications.  After enabling,
  * callers must check virtq_has_used() again to close the race. */
@@ -188,8 +177,9 @@ static inline bool virtq_has_used(const struct virtq *vq)
 }
 
 /*
- * How many used elements the device has added, from one load of the used
- * idx: 0 for none, -EIO when it claims more than is in flight.  A
+ * Reaping a batch: virtq_used_ready() once, then virtq_take_used() that
+ * many times.  How many used elements the device has added, from one load
+ * of the used idx: 0 for none, -EIO when it claims more than is in flight.  A
  * positive count makes that many entries readable with virtq_take_used()
  * without loading the idx again.
  */

@@ -35,6 +35,9 @@
 /* An empty event-driven blkioq_do_io() looks at the connection (a poll()
  * system call) at most this often; calls in between read the clock only. */
 #define VBLK_HANGUP_RECHECK_NS  1000000u
+/* Tags of the wait set's two members (vblk_queue.wait_fd). */
+#define VBLK_WAIT_CALL          1u
+#define VBLK_WAIT_HANGUP        2u
 
 /* Features we can use; everything else offered is declined. */
 #define VBLK_WANTED_FEATURES                                                 \
@@ -144,9 +147,11 @@ struct vblk_queue {
     struct vblk_ureq *ureq_free;
     struct vblk_ureq_chunk *chunks;
 
-    uint64_t hangup_checked_ns; /* CLOCK_MONOTONIC of the last empty-call
-                                   connection check */
+    uint64_t hangup_checked_ns; /* CLOCK_MONOTONIC_COARSE of the last
+                                   empty-call connection check */
     int call_fd;
+    int wait_fd;                /* epoll: call_fd edge-triggered, and the
+                                   transport's hangup fd (-1: poll queue) */
     bool own_call_fd;
     bool notify_off;            /* application disabled the completion fd */
     bool broken;                /* device broke the ring: fail everything */

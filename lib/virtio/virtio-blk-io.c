@@ -15,10 +15,13 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -705,14 +708,6 @@ static unsigned vblk_reap(struct vblk_queue *vq)
     return n;
 }
 
-/* Read the call eventfd so that the next signal wakes us again. */
-static void vblk_drain_fd(int fd)
-{
-    uint64_t v;
-    ssize_t r = read(fd, &v, sizeof(v));
-    (void)r;
-}
-
 static bool vblk_deadline_passed(const struct timespec *deadline)
 {
     struct timespec now;
@@ -746,14 +741,17 @@ static bool vblk_check_hangup(struct virtio_blk *vb)
  * makes several empty calls per wake-up (libblkio's example: one before
  * and one after re-enabling the completion fd); one poll() covers them,
  * and a caller that waits with a timeout still sees the hang-up at its
- * next empty call after the wait.  Reading the clock is no system call.
+ * next empty call after the wait.  The coarse clock is read from memory
+ * the kernel updates every tick (no system call, no time-stamp counter),
+ * so the check runs at most once per tick or per millisecond, whichever
+ * is longer.
  */
 static bool vblk_hangup_due(struct vblk_queue *vq)
 {
     struct timespec now;
     uint64_t ns;
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
     ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
     if (ns - vq->hangup_checked_ns < VBLK_HANGUP_RECHECK_NS)
         return false;
@@ -771,6 +769,64 @@ static inline void vblk_cpu_relax(void)
 static bool vblk_has_inflight(const struct vblk_queue *vq)
 {
     return vq->nfree_slots < vq->vq.num || vq->pend_head;
+}
+
+/* epoll_pwait2(), or epoll_pwait() with the timeout rounded up to whole
+ * milliseconds where the kernel (or valgrind) lacks it. */
+static int vblk_epoll_wait(int fd, struct epoll_event ev[2],
+                           const struct timespec *tp, const sigset_t *sig)
+{
+    static atomic_bool no_pwait2;
+    long long ms;
+    int r;
+
+    if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        r = epoll_pwait2(fd, ev, 2, tp, sig);
+        if (r >= 0 || errno != ENOSYS)
+            return r;
+        atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
+    }
+    ms = -1;
+    if (tp) {
+        ms = (long long)tp->tv_sec * 1000 + (tp->tv_nsec + 999999) / 1000000;
+        if (ms > INT_MAX)
+            ms = INT_MAX;
+    }
+    return epoll_pwait(fd, ev, 2, (int)ms, sig);
+}
+
+/*
+ * Sleep until the device signals the call fd (edge-triggered: nothing to
+ * read afterwards), the connection hangs up, the deadline passes (-ETIME)
+ * or a signal of sig arrives (-EINTR).  The caller has re-armed
+ * notifications and found the used ring empty, so a signal after that
+ * look is a new edge.
+ */
+static int vblk_wait(struct vblk_queue *vq, const struct timespec *deadline,
+                     const sigset_t *sig)
+{
+    struct epoll_event ev[2];
+    struct timespec left, *tp = NULL;
+    int r;
+
+    if (deadline) {
+        blkio_deadline_remaining(deadline, &left);
+        tp = &left;
+    }
+    r = vblk_epoll_wait(vq->wait_fd, ev, tp, sig);
+    if (r < 0) {
+        if (errno == EINTR)
+            return -EINTR;
+        return blkio_set_error(-errno, "epoll_pwait2 on virtqueue call fd: "
+                               "%m");
+    }
+    if (r == 0)
+        return -ETIME;
+    for (int i = 0; i < r; i++)
+        if (ev[i].data.u32 == VBLK_WAIT_HANGUP &&
+            (ev[i].events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)))
+            virtio_blk_mark_dead(vq->vb->b);
+    return 0;
 }
 
 static int vblk_process_locked(struct vblk_queue *vq, int min,
@@ -817,30 +873,9 @@ static int vblk_process_locked(struct vblk_queue *vq, int min,
         if (virtq_has_used(&vq->vq))
             continue;
         {
-            struct pollfd pfd[2] = {
-                { .fd = vq->call_fd, .events = POLLIN },
-                { .fd = vb->ops->hangup_fd(vb->t), .events = POLLRDHUP },
-            };
-            struct timespec left, *tp = NULL;
-            int r;
-
-            if (deadline) {
-                blkio_deadline_remaining(deadline, &left);
-                tp = &left;
-            }
-            r = ppoll(pfd, pfd[1].fd >= 0 ? 2 : 1, tp, sig);
-            if (r < 0) {
-                if (errno == EINTR)
-                    return -EINTR;
-                return blkio_set_error(-errno, "ppoll on virtqueue call fd: "
-                                       "%m");
-            }
-            if (r == 0)
-                return -ETIME;
-            if (pfd[0].revents & POLLIN)
-                vblk_drain_fd(vq->call_fd);
-            if (pfd[1].revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL))
-                virtio_blk_mark_dead(vb->b);
+            int r = vblk_wait(vq, deadline, sig);
+            if (r < 0)
+                return r;
         }
     }
 }

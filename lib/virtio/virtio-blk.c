@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -415,6 +416,8 @@ static void vblk_queue_free(struct vblk_queue *vq)
     free(vq->seg_off);
     if (vq->own_call_fd && vq->call_fd >= 0)
         close(vq->call_fd);
+    if (vq->wait_fd >= 0)
+        close(vq->wait_fd);
     free(vq);
 }
 
@@ -463,6 +466,33 @@ static int vblk_queue_layout(struct vblk_queue *vq, unsigned num)
     return 0;
 }
 
+/*
+ * The set a blocking blkioq_do_io() sleeps on: the call eventfd, edge-
+ * triggered, so that a wake-up needs no read() to re-arm it (each device
+ * signal is a new edge; the count it leaves only makes the completion fd
+ * readable, which the manual allows), and the connection's hang-up.  Made
+ * once, so that a wait is one epoll_pwait2() and no per-call poll set-up.
+ */
+static int vblk_wait_set_create(struct vblk_queue *vq)
+{
+    struct virtio_blk *vb = vq->vb;
+    int hup = vb->ops->hangup_fd(vb->t);
+    struct epoll_event call = { .events = EPOLLIN | EPOLLET,
+                                .data.u32 = VBLK_WAIT_CALL };
+    struct epoll_event gone = { .events = EPOLLRDHUP,
+                                .data.u32 = VBLK_WAIT_HANGUP };
+
+    vq->wait_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (vq->wait_fd < 0)
+        return blkio_set_error(-errno, "epoll_create1 for queue %d: %m",
+                               vq->q->index);
+    if (epoll_ctl(vq->wait_fd, EPOLL_CTL_ADD, vq->call_fd, &call) < 0 ||
+        (hup >= 0 && epoll_ctl(vq->wait_fd, EPOLL_CTL_ADD, hup, &gone) < 0))
+        return blkio_set_error(-errno, "epoll_ctl for queue %d: %m",
+                               vq->q->index);
+    return 0;
+}
+
 int virtio_blk_queue_init(struct blkioq *q)
 {
     struct blkio *b = q->b;
@@ -484,6 +514,7 @@ int virtio_blk_queue_init(struct blkioq *q)
     vq->q = q;
     vq->vindex = vindex;
     vq->call_fd = -1;
+    vq->wait_fd = -1;
 
     ret = vblk_queue_layout(vq, num);
     if (ret < 0)
@@ -502,6 +533,9 @@ int virtio_blk_queue_init(struct blkioq *q)
         virtq_set_notify(&vq->vq, false);
     } else {
         vq->call_fd = q->completion_fd;
+        ret = vblk_wait_set_create(vq);
+        if (ret < 0)
+            goto err;
         virtq_set_notify(&vq->vq, true);
     }
 

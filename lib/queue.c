@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys-io.h"
 
 #define QUEUE_INITIAL_RING 256u
 
@@ -82,8 +83,7 @@ void blkioq_fail(struct blkioq *q, void *user_data, int ret, const char *msg)
 void blkioq_notify(struct blkioq *q)
 {
     if (q->completion_fd >= 0) {
-        uint64_t one = 1;
-        ssize_t r = write(q->completion_fd, &one, sizeof(one));
+        long r = blkio_sys_eventfd_add1(q->completion_fd);
         (void)r;   /* a full counter already means "readable" */
     }
 }

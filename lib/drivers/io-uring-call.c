@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "../sys-io.h"
 #include "io-uring.h"
 
 /* The part of a read or write not yet transferred. */
@@ -140,10 +141,12 @@ int iou_call_now(int fd, const struct iou_call *c, int extra_flags)
 
     switch (c->kind) {
     case IOU_CALL_READ:
-        n = preadv2(fd, c->iov, c->iovcnt, (off_t)c->pos, extra_flags);
+        n = blkio_sys_prwv2(SYS_preadv2, fd, c->iov, c->iovcnt, c->pos,
+                            extra_flags);
         break;
     case IOU_CALL_WRITE:
-        n = pwritev2(fd, c->iov, c->iovcnt, (off_t)c->pos, c->rw_flags);
+        n = blkio_sys_prwv2(SYS_pwritev2, fd, c->iov, c->iovcnt, c->pos,
+                            c->rw_flags);
         break;
     case IOU_CALL_FALLOCATE:
         n = fallocate(fd, c->mode, (off_t)c->pos, (off_t)c->len);

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../sys-io.h"
 #include "virtio-blk-int.h"
 
 static const char vblk_msg_ioerr[] = "virtio-blk device reported an I/O error";
@@ -771,8 +772,9 @@ static bool vblk_has_inflight(const struct vblk_queue *vq)
     return vq->nfree_slots < vq->vq.num || vq->pend_head;
 }
 
-/* epoll_pwait2(), or epoll_pwait() with the timeout rounded up to whole
- * milliseconds where the kernel (or valgrind) lacks it. */
+/* Without a deadline epoll_pwait(); with one epoll_pwait2(), whose
+ * timeout has nanoseconds, or epoll_pwait() with the timeout rounded up to
+ * whole milliseconds where the kernel (or valgrind) lacks it. */
 static int vblk_epoll_wait(int fd, struct epoll_event ev[2],
                            const struct timespec *tp, const sigset_t *sig)
 {
@@ -780,19 +782,18 @@ static int vblk_epoll_wait(int fd, struct epoll_event ev[2],
     long long ms;
     int r;
 
+    if (!tp)
+        return (int)blkio_sys_epoll_pwait(fd, ev, 2, -1, sig);
     if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
-        r = epoll_pwait2(fd, ev, 2, tp, sig);
+        r = (int)blkio_sys_epoll_pwait2(fd, ev, 2, tp, sig);
         if (r >= 0 || errno != ENOSYS)
             return r;
         atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
     }
-    ms = -1;
-    if (tp) {
-        ms = (long long)tp->tv_sec * 1000 + (tp->tv_nsec + 999999) / 1000000;
-        if (ms > INT_MAX)
-            ms = INT_MAX;
-    }
-    return epoll_pwait(fd, ev, 2, (int)ms, sig);
+    ms = (long long)tp->tv_sec * 1000 + (tp->tv_nsec + 999999) / 1000000;
+    if (ms > INT_MAX)
+        ms = INT_MAX;
+    return (int)blkio_sys_epoll_pwait(fd, ev, 2, (int)ms, sig);
 }
 
 /*
@@ -817,8 +818,7 @@ static int vblk_wait(struct vblk_queue *vq, const struct timespec *deadline,
     if (r < 0) {
         if (errno == EINTR)
             return -EINTR;
-        return blkio_set_error(-errno, "epoll_pwait2 on virtqueue call fd: "
-                               "%m");
+        return blkio_set_error(-errno, "epoll wait on virtqueue call fd: %m");
     }
     if (r == 0)
         return -ETIME;

@@ -471,7 +471,7 @@ static int vblk_queue_layout(struct vblk_queue *vq, unsigned num)
  * triggered, so that a wake-up needs no read() to re-arm it (each device
  * signal is a new edge; the count it leaves only makes the completion fd
  * readable, which the manual allows), and the connection's hang-up.  Made
- * once, so that a wait is one epoll_pwait2() and no per-call poll set-up.
+ * once, so that a wait is one epoll_pwait() and no per-call poll set-up.
  */
 static int vblk_wait_set_create(struct vblk_queue *vq)
 {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "../sys-io.h"
 #include "virtio-transport.h"
 
 struct virtio_dev {
@@ -78,8 +79,7 @@ int virtio_kickfds_get(struct virtio_kickfds *k, unsigned index);
 static inline void virtio_kickfds_kick(struct virtio_kickfds *k,
                                        unsigned index)
 {
-    uint64_t one = 1;
-    ssize_t r = write(k->fds[index], &one, sizeof(one));
+    long r = blkio_sys_eventfd_add1(k->fds[index]);
 
     (void)r;    /* EAGAIN: the counter is saturated, still pending */
 }

@@ -83,7 +83,10 @@ static void event_driven(struct blkioq *q)
     }
 
     /* Disabled notifications: a completion does not make the fd readable,
-     * but it is still there for do_io. */
+     * but it is still there for do_io.  The kernel may signal the eventfd
+     * for the last CQEs above after they were reaped (io_uring can defer
+     * the signal): let that land before the fd is drained for good. */
+    usleep(100 * 1000);
     while (read(cfd, &cnt, sizeof(cnt)) == sizeof(cnt))
         ;
     blkioq_set_completion_fd_enabled(q, false);

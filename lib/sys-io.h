@@ -7,10 +7,13 @@
  * points: each call switches asynchronous cancellation on and off around
  * the system call (two atomic operations on the thread's cancel state),
  * and a thread cancelled inside one would leave a request half-submitted
- * on a queue that other threads go on using.  Nothing in this library is
- * meant to be a cancellation point, so the calls of blkioq_do_io() and
- * the kicks go straight to the kernel.  They return what the kernel does:
- * -1 with errno set on failure, like the libc functions.
+ * on a queue that other threads go on using.  The calls made for every
+ * request (the kicks, the completion fd's signal, the virtio waits, the
+ * io_uring driver's direct reads and writes) therefore go straight to the
+ * kernel; liburing makes its own calls the same way.  The rarer ones (the
+ * hang-up check's poll(), direct fallocate() and fdatasync()) still use
+ * libc.  These return what the kernel does: -1 with errno set on failure,
+ * like the libc functions.
  */
 #ifndef BLKIO_SYS_IO_H
 #define BLKIO_SYS_IO_H

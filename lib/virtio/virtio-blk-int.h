@@ -135,7 +135,8 @@ struct vblk_queue {
     uint16_t *slot_of_head;
     unsigned max_part_segs;     /* data segments per device request */
     uint64_t direct_max;        /* longest read/write placed directly as
-                                   one segment (0: none) */
+                                   one segment (0: none, or no indirect
+                                   tables) */
     uint32_t fua_mask;          /* BLKIO_REQ_FUA when FUA needs a flush */
 
     /* Scratch for building one part. */

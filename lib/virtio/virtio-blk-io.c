@@ -141,9 +141,9 @@ static int vblk_refuse(struct vblk_queue *vq, const struct blkio_request *req,
 
 /*
  * Write the header, one data and the status descriptor of a one-segment
- * read or write into slot s and its chain into the ring; returns the head
- * or -ENOSPC.  The indirect table is filled with direct stores (header and
- * status addresses are the slot's own).
+ * read or write into slot s's indirect table, and its head into the ring;
+ * returns the head or -ENOSPC.  Only queues with indirect tables place
+ * requests directly (vq->direct_max is 0 without).
  */
 static int vblk_place_rw1(struct vblk_queue *vq, uint16_t s, bool read,
                           uint64_t sector, uint64_t addr, uint32_t len)
@@ -157,19 +157,6 @@ static int vblk_place_rw1(struct vblk_queue *vq, uint16_t s, bool read,
     sh->hdr.ioprio = 0;
     sh->hdr.sector = htole64(sector);
     sh->status = VBLK_STATUS_UNTOUCHED;
-    if (BLKIO_UNLIKELY(!vq->ind)) {
-        vq->bufs[0] = (struct virtq_buf){
-            .addr = vblk_shm_addr(vb, &sh->hdr), .len = sizeof(sh->hdr),
-        };
-        vq->bufs[1] = (struct virtq_buf){
-            .addr = addr, .len = len, .device_writes = read,
-        };
-        vq->bufs[2] = (struct virtq_buf){
-            .addr = vblk_shm_addr(vb, &sh->status), .len = 1,
-            .device_writes = true,
-        };
-        return virtq_add_chain(&vq->vq, vq->bufs, 3);
-    }
     t = &vq->ind[(size_t)s * vb->ind_n];
     virtq_desc_set(&t[0], vblk_shm_addr(vb, &sh->hdr), sizeof(sh->hdr),
                    VRING_DESC_F_NEXT, 1);

@@ -457,7 +457,9 @@ static int vblk_queue_layout(struct vblk_queue *vq, unsigned num)
     for (unsigned i = 0; i < num; i++)
         vq->free_slots[i] = (uint16_t)(num - 1 - i);
     vq->nfree_slots = num;
-    if (vq->max_part_segs > 0) {
+    /* Direct placement fills the slot's indirect table; without indirect
+     * descriptors every request takes the general path. */
+    if (vq->ind && vq->max_part_segs > 0) {
         vq->direct_max = VBLK_MAX_PART_BYTES;
         if (vb->size_max && vb->size_max < vq->direct_max)
             vq->direct_max = vb->size_max;

@@ -6,14 +6,20 @@
 #                                    image defaults to a 64M one in /run
 #                                    (guest memory: faster than 9p)
 #   vdpa-setup.sh stop               removes the device and stops the daemon
-# One device at a time, named vduse0.
+# One device at a time, with a new name for every start (vduse0, vduse1,
+# ...): a daemon that dies without destroying its VDUSE device leaves it
+# behind, marked broken once a message to it timed out, and a new export
+# of the same name would take that device over and fail with "Failed to
+# get features: Operation not permitted".
 set -eu
 state=/run/blkio-vdpa
-name=vduse0
+seq=/run/blkio-vdpa.seq
+name=
 
 stop()
 {
-    if [ -e "/sys/bus/vdpa/devices/$name" ]; then
+    [ -s "$state/name" ] && name=$(cat "$state/name")
+    if [ -n "$name" ] && [ -e "/sys/bus/vdpa/devices/$name" ]; then
         # The vDPA device goes before its backend daemon.
         vdpa dev del "$name"
     fi
@@ -33,6 +39,11 @@ start()
 {
     arg=${1:-64M}
     mkdir -p "$state"
+    n=0
+    [ -s "$seq" ] && n=$(cat "$seq")
+    echo $((n + 1)) >"$seq"
+    name=vduse$n
+    echo "$name" >"$state/name"
     if [ -f "$arg" ]; then
         img=$arg
     else

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "blkio.h"
+#include "region-table.h"
 
 #define BLKIO_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define BLKIO_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -146,6 +147,8 @@ struct blkioq {
     uint64_t rw_max_len;        /* max-transfer, or UINT64_MAX */
     bool rw_write_ok;           /* writes allowed (not read-only) */
     bool rw_needs_region;       /* needs-mem-regions */
+    int region_reading;         /* inside a region table lookup
+                                   (region-table.h) */
 
     /* Requests handed out by blkioq_*() and not yet returned by do_io. */
     uint64_t outstanding;
@@ -297,6 +300,7 @@ struct blkio {
     struct blkio_mem_region *regions;
     size_t nregions;
     size_t regions_cap;
+    struct region_table region_tab;     /* the same, for the I/O path */
 
     /* Regions from blkio_alloc_mem_region() not yet freed */
     struct blkio_mem_region *allocs;
@@ -350,10 +354,18 @@ static inline uint32_t blkioq_ring_count(const struct blkioq *q)
     return q->cring_tail - q->cring_head;
 }
 
-/* The mapped region that contains [addr, addr+len), or NULL. */
-const struct blkio_mem_region *blkio_find_mem_region(const struct blkio *b,
-                                                     const void *addr,
-                                                     size_t len);
+/* Is [addr, addr+len) inside one mapped region?  The I/O path's lookup,
+ * safe against blkio_map_mem_region() on another thread. */
+static inline bool blkioq_in_mem_region(struct blkioq *q, const void *addr,
+                                        size_t len)
+{
+    return region_table_contains(&q->b->region_tab, &q->region_reading,
+                                 addr, len);
+}
+
+/* After a change of a region table: free its retired copies if no queue
+ * is inside a lookup (region-table.h). */
+void blkio_region_table_reclaim(struct blkio *b, struct region_table *t);
 
 /* Absolute CLOCK_MONOTONIC time to a relative timeout (0 if past). */
 void blkio_deadline_remaining(const struct timespec *deadline,

@@ -4,7 +4,8 @@
  * use (vhost-user backends map them through their fd), and the table of
  * regions mapped into the instance, with the manual's rules on alignment,
  * overlap, double mapping and the max-mem-regions limit.  None of this is
- * on the I/O path except blkio_find_mem_region(), a scan of a few entries.
+ * on the I/O path: requests look regions up in b->region_tab
+ * (region-table.h), which this file keeps in step with b->regions.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -144,15 +145,14 @@ void blkio_free_mem_region(struct blkio *b,
     }
 }
 
-int blkio_map_mem_region(struct blkio *b,
-                         const struct blkio_mem_region *region)
+/* The manual's rules for a region to map: alignment, reserved fields, an
+ * fd where the driver needs one, no overlap, the max-mem-regions limit. */
+static int mem_region_check_map(const struct blkio *b,
+                                const struct blkio_mem_region *region)
 {
     uint64_t align;
     uintptr_t start, end;
-    int ret;
 
-    if (!b || !region)
-        return blkio_set_error(-EINVAL, "blkio_map_mem_region: NULL argument");
     if (b->state != BLKIO_STATE_STARTED)
         return blkio_set_error(-EBUSY, "blkio_map_mem_region: can only be "
                                "called after blkio_start()");
@@ -201,6 +201,19 @@ int blkio_map_mem_region(struct blkio *b,
                                "regions mapped (max-mem-regions is %llu)",
                                b->nregions,
                                (unsigned long long)b->max_mem_regions);
+    return 0;
+}
+
+int blkio_map_mem_region(struct blkio *b,
+                         const struct blkio_mem_region *region)
+{
+    int ret;
+
+    if (!b || !region)
+        return blkio_set_error(-EINVAL, "blkio_map_mem_region: NULL argument");
+    ret = mem_region_check_map(b, region);
+    if (ret < 0)
+        return ret;
 
     /* Make room first so that a driver's success is never undone. */
     if (b->nregions == b->regions_cap) {
@@ -213,12 +226,23 @@ int blkio_map_mem_region(struct blkio *b,
         b->regions = nv;
         b->regions_cap = ncap;
     }
+    /* The I/O path's table first: nothing can use the region before this
+     * call returns, and the entry is easier to take back than a driver's
+     * mapping. */
+    ret = region_table_add(&b->region_tab, region->addr, region->len,
+                           (uint64_t)(uintptr_t)region->addr);
+    if (ret < 0)
+        return ret;
     if (b->drv->map_mem_region) {
         ret = b->drv->map_mem_region(b, region);
-        if (ret < 0)
+        if (ret < 0) {
+            region_table_remove(&b->region_tab, region->addr, region->len);
+            blkio_region_table_reclaim(b, &b->region_tab);
             return ret;
+        }
     }
     b->regions[b->nregions++] = *region;
+    blkio_region_table_reclaim(b, &b->region_tab);
     return 0;
 }
 
@@ -229,28 +253,36 @@ void blkio_unmap_mem_region(struct blkio *b,
         return;
     for (size_t i = 0; i < b->nregions; i++) {
         if (mem_region_equal(&b->regions[i], region)) {
+            region_table_remove(&b->region_tab, region->addr, region->len);
             if (b->drv->unmap_mem_region)
                 b->drv->unmap_mem_region(b, &b->regions[i]);
             mem_region_remove_at(b->regions, &b->nregions, i);
+            blkio_region_table_reclaim(b, &b->region_tab);
             return;
         }
     }
 }
 
-const struct blkio_mem_region *blkio_find_mem_region(const struct blkio *b,
-                                                     const void *addr,
-                                                     size_t len)
+/* No queue of b inside a region table lookup, after a barrier on every
+ * thread (region-table.h). */
+static bool mem_region_readers_quiet(const struct blkio *b)
 {
-    uintptr_t a = (uintptr_t)addr;
+    if (!region_barrier_all_threads())
+        return false;
+    for (int i = 0; i < b->nqueues; i++)
+        if (b->queues[i] && !region_reader_quiet(&b->queues[i]->region_reading))
+            return false;
+    for (int i = 0; i < b->npoll_queues; i++)
+        if (b->poll_queues[i] &&
+            !region_reader_quiet(&b->poll_queues[i]->region_reading))
+            return false;
+    return true;
+}
 
-    for (size_t i = 0; i < b->nregions; i++) {
-        const struct blkio_mem_region *m = &b->regions[i];
-        uintptr_t ms = (uintptr_t)m->addr;
-
-        if (a >= ms && a - ms <= m->len && len <= m->len - (a - ms))
-            return m;
-    }
-    return NULL;
+void blkio_region_table_reclaim(struct blkio *b, struct region_table *t)
+{
+    if (region_table_retired(t) > 0 && mem_region_readers_quiet(b))
+        region_table_reclaim(t);
 }
 
 /* At destroy: unmap everything, then free what we allocated. */
@@ -264,6 +296,7 @@ void blkio_mem_regions_release(struct blkio *b)
     free(b->regions);
     b->regions = NULL;
     b->regions_cap = 0;
+    region_table_free(&b->region_tab);
 
     for (size_t i = 0; i < b->nallocs; i++)
         mem_region_release(&b->allocs[i]);

@@ -412,8 +412,8 @@ static int queue_validate(struct blkioq *q, struct blkio_request *req,
                 return -EINVAL;
             }
             if (BLKIO_UNLIKELY(b->needs_mem_regions && v->iov_len &&
-                               !blkio_find_mem_region(b, v->iov_base,
-                                                      v->iov_len))) {
+                               !blkioq_in_mem_region(q, v->iov_base,
+                                                     v->iov_len))) {
                 *msg = "buffer is not inside a mapped memory region "
                        "(needs-mem-regions is true)";
                 return -EFAULT;
@@ -482,7 +482,7 @@ static void queue_request(struct blkioq *q, struct blkio_request *req)
  * makes, in one combined test on the values precomputed per queue (false
  * means "look closer", not "invalid").
  */
-static inline bool queue_rw_ok(const struct blkioq *q, uint64_t start,
+static inline bool queue_rw_ok(struct blkioq *q, uint64_t start,
                                const void *buf, uint64_t len, uint32_t flags,
                                uint32_t allowed)
 {
@@ -496,7 +496,7 @@ static inline bool queue_rw_ok(const struct blkioq *q, uint64_t start,
     if (!b->can_grow && (start > b->capacity || len > b->capacity - start))
         return false;
     return !q->rw_needs_region || len == 0 ||
-           blkio_find_mem_region(b, buf, len) != NULL;
+           blkioq_in_mem_region(q, buf, len);
 }
 
 void blkioq_read(struct blkioq *q, uint64_t start, void *buf, size_t len,

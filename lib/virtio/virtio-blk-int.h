@@ -16,7 +16,7 @@
 
 #include "internal.h"
 #include "virtio.h"
-#include "virtio-addr.h"
+#include "region-table.h"
 #include "virtio-blk.h"
 #include "virtqueue.h"
 
@@ -57,7 +57,7 @@ struct virtio_blk {
     const struct virtio_transport_ops *ops;
     void *t;
     struct virtio_dev dev;      /* the status handshake */
-    struct virtio_addr_map addrs;   /* regions, when the transport remaps */
+    struct region_table addrs;  /* regions, when the transport remaps */
     bool remap;                 /* ops->remaps_addresses */
     uint64_t shm_delta;         /* device address of shm minus shm */
 

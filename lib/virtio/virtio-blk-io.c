@@ -184,8 +184,9 @@ static bool vblk_queue_direct(struct vblk_queue *vq,
     uint16_t s = vq->free_slots[vq->nfree_slots - 1];
     int head;
 
-    if (vb->remap && !virtio_addr_lookup(&vb->addrs, req->iov[0].iov_base,
-                                         req->len, &addr))
+    if (vb->remap && !region_table_lookup(&vb->addrs, &vq->q->region_reading,
+                                          req->iov[0].iov_base, req->len,
+                                          &addr))
         return false;
     head = vblk_place_rw1(vq, s, read, req->start / VBLK_SECTOR, addr,
                           (uint32_t)req->len);
@@ -343,8 +344,9 @@ static unsigned vblk_collect_rw(struct vblk_queue *vq, struct vblk_ureq *u,
             take = vb->size_max;
         addr = (uint64_t)(uintptr_t)((const uint8_t *)u->iov[i].iov_base + o);
         if (vb->remap &&
-            !virtio_addr_lookup(&vb->addrs, (const void *)(uintptr_t)addr,
-                                take, &addr)) {
+            !region_table_lookup(&vb->addrs, &vq->q->region_reading,
+                                 (const void *)(uintptr_t)addr, take,
+                                 &addr)) {
             vq->bad_addr = true;
             return 0;
         }

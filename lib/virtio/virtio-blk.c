@@ -359,7 +359,7 @@ void virtio_blk_destroy(struct blkio *b)
         munmap(vb->shm, vb->shm_len);
     if (vb->shm_fd >= 0)
         close(vb->shm_fd);
-    virtio_addr_free(&vb->addrs);
+    region_table_free(&vb->addrs);
     free(vb);
     b->priv = NULL;
 }
@@ -375,10 +375,11 @@ int virtio_blk_map_mem_region(struct blkio *b,
         return blkio_set_error(-ENOTCONN, "%s", vblk_msg_dead);
     ret = vb->ops->map_region(vb->t, region, &dev_addr);
     if (ret == 0 && vb->remap) {
-        ret = virtio_addr_add(&vb->addrs, region->addr, region->len,
-                              dev_addr);
+        ret = region_table_add(&vb->addrs, region->addr, region->len,
+                               dev_addr);
         if (ret < 0)
             vb->ops->unmap_region(vb->t, region);
+        blkio_region_table_reclaim(b, &vb->addrs);
     }
     return ret;
 }
@@ -389,8 +390,10 @@ void virtio_blk_unmap_mem_region(struct blkio *b,
     struct virtio_blk *vb = b->priv;
     struct virtio_quiet quiet;
 
-    if (vb->remap)
-        virtio_addr_remove(&vb->addrs, region->addr, region->len);
+    if (vb->remap) {
+        region_table_remove(&vb->addrs, region->addr, region->len);
+        blkio_region_table_reclaim(b, &vb->addrs);
+    }
     if (vblk_is_dead(vb))
         return;
     virtio_quiet_begin(&quiet);

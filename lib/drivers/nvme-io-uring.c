@@ -282,6 +282,52 @@ static void nvme_prep_report(const struct nvme_state *s, struct nvme_slot *sl,
     cmd->cdw13 = NVME_ZRA_REPORT | NVME_ZRA_PARTIAL;
 }
 
+/* Pages [p, p + len) touches: the segments it can take at worst. */
+static uint64_t nvme_pages_spanned(uint64_t p, uint64_t len, uint64_t page)
+{
+    return len ? (p + len - 1) / page - p / page + 1 : 0;
+}
+
+/*
+ * The next command of an iovec request: as many of the remaining elements
+ * as together touch at most max-segments pages, cut where the bytes so
+ * far are whole blocks.  The kernel would refuse (EINVAL) more segments
+ * than that whenever the pages are not physically contiguous.  Elements
+ * whose boundaries never fall on a block, or one element that alone
+ * touches more pages, go in one command as before: cutting inside an
+ * element would need a copy of the array.  The commands point into the
+ * caller's array, which it keeps until the request completes.
+ */
+static uint32_t nvme_vec_cut(const struct blkio *b, struct nvme_slot *sl,
+                             struct nvme_uring_cmd *cmd)
+{
+    const struct nvme_state *s = b->priv;
+    const struct iovec *iov = (const struct iovec *)(uintptr_t)sl->addr;
+    uint64_t block_mask = ((uint64_t)1 << s->lba_shift) - 1;
+    uint64_t pages = 0, bytes = 0, cut_bytes = 0;
+    uint32_t cut = 0;
+
+    for (uint32_t i = 0; i < sl->data_len && b->max_segments > 0; i++) {
+        pages += nvme_pages_spanned((uint64_t)(uintptr_t)iov[i].iov_base,
+                                    iov[i].iov_len, s->page_size);
+        if (pages > (uint64_t)b->max_segments)
+            break;
+        bytes += iov[i].iov_len;
+        if ((bytes & block_mask) == 0) {
+            cut = i + 1;
+            cut_bytes = bytes;
+        }
+    }
+    if (cut == 0 || cut == sl->data_len || cut_bytes == 0) {
+        cmd->data_len = sl->data_len;
+        return (uint32_t)sl->nlb_left;
+    }
+    cmd->data_len = cut;
+    sl->addr += cut * sizeof(*iov);
+    sl->data_len -= cut;
+    return (uint32_t)(cut_bytes >> s->lba_shift);
+}
+
 /*
  * The buffer of the next Read or Write command of a request; returns the
  * blocks it covers.  max-transfer fits one command, but the kernel maps a
@@ -291,7 +337,7 @@ static void nvme_prep_report(const struct nvme_state *s, struct nvme_slot *sl,
  * max-transfer has, and its pages merge into fewer segments only where
  * they happen to be physically contiguous.  So a single buffer is sent as
  * commands of at most max-segments pages each, a chain like write zeroes.
- * An iovec array goes in one command (iovcnt <= max-segments).
+ * An iovec array is cut the same way, between elements (nvme_vec_cut()).
  */
 static uint32_t nvme_prep_rw_buffer(const struct blkio *b,
                                     struct nvme_slot *sl,
@@ -302,10 +348,8 @@ static uint32_t nvme_prep_rw_buffer(const struct blkio *b,
     uint64_t room;
 
     cmd->addr = sl->addr;
-    if (sl->vec) {
-        cmd->data_len = sl->data_len;
-        return (uint32_t)sl->nlb_left;
-    }
+    if (sl->vec)
+        return nvme_vec_cut(b, sl, cmd);
     if (b->max_segments > 0 && s->page_size > 0) {
         room = (uint64_t)b->max_segments * s->page_size -
                (sl->addr & (s->page_size - 1));

@@ -9,7 +9,9 @@
  * (EINVAL).  A fresh process's buffer often sits on contiguous pages and
  * hides that; a long-running server's reused heap does not.  The buffer
  * here is built, by frame numbers from /proc/self/pagemap, so that no two
- * of its pages follow each other physically.
+ * of its pages follow each other physically.  The same holds for an
+ * iovec array whose first element starts inside a page and whose
+ * elements meet without gaps.
  * Usage: test-nvme-segments [/dev/ngXnY] (default $BLKIO_VM_NVME).
  */
 
@@ -111,6 +113,44 @@ static void ns_write_read(struct blkioq *q, uint8_t *buf, size_t len,
                    "wrong", k, len, (size_t)((uintptr_t)buf % NS_PAGE));
 }
 
+/*
+ * The same through writev/readv: three elements that meet without gaps
+ * (only the first starts and only the last ends inside a page, so the
+ * kernel maps them in place rather than through a bounce buffer), the
+ * first `off` bytes into a page: len bytes on len / NS_PAGE + 1 pages.
+ */
+static void ns_writev_readv(struct blkioq *q, uint8_t *buf, size_t len,
+                            size_t off, uint64_t dev_off, int seed)
+{
+    size_t half = len / 2;
+    struct iovec iov[3] = {
+        { .iov_base = buf + off, .iov_len = half - off },
+        { .iov_base = buf + half, .iov_len = half },
+        { .iov_base = buf + len, .iov_len = off },
+    };
+    uint8_t *data = buf + off;
+    const char *msg = NULL;
+    int ret;
+
+    for (size_t k = 0; k < len; k++)
+        data[k] = (uint8_t)(k * 7 + (size_t)seed);
+    blkioq_writev(q, dev_off, iov, 3, NULL, BLKIO_REQ_FUA);
+    ret = t_wait(q, &msg);
+    if (ret != 0)
+        T_FAIL("writev of %zu bytes in 3 elements from page offset %zu: "
+               "%d (%s)", len, off, ret, msg ? msg : "");
+    memset(data, 0, len);
+    blkioq_readv(q, dev_off, iov, 3, NULL, 0);
+    ret = t_wait(q, &msg);
+    if (ret != 0)
+        T_FAIL("readv of %zu bytes in 3 elements into page offset %zu: "
+               "%d (%s)", len, off, ret, msg ? msg : "");
+    for (size_t k = 0; k < len; k++)
+        if (data[k] != (uint8_t)(k * 7 + (size_t)seed))
+            T_FAIL("byte %zu of a readv into page offset %zu is wrong", k,
+                   off);
+}
+
 int main(int argc, char **argv)
 {
     const char *dev = nt_device(argc, argv, "BLKIO_VM_NVME", "/dev/ng0n1");
@@ -137,6 +177,10 @@ int main(int argc, char **argv)
         /* and a page-aligned one, which needs no more pages than usual */
         ns_write_read(q, pages, mt, 48ull << 20, (int)i + 7);
     }
+    /* Elements cut where whole blocks end: offsets of whole blocks. */
+    for (size_t off = 512; off < NS_PAGE; off *= 4)
+        if (off % (size_t)t_get_int(b, "request-alignment") == 0)
+            ns_writev_readv(q, pages, mt, off, 50ull << 20, (int)off);
     blkio_destroy(&b);
     munmap(pages, npages * NS_PAGE);
     return 0;

@@ -541,7 +541,14 @@ int virtio_blk_queue_init(struct blkioq *q)
         ret = vblk_wait_set_create(vq);
         if (ret < 0)
             goto err;
-        virtq_set_notify(&vq->vq, true);
+        /* The completion fd starts disabled, as the manual allows ("the
+         * driver might not generate completion events for requests" until
+         * the application enables it) and libblkio 1.5 behaves: a program
+         * that only waits in blkioq_do_io() is then signalled only for the
+         * waits that sleep, not for every completion that lands while it
+         * is busy elsewhere. */
+        vq->notify_off = true;
+        virtq_set_notify(&vq->vq, false);
     }
 
     info = (struct virtio_vq_info){

@@ -240,6 +240,10 @@ int main(int argc, char **argv)
     }
     {
         struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &src };
+
+        /* The completion fds signal only once enabled (the manual). */
+        blkioq_set_completion_fd_enabled(src.q, true);
+        blkioq_set_completion_fd_enabled(dst.q, true);
         if (epoll_ctl(ep, EPOLL_CTL_ADD, blkioq_get_completion_fd(src.q),
                       &ev) < 0) {
             perror("blkio-copy: epoll_ctl");

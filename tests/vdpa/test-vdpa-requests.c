@@ -244,6 +244,8 @@ static void test_completion_fd(struct blkioq *q, uint8_t *buf)
     uint64_t v;
 
     CHECK(pfd.fd >= 0);
+    /* It signals only once enabled (the manual). */
+    blkioq_set_completion_fd_enabled(q, true);
     while (read(pfd.fd, &v, sizeof(v)) == sizeof(v))
         ;
     blkioq_read(q, 0, buf, 4096, NULL, 0);

@@ -183,6 +183,9 @@ static void test_integrity(struct blkio *b, uint8_t *mem)
         CHECK(jobs[i].q != NULL);
         jobs[i].dev_off = (uint64_t)i * VT_AREA;
         jobs[i].buf = mem + (size_t)i * VT_AREA;
+        /* The completion fd signals only once enabled (the manual). */
+        if (jobs[i].mode == VT_EVENT)
+            blkioq_set_completion_fd_enabled(jobs[i].q, true);
         jobs[i].seed = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
         CHECK(pthread_create(&th[i], NULL, vt_integrity, &jobs[i]) == 0);
     }

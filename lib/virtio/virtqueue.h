@@ -86,9 +86,9 @@ void virtq_set_notify(struct virtq *vq, bool enable);
  * nor loads with loads, DMA is cache-coherent, and the full fence drains
  * the store buffer; the notification's uncached MMIO write is not
  * reordered with earlier stores), so there is no cost for the CPU-device
- * case.  On arm64
- * the SMP fences only cover the inner-shareable domain; a device needs
- * the outer-shareable ones (what Linux's dma_wmb()/dma_rmb()/mb() use).
+ * case.  On arm64 the SMP fences only cover the inner-shareable domain; a
+ * device needs the outer-shareable ones (what Linux's
+ * dma_wmb()/dma_rmb()/mb() use).
  * One kind for all transports keeps a branch off the I/O path.
  */
 #if defined(__aarch64__)

@@ -190,6 +190,12 @@ struct blkio_driver {
                           const struct blkio_mem_region *region);
     void (*unmap_mem_region)(struct blkio *b,
                              const struct blkio_mem_region *region);
+    /* blkio_destroy(): unmap all n regions at once (a device that takes
+     * its mappings as a whole is told once, not n times).  Optional:
+     * unmap_mem_region() per region otherwise. */
+    void (*unmap_all_mem_regions)(struct blkio *b,
+                                  const struct blkio_mem_region *regions,
+                                  size_t n);
 
     /* Per queue: q->b, q->index, q->poll and q->completion_fd are set. */
     int (*queue_init)(struct blkioq *q);

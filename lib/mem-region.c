@@ -288,11 +288,12 @@ void blkio_region_table_reclaim(struct blkio *b, struct region_table *t)
 /* At destroy: unmap everything, then free what we allocated. */
 void blkio_mem_regions_release(struct blkio *b)
 {
-    while (b->nregions > 0) {
-        if (b->drv->unmap_mem_region)
-            b->drv->unmap_mem_region(b, &b->regions[b->nregions - 1]);
-        b->nregions--;
-    }
+    if (b->nregions > 0 && b->drv->unmap_all_mem_regions)
+        b->drv->unmap_all_mem_regions(b, b->regions, b->nregions);
+    else if (b->drv->unmap_mem_region)
+        for (size_t i = b->nregions; i > 0; i--)
+            b->drv->unmap_mem_region(b, &b->regions[i - 1]);
+    b->nregions = 0;
     free(b->regions);
     b->regions = NULL;
     b->regions_cap = 0;

@@ -420,6 +420,32 @@ static void vdpa_unmap_region(void *t, const struct blkio_mem_region *region)
                          region->len);
 }
 
+/* At destroy: with IOTLB_BATCH, all invalidations between one BEGIN and
+ * END, so that the device gets its new (empty) table once rather than once
+ * per region; VDUSE answers each table change with a round trip to its
+ * daemon, which made destroying 2047 regions take over 25 s. */
+static void vdpa_unmap_regions(void *t, const struct blkio_mem_region *regions,
+                               size_t n)
+{
+    struct vhost_vdpa *v = t;
+
+    if (v->fd < 0)
+        return;
+    if (!(v->backend_features & (1ull << VHOST_BACKEND_F_IOTLB_BATCH)) ||
+        vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0) < 0) {
+        for (size_t i = n; i > 0; i--)
+            vdpa_unmap_region(v, &regions[i - 1]);
+        return;
+    }
+    for (size_t i = n; i > 0; i--) {
+        uint64_t iova = (uint64_t)(uintptr_t)regions[i - 1].addr;
+
+        vdpa_iotlb_msg(v, VHOST_IOTLB_INVALIDATE, iova, regions[i - 1].len,
+                       iova);
+    }
+    vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_END, 0, 0, 0);
+}
+
 static int vdpa_hangup_fd(void *t)
 {
     (void)t;
@@ -475,6 +501,7 @@ static const struct virtio_transport_ops vdpa_ops = {
     .kick            = vdpa_kick,
     .map_region      = vdpa_map_region,
     .unmap_region    = vdpa_unmap_region,
+    .unmap_regions   = vdpa_unmap_regions,
     .hangup_fd       = vdpa_hangup_fd,
     .destroy         = vdpa_destroy,
 };

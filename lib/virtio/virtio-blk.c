@@ -401,6 +401,26 @@ void virtio_blk_unmap_mem_region(struct blkio *b,
     virtio_quiet_end(&quiet);
 }
 
+/* At destroy: the device-address table goes with the driver, so only the
+ * transport needs telling, in one go where it can. */
+void virtio_blk_unmap_all_mem_regions(struct blkio *b,
+                                      const struct blkio_mem_region *regions,
+                                      size_t n)
+{
+    struct virtio_blk *vb = b->priv;
+    struct virtio_quiet quiet;
+
+    if (vblk_is_dead(vb))
+        return;
+    virtio_quiet_begin(&quiet);
+    if (vb->ops->unmap_regions)
+        vb->ops->unmap_regions(vb->t, regions, n);
+    else
+        for (size_t i = n; i > 0; i--)
+            vb->ops->unmap_region(vb->t, &regions[i - 1]);
+    virtio_quiet_end(&quiet);
+}
+
 /* ---- queues ---- */
 
 static void vblk_queue_free(struct vblk_queue *vq)

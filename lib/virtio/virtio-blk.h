@@ -39,6 +39,9 @@ int virtio_blk_map_mem_region(struct blkio *b,
                               const struct blkio_mem_region *region);
 void virtio_blk_unmap_mem_region(struct blkio *b,
                                  const struct blkio_mem_region *region);
+void virtio_blk_unmap_all_mem_regions(struct blkio *b,
+                                      const struct blkio_mem_region *regions,
+                                      size_t n);
 int virtio_blk_queue_init(struct blkioq *q);
 void virtio_blk_queue_destroy(struct blkioq *q);
 int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req);
@@ -54,6 +57,7 @@ void virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable);
     .destroy                   = virtio_blk_destroy,                        \
     .map_mem_region            = virtio_blk_map_mem_region,                 \
     .unmap_mem_region          = virtio_blk_unmap_mem_region,               \
+    .unmap_all_mem_regions     = virtio_blk_unmap_all_mem_regions,          \
     .queue_init                = virtio_blk_queue_init,                     \
     .queue_destroy             = virtio_blk_queue_destroy,                  \
     .queue_request             = virtio_blk_queue_request,                  \

@@ -4,11 +4,14 @@
  * the device reports (capacity = image size, request-alignment 512,
  * max-queues = the export's num-queues, memory region needs, queue sizes),
  * path or fd (fd ownership passes only at a successful connect), refused
- * paths, the device's single-owner rule, queue-size limits, and I/O with
- * a queue far smaller than the number of requests in flight.
+ * paths, the device's single-owner rule, queue-size limits, I/O with
+ * a queue far smaller than the number of requests in flight, and
+ * blkio_destroy() with every region the device takes still mapped (one
+ * IOTLB batch) leaving the device to serve the next instance.
  * Usage: test-vdpa-props.
  */
 #include <sys/uio.h>
+#include <time.h>
 
 #include "vdpa-util.h"
 
@@ -237,6 +240,75 @@ static void test_small_queue(const char *dev)
     blkio_destroy(&b);
 }
 
+/* I/O through the region at buf (4 KiB): write a pattern, read it back. */
+static void vt_region_io(struct blkioq *q, uint8_t *buf, uint64_t off,
+                         unsigned seed)
+{
+    uint8_t want[4096];
+
+    t_fill_pattern(buf, 4096, off, seed);
+    memcpy(want, buf, 4096);
+    blkioq_write(q, off, buf, 4096, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), 0);
+    memset(buf, 0, 4096);
+    blkioq_read(q, off, buf, 4096, NULL, 0);
+    CHECK_RET(t_wait(q, NULL), 0);
+    if (memcmp(buf, want, 4096) != 0)
+        T_FAIL("data at %llu read back wrong", (unsigned long long)off);
+}
+
+/*
+ * max-mem-regions regions (4 KiB slices of one allocation) mapped, I/O
+ * through the last, then blkio_destroy() with all of them still mapped:
+ * the invalidations go to the device in one IOTLB batch.  The device must
+ * then serve a new instance.  The time destroy took is printed (it was
+ * over 25 s with one batch per region; benchmarks, not this test, judge
+ * speed).
+ */
+static void test_destroy_many_regions(const char *dev)
+{
+    struct blkio *b = NULL;
+    struct blkio_mem_region all, *r;
+    struct timespec t0, t1;
+    uint64_t n;
+
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_str(b, "path", dev), 0);
+    CHECK_RET(blkio_connect(b), 0);
+    CHECK_RET(blkio_start(b), 0);
+    n = t_get_u64(b, "max-mem-regions");
+    CHECK(n >= 1 && n <= 65536);
+    CHECK_RET(blkio_alloc_mem_region(b, &all, n * 4096), 0);
+    r = calloc(n, sizeof(*r));
+    CHECK(r != NULL);
+    for (uint64_t i = 0; i < n; i++) {
+        r[i] = all;
+        r[i].addr = (uint8_t *)all.addr + i * 4096;
+        r[i].len = 4096;
+        r[i].fd_offset = all.fd_offset + (int64_t)(i * 4096);
+        CHECK_RET(blkio_map_mem_region(b, &r[i]), 0);
+    }
+    vt_region_io(blkio_get_queue(b, 0), r[n - 1].addr, 4096 * 3, 31);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    blkio_destroy(&b);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("destroy with %llu regions mapped: %.3f s\n", (unsigned long long)n,
+           (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    free(r);
+
+    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
+    CHECK_RET(blkio_set_str(b, "path", dev), 0);
+    CHECK_RET(blkio_connect(b), 0);
+    CHECK_RET(blkio_start(b), 0);
+    {
+        struct blkio_mem_region r1;
+        uint8_t *buf = t_region(b, 4096, &r1);
+
+        vt_region_io(blkio_get_queue(b, 0), buf, 4096 * 5, 32);
+    }
+    blkio_destroy(&b);
+}
+
 int main(void)
 {
     const char *dev = vt_start(VT_SIZE);
@@ -246,6 +318,7 @@ int main(void)
     test_bad_paths();
     test_fd(dev);
     test_small_queue(dev);
+    test_destroy_many_regions(dev);
     printf("ok\n");
     return 0;
 }

@@ -335,8 +335,50 @@ def serial_bound(steps):
              "file plugin or qsd NBD export |", "|---|---|---|---|---|"] + lines + [""])
 
 
+def any_plugin_bound(steps, cpus):
+    """The most IOPS any nbdkit plugin could give on the vhost-user
+    backend, each part at its cheapest: fio's CPU per request (the least
+    of any server's run), plus nbdkit's own floor (its null plugin, which
+    has no backend and never waits), plus the daemon's CPU per request
+    behind vhost-user when the engine alone drives it at the same depth."""
+    rs_vu = steps.get("nbd vhost-user randread-4k-qd16")
+    rs_null = steps.get("nbd io_uring randread-4k-qd16")
+    rs_eng = steps.get("engine vhost-user qd16")
+    if not (rs_vu and rs_null and rs_eng):
+        return []
+    fio = [median_of(rs_vu, c, "cpu_fio_us") for c in
+           dict.fromkeys(r["contender"] for r in rs_vu)]
+    fio = min((f for f in fio if f), default=None)
+    null = median_of(rs_null, "null", "cpu_server_us")
+    qsd = [median_of(rs_eng, c, "cpu_backend_us") for c in ("ours", "libblkio-1.5")]
+    qsd = min((q for q in qsd if q), default=None)
+    if not (fio and null and qsd):
+        return []
+    floor = fio + null + qsd
+    bound = cpus * 1e6 / floor
+    rows = []
+    for other, target in (("qsd-nbd", 1.2), ("upstream", 4.0)):
+        theirs = median_of(rs_vu, other, "iops")
+        if theirs:
+            rows.append(f"| {target}x {other} = {target * theirs:.0f} | {bound:.0f} | "
+                        + ("yes" if bound >= target * theirs else
+                           "no, for any nbdkit plugin") + " |")
+    if not rows:
+        return []
+    return ["Any nbdkit plugin on the vhost-user export, 4 KiB random reads at "
+            f"depth 16, each part at its cheapest in this run: fio {fio:.1f} µs + nbdkit's null plugin {null:.1f} µs "
+            "(nbdkit with no backend) + qemu-storage-daemon behind vhost-user "
+            f"driven by the engine alone at depth 16 {qsd:.1f} µs (the "
+            "cheaper library's run) = "
+            f"{floor:.1f} µs of CPU per request at the least, so {cpus} CPUs "
+            f"allow at most {bound:.0f} IOPS.", "",
+            "| goal needs (IOPS) | any-plugin bound | reachable? |",
+            "|---|---|---|"] + rows + [""]
+
+
 def ceilings(steps, cpus):
-    body = engine_ceilings(steps) + nbd_ceilings(steps, cpus) + serial_bound(steps)
+    body = (engine_ceilings(steps) + nbd_ceilings(steps, cpus) +
+            any_plugin_bound(steps, cpus) + serial_bound(steps))
     return ["### Ceilings (from the same run)", ""] + body if body else []
 
 

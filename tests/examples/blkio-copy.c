@@ -145,15 +145,25 @@ out:
     return ret < 0 ? -1 : 0;
 }
 
+/* How long requests in flight may go without a completion before the
+ * copy gives up on the devices. */
+#define COPY_STALL_MS 60000
+
 /* Wait until either queue's completion fd is readable, then clear it. */
 static int copy_wait(int ep, struct copy_dev *src, struct copy_dev *dst)
 {
     struct epoll_event ev[2];
     uint64_t cnt;
-    int n = epoll_wait(ep, ev, 2, -1);
+    int n = epoll_wait(ep, ev, 2, COPY_STALL_MS);
 
     if (n < 0 && errno != EINTR) {
         perror("blkio-copy: epoll_wait");
+        return -1;
+    }
+    if (n == 0) {
+        fprintf(stderr, "blkio-copy: no completion for %d s with requests "
+                "in flight: the device stopped answering\n",
+                COPY_STALL_MS / 1000);
         return -1;
     }
     for (int i = 0; i < n; i++) {

@@ -22,9 +22,9 @@
 # (goals, ceilings, tables) and bench/plots/*.png.  Never a test: numbers
 # move between machines and runs.
 #
-#   bench/run.sh                  everything: 21.7 minutes on the 2-CPU
+#   bench/run.sh                  everything: 25 minutes on the 2-CPU
 #                                 development VM (2026-12-06, load average
-#                                 8-16; the test VM part 7.5 of them)
+#                                 4-5)
 #   QUICK=1 bench/run.sh          one short round of each (a smoke run,
 #                                 about 6 minutes)
 #   bench/run.sh --from-results bench/results/results.json

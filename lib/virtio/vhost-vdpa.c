@@ -423,7 +423,7 @@ static void vdpa_unmap_region(void *t, const struct blkio_mem_region *region)
 /* At destroy: with IOTLB_BATCH, all invalidations between one BEGIN and
  * END, so that the device gets its new (empty) table once rather than once
  * per region; VDUSE answers each table change with a round trip to its
- * daemon, which made destroying 2047 regions take over 25 s. */
+ * daemon, which made destroying 2047 regions take 6.5 s in the test VM. */
 static void vdpa_unmap_regions(void *t, const struct blkio_mem_region *regions,
                                size_t n)
 {

@@ -246,9 +246,10 @@ def nbd_ceilings(steps, cpus):
              "behind vhost-user or serving its own NBD export, fio itself), "
              f"and the most IOPS {cpus} CPUs allow at that cost "
              "(CPUs / total CPU per request).  nbdkit's null plugin is "
-             "nbdkit's own floor.", "",
+             "nbdkit's own floor; \"CPUs busy\": IOPS x total CPU per request, "
+             "the share of the machine the run kept busy.", "",
              "| workload | contender | IOPS | nbdkit | qemu-storage-daemon | fio | "
-             f"total | {cpus}-CPU bound |", "|---|---|---|---|---|---|---|---|"]
+             f"total | {cpus}-CPU bound | CPUs busy |", "|---|---|---|---|---|---|---|---|---|"]
     n = 0
     for label in ("nbd io_uring randread-4k-qd16", "nbd vhost-user randread-4k-qd16",
                   "nbd vhost-user read-1M-qd8", "scaling vhost-user 8 conn"):
@@ -258,14 +259,16 @@ def nbd_ceilings(steps, cpus):
         for c in dict.fromkeys(r["contender"] for r in rs):
             why = failure(rs, c)
             if why:
-                lines.append(f"| {label} | {c} | failed: {why} | | | | | |")
+                lines.append(f"| {label} | {c} | failed: {why} | | | | | | |")
                 continue
             s, b, f = (median_of(rs, c, k) for k in
                        ("cpu_server_us", "cpu_backend_us", "cpu_fio_us"))
             tot = sum(x or 0.0 for x in (s, b, f))
-            lines.append(f"| {label} | {c} | {fmt(median_of(rs, c, 'iops'), '.0f')} | "
+            iops = median_of(rs, c, 'iops')
+            busy = f"{iops * tot / (cpus * 1e6):.0%}" if iops and tot else "-"
+            lines.append(f"| {label} | {c} | {fmt(iops, '.0f')} | "
                          f"{fmt(s, '.1f')} | {fmt(b, '.1f')} | {fmt(f, '.1f')} | {tot:.1f} | "
-                         + (f"{cpus * 1e6 / tot:.0f}" if tot else "-") + " |")
+                         + (f"{cpus * 1e6 / tot:.0f}" if tot else "-") + f" | {busy} |")
             n += 1
     if not n:
         return []
@@ -292,8 +295,8 @@ def nbd_ceilings(steps, cpus):
                 verdicts.append("serialized: " + ("yes" if serial >= target * theirs else "no"))
                 serial = f"{serial:.0f}"
             need.append(f"| {label} | {ours} | {target}x {other} = {target * theirs:.0f} | "
-                        f"{cpus * 1e6 / cost:.0f} | {serial} | "
-                        + ", ".join(verdicts) + " |")
+                        f"{cpus * 1e6 / cost:.0f} ({target * theirs / bound:.0%} of it) | "
+                        f"{serial} | " + ", ".join(verdicts) + " |")
     if need:
         lines += ["Is the goal within reach?  CPU bound: the IOPS the machine's "
                   f"{cpus} CPUs allow at the measured CPU per request of all "
@@ -301,7 +304,9 @@ def nbd_ceilings(steps, cpus):
                   "flight on one connection, 1 / ours' qd1 latency (default "
                   "model only; an estimate: at depth 16 the client's next "
                   "request already waits in the socket, so the measured IOPS "
-                  "can pass it by the client's share of the round trip).", "",
+                  "can pass it by the client's share of the round trip).  In "
+                  "brackets: how busy the goal would keep the CPUs at ours' "
+                  "cost (compare \"CPUs busy\" above).", "",
                   "| workload | ours | goal needs (IOPS) | CPU bound | serialized bound | reachable? |",
                   "|---|---|---|---|---|---|"] + need
     return lines + [""]

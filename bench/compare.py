@@ -429,14 +429,16 @@ class Bench:
             "--runtime", str(RUNTIME), "--ramp", str(RAMP), "--json"]
         # The daemon's CPU per request behind the engine: the least it
         # costs per request at this depth, for the ceilings.
-        sampler = CpuSampler({"backend": [self.qsd.pid]} if group == "vhost-user" else {})
-        sampler.start()
+        sampler = CpuSampler({"backend": [self.qsd.pid]}) if group == "vhost-user" else None
+        if sampler:
+            sampler.start()
         try:
             out = subprocess.run(argv, env={**os.environ, "LD_LIBRARY_PATH": libdir},
                                  check=True, capture_output=True, text=True,
                                  timeout=RUNTIME + RAMP + 60).stdout
         finally:
-            sampler.stop()
+            if sampler:
+                sampler.stop()
         t1 = time.time()
         j = json.loads(out.strip().splitlines()[-1])
         ios = j["ios"] or 1
@@ -446,7 +448,7 @@ class Bench:
                "cpu_us_per_req": j["cpu_us_per_req"],
                "cpu_user_us": j["cpu_user_s"] * 1e6 / ios,
                "cpu_sys_us": j["cpu_sys_s"] * 1e6 / ios}
-        if group == "vhost-user":
+        if sampler:
             # blkio-bench measures the last RUNTIME seconds before it exits
             res["cpu_backend_us"] = sampler.seconds("backend", t1 - RUNTIME, t1) * 1e6 / ios
         return res

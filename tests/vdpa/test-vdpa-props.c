@@ -242,18 +242,15 @@ static void test_small_queue(const char *dev)
 
 /* I/O through the region at buf (4 KiB): write a pattern, read it back. */
 static void vt_region_io(struct blkioq *q, uint8_t *buf, uint64_t off,
-                         unsigned seed)
+                         uint32_t gen)
 {
-    uint8_t want[4096];
-
-    t_fill_pattern(buf, 4096, off, seed);
-    memcpy(want, buf, 4096);
+    t_fill_pattern(buf, 4096, off, gen);
     blkioq_write(q, off, buf, 4096, NULL, 0);
     CHECK_RET(t_wait(q, NULL), 0);
     memset(buf, 0, 4096);
     blkioq_read(q, off, buf, 4096, NULL, 0);
     CHECK_RET(t_wait(q, NULL), 0);
-    if (memcmp(buf, want, 4096) != 0)
+    if (!t_verify_pattern(buf, 4096, off, gen))
         T_FAIL("data at %llu read back wrong", (unsigned long long)off);
 }
 
@@ -267,15 +264,11 @@ static void vt_region_io(struct blkioq *q, uint8_t *buf, uint64_t off,
  */
 static void test_destroy_many_regions(const char *dev)
 {
-    struct blkio *b = NULL;
-    struct blkio_mem_region all, *r;
+    struct blkio *b = vt_open(dev, false, 1, 0);
+    struct blkio_mem_region all, r1, *r;
     struct timespec t0, t1;
     uint64_t n;
 
-    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
-    CHECK_RET(blkio_set_str(b, "path", dev), 0);
-    CHECK_RET(blkio_connect(b), 0);
-    CHECK_RET(blkio_start(b), 0);
     n = t_get_u64(b, "max-mem-regions");
     CHECK(n >= 1 && n <= 65536);
     CHECK_RET(blkio_alloc_mem_region(b, &all, n * 4096), 0);
@@ -296,16 +289,8 @@ static void test_destroy_many_regions(const char *dev)
            (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
     free(r);
 
-    CHECK_RET(blkio_create(VT_DRIVER, &b), 0);
-    CHECK_RET(blkio_set_str(b, "path", dev), 0);
-    CHECK_RET(blkio_connect(b), 0);
-    CHECK_RET(blkio_start(b), 0);
-    {
-        struct blkio_mem_region r1;
-        uint8_t *buf = t_region(b, 4096, &r1);
-
-        vt_region_io(blkio_get_queue(b, 0), buf, 4096 * 5, 32);
-    }
+    b = vt_open(dev, false, 1, 0);
+    vt_region_io(blkio_get_queue(b, 0), t_region(b, 4096, &r1), 4096 * 5, 32);
     blkio_destroy(&b);
 }
 

@@ -280,13 +280,15 @@ def nbd_ceilings(steps, cpus):
         rs = steps.get(label)
         if rs is None:
             continue
+        keys = ("cpu_server_us", "cpu_backend_us", "cpu_fio_us")
+        their_cost = sum(median_of(rs, other, k) or 0.0 for k in keys)
         for ours in ("ours", "ours-alt"):
             theirs = median_of(rs, other, "iops")
-            cost = sum(median_of(rs, ours, k) or 0.0 for k in
-                       ("cpu_server_us", "cpu_backend_us", "cpu_fio_us"))
+            cost = sum(median_of(rs, ours, k) or 0.0 for k in keys)
             if not theirs or not cost:
                 continue
             bound = cpus * 1e6 / cost
+            same = f"{their_cost / cost:.2f}x" if their_cost else "-"
             serial, verdicts = "-", ["CPU: " + ("yes" if bound >= target * theirs else "no")]
             rs1 = steps.get(label.rsplit(" ", 1)[0] + " randread-4k-qd1")
             lat1 = median_of(rs1, "ours", "lat_us") if rs1 else None
@@ -296,7 +298,7 @@ def nbd_ceilings(steps, cpus):
                 serial = f"{serial:.0f}"
             need.append(f"| {label} | {ours} | {target}x {other} = {target * theirs:.0f} | "
                         f"{cpus * 1e6 / cost:.0f} ({target * theirs / bound:.0%} of it) | "
-                        f"{serial} | " + ", ".join(verdicts) + " |")
+                        f"{same} | {serial} | " + ", ".join(verdicts) + " |")
     if need:
         lines += ["Is the goal within reach?  CPU bound: the IOPS the machine's "
                   f"{cpus} CPUs allow at the measured CPU per request of all "
@@ -306,9 +308,13 @@ def nbd_ceilings(steps, cpus):
                   "request already waits in the socket, so the measured IOPS "
                   "can pass it by the client's share of the round trip).  In "
                   "brackets: how busy the goal would keep the CPUs at ours' "
-                  "cost (compare \"CPUs busy\" above).", "",
-                  "| workload | ours | goal needs (IOPS) | CPU bound | serialized bound | reachable? |",
-                  "|---|---|---|---|---|---|"] + need
+                  "cost (compare \"CPUs busy\" above).  At equal CPU use: "
+                  "the other's CPU per request over ours', the IOPS ratio if "
+                  "both kept the CPUs equally busy; below the goal's ratio, "
+                  "the goal needs ours to keep them busier than the other "
+                  "does.", "",
+                  "| workload | ours | goal needs (IOPS) | CPU bound | at equal CPU use | serialized bound | reachable? |",
+                  "|---|---|---|---|---|---|---|"] + need
     return lines + [""]
 
 

@@ -758,7 +758,10 @@ static inline void vblk_cpu_relax(void)
 
 /* With one request in flight, a wake-up is for it: start fetching its
  * status byte (the device wrote it on another CPU) now, so that the load
- * overlaps the one of the used ring index instead of following it. */
+ * overlaps the one of the used ring index instead of following it.  Its
+ * slot is the last one taken, just above the free stack's top, when the
+ * queue holds one request at a time (depth 1); after a deeper burst the
+ * hint may name a free slot instead, which costs nothing. */
 static inline void vblk_prefetch_lone_status(const struct vblk_queue *vq)
 {
     const uint8_t *p;

@@ -49,17 +49,23 @@ static void *device_main(void *arg)
     }
 }
 
-/* One request: kick, then sleep until the index moves. */
+/* One request: kick, then sleep until the index moves (at most 5 s:
+ * a device thread that stopped answering ends the run). */
 static int round_trip(int ep, uint32_t *seen)
 {
     struct epoll_event ev;
     uint64_t one = 1;
+    int r;
 
     if (write(kick_fd, &one, sizeof(one)) != sizeof(one))
         return -1;
-    while (lines.used_idx == *seen)
-        if (epoll_wait(ep, &ev, 1, 5000) < 0 && errno != EINTR)
+    while (lines.used_idx == *seen) {
+        r = epoll_wait(ep, &ev, 1, 5000);
+        if (r == 0)
+            errno = ETIMEDOUT;
+        if (r == 0 || (r < 0 && errno != EINTR))
             return -1;
+    }
     *seen = lines.used_idx;
     (void)lines.status;
     return 0;

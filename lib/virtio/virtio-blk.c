@@ -413,9 +413,8 @@ void virtio_blk_unmap_all_mem_regions(struct blkio *b,
     if (vblk_is_dead(vb))
         return;
     virtio_quiet_begin(&quiet);
-    if (vb->ops->unmap_regions)
-        vb->ops->unmap_regions(vb->t, regions, n);
-    else
+    if (!vb->ops->unmap_regions ||
+        vb->ops->unmap_regions(vb->t, regions, n) < 0)
         for (size_t i = n; i > 0; i--)
             vb->ops->unmap_region(vb->t, &regions[i - 1]);
     virtio_quiet_end(&quiet);

@@ -79,10 +79,10 @@ struct virtio_transport_ops {
     int (*map_region)(void *t, const struct blkio_mem_region *region,
                       uint64_t *addr);
     void (*unmap_region)(void *t, const struct blkio_mem_region *region);
-    /* At destroy: unmap n regions in one go.  Optional (unmap_region()
-     * for each otherwise). */
-    void (*unmap_regions)(void *t, const struct blkio_mem_region *regions,
-                          size_t n);
+    /* At destroy: unmap n regions in one go; a negative errno if it
+     * cannot, and the caller uses unmap_region() for each.  Optional. */
+    int (*unmap_regions)(void *t, const struct blkio_mem_region *regions,
+                         size_t n);
 
     /*
      * A file descriptor that reports POLLHUP/POLLRDHUP/POLLERR when the

@@ -13,7 +13,10 @@ Parts (PARTS=, default all):
            own example program blkio-bench (built from libblkio-dev's
            sources against our header) on both
   nbd      fio's nbd engine against every NBD server a user could pick
-  scaling  the same at 1, 2, 4 and 8 connections
+  scaling  the same at 1, 2, 4 and 8 connections; on io_uring also with
+           the client batch-scheduled (`chrt --batch 0 fio`), ours and
+           the file plugin: a client that is not woken per reply (see
+           CLIENT_BATCH)
   vm       both benchmark programs on both libraries inside the test VM
            (nvme-io_uring, virtio-blk-vfio-pci, virtio-blk-vhost-vdpa)
 
@@ -66,6 +69,13 @@ ALT_PLUGIN = os.environ.get("ALT_PLUGIN")
 if ALT_PLUGIN is not None and OURS_ALT_ARGS is None:
     OURS_ALT_ARGS = ""
 LOG_MSEC = 100  # fio's per-job IOPS log interval (the measured window)
+# The client of the "batch-client" steps.  fio sleeps until a reply comes;
+# when the reply wakes it on the CPU of the nbdkit thread that sent it, it
+# preempts that thread, and a server with one thread per connection (ours
+# in the default model) then trades the CPU with its client twice per
+# request.  SCHED_BATCH tasks do not preempt on wake-up, so these steps
+# show the servers without that ping-pong.
+CLIENT_BATCH = ("chrt", "--batch", "0")
 
 
 class Progress:
@@ -323,7 +333,7 @@ class Bench:
         wait_for(self.nbd_sock, p, argv[4] if len(argv) > 4 else "nbdkit")
         return p
 
-    def fio(self, uri, rw, bs, depth, jobs, sampler):
+    def fio(self, uri, rw, bs, depth, jobs, sampler, client=()):
         """One fio process per NBD connection, all started at once (one fio
         with --numjobs forks its jobs one by one, and on 2 busy CPUs the
         later ones started only after the first had finished).  Returns
@@ -343,7 +353,8 @@ class Bench:
                 f"--log_avg_msec={LOG_MSEC}", "--log_unix_epoch=1",
                 "--output-format=json"]
         t0 = time.time()
-        procs = [subprocess.Popen(argv + [f"--write_iops_log={prefixes[i]}",
+        procs = [subprocess.Popen(list(client) + argv +
+                                  [f"--write_iops_log={prefixes[i]}",
                                           f"--output={outs[i]}"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   text=True) for i in range(jobs)]
@@ -396,7 +407,7 @@ class Bench:
                            wall > (jobs - 0.5) * (RUNTIME + RAMP))
         return res
 
-    def run_nbd(self, part, group, workload, jobs, server, spec):
+    def run_nbd(self, part, group, workload, jobs, server, spec, client=()):
         argv, env, uri, backend = spec
         rw, bs, depth = workload
         p = self.start_nbd(argv, env)
@@ -406,7 +417,7 @@ class Bench:
         sampler = CpuSampler(groups)
         sampler.start()
         try:
-            res = self.fio(uri, rw, bs, depth, jobs, sampler)
+            res = self.fio(uri, rw, bs, depth, jobs, sampler, client)
         finally:
             if sampler.is_alive():
                 sampler.stop()
@@ -517,6 +528,13 @@ class Bench:
                     steps.append((f"scaling {group} {jobs} conn", list(servers),
                                   lambda c, g=group, j=jobs, s=servers: self.run_nbd(
                                       "scaling", g, ("randread", "4k", 16), j, c, s[c])))
+            if "io_uring" in DRIVERS and shutil.which("chrt"):
+                servers = self.nbd_servers("io_uring")
+                for jobs in (1, 2, 4, 8):
+                    steps.append((f"batch-client io_uring {jobs} conn", ["ours", "file"],
+                                  lambda c, j=jobs, s=servers: self.run_nbd(
+                                      "batch-client", "io_uring", ("randread", "4k", 16),
+                                      j, c, s[c], CLIENT_BATCH)))
         return steps
 
     VM_ROUNDS = max(1, ROUNDS // 2 + ROUNDS % 2)  # each an A B B A block

@@ -408,7 +408,7 @@ def client_wakeups(steps):
         cells = []
         for c in ("ours", "file"):
             a, b = median_of(rb, c, "iops"), median_of(rs, c, "iops")
-            cells.append(fmt(a / b if a and b else None, ".2f") + "x")
+            cells.append(f"{a / b:.2f}x" if a and b else "-")
         lines.append(f"| {n} | {cell_ratio(rs, 'ours', 'file', 1.0)} | "
                      f"{cell_ratio(rb, 'ours', 'file', 1.0)} | {cells[0]} | {cells[1]} |")
     if not lines:

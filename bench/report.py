@@ -146,7 +146,8 @@ def engine_cell(steps, prefix):
 
 
 def scaling_cell(steps, prefix, ours, other):
-    """"a / b / c / d verdict" over 1, 2, 4 and 8 connections, or None."""
+    """The cell "a / b / c / d verdict" of ours/other at 1, 2, 4 and 8
+    connections, or None without those steps."""
     labels = [f"{prefix} {n} conn" for n in (1, 2, 4, 8)
               if f"{prefix} {n} conn" in steps]
     if not labels:

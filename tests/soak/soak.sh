@@ -116,11 +116,30 @@ esac
 nbd_pid=$(cat "$pidfile")
 conns=$((fio_jobs + mixed))
 
-# run_load SECONDS: the connections; prints the requests served.
+# stall_report: where nbdkit's threads wait (and their stacks, with gdb),
+# for a load that stopped making progress.
+stall_report ()
+{
+    local t
+    echo "nbdkit's threads (wchan) at the stall:" >&2
+    for t in /proc/"$nbd_pid"/task/*; do
+        echo "  ${t##*/} $(cat "$t/comm" 2>/dev/null) $(cat "$t/wchan" 2>/dev/null)" >&2
+    done
+    if command -v gdb >/dev/null; then
+        timeout 60 gdb -p "$nbd_pid" -batch -ex "thread apply all bt" 2>&1 |
+            grep -E '^(#|Thread)' >&2
+    fi
+}
+
+# run_load SECONDS: the connections; prints the requests served.  A client
+# still running a minute after its time is stalled: it is stopped, and the
+# test fails with where nbdkit waits (a device that stops completing
+# requests must not hold the test until meson's timeout).
 run_load ()
 {
-    local secs=$1 pids=() rc=0 i
-    fio --name=soak --ioengine=nbd --uri="$(uri)" --rw=randwrite \
+    local secs=$1 pids=() rc=0 i stalled=0
+    local limit=$((secs + 60))
+    timeout -k 5 "$limit" fio --name=soak --ioengine=nbd --uri="$(uri)" --rw=randwrite \
         --bssplit=512/10:4k/40:64k/30:1m/15:4m/5 --iodepth=8 \
         --numjobs="$fio_jobs" --size="$region" --offset_increment="$region" \
         --time_based --runtime="$secs" --verify=crc32c --verify_backlog=16 \
@@ -128,17 +147,27 @@ run_load ()
         --output="$tmp/fio.json" > "$tmp/fio.log" 2>&1 &
     pids+=($!)
     for i in $(seq 0 $((mixed - 1))); do
-        /usr/bin/python3 "$here/mixed-client.py" "$(uri)" \
+        timeout -k 5 "$limit" /usr/bin/python3 "$here/mixed-client.py" "$(uri)" \
             $(( (fio_jobs + i) * region )) "$region" "$secs" "seed$i" \
             > "$tmp/mixed-$i.log" 2>&1 &
         pids+=($!)
     done
     for i in "${pids[@]}"; do
-        wait "$i" || rc=1
+        wait "$i"
+        case $? in
+        0) ;;
+        124|137) rc=1 stalled=1 ;;
+        *) rc=1 ;;
+        esac
     done
     if [ $rc -ne 0 ]; then
         cat "$tmp/fio.log" "$tmp"/mixed-*.log >&2
-        echo "FAIL: the load saw errors" >&2
+        if [ $stalled = 1 ]; then
+            stall_report
+            echo "FAIL: the load stalled (a client was still waiting $limit s after its start)" >&2
+        else
+            echo "FAIL: the load saw errors" >&2
+        fi
         return 1
     fi
     /usr/bin/python3 - "$tmp/fio.json" "$tmp"/mixed-*.log <<'PY'

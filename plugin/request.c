@@ -646,14 +646,22 @@ bio_submit (struct bio_queue *bq, struct bio_op *op, struct bio_waiter *w)
 
 /* Wait 1: alone on the queue, wait inside blkioq_do_io().  Once nothing
  * of ours is left in libblkio, whoever took it off finishes it.  Called
- * with the lock held, returns without it. */
+ * and returns with the lock held; the caller waits the other way if our
+ * request is not complete yet.
+ *
+ * Alone is checked before every wait, not once: copying a bounced read
+ * out drops the lock, and another thread may meanwhile queue and start
+ * reaping, polling the completion fd (the device's call eventfd) and
+ * reading it.  A read that lands between the device's signal and our
+ * edge-triggered wait collecting it leaves that wait nothing to report,
+ * so it would sleep on with the completion already in the used ring,
+ * holding the lock the reaper needs: both would wait forever. */
 static void
 bio_wait_alone (struct bio_queue *bq, struct bio_waiter *w)
 {
   while (atomic_load (&w->remaining) != 0 && bq->unharvested > 0 &&
-         !bq->dead)
+         !bq->dead && bio_alone (bq))
     bio_harvest_finish (bq, w, 1);
-  pthread_mutex_unlock (&bq->lock);
 }
 
 /* Reap for everyone until w's request is complete, then give the
@@ -744,10 +752,10 @@ bio_run_once (struct bio_op *op, struct bio_waiter *w, bool *untouched)
 
   pthread_mutex_lock (&bq->lock);
   *untouched = !bio_submit (bq, op, w);
+  if (atomic_load (&w->remaining) != 0 && bio_alone (bq))
+    bio_wait_alone (bq, w);
   if (atomic_load (&w->remaining) != 0) {
-    if (bio_alone (bq))
-      bio_wait_alone (bq, w);
-    else if (bq->ct_parked && !bq->owner_reaping)
+    if (bq->ct_parked && !bq->owner_reaping)
       bio_wait_reaping (bq, w);
     else {
       w->sleeping = true;

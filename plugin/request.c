@@ -752,8 +752,7 @@ bio_run_once (struct bio_op *op, struct bio_waiter *w, bool *untouched)
 
   pthread_mutex_lock (&bq->lock);
   *untouched = !bio_submit (bq, op, w);
-  if (atomic_load (&w->remaining) != 0 && bio_alone (bq))
-    bio_wait_alone (bq, w);
+  bio_wait_alone (bq, w);       /* checks for itself whether it applies */
   if (atomic_load (&w->remaining) != 0) {
     if (bq->ct_parked && !bq->owner_reaping)
       bio_wait_reaping (bq, w);

@@ -58,6 +58,9 @@ PARTS = os.environ.get("PARTS", "engine vm nbd scaling").split()
 # DRIVERS= narrows the host parts to some drivers (io_uring, vhost-user).
 DRIVERS = os.environ.get("DRIVERS", "io_uring vhost-user").split()
 SIZE = os.environ.get("SIZE", "512M")
+# STEPS="a,b": only the steps whose label contains one of these strings
+# (e.g. STEPS="nbd vhost-user read-1M" with PARTS=nbd).
+STEPS = [p for p in os.environ.get("STEPS", "").split(",") if p]
 OURS_ARGS = os.environ.get("OURS_ARGS", "").split()
 # "ours-alt": the same build with the parallel thread model unless told
 # otherwise (OURS_ALT_ARGS=none: no second configuration).  ALT_PLUGIN=path
@@ -607,6 +610,8 @@ class Bench:
 
     def run(self):
         steps = self.plan()
+        if STEPS:
+            steps = [st for st in steps if any(p in st[0] for p in STEPS)]
         total = (sum(len(c) * self.step_rounds(lb) for lb, c, _ in steps) +
                  (self.VM_STEPS if "vm" in PARTS else 0))
         prog = Progress(total)

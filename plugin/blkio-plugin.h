@@ -52,6 +52,14 @@
  * work instead of following all of it. */
 #define BIO_READ_SPLIT (256 * 1024)
 
+/* zero-copy= (lend.c): requests of at least BIO_LEND_MIN bytes use
+ * nbdkit's own buffer once it is mapped for the device, up to
+ * BIO_LEND_MAX_CHUNKS buffers at a time; the memfd behind one is
+ * BIO_LEND_SLACK longer than the buffer (nbdkit's largest request). */
+#define BIO_LEND_MIN (64 * 1024)
+#define BIO_LEND_MAX_CHUNKS 16
+#define BIO_LEND_SLACK (64 * 1024 * 1024)
+
 /* Bounced writes larger than this are copied without the queue lock (it
  * is dropped and taken again); smaller ones are cheaper to copy under it. */
 #define BIO_COPY_UNLOCKED (16 * 1024)
@@ -255,6 +263,16 @@ extern int bio_wait_up (char *msg, size_t len);
 extern int bio_refresh (bool readonly);
 extern int bio_reconnect_start (void);
 extern void bio_reconnect_stop (void);
+
+/* ---- nbdkit's buffers lent to the device (lend.c) ---- */
+
+extern int bio_zero_copy;               /* zero-copy=, -1: auto */
+
+extern bool bio_lend (char *buf, uint64_t count);
+extern unsigned bio_lend_generation (void);
+extern void bio_lend_setup (int nqueues);
+extern void bio_lend_destroy_instance (struct blkio **b);
+extern void bio_lend_unload (void);
 
 /* ---- errors.c ---- */
 

@@ -71,6 +71,7 @@ bio_unload (void)
 {
   size_t k;
 
+  bio_lend_unload ();
   bio_close_instance ();
   free (bio_driver);
   for (k = 0; k < bio_nprops; k++) {
@@ -111,7 +112,7 @@ bio_add_prop (const char *key, const char *value)
 }
 
 /* The plugin's own behaviour: thread-model=, reconnect=,
- * reconnect-wait=, read-split=, zoned-writable=. */
+ * reconnect-wait=, read-split=, zoned-writable=, zero-copy=. */
 static int
 bio_config_behaviour (const char *key, const char *value)
 {
@@ -162,6 +163,8 @@ bio_config_behaviour (const char *key, const char *value)
     return -1;
   if (strcmp (key, "reconnect") == 0)
     bio_reconnect = b;
+  else if (strcmp (key, "zero-copy") == 0)
+    bio_zero_copy = b;
   else
     bio_zoned_writable = b;
   return 0;
@@ -219,6 +222,7 @@ bio_config (const char *key, const char *value)
            strcmp (key, "reconnect") == 0 ||
            strcmp (key, "reconnect-wait") == 0 ||
            strcmp (key, "read-split") == 0 ||
+           strcmp (key, "zero-copy") == 0 ||
            strcmp (key, "zoned-writable") == 0)
     return bio_config_behaviour (key, value);
   else if (strcmp (key, "path") == 0) {
@@ -265,6 +269,9 @@ bio_config_complete (void)
   "read-split=SIZE     Bounced reads above SIZE go to the device in\n" \
   "                    pieces of SIZE, each copied out as soon as it\n" \
   "                    completes (default: 256k; 0: off).\n" \
+  "zero-copy=BOOL      Map nbdkit's buffers of large requests for the\n" \
+  "                    device instead of copying through bounce buffers\n" \
+  "                    (default: true on virtio-blk-vhost-user).\n" \
   "zoned-writable=BOOL Serve a zoned device writable (default: false).\n" \
   "thread-model=auto|parallel|serialize_requests\n" \
   "                    Default auto: parallel unless nbdkit is too old\n" \
@@ -405,7 +412,7 @@ bio_device_size_now (void)
 }
 
 static bool bio_must_bounce (const void *buf, uint64_t count);
-static uint64_t bio_rw_limit (bool bounce, enum bio_kind kind,
+static uint64_t bio_rw_limit (bool bounce, bool lent, enum bio_kind kind,
                               uint64_t count);
 
 /* Read the first block: a device that went away since the last request
@@ -426,7 +433,7 @@ bio_probe (void)
   op.buf = buf;                 /* bio_run moves op.buf on */
   op.count = len;
   op.bounce = bio_must_bounce (op.buf, len);
-  op.max_len = bio_rw_limit (op.bounce, op.kind, op.count);
+  op.max_len = bio_rw_limit (op.bounce, false, op.kind, op.count);
   r = bio_run (&op);
   if (r < 0)
     nbdkit_debug ("probing the device: %s", op.msg);
@@ -609,40 +616,59 @@ bio_must_bounce (const void *buf, uint64_t count)
 }
 
 /* The largest piece of a read or write of count bytes: the device's
- * limit and, when bounced, a bounce chunk; a large bounced read is cut
- * into pieces of read-split= (see BIO_READ_SPLIT). */
+ * limit and, when bounced, a bounce chunk; a large read, bounced or lent
+ * (lend.c), is cut into pieces of read-split= (see BIO_READ_SPLIT). */
 static uint64_t
-bio_rw_limit (bool bounce, enum bio_kind kind, uint64_t count)
+bio_rw_limit (bool bounce, bool lent, enum bio_kind kind, uint64_t count)
 {
   uint64_t split;
 
-  if (!bounce)
+  if (!bounce && !lent)
     return bio_rw_max;
-  split = BIO_BOUNCE_CHUNK;
+  split = bounce ? BIO_BOUNCE_CHUNK : 0;
   if (kind == BIO_READ && bio_read_split && count > bio_read_split)
     split = bio_read_split;
+  if (split == 0)
+    return bio_rw_max;
   split = bio_round_down (split, bio_req_align);
   if (split == 0)
     split = bio_round_down (BIO_BOUNCE_CHUNK, bio_req_align);
   return bio_min_limit (bio_rw_max, split);
 }
 
-/* Read or write through bounce buffers when the buffer needs them, split
- * by the transfer limits. */
+/* Read or write through bounce buffers when the buffer needs them (and
+ * cannot be lent to the device, lend.c), split by the transfer limits. */
 static int
 bio_rw (struct bio_op *op, const char *what)
 {
   /* bio_run() consumes op; report the request as the client sent it. */
-  const uint64_t offset = op->offset;
-  const uint64_t count = op->count;
+  const struct bio_op sent = *op;
+  bool lent = false;
+  unsigned gen = 0;
   int r;
 
-  if (count == 0)
+  if (sent.count == 0)
     return 0;
-  op->bounce = bio_must_bounce (op->buf, count);
-  op->max_len = bio_rw_limit (op->bounce, op->kind, count);
-  r = bio_run (op);
-  return r < 0 ? bio_fail (what, offset, count, op, r) : 0;
+  for (;;) {
+    op->bounce = bio_must_bounce (op->buf, sent.count);
+    if (op->bounce && bio_zero_copy > 0 &&
+        ((uintptr_t) op->buf | sent.count) % bio_buf_align == 0) {
+      gen = bio_lend_generation ();
+      lent = bio_lend (op->buf, sent.count);
+      op->bounce = !lent;
+    }
+    op->max_len = bio_rw_limit (op->bounce, lent, op->kind, sent.count);
+    r = bio_run (op);
+    /* Re-created underneath a lent buffer, which the new instance does
+     * not know yet: once more, lent again or bounced. */
+    if (r == -EFAULT && lent && gen != bio_lend_generation ()) {
+      *op = sent;
+      lent = false;
+      continue;
+    }
+    break;
+  }
+  return r < 0 ? bio_fail (what, sent.offset, sent.count, op, r) : 0;
 }
 
 /* Read data. */

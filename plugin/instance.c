@@ -405,6 +405,7 @@ bio_open_instance (void)
   if (bio_pool_create (nq, bio_queue_entries (),
                        private_queues) == -1)
     return -1;
+  bio_lend_setup (nq);
   nbdkit_debug ("%s: %d queue(s), %u slot(s) each, %s, %s%s",
                 bio_driver, bio_nqueues, bio_queues[0].nslots,
                 bio_have_bounce ? "bounce buffers" : "zero copy",
@@ -460,5 +461,5 @@ bio_close_instance (void)
 {
   bio_pool_destroy ();
   if (bio_b)
-    blkio_destroy (&bio_b);
+    bio_lend_destroy_instance (&bio_b);
 }

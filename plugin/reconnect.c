@@ -154,7 +154,7 @@ bio_recreate (bool refresh, bool readonly)
   int r;
 
   bio_pool_release ();
-  blkio_destroy (&bio_b);
+  bio_lend_destroy_instance (&bio_b);
   for (;;) {
     attempt++;
     bio_quiet = attempt > 1;
@@ -167,7 +167,7 @@ bio_recreate (bool refresh, bool readonly)
       bio_pool_release ();
     }
     if (bio_b)
-      blkio_destroy (&bio_b);
+      bio_lend_destroy_instance (&bio_b);
     if (refresh)
       return -1;                /* the caller reconnects as if lost */
     nbdkit_debug ("reconnect attempt %u failed, next in %u ms",

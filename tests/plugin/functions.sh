@@ -15,6 +15,9 @@
 #                             SECS, exit 0 and print an "ok:" line to OUT
 #   assert_idle PID           PID uses less than 0.3 s of CPU over 2 s
 #   assert_exits_on_term PID  SIGTERM ends PID within 10 s
+#   start_qsd IMAGE           a qemu-storage-daemon exporting IMAGE on
+#                             $VU_SOCK as qsd-run.sh does (after the test
+#                             killed that one); its pid in $qsd_pid
 # Environment: PLUGIN (the built .so, set by meson), NBDKIT (default: the
 # nbdkit in PATH), BLKIO_TEST_VALGRIND=1 (run every nbdkit under valgrind;
 # any error valgrind reports fails the test at exit).
@@ -228,3 +231,21 @@ uri ()
 {
     echo "nbd+unix:///?socket=$sock"
 }
+
+# start_qsd IMAGE: a daemon exporting IMAGE on $VU_SOCK, as qsd-run.sh does.
+qsd_pid=
+start_qsd ()
+{
+    rm -f "$VU_SOCK"
+    "${QSD:-/usr/bin/qemu-storage-daemon}" --blockdev "driver=file,node-name=disk,filename=$1" \
+        --export "type=vhost-user-blk,id=e,addr.type=unix,addr.path=$VU_SOCK,node-name=disk,writable=on,num-queues=4" \
+        > "$tmp/qsd.log" 2>&1 &
+    qsd_pid=$!
+    for _ in $(seq 100); do
+        [ -S "$VU_SOCK" ] && return 0
+        sleep 0.05
+    done
+    cat "$tmp/qsd.log"
+    return 1
+}
+cleanup_fn 'test -n "$qsd_pid" && kill -9 $qsd_pid 2>/dev/null'

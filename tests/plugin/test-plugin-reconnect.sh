@@ -20,26 +20,8 @@ if [ -z "${VU_SOCK:-}" ] || [ -z "${VU_QSD_PID:-}" ] || [ -z "${VU_IMG:-}" ]; th
     echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
     exit 77
 fi
-QSD=${QSD:-/usr/bin/qemu-storage-daemon}
 set -x
 
-# start_qsd IMAGE: a daemon exporting IMAGE on $VU_SOCK, as qsd-run.sh does.
-qsd_pid=
-start_qsd ()
-{
-    rm -f "$VU_SOCK"
-    "$QSD" --blockdev "driver=file,node-name=disk,filename=$1" \
-        --export "type=vhost-user-blk,id=e,addr.type=unix,addr.path=$VU_SOCK,node-name=disk,writable=on,num-queues=4" \
-        > "$tmp/qsd.log" 2>&1 &
-    qsd_pid=$!
-    for _ in $(seq 100); do
-        [ -S "$VU_SOCK" ] && return 0
-        sleep 0.05
-    done
-    cat "$tmp/qsd.log"
-    return 1
-}
-cleanup_fn 'test -n "$qsd_pid" && kill -9 $qsd_pid 2>/dev/null'
 
 start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 \
     2> "$tmp/nbdkit.log"

@@ -10,6 +10,7 @@
  *               loop and the three ways an nbdkit thread waits (bio_run)
  *   reconnect.c re-creating the instance when the device was lost (or
  *               resized), in a background thread
+ *   lend.c      nbdkit's request buffer lent to the device (zero-copy=)
  *   errors.c    the errno -> NBD error table
  *
  * One libblkio instance serves every NBD connection; nbdkit worker threads

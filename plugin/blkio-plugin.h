@@ -60,6 +60,9 @@
 #define BIO_LEND_MIN (64 * 1024)
 #define BIO_LEND_MAX_CHUNKS 16
 #define BIO_LEND_SLACK (64 * 1024 * 1024)
+/* ... and only on a device that takes at least this many memory regions
+ * (see bio_lend_setup). */
+#define BIO_LEND_MIN_REGIONS 16
 
 /* Bounced writes larger than this are copied without the queue lock (it
  * is dropped and taken again); smaller ones are cheaper to copy under it. */

@@ -39,6 +39,7 @@
  */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -289,9 +290,13 @@ bio_lend (char *buf, uint64_t count)
     if (bio_lend_still_ours (l, buf)) {
       if (l->gen == atomic_load (&bio_lend_gen))
         return true;
-      if (bio_lend_map (l)) {
+      /* The instance was re-created.  The backend of the old one may
+       * still have the memfd mapped (a backend that hung rather than
+       * died), so the pages move to a new memfd for the new one. */
+      bio_lend_forget (l);
+      if (bio_lend_adopt (buf, count)) {
         nbdkit_debug ("zero-copy: request buffer %p lent to the new "
-                      "instance", (void *) l->start);
+                      "instance", (void *) buf);
         return true;
       }
       bio_lend_refused = buf;
@@ -360,8 +365,18 @@ bio_lend_setup (int nqueues)
     bio_zero_copy = 0;
     return;
   }
-  if (blkio_get_uint64 (bio_b, "max-mem-regions", &max) < 0)
-    max = 0;
+  /* A vhost-user backend without memory slots takes its regions as one
+   * table (8 at most): adding one re-sends the table, which such a
+   * backend applies by unmapping every region, under the requests of
+   * other threads in flight.  One with slots takes them one at a time,
+   * and has more. */
+  if (blkio_get_uint64 (bio_b, "max-mem-regions", &max) < 0 ||
+      max < BIO_LEND_MIN_REGIONS) {
+    nbdkit_debug ("zero-copy: off, the device takes %" PRIu64 " memory "
+                  "regions (needs %d)", max, BIO_LEND_MIN_REGIONS);
+    bio_zero_copy = 0;
+    return;
+  }
   bio_lend_max = max > (uint64_t) nqueues + 2 ?
     (unsigned) (max - nqueues - 2) : 0;
   if (bio_lend_max > BIO_LEND_MAX_CHUNKS)

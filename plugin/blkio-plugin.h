@@ -277,6 +277,8 @@ extern unsigned bio_lend_generation (void);
 extern void bio_lend_setup (int nqueues);
 extern void bio_lend_destroy_instance (struct blkio **b);
 extern void bio_lend_unload (void);
+extern void bio_regions_lock (void);
+extern void bio_regions_unlock (void);
 
 /* ---- errors.c ---- */
 

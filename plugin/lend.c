@@ -66,6 +66,10 @@ struct bio_lent {
   uint64_t token;
 };
 
+/* Held for every change to the instance's memory regions (here and the
+ * queues' bounce regions in pool.c) and while it is destroyed: libblkio's
+ * region calls may not run at the same time as each other, and a thread
+ * that ends (bio_lend_thread_exit) unmaps its buffer whenever it ends. */
 static pthread_mutex_t bio_lend_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Bumped (under the lock) each time the instance is destroyed: regions
  * mapped in an older one are gone with it. */
@@ -74,6 +78,10 @@ static _Atomic unsigned bio_lend_count; /* chunks mapped in this instance */
 static unsigned bio_lend_max;           /* how many may be */
 static pthread_key_t bio_lend_key;
 static bool bio_lend_key_ok;
+/* Threads inside bio_lend_thread_exit: nbdkit unloads the plugin once
+ * its connection threads returned, which is before their thread-specific
+ * data destructors ran. */
+static atomic_int bio_lend_exiting;
 
 static __thread struct bio_lent *bio_lent;
 static __thread char *bio_lend_seen;    /* last large buffer not lent */
@@ -121,9 +129,24 @@ bio_lend_thread_exit (void *p)
 {
   struct bio_lent *l = p;
 
+  atomic_fetch_add (&bio_lend_exiting, 1);
   if (l->start)
     bio_lend_forget (l);
   free (l);
+  atomic_fetch_sub (&bio_lend_exiting, 1);
+}
+
+/* See bio_lend_lock. */
+void
+bio_regions_lock (void)
+{
+  pthread_mutex_lock (&bio_lend_lock);
+}
+
+void
+bio_regions_unlock (void)
+{
+  pthread_mutex_unlock (&bio_lend_lock);
 }
 
 /* Map l's chunk in the current instance.  Returns whether it is. */
@@ -330,13 +353,19 @@ bio_lend_generation (void)
   return atomic_load (&bio_lend_gen);
 }
 
-/* At unload: no thread's exit may call into the unloaded plugin. */
+/* At unload: no thread's exit may call into the unloaded plugin.  Once
+ * the key is deleted no destructor starts; those already running are
+ * waited for (up to a second: they only take a lock and unmap). */
 void
 bio_lend_unload (void)
 {
+  int i;
+
   if (bio_lend_key_ok)
     pthread_key_delete (bio_lend_key);
   bio_lend_key_ok = false;
+  for (i = 0; i < 1000 && atomic_load (&bio_lend_exiting) > 0; i++)
+    usleep (1000);
 }
 
 /* The instance is about to be destroyed (its regions with it); called

@@ -82,7 +82,9 @@ bio_queue_bounce_init (struct bio_queue *bq)
   }
   bq->have_region = true;
   if (bio_needs_mem_regions) {
+    bio_regions_lock ();
     r = blkio_map_mem_region (bio_b, &bq->region);
+    bio_regions_unlock ();
     if (r < 0) {
       nbdkit_error ("blkio_map_mem_region: queue %d: %s",
                     bq->index, blkio_get_error_msg ());
@@ -167,11 +169,13 @@ bio_queue_init (struct bio_queue *bq, int i, unsigned entries)
 static void
 bio_queue_release (struct bio_queue *bq)
 {
+  bio_regions_lock ();
   if (bq->region_mapped)
     blkio_unmap_mem_region (bio_b, &bq->region);
   if (bq->have_region)
     blkio_free_mem_region (bio_b, &bq->region);
   bq->region_mapped = bq->have_region = false;
+  bio_regions_unlock ();
 }
 
 /* Release what bio_queue_init set up (not the libblkio queue itself). */

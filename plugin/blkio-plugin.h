@@ -168,6 +168,8 @@ struct bio_waiter {
   bool sleeping;                        /* on its queue's sleepers list */
   struct bio_waiter *next_sleeper;
   int err;                              /* first error (positive errno) */
+  bool lost;                            /* a piece was in flight when the
+                                         * queue died (bio_queue_die) */
   char msg[256];
 };
 
@@ -240,6 +242,9 @@ struct bio_op {
   uint32_t flags;               /* BLKIO_REQ_* */
   uint64_t max_len;             /* per sub-request, 0 = unlimited */
   bool bounce;
+  /* On failure: whether a piece was still in the device when its queue
+   * died (the device may write to buf later). */
+  bool lost;
   /* On failure: what went wrong, in the thread's waiter (valid until the
    * thread's next request; an array here would be zeroed per request). */
   const char *msg;
@@ -272,8 +277,9 @@ extern void bio_reconnect_stop (void);
 
 extern int bio_zero_copy;               /* zero-copy=, -1: auto */
 
-extern bool bio_lend (char *buf, uint64_t count);
+extern bool bio_lend (char *buf, uint64_t count, unsigned *gen);
 extern unsigned bio_lend_generation (void);
+extern void bio_lend_failed (char *buf);
 extern void bio_lend_setup (int nqueues);
 extern void bio_lend_destroy_instance (struct blkio **b);
 extern void bio_lend_unload (void);

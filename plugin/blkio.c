@@ -652,21 +652,20 @@ bio_rw (struct bio_op *op, const char *what)
   for (;;) {
     op->bounce = bio_must_bounce (op->buf, sent.count);
     if (op->bounce && bio_zero_copy > 0 &&
-        ((uintptr_t) op->buf | sent.count) % bio_buf_align == 0) {
-      gen = bio_lend_generation ();
-      lent = bio_lend (op->buf, sent.count);
-      op->bounce = !lent;
-    }
+        ((uintptr_t) op->buf | sent.count) % bio_buf_align == 0)
+      op->bounce = !(lent = bio_lend (op->buf, sent.count, &gen));
     op->max_len = bio_rw_limit (op->bounce, lent, op->kind, sent.count);
     r = bio_run (op);
+    if (r == 0 || !lent)
+      break;
+    if (op->lost)
+      bio_lend_failed (sent.buf);
     /* Re-created underneath a lent buffer, which the new instance does
      * not know yet: once more, lent again or bounced. */
-    if (r == -EFAULT && lent && gen != bio_lend_generation ()) {
-      *op = sent;
-      lent = false;
-      continue;
-    }
-    break;
+    if (r != -EFAULT || gen == bio_lend_generation ())
+      break;
+    *op = sent;
+    lent = false;
   }
   return r < 0 ? bio_fail (what, sent.offset, sent.count, op, r) : 0;
 }

@@ -299,17 +299,27 @@ bio_lend_still_ours (struct bio_lent *l, char *buf)
   return seen == token;
 }
 
-/* Can the device use buf (count bytes) as it is?  Called on the request's
- * thread before a read or write that would be bounced. */
-bool
-bio_lend (char *buf, uint64_t count)
+/* Is [buf, buf + count) inside l's chunk? */
+static bool
+bio_lend_inside (const struct bio_lent *l, const char *buf, uint64_t count)
+{
+  return l && l->start && buf >= l->start && count <= l->len &&
+    (size_t) (buf - l->start) <= l->len - count;
+}
+
+/* bio_lend(): lent and mapped in the current instance, lent now, or not
+ * (bounce it). */
+static bool
+bio_lend_buffer (char *buf, uint64_t count)
 {
   struct bio_lent *l = bio_lent;
 
-  if (count < BIO_LEND_MIN || buf == bio_lend_refused)
+  /* While the device is away the request waits for it anyway; nothing
+   * is decided (or refused) until it is back. */
+  if (count < BIO_LEND_MIN || buf == bio_lend_refused ||
+      atomic_load_explicit (&bio_state, memory_order_relaxed) != BIO_UP)
     return false;
-  if (l && l->start && buf >= l->start && count <= l->len &&
-      (size_t) (buf - l->start) <= l->len - count) {
+  if (bio_lend_inside (l, buf, count)) {
     if (bio_lend_still_ours (l, buf)) {
       if (l->gen == atomic_load (&bio_lend_gen))
         return true;
@@ -343,6 +353,44 @@ bio_lend (char *buf, uint64_t count)
     return true;
   bio_lend_refused = buf;
   return false;
+}
+
+/* Can the device use buf (count bytes) as it is?  Called on the request's
+ * thread before a read or write that would be bounced; on true, *gen is
+ * the generation of the instance it is mapped in. */
+bool
+bio_lend (char *buf, uint64_t count, unsigned *gen)
+{
+  bool lent = bio_lend_buffer (buf, count);
+
+  if (lent)
+    *gen = bio_lent->gen;
+  return lent;
+}
+
+/* A lent request failed with pieces still in the device (its queue died):
+ * the device may write to them later, while nbdkit already reuses the
+ * buffer (receiving the next write into it, say).  The buffer moves to
+ * new pages now, before the request returns; the old ones take the late
+ * writes.  It is lent again, to the instance then current, on its next
+ * request. */
+void
+bio_lend_failed (char *buf)
+{
+  struct bio_lent *l = bio_lent;
+  char *start;
+  size_t len;
+
+  if (!bio_lend_inside (l, buf, 1))
+    return;
+  start = l->start;
+  len = l->len;
+  bio_lend_forget (l);
+  nbdkit_debug ("zero-copy: request buffer %p failed with pieces in the "
+                "device: moved to new pages", (void *) start);
+  if (!bio_lend_move (l, start, len))
+    nbdkit_debug ("zero-copy: request buffer %p stays on the pages the "
+                  "device had", (void *) start);
 }
 
 /* The generation of the instance: a lent request that failed because its

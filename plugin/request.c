@@ -137,6 +137,7 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
     s->owner = NULL;
     bq->inflight--;
     bq->unharvested--;
+    w->lost = true;
     bio_set_err (w, err, bq->dead_msg);
     if (bio_piece_done (w))
       bio_futex_wake (bio_waiter_done (bq, w), 1);
@@ -748,6 +749,7 @@ bio_run_once (struct bio_op *op, struct bio_waiter *w, bool *untouched)
 
   atomic_init (&w->remaining, 0);
   w->err = 0;
+  w->lost = false;
   w->msg[0] = '\0';
 
   pthread_mutex_lock (&bq->lock);
@@ -797,5 +799,6 @@ bio_run (struct bio_op *op)
     *op = saved;
   }
   op->msg = w->msg;
+  op->lost = w->lost;
   return r;
 }

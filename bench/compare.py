@@ -51,6 +51,8 @@ def env_int(name, default):
 
 
 QUICK = os.environ.get("QUICK", "0") == "1"
+# bench/copy-align's modes: the buffer's offset past a page, lent or bounced.
+COPY_MODES = ("lent+0", "lent+16", "lent+64", "bounce+16")
 ROUNDS = env_int("ROUNDS", 1 if QUICK else 3)
 RUNTIME = env_int("RUNTIME", 1 if QUICK else 2)
 RAMP = env_int("RAMP", 0 if QUICK else 1)
@@ -230,6 +232,7 @@ class Bench:
         self.plugin = os.path.join(args.build, "plugin",
                                    "nbdkit-blkio-plugin.so")
         self.blkio_bench = os.path.join(args.build, "bench", "blkio-bench")
+        self.copy_align = os.path.join(args.build, "bench", "copy-align")
         self.example = os.path.join(args.build, "bench", "libblkio-examples",
                                     "blkio-bench")
         self.tmp = tempfile.mkdtemp(prefix="bench-run.")
@@ -429,6 +432,20 @@ class Bench:
                 "workload": f"{rw}-{bs}-qd{depth}", "jobs": jobs,
                 "contender": server, **res}
 
+    def run_copy_align(self, mode):
+        """bench/copy-align, one mode: the cost of a backend's 1 MiB copy
+        from the page cache into a buffer at nbdkit's offset (16 bytes
+        past a page) against an aligned one, for the 1 MiB ceiling."""
+        out = subprocess.run([self.copy_align, self.file, "1", str(RUNTIME), mode],
+                             capture_output=True, text=True,
+                             timeout=RUNTIME * 4 + 30)
+        if out.returncode:
+            raise RuntimeError(f"copy-align exit {out.returncode}: {out.stderr[-200:]}")
+        r = json.loads(out.stdout)
+        return {"part": "nbd", "group": "vhost-user", "workload": "copy-1M",
+                "jobs": 1, "contender": mode, "iops": r["req_per_s"],
+                "device_us": r["device_us"], "server_us": r["server_us"]}
+
     # --- engine: blkio-bench on either library ---
     def run_engine(self, group, depth, lib):
         libdir = os.path.join(self.build, "lib") if lib == "ours" else self.reflib
@@ -524,6 +541,8 @@ class Bench:
                     steps.append((f"nbd {group} {w[0]}-{w[1]}-qd{w[2]}", list(servers),
                                   lambda c, g=group, w=w, s=servers: self.run_nbd(
                                       "nbd", g, w, 1, c, s[c])))
+            if "vhost-user" in DRIVERS:
+                steps.append(("copy-align read-1M", list(COPY_MODES), self.run_copy_align))
         if "scaling" in PARTS:
             for group in DRIVERS:
                 servers = self.nbd_servers(group)

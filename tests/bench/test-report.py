@@ -44,10 +44,16 @@ def report_rows():
     lines = report.copy_alignment(report.by_step(rs), 2)
     want = ["| lent+0 | 101.0 | 90.0 | 3000 | 1.00x (3) |",
             "| lent+16 | 151.0 | 90.0 | 2500 | 1.50x (3) |",
-            "| ours | 3000 | 3077 | 250.0 - 50.0 | 3333 | yes |"]
+            "| ours | 3000 | 3077 | 250.0 - 50.0 | 3333 (90% of it) | yes |"]
     for w in want:
         if w not in lines:
             sys.exit("FAIL: report row missing: " + w + "\n" + "\n".join(lines))
+    # Within the CPU bound only at a share of the CPUs that no contender
+    # reached in the step: not a bare "yes".
+    rows = [ln for ln in report.nbd_ceilings(report.by_step(rs), 2)
+            if ln.startswith("| nbd vhost-user read-1M-qd8 | ours | 1.5x")]
+    if len(rows) != 1 or "CPU: only at 98% busy (this step's most: 84%)" not in rows[0]:
+        sys.exit("FAIL: CPU verdict:\n" + "\n".join(rows))
     # Without the NBD step there is no bound to state, only the table.
     alone = report.copy_alignment(report.by_step(
         [x for x in rs if x["step"].startswith("copy-align")]), 2)

@@ -41,6 +41,7 @@
 #                                   SOAK_SECONDS=1800 tests/soak/soak.sh ...)
 #   SOAK_FIO=8 SOAK_MIXED=8         connections of each kind
 #   SOAK_THREADS=4                  nbdkit -t
+#   SOAK_PLUGIN_ARGS=               further plugin parameters
 #   SOAK_ARENAS=2                   nbdkit's MALLOC_ARENA_MAX
 #   SOAK_BURST=80                   connections at once (0: no burst)
 #   SOAK_HANGUP=1                   burst connections hang up with 8
@@ -64,6 +65,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 seconds=${SOAK_SECONDS:-30}
 warmup=${SOAK_WARMUP:-10}
 threads_per_conn=${SOAK_THREADS:-4}
+# Further plugin parameters, split on spaces (e.g. zero-copy=true).
+plugin_args=${SOAK_PLUGIN_ARGS:-}
 
 # nbdkit's options go before the plugin: wrap it.  Its malloc arenas are
 # capped (SOAK_ARENAS, default 2): with glibc's default of 8 per CPU, what
@@ -79,16 +82,16 @@ case "$driver" in
 io_uring)
     requires_driver io_uring
     truncate -s "${size_mib}M" "$tmp/disk"
-    start_nbdkit io_uring path="$tmp/disk"
+    start_nbdkit io_uring path="$tmp/disk" $plugin_args
     ;;
 vhost-user)
     requires_driver virtio-blk-vhost-user
-    start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2
+    start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 $plugin_args
     ;;
 nvme-io_uring)          # in the test VM: its NVMe namespace
     [ -c "${BLKIO_VM_NVME:-}" ] || { echo "$0: SKIP: no BLKIO_VM_NVME"; exit 77; }
     requires_driver nvme-io_uring
-    start_nbdkit nvme-io_uring path="$BLKIO_VM_NVME"
+    start_nbdkit nvme-io_uring path="$BLKIO_VM_NVME" $plugin_args
     ;;
 virtio-blk-vfio-pci)    # in the test VM: its virtio-blk-pci device
     [ -n "${BLKIO_VM_VIRTIO_BLK_BDF:-}" ] ||
@@ -98,7 +101,7 @@ virtio-blk-vfio-pci)    # in the test VM: its virtio-blk-pci device
     if [ "$(basename "$(readlink -f "$dev/driver" 2>/dev/null)")" != vfio-pci ]; then
         "$BLKIO_VM_GUEST_DIR/vfio-bind.sh" "$BLKIO_VM_VIRTIO_BLK_BDF" >/dev/null
     fi
-    start_nbdkit virtio-blk-vfio-pci path="$dev"
+    start_nbdkit virtio-blk-vfio-pci path="$dev" $plugin_args
     ;;
 virtio-blk-vhost-vdpa)  # in the test VM: a VDUSE export (vdpa-setup.sh)
     [ -c /dev/vduse/control ] || { echo "$0: SKIP: no VDUSE"; exit 77; }
@@ -106,7 +109,7 @@ virtio-blk-vhost-vdpa)  # in the test VM: a VDUSE export (vdpa-setup.sh)
     truncate -s "${size_mib}M" "$tmp/disk"
     dev=$("$BLKIO_VM_GUEST_DIR/vdpa-setup.sh" start "$tmp/disk")
     cleanup_fn "$BLKIO_VM_GUEST_DIR/vdpa-setup.sh" stop
-    start_nbdkit virtio-blk-vhost-vdpa path="$dev"
+    start_nbdkit virtio-blk-vhost-vdpa path="$dev" $plugin_args
     ;;
 *)
     echo "$0: unknown driver $driver" >&2

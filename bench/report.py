@@ -439,12 +439,11 @@ def copy_alignment(steps, cpus):
              "medians; device / lent+0: the median of per-round ratios.", "",
              "| mode | device | server | requests/s | device / lent+0 |",
              "|---|---|---|---|---|"] + rows + [""]
-    excess = [median_of(rs, "lent+16", "device_us"), median_of(rs, "lent+0", "device_us")]
-    label = "nbd vhost-user read-1M-qd8"
-    rv = steps.get(label)
-    if None in excess or not rv or not median_of(rv, "qsd-nbd", "iops"):
+    lent16, lent0 = (median_of(rs, m, "device_us") for m in ("lent+16", "lent+0"))
+    rv = steps.get("nbd vhost-user read-1M-qd8")
+    if lent16 is None or lent0 is None or not rv or not median_of(rv, "qsd-nbd", "iops"):
         return lines
-    excess = excess[0] - excess[1]
+    excess = lent16 - lent0
     goal = 1.5 * median_of(rv, "qsd-nbd", "iops")
     need = []
     for ours in ("ours", "ours-alt"):

@@ -250,17 +250,7 @@ bio_config_complete (void)
                   "after the plugin name on the command line");
     return -1;
   }
-  /* Tried under load in the test VM (VDUSE behind vhost-vdpa): the first
-   * request into a lent buffer never completed.  Refused until that is
-   * understood, rather than left to hang. */
-  if (bio_zero_copy == 1 &&
-      strcmp (bio_driver, "virtio-blk-vhost-vdpa") == 0) {
-    nbdkit_error ("zero-copy=true is not supported on virtio-blk-vhost-vdpa "
-                  "(requests into lent buffers did not complete on a VDUSE "
-                  "device): leave zero-copy= unset or set zero-copy=false");
-    return -1;
-  }
-  return 0;
+  return bio_lend_config_complete ();
 }
 
 #define bio_config_help \
@@ -661,7 +651,8 @@ bio_rw (struct bio_op *op, const char *what)
     return 0;
   for (;;) {
     op->bounce = bio_must_bounce (op->buf, sent.count);
-    if (op->bounce && bio_zero_copy > 0 &&
+    /* Size first: it rules out most requests without the division. */
+    if (op->bounce && sent.count >= BIO_LEND_MIN && bio_zero_copy > 0 &&
         ((uintptr_t) op->buf | sent.count) % bio_buf_align == 0)
       op->bounce = !(lent = bio_lend (op->buf, sent.count, &gen));
     op->max_len = bio_rw_limit (op->bounce, lent, op->kind, sent.count);

@@ -428,6 +428,23 @@ bio_lend_destroy_instance (struct blkio **b)
   pthread_mutex_unlock (&bio_lend_lock);
 }
 
+/* After the parameters: zero-copy=true on a driver it is known not to
+ * work on.  Tried under load in the test VM (VDUSE behind vhost-vdpa),
+ * the first request into a lent buffer never completed: refused until
+ * that is understood, rather than left to hang. */
+int
+bio_lend_config_complete (void)
+{
+  if (bio_zero_copy == 1 &&
+      strcmp (bio_driver, "virtio-blk-vhost-vdpa") == 0) {
+    nbdkit_error ("zero-copy=true is not supported on virtio-blk-vhost-vdpa "
+                  "(requests into lent buffers did not complete on a VDUSE "
+                  "device): leave zero-copy= unset or set zero-copy=false");
+    return -1;
+  }
+  return 0;
+}
+
 /* Once the instance is open: whether zero-copy applies, and how many
  * chunks may be mapped (the regions the device has left after the
  * queues' bounce regions, keeping one spare). */

@@ -154,6 +154,18 @@ class CpuSampler(threading.Thread):
         return (self.at(name, t1) - self.at(name, t0)) / HZ
 
 
+# A contender whose backend is the server's own children.
+CHILDREN = "children"
+
+
+def child_pids(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
 def wait_for(path, proc, what, timeout=10.0):
     end = time.time() + timeout
     while time.time() < end:
@@ -233,6 +245,8 @@ class Bench:
                                    "nbdkit-blkio-plugin.so")
         self.blkio_bench = os.path.join(args.build, "bench", "blkio-bench")
         self.copy_align = os.path.join(args.build, "bench", "copy-align")
+        self.wait_floor = os.path.join(args.build, "bench",
+                                       "nbdkit-wait-floor-plugin.so")
         self.example = os.path.join(args.build, "bench", "libblkio-examples",
                                     "blkio-bench")
         self.tmp = tempfile.mkdtemp(prefix="bench-run.")
@@ -326,6 +340,18 @@ class Bench:
             s["ours-alt"] = (nbdkit + [alt] + dev + alt_args, {}, uri, qsd)
         return s
 
+    def floor_servers(self, group):
+        """The scaling steps' extra contender on vhost-user: the cheapest
+        plugin that waits on another process for each request, in the
+        default model (bench/wait-floor-plugin.c).  Its device process
+        is nbdkit's child; its CPU counts as the backend's."""
+        if group != "vhost-user" or not os.path.exists(self.wait_floor):
+            return {}
+        argv = ["nbdkit", "-U", self.nbd_sock, "-f", self.wait_floor,
+                f"size={self.bytes}"]
+        return {"wait-floor": (argv, {}, f"nbd+unix:///?socket={self.nbd_sock}",
+                               CHILDREN)}
+
     def start_nbd(self, argv, env):
         if argv is None:
             return None
@@ -417,6 +443,8 @@ class Bench:
         argv, env, uri, backend = spec
         rw, bs, depth = workload
         p = self.start_nbd(argv, env)
+        if backend is CHILDREN:
+            backend = child_pids(p.pid)
         groups = {"backend": backend} if backend else {}
         if p:
             groups["server"] = [p.pid]
@@ -545,11 +573,20 @@ class Bench:
                 steps.append(("copy-align read-1M", list(COPY_MODES), self.run_copy_align))
         if "scaling" in PARTS:
             for group in DRIVERS:
-                servers = self.nbd_servers(group)
+                servers = {**self.nbd_servers(group), **self.floor_servers(group)}
                 for jobs in (1, 2, 4, 8):
                     steps.append((f"scaling {group} {jobs} conn", list(servers),
                                   lambda c, g=group, j=jobs, s=servers: self.run_nbd(
                                       "scaling", g, ("randread", "4k", 16), j, c, s[c])))
+            if "vhost-user" in DRIVERS and "wait-floor" in self.floor_servers("vhost-user"):
+                # The daemon's CPU per request with at most N requests in
+                # flight (the most N serialized connections can give it),
+                # at its cheapest: all N on one queue, driven by the engine.
+                for depth in (2, 4, 8):
+                    steps.append((f"daemon vhost-user qd{depth}", ["ours"],
+                                  lambda c, d=depth: dict(
+                                      self.run_engine("vhost-user", d, "ours"),
+                                      part="daemon")))
             if "io_uring" in DRIVERS and shutil.which("chrt"):
                 servers = self.nbd_servers("io_uring")
                 for jobs in (1, 2, 4, 8):

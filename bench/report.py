@@ -161,7 +161,7 @@ def scaling_cell(steps, prefix, ours, other):
     return f"{' / '.join(vals)} {verdict(ok)}"
 
 
-def goals(steps):
+def goals(steps, cpus=2):
     rows = []
     for name, prefix in ENGINE_GROUPS:
         c = engine_cell(steps, prefix)
@@ -191,6 +191,11 @@ def goals(steps):
         for other in others:
             cells = [scaling_cell(steps, f"scaling {group}", ours, other)
                      for ours in ("ours", "ours-alt")]
+            floor = waiting_floor(steps, cpus) if group == "vhost-user" else []
+            if cells[0] and floor:
+                cells[0] += ("; reachable in the default model (see \"The default "
+                             "model's floor\")? " +
+                             " / ".join(f"{r[0]}: {r[-1]}" for r in floor))
             if cells[0]:
                 rows.append((f"scaling {group} 1/2/4/8 connections >= 1.0x {other}",
                              cells[0], cells[1]))
@@ -408,6 +413,84 @@ def any_plugin_bound(steps, cpus):
             "|---|---|---|"] + rows + [""]
 
 
+def step_most_busy(rs, cpus):
+    """The largest share of the CPUs any contender of a step kept busy."""
+    most = 0.0
+    for c in dict.fromkeys(r["contender"] for r in rs):
+        tot = sum(median_of(rs, c, k) or 0.0 for k in
+                  ("cpu_server_us", "cpu_backend_us", "cpu_fio_us"))
+        iops = median_of(rs, c, "iops")
+        if iops and tot:
+            most = max(most, iops * tot / (cpus * 1e6))
+    return most
+
+
+def waiting_floor(steps, cpus):
+    """Per connection count on vhost-user: the most IOPS any plugin gets in
+    the default model, where each connection has one request in flight
+    and every request waits on the daemon.  Each part at its cheapest in
+    this run: fio (the least of any server's run), nbdkit with
+    bench/wait-floor-plugin.c (nbdkit's floor plus one kick and one
+    sleep until the call per request, with a device that does nothing),
+    and the daemon behind vhost-user with N requests in flight on one
+    queue (the engine).  Returns [(n, parts..., verdict)] or []."""
+    lat1 = None
+    rs1 = steps.get("nbd vhost-user randread-4k-qd1")
+    if rs1:
+        lat1 = median_of(rs1, "ours", "lat_us")
+    out = []
+    for n in (1, 2, 4, 8):
+        rs = steps.get(f"scaling vhost-user {n} conn")
+        dq = steps.get("engine vhost-user qd1" if n == 1 else f"daemon vhost-user qd{n}")
+        if not rs or not dq or failure(rs, "wait-floor"):
+            continue
+        fio = [median_of(rs, c, "cpu_fio_us") for c in dict.fromkeys(r["contender"] for r in rs)]
+        fio = min((f for f in fio if f), default=None)
+        nbdkit = median_of(rs, "wait-floor", "cpu_server_us")
+        qsd = [median_of(dq, c, "cpu_backend_us") for c in ("ours", "libblkio-1.5")]
+        qsd = min((q for q in qsd if q), default=None)
+        goal = median_of(rs, "qsd-nbd", "iops")
+        if not (fio and nbdkit and qsd and goal):
+            continue
+        total = fio + nbdkit + qsd
+        cpu = cpus * 1e6 / total
+        serial = n * 1e6 / lat1 if lat1 else None
+        most = step_most_busy(rs, cpus)
+        if cpu < goal:
+            v = "no: CPU"
+        elif serial is not None and serial < goal:
+            v = "no: serialized"
+        elif goal / cpu > most:
+            v = f"only at {goal / cpu:.0%} busy (this step's most: {most:.0%})"
+        else:
+            v = "yes"
+        out.append((n, fio, nbdkit, qsd, total, cpu, serial, goal, v))
+    return out
+
+
+def waiting_floor_table(steps, cpus):
+    rows = waiting_floor(steps, cpus)
+    if not rows:
+        return []
+    lines = ["The default model's floor on vhost-user (4 KiB random reads, "
+             "depth 16 per connection): each connection has one request in "
+             "flight, and each request waits on the daemon.  Each part at its "
+             "cheapest in this run, µs of CPU per request: fio (the least of "
+             "any server's run); nbdkit with `bench/wait-floor-plugin.c`, a "
+             "plugin that only kicks a device process and sleeps until its "
+             "call, whose device does nothing (its CPU not counted); the "
+             "daemon behind vhost-user with at most N requests in flight, "
+             "all on one queue, driven by the engine (1: the cheaper "
+             "library's depth-1 run).  Serialized bound: as above.", "",
+             "| connections | fio | nbdkit, waiting plugin | daemon, depth N | "
+             f"total | {cpus}-CPU bound | serialized bound | export (goal) | "
+             "reachable? |", "|---|---|---|---|---|---|---|---|---|"]
+    for n, fio, nbdkit, qsd, total, cpu, serial, goal, v in rows:
+        lines.append(f"| {n} | {fio:.1f} | {nbdkit:.1f} | {qsd:.1f} | {total:.1f} | "
+                     f"{cpu:.0f} | {fmt(serial, '.0f')} | {goal:.0f} | {v} |")
+    return lines + [""]
+
+
 def copy_alignment(steps, cpus):
     """bench/copy-align: a backend's copy of 1 MiB from the page cache
     into a buffer 16 bytes past a page (where glibc puts nbdkit 1.32's
@@ -501,7 +584,8 @@ def client_wakeups(steps):
 def ceilings(steps, cpus):
     body = (engine_ceilings(steps) + nbd_ceilings(steps, cpus) +
             any_plugin_bound(steps, cpus) + copy_alignment(steps, cpus) +
-            serial_bound(steps) + client_wakeups(steps))
+            serial_bound(steps) + waiting_floor_table(steps, cpus) +
+            client_wakeups(steps))
     return ["### Ceilings (from the same run)", ""] + body if body else []
 
 
@@ -549,7 +633,7 @@ def report(results, meta):
            + (f"  ours-alt: `{alt}`" + (f" on {meta['alt_plugin']}" if meta.get("alt_plugin") else "")
               + "." if alt is not None else ""),
            ""]
-    out += goals(steps)
+    out += goals(steps, meta["cpus"])
     out += ceilings(steps, meta["cpus"])
     for prefix, title, note in SECTIONS:
         t = table(steps, prefix)

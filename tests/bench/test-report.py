@@ -62,6 +62,65 @@ def report_rows():
     print("report rows: ok")
 
 
+def floor_rows():
+    """The default model's floor on vhost-user.  At 8 connections: fio at
+    its cheapest 10 (the export's run; ours' is 12), nbdkit with the
+    waiting plugin 15, the daemon at depth 8 15: 40 µs, so 2 CPUs allow
+    50000 IOPS; the export gives 45000, 90% of it, and the busiest
+    contender kept the CPUs 96% busy: "yes".  At 4 connections the same
+    parts but the daemon at depth 4 costs 25: 50 µs, 40000 < 45000: "no".
+    At 1 connection the daemon's depth-1 cost is the cheaper library's
+    (20, not 30): 45 µs, 44444 < the export's 50000 (a 100 µs depth-1
+    latency also gives a serialized bound of 10000).  At 2 connections the export
+    gives 48000, within the bound (50000 at 40 µs) but at 96% busy, where
+    no contender got past 93%."""
+    rs = []
+    for r in range(3):
+        rs += [sample("nbd vhost-user randread-4k-qd1", "ours", r, lat_us=100.0, iops=10000)]
+        for n, export, qsd in ((1, 50000, None), (2, 48000, 15.0),
+                               (4, 45000, 25.0), (8, 45000, 15.0)):
+            st = f"scaling vhost-user {n} conn"
+            rs += [sample(st, "ours", r, iops=30000, cpu_server_us=20.0,
+                          cpu_backend_us=20.0, cpu_fio_us=12.0),
+                   sample(st, "qsd-nbd", r, iops=export, cpu_backend_us=20.0,
+                          cpu_fio_us=10.0),
+                   sample(st, "wait-floor", r, iops=60000, cpu_server_us=15.0,
+                          cpu_backend_us=2.0, cpu_fio_us=13.0 if n != 8 else 14.0)]
+            if qsd is not None:
+                rs.append(sample(f"daemon vhost-user qd{n}", "ours", r,
+                                 cpu_backend_us=qsd))
+        rs += [sample("engine vhost-user qd1", "ours", r, cpu_backend_us=30.0),
+               sample("engine vhost-user qd1", "libblkio-1.5", r, cpu_backend_us=20.0)]
+    # The busiest contender at 8 connections: 64000 x 30 µs = 96% of 2 CPUs;
+    # at 2 connections make it 62000 x 30 = 93%.
+    for x in rs:
+        if x["contender"] == "wait-floor":
+            x["iops"] = 62000 if x["step"] == "scaling vhost-user 2 conn" else 64000
+            if x["step"] == "scaling vhost-user 8 conn":
+                x["cpu_fio_us"] = 13.0
+    lines = report.waiting_floor_table(report.by_step(rs), 2)
+    want = ["| 1 | 10.0 | 15.0 | 20.0 | 45.0 | 44444 | 10000 | 50000 | no: CPU |",
+            "| 2 | 10.0 | 15.0 | 15.0 | 40.0 | 50000 | 20000 | 48000 | no: serialized |",
+            "| 4 | 10.0 | 15.0 | 25.0 | 50.0 | 40000 | 40000 | 45000 | no: CPU |",
+            "| 8 | 10.0 | 15.0 | 15.0 | 40.0 | 50000 | 80000 | 45000 | yes |"]
+    for w in want:
+        if w not in lines:
+            sys.exit("FAIL: floor row missing: " + w + "\n" + "\n".join(lines))
+    # Within both bounds, but busier than any contender got: not a bare yes.
+    for x in rs:
+        if x["step"] == "nbd vhost-user randread-4k-qd1":
+            x["lat_us"] = 40.0
+    lines = report.waiting_floor_table(report.by_step(rs), 2)
+    w = ("| 2 | 10.0 | 15.0 | 15.0 | 40.0 | 50000 | 50000 | 48000 | "
+         "only at 96% busy (this step's most: 93%) |")
+    if w not in lines:
+        sys.exit("FAIL: floor row missing: " + w + "\n" + "\n".join(lines))
+    goal = [g for g in report.goals(report.by_step(rs), 2) if "scaling vhost-user" in g]
+    if len(goal) != 1 or "8: yes" not in goal[0] or "1: no: CPU" not in goal[0]:
+        sys.exit("FAIL: goal row:\n" + "\n".join(goal))
+    print("floor rows: ok")
+
+
 def copy_align(binary):
     with tempfile.NamedTemporaryFile(dir="/var/tmp") as f:
         f.write(os.urandom(1 << 20) * 64)
@@ -86,4 +145,5 @@ def copy_align(binary):
 
 if __name__ == "__main__":
     report_rows()
+    floor_rows()
     copy_align(sys.argv[1])

@@ -143,11 +143,11 @@ static int vdpa_iotlb_quiet(struct vhost_vdpa *v, uint8_t type, void *addr,
     uint64_t iova = (uint64_t)(uintptr_t)addr;
     int ret, ret2 = 0;
 
-    if (batch) {
-        ret = vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0);
-        if (ret < 0)
-            return ret;
-    }
+    /* A batch that cannot begin still gets its message, unbatched: an
+     * invalidation skipped here would leave the device a mapping of
+     * memory that is about to be freed. */
+    if (batch && vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0) < 0)
+        batch = false;
     ret = vdpa_iotlb_msg(v, type, iova, len, iova);
     if (batch)
         ret2 = vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_END, 0, 0, 0);

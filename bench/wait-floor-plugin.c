@@ -5,7 +5,7 @@
  *
  * A read is a kick and a call, as with a virtio device: the plugin writes
  * a byte to the connection's kick pipe and sleeps in read() on its call
- * pipe; a device process, forked when nbdkit is ready, sleeps in
+ * pipe; a device process, forked when nbdkit serves, sleeps in
  * epoll_wait() on every kick pipe and answers each kick with a byte on
  * the call pipe.  Two system calls per request on nbdkit's side, the
  * fewest a sleeping wait can make; pipes rather than eventfds so that the
@@ -107,9 +107,10 @@ wf_device_main (void)
   }
 }
 
-/* Make the pipes and fork the device once nbdkit is serving. */
+/* Make the pipes and fork the device once nbdkit has forked into the
+ * background (if it does): the device dies with its parent. */
 static int
-wf_get_ready (void)
+wf_after_fork (void)
 {
   int i;
 
@@ -202,7 +203,7 @@ static struct nbdkit_plugin plugin = {
   .config = wf_config,
   .config_complete = wf_config_complete,
   .config_help = "size=SIZE    (required) the size of the disk",
-  .get_ready = wf_get_ready,
+  .after_fork = wf_after_fork,
   .unload = wf_unload,
   .open = wf_open,
   .close = wf_close,

@@ -429,17 +429,21 @@ bio_lend_destroy_instance (struct blkio **b)
 }
 
 /* After the parameters: zero-copy=true on a driver it is known not to
- * work on.  Tried under load in the test VM (VDUSE behind vhost-vdpa),
- * the first request into a lent buffer never completed: refused until
- * that is understood, rather than left to hang. */
+ * work on.  Behind vhost-vdpa, qemu-storage-daemon 7.2's vduse-blk export
+ * (libvduse) counts the pieces a request's buffers map to in its IOTLB
+ * against the length of the request's indirect descriptor table.  A lent
+ * chunk is two mappings (its first page is a VMA of its own, see the top
+ * of this file), so a read's 3-entry table yields 4 pieces, the daemon
+ * prints "Looped descriptor" and drops the request, which never
+ * completes.  Refused rather than left to hang. */
 int
 bio_lend_config_complete (void)
 {
   if (bio_zero_copy == 1 &&
       strcmp (bio_driver, "virtio-blk-vhost-vdpa") == 0) {
     nbdkit_error ("zero-copy=true is not supported on virtio-blk-vhost-vdpa "
-                  "(requests into lent buffers did not complete on a VDUSE "
-                  "device): leave zero-copy= unset or set zero-copy=false");
+                  "(a VDUSE device drops requests into lent buffers): "
+                  "leave zero-copy= unset or set zero-copy=false");
     return -1;
   }
   return 0;

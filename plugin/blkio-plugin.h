@@ -280,8 +280,8 @@ extern int bio_zero_copy;               /* zero-copy=, -1: auto */
 extern bool bio_lend (char *buf, uint64_t count, unsigned *gen);
 extern unsigned bio_lend_generation (void);
 extern void bio_lend_failed (char *buf);
-extern int bio_lend_config_complete (void);
 extern void bio_lend_setup (int nqueues);
+extern void bio_lend_after_fork (void);
 extern void bio_lend_destroy_instance (struct blkio **b);
 extern void bio_lend_unload (void);
 extern void bio_regions_lock (void);

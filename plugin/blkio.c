@@ -250,7 +250,7 @@ bio_config_complete (void)
                   "after the plugin name on the command line");
     return -1;
   }
-  return bio_lend_config_complete ();
+  return 0;
 }
 
 #define bio_config_help \
@@ -360,6 +360,7 @@ bio_thread_model (void)
 static int
 bio_after_fork (void)
 {
+  bio_lend_after_fork ();
   if (bio_pool_start_threads () == -1)
     return -1;
   return bio_reconnect_start ();

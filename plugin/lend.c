@@ -76,6 +76,7 @@ static pthread_mutex_t bio_lend_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic unsigned bio_lend_gen = 1;
 static _Atomic unsigned bio_lend_count; /* chunks mapped in this instance */
 static unsigned bio_lend_max;           /* how many may be */
+static pid_t bio_lend_opener;           /* the process that opened it */
 static pthread_key_t bio_lend_key;
 static bool bio_lend_key_ok;
 /* Threads inside bio_lend_thread_exit: nbdkit unloads the plugin once
@@ -428,25 +429,25 @@ bio_lend_destroy_instance (struct blkio **b)
   pthread_mutex_unlock (&bio_lend_lock);
 }
 
-/* After the parameters: zero-copy=true on a driver it is known not to
- * work on.  Behind vhost-vdpa, qemu-storage-daemon 7.2's vduse-blk export
- * (libvduse) counts the pieces a request's buffers map to in its IOTLB
- * against the length of the request's indirect descriptor table.  A lent
- * chunk is two mappings (its first page is a VMA of its own, see the top
- * of this file), so a read's 3-entry table yields 4 pieces, the daemon
- * prints "Looped descriptor" and drops the request, which never
- * completes.  Refused rather than left to hang. */
-int
-bio_lend_config_complete (void)
+/* In the process that serves, once nbdkit has forked (into the
+ * background, or as the server of --run, which serves from the child):
+ * a vhost-vdpa device resolves the addresses of every later region in the
+ * memory of the process that opened it (its owner), so a chunk mapped
+ * from here would be looked up in the parent's memory, where it is not
+ * (the kernel refuses it, or maps nothing and the device drops the
+ * request).  No lending there until a reconnect opens an instance here.
+ * Other drivers take the caller's memory (VFIO pins it, vhost-user
+ * receives the memfd). */
+void
+bio_lend_after_fork (void)
 {
-  if (bio_zero_copy == 1 &&
+  if (bio_zero_copy == 1 && bio_lend_opener != getpid () &&
       strcmp (bio_driver, "virtio-blk-vhost-vdpa") == 0) {
-    nbdkit_error ("zero-copy=true is not supported on virtio-blk-vhost-vdpa "
-                  "(a VDUSE device drops requests into lent buffers): "
-                  "leave zero-copy= unset or set zero-copy=false");
-    return -1;
+    bio_lend_max = 0;
+    nbdkit_debug ("zero-copy: off in this process: nbdkit forked after "
+                  "opening the vhost-vdpa device, which maps memory of "
+                  "the process that opened it");
   }
-  return 0;
 }
 
 /* Once the instance is open: whether zero-copy applies, and how many
@@ -486,6 +487,7 @@ bio_lend_setup (int nqueues)
     return;
   }
   bio_lend_key_ok = true;
+  bio_lend_opener = getpid ();
   /* Large buffers in chunks of their own, for good (see the top). */
   mallopt (M_MMAP_THRESHOLD, BIO_LEND_MIN);
   nbdkit_debug ("zero-copy: up to %u request buffers of %d KiB or more "

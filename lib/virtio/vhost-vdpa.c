@@ -492,6 +492,7 @@ static const struct virtio_transport_ops vdpa_ops = {
     .set_status      = vdpa_set_status,
     .get_features    = vdpa_get_features,
     .set_features    = vdpa_set_features,
+    .full_indirect   = true,
     .read_config     = vdpa_read_config,
     .max_queues      = vdpa_max_queues,
     .max_mem_regions = vdpa_max_mem_regions,

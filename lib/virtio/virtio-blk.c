@@ -462,6 +462,8 @@ static int vblk_queue_layout(struct vblk_queue *vq, unsigned num)
     if (vb->ind_n) {
         vq->ind = (struct vring_desc *)(vq->sshm + num);
         vq->max_part_segs = vb->seg_max;
+        if (vb->ops->full_indirect)
+            vq->vq.ind_declared = (uint16_t)(vb->ind_n < num ? vb->ind_n : num);
     } else {
         vq->max_part_segs = vb->seg_max < num - 2 ? vb->seg_max : num - 2;
     }

@@ -39,6 +39,14 @@ struct virtio_transport_ops {
      * code translates buffer addresses.  Otherwise they are our virtual
      * addresses. */
     bool remaps_addresses;
+    /* Declare every indirect table at its full capacity, not at the
+     * length of its chain.  For devices that cut a buffer at each of
+     * their own mappings and count the pieces against the table's
+     * declared length: qemu-storage-daemon's libvduse behind vhost-vdpa
+     * drops a request with more pieces than that ("Looped descriptor"),
+     * and a buffer in memory of more than one VMA is more than one
+     * mapping to VDUSE.  The chain still ends where it ends. */
+    bool full_indirect;
 
     /* The device status byte (virtio 1.x, 2.1).  Writing 0 resets the
      * device; virtio.c then waits until it reads back 0. */

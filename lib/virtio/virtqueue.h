@@ -45,6 +45,9 @@ struct virtq {
     uint16_t *next;             /* free list link / chain link by desc */
     uint16_t *chain_len;        /* descriptors in the chain at each head */
     uint8_t *head_busy;         /* 1 while a chain at this head is in use */
+    /* An indirect table is declared at least this many entries long (0:
+     * as long as its chain); see virtio_transport_ops.full_indirect. */
+    uint16_t ind_declared;
 };
 
 /* Bytes of shared memory a queue of `num` entries needs (16-byte aligned). */
@@ -151,6 +154,8 @@ static inline int virtq_add_indirect_head(struct virtq *vq,
 
     if (__builtin_expect(vq->nfree == 0, 0))
         return -ENOSPC;
+    if (n < vq->ind_declared)
+        n = vq->ind_declared;
     virtq_desc_set(&vq->desc[head], table_addr,
                    (uint32_t)(n * sizeof(struct vring_desc)),
                    VRING_DESC_F_INDIRECT, 0);

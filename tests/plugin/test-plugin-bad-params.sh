@@ -56,8 +56,6 @@ expect_fail 'read-split' io_uring path="$tmp/disk" read-split=100
 expect_fail 'read-split' io_uring path="$tmp/disk" read-split=2M
 expect_fail 'read-split' io_uring path="$tmp/disk" read-split=abc
 expect_fail 'maybe' io_uring path="$tmp/disk" zoned-writable=maybe
-expect_fail 'zero-copy=true.*virtio-blk-vhost-vdpa.*zero-copy=false' \
-    virtio-blk-vhost-vdpa path=/dev/null zero-copy=true
 
 requires_driver io_uring
 expect_fail 'no-such-property' io_uring path="$tmp/disk" no-such-property=1

@@ -158,12 +158,19 @@ class CpuSampler(threading.Thread):
 CHILDREN = "children"
 
 
-def child_pids(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
+def child_pids(pid, timeout=5.0):
+    """The children of pid, waiting for the first: nbdkit binds its socket
+    before .after_fork, where the wait-floor plugin forks its device."""
+    end = time.time() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(c) for c in f.read().split()]
+        except OSError:
+            kids = []
+        if kids or time.time() > end:
+            return kids
+        time.sleep(0.01)
 
 
 def wait_for(path, proc, what, timeout=10.0):

@@ -267,7 +267,6 @@ def nbd_ceilings(steps, cpus):
              "| workload | contender | IOPS | nbdkit | qemu-storage-daemon | fio | "
              f"total | {cpus}-CPU bound | CPUs busy |", "|---|---|---|---|---|---|---|---|---|"]
     n = 0
-    most_busy = {}      # label -> the busiest share any contender reached
     for label in ("nbd io_uring randread-4k-qd16", "nbd vhost-user randread-4k-qd16",
                   "nbd vhost-user read-1M-qd8", "scaling vhost-user 8 conn"):
         rs = steps.get(label)
@@ -283,8 +282,6 @@ def nbd_ceilings(steps, cpus):
             tot = sum(x or 0.0 for x in (s, b, f))
             iops = median_of(rs, c, 'iops')
             busy = f"{iops * tot / (cpus * 1e6):.0%}" if iops and tot else "-"
-            if iops and tot:
-                most_busy[label] = max(most_busy.get(label, 0.0), iops * tot / (cpus * 1e6))
             lines.append(f"| {label} | {c} | {fmt(iops, '.0f')} | "
                          f"{fmt(s, '.1f')} | {fmt(b, '.1f')} | {fmt(f, '.1f')} | {tot:.1f} | "
                          + (f"{cpus * 1e6 / tot:.0f}" if tot else "-") + f" | {busy} |")
@@ -312,8 +309,9 @@ def nbd_ceilings(steps, cpus):
             # CPUs in this step: say so rather than a bare yes.
             share = target * theirs / bound
             cpu = "yes" if bound >= target * theirs else "no"
-            if cpu == "yes" and most_busy.get(label) and share > most_busy[label]:
-                cpu = f"only at {share:.0%} busy (this step's most: {most_busy[label]:.0%})"
+            most = step_most_busy(rs, cpus)
+            if cpu == "yes" and most and share > most:
+                cpu = f"only at {share:.0%} busy (this step's most: {most:.0%})"
             serial, verdicts = "-", ["CPU: " + cpu]
             rs1 = steps.get(label.rsplit(" ", 1)[0] + " randread-4k-qd1")
             lat1 = median_of(rs1, "ours", "lat_us") if rs1 else None

@@ -434,8 +434,9 @@ bio_lend_destroy_instance (struct blkio **b)
  * a vhost-vdpa device resolves the addresses of every later region in the
  * memory of the process that opened it (its owner), so a chunk mapped
  * from here would be looked up in the parent's memory, where it is not
- * (the kernel refuses it, or maps nothing and the device drops the
- * request).  No lending there until a reconnect opens an instance here.
+ * (the library refuses such a map with -EPERM).  Not even trying saves
+ * each thread a chunk moved to a memfd for nothing.  No lending there
+ * until a reconnect opens an instance here.
  * Other drivers take the caller's memory (VFIO pins it, vhost-user
  * receives the memfd). */
 void

@@ -71,6 +71,7 @@ struct vhost_vdpa {
     uint64_t iotlb_entries;
     bool maps_by_file;          /* VDUSE: only shared file mappings reach
                                    the device */
+    pid_t owner;                /* the process of VHOST_SET_OWNER */
 
     struct blkio_mem_region internal;
     bool internal_mapped;
@@ -391,6 +392,16 @@ static int vdpa_map_region(void *t, const struct blkio_mem_region *region,
 {
     struct vhost_vdpa *v = t;
 
+    /* The kernel looks every address up in the owner's memory: from a
+     * process forked since, it would map the parent's pages at that
+     * address, or nothing (and VDUSE then drops the requests). */
+    if (getpid() != v->owner)
+        return blkio_set_error(-EPERM, "vhost-vdpa device %s maps memory of "
+                               "process %d, which opened it; memory regions "
+                               "cannot be mapped from process %d (forked "
+                               "since): map them before fork() or open the "
+                               "device in the process that uses it",
+                               v->name, (int)v->owner, (int)getpid());
     *addr = (uint64_t)(uintptr_t)region->addr;
     if (v->maps_by_file) {
         int ret;
@@ -546,6 +557,7 @@ static int vdpa_probe(struct vhost_vdpa *v)
                                "(VHOST_SET_OWNER not supported)", v->name);
     if (ret < 0)
         return ret;
+    v->owner = getpid();
 
     ret = VDPA_IOCTL(v, VHOST_VDPA_GET_DEVICE_ID, &id);
     if (ret < 0)

@@ -294,6 +294,31 @@ static void test_destroy_many_regions(const char *dev)
     blkio_destroy(&b);
 }
 
+/* A process forked after start cannot map regions: the device would look
+ * them up in the parent's memory.  A clear -EPERM in the child; the parent
+ * still maps and does I/O. */
+static void test_fork_map(const char *dev)
+{
+    struct blkio *b = vt_open(dev, false, 1, 0);
+    struct blkio_mem_region r;
+    int status;
+    pid_t pid;
+
+    CHECK_RET(blkio_alloc_mem_region(b, &r, 65536), 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int ret = blkio_map_mem_region(b, &r);
+
+        _exit(ret == -EPERM && strstr(blkio_get_error_msg(), "forked") ? 0 : 1);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_RET(blkio_map_mem_region(b, &r), 0);
+    vt_region_io(blkio_get_queue(b, 0), r.addr, 4096 * 7, 33);
+    blkio_destroy(&b);
+}
+
 int main(void)
 {
     const char *dev = vt_start(VT_SIZE);
@@ -304,6 +329,7 @@ int main(void)
     test_fd(dev);
     test_small_queue(dev);
     test_destroy_many_regions(dev);
+    test_fork_map(dev);
     printf("ok\n");
     return 0;
 }

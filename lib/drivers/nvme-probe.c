@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/nvme_ioctl.h>
@@ -268,13 +269,20 @@ static void nvme_probe_zero_discard(struct blkio *b, int fd, uint8_t *id)
 
 /* The properties that follow from Identify Controller (mdts, vwc) and the
  * kernel's view of the namespace's queue; id is scratch space. */
-static void nvme_probe_limits(struct blkio *b, int fd, uint8_t *id,
-                              uint8_t mdts, uint8_t vwc)
+static int nvme_probe_limits(struct blkio *b, int fd, uint8_t *id,
+                             uint8_t mdts, uint8_t vwc)
 {
     struct nvme_state *s = b->priv;
     long long segs, io_poll;
     uint64_t max_xfer = nvme_max_transfer(fd, mdts, s->lba_shift);
 
+    /* A limit below one block leaves no request that fits it (and 0 would
+     * read as "no limit"). */
+    if (max_xfer == 0)
+        return blkio_set_error(-ENOTSUP, "namespace %u: the largest transfer "
+                               "(MDTS %u, or the kernel's max_hw_sectors_kb) "
+                               "is smaller than one %u-byte block", s->nsid,
+                               mdts, 1u << s->lba_shift);
     b->max_transfer = (int)max_xfer;
     /* The kernel maps user buffers for DMA directly when addresses and
      * lengths are multiples of 4 (NVMe's dword alignment) and bounces them
@@ -299,6 +307,7 @@ static void nvme_probe_limits(struct blkio *b, int fd, uint8_t *id,
      * holds */
     s->report_max_zones = (uint32_t)(max_xfer / NVME_ZONE_DESC_SIZE) - 1;
     nvme_probe_zero_discard(b, fd, id);
+    return 0;
 }
 
 /* Zoned namespace: zone size and count, open/active limits, Zone Append. */
@@ -314,9 +323,13 @@ static int nvme_probe_zns(struct blkio *b, int fd, uint8_t *id,
     mar = nvme_le32(id + NVME_ID_ZNS_NS_MAR);
     mor = nvme_le32(id + NVME_ID_ZNS_NS_MOR);
     s->zone_blocks = nvme_le64(id + NVME_ID_ZNS_NS_LBAFE + 16u * lbaf_index);
-    if (s->zone_blocks == 0)
+    /* Checked against the namespace's size (which fits in 64 bits in
+     * bytes), so the byte size cannot wrap to 0 and divide by zero. */
+    if (s->zone_blocks == 0 || s->zone_blocks > b->capacity >> s->lba_shift)
         return blkio_set_error(-ENOTSUP, "zoned namespace %u reports a "
-                               "zone size of 0", s->nsid);
+                               "zone size of %" PRIu64 " blocks (the "
+                               "namespace has %" PRIu64 ")", s->nsid,
+                               s->zone_blocks, b->capacity >> s->lba_shift);
     b->zoned = 2;   /* ZNS zones are sequential-write-required */
     b->zone_size = s->zone_blocks << s->lba_shift;
     b->nr_zones = (b->capacity >> s->lba_shift) / s->zone_blocks;
@@ -367,7 +380,9 @@ static int nvme_probe(struct blkio *b, int fd)
         ret = lbaf_index;
         goto out;
     }
-    nvme_probe_limits(b, fd, id, mdts, vwc);
+    ret = nvme_probe_limits(b, fd, id, mdts, vwc);
+    if (ret < 0)
+        goto out;
     b->zoned = 0;
     ret = s->csi == NVME_CSI_ZNS ?
         nvme_probe_zns(b, fd, id, (unsigned)lbaf_index) : 0;

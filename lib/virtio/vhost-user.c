@@ -180,6 +180,19 @@ static int vu_lost(struct vhost_user *vu, int err, uint32_t req,
                            what, strerror(-err));
 }
 
+/* A send failed with err (an errno).  EAGAIN is the socket's send
+ * deadline (SO_SNDTIMEO) passing: the backend stopped reading.  Part of a
+ * message may be in the stream, so nothing more can be sent on it. */
+static int vu_send_failed(struct vhost_user *vu, int err, uint32_t req)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        shutdown(vu->sock, SHUT_RDWR);
+        return vu_lost(vu, -ETIMEDOUT, req, "the backend read no request "
+                       "within the deadline");
+    }
+    return vu_lost(vu, -err, req, "sending request");
+}
+
 static int vu_send(struct vhost_user *vu, uint32_t req, uint32_t flags,
                    const void *payload, uint32_t size, const int *fds,
                    unsigned nfds)
@@ -221,7 +234,7 @@ static int vu_send(struct vhost_user *vu, uint32_t req, uint32_t flags,
         r = sendmsg(vu->sock, &msg, MSG_NOSIGNAL);
     } while (r < 0 && errno == EINTR);
     if (r < 0)
-        return vu_lost(vu, -errno, req, "sending request");
+        return vu_send_failed(vu, errno, req);
     if ((size_t)r != total) {
         /* Messages are small; a short send on a stream socket means the
          * peer is in trouble.  Finish it without fds. */
@@ -238,9 +251,10 @@ static int vu_send(struct vhost_user *vu, uint32_t req, uint32_t flags,
             }
             if (r < 0 && errno == EINTR)
                 continue;
-            if (r <= 0)
-                return vu_lost(vu, r < 0 ? -errno : -EPIPE, req,
-                               "sending request");
+            if (r < 0)
+                return vu_send_failed(vu, errno, req);
+            if (r == 0)
+                return vu_lost(vu, -EPIPE, req, "sending request");
             done += (size_t)r;
         }
     }
@@ -390,6 +404,10 @@ static int vu_set_u64(struct vhost_user *vu, uint32_t req, uint64_t v)
 static int vu_connect_socket(struct vhost_user *vu, const char *path)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int ms = vu_reply_timeout_ms();
+    struct timeval send_deadline = {
+        .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000,
+    };
     int fd;
 
     if (!path || !*path)
@@ -404,9 +422,24 @@ static int vu_connect_socket(struct vhost_user *vu, const char *path)
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return blkio_set_error(-errno, "socket: %m");
+    /* Sends have the replies' deadline: on a Unix socket it also bounds
+     * connect() to a backend whose listen backlog is full, and every
+     * sendmsg() to one that stopped reading (whose buffer filled up with
+     * messages that wait for no reply). */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_deadline,
+                   sizeof(send_deadline)) < 0) {
+        int e = errno;
+        close(fd);
+        return blkio_set_error(-e, "vhost-user socket: SO_SNDTIMEO: %s",
+                               strerror(e));
+    }
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
         close(fd);
+        if (e == EAGAIN)
+            return blkio_set_error(-ETIMEDOUT, "connect to vhost-user "
+                                   "socket '%s': the backend accepted no "
+                                   "connection within %d ms", path, ms);
         return blkio_set_error(-e, "connect to vhost-user socket '%s': %s",
                                path, strerror(e));
     }

@@ -126,8 +126,12 @@ static int vblk_cfg_geometry(struct virtio_blk *vb, const uint8_t *cfg)
         uint64_t opt = (uint64_t)vblk_cfg32(cfg, VBLK_CFG(opt_io_size)) *
                        vb->blk_size;
 
-        if (exp <= 16)
-            b->optimal_io_alignment = (int)(vb->blk_size << exp);
+        uint64_t phys = exp <= 16 ? (uint64_t)vb->blk_size << exp : 0;
+
+        /* Up to 64 KiB blocks times 2^16: kept only where an int holds it
+         * (a larger value is ignored, as an exponent above 16 is). */
+        if (phys && phys <= INT_MAX)
+            b->optimal_io_alignment = (int)phys;
         if (opt <= INT_MAX)
             b->optimal_io_size = (int)opt;
     }

@@ -6,9 +6,9 @@
  * driver sends at connect (controller, namespace, namespace descriptors,
  * command-set specific controller and namespace, NVM or zoned) come from
  * the input, as do their statuses.  After a successful connect the
- * properties must be sane; then start and one read and one zone report
- * (the fake device is /dev/null underneath: io_uring fails them, which
- * exercises the driver's completion of failed commands).
+ * properties must be sane; then start, one read, one zone report and one
+ * zone reset (the fake device is /dev/null underneath: io_uring fails
+ * them, which exercises the driver's completion of failed commands).
  *
  * Needs CAP_SYS_ADMIN (the driver checks it first); without it every
  * input stops at connect.
@@ -124,7 +124,7 @@ static void drv_check(struct blkio *b)
     if (blkio_get_int(b, "request-alignment", &ra) < 0 || ra < 512 ||
         (ra & (ra - 1)) || blkio_get_uint64(b, "capacity", &cap) < 0 ||
         cap == 0 || cap % (unsigned)ra ||
-        blkio_get_int(b, "max-transfer", &mt) < 0 || mt < 0 || mt % ra) {
+        blkio_get_int(b, "max-transfer", &mt) < 0 || mt <= 0 || mt % ra) {
         fprintf(stderr, "fuzz-nvme-identify: bad limits: alignment %d, "
                 "capacity %llu, max-transfer %d\n", ra,
                 (unsigned long long)cap, mt);
@@ -132,8 +132,15 @@ static void drv_check(struct blkio *b)
     }
     blkio_get_uint64(b, "max-discard-len", &u);
     blkio_get_uint64(b, "max-write-zeroes-len", &u);
-    if (blkio_get_int(b, "zoned", &zoned) == 0 && zoned)
-        blkio_get_uint64(b, "zone-size", &u);
+    /* A zone is at least one block and at most the namespace (a size
+     * that wrapped to 0 made every zone operation divide by zero). */
+    if (blkio_get_int(b, "zoned", &zoned) == 0 && zoned &&
+        (blkio_get_uint64(b, "zone-size", &u) < 0 || u == 0 || u > cap ||
+         u % (unsigned)ra)) {
+        fprintf(stderr, "fuzz-nvme-identify: bad zone size %llu (capacity "
+                "%llu)\n", (unsigned long long)u, (unsigned long long)cap);
+        abort();
+    }
 }
 
 static void drv_io(struct blkio *b)
@@ -152,9 +159,11 @@ static void drv_io(struct blkio *b)
         abort();
     blkioq_read(q, 0, buf, sizeof(buf), (void *)1, 0);
     blkio_get_int(b, "zoned", &zoned);
-    if (zoned)
+    if (zoned) {
         blkioq_report_zones(q, 0, zones, 4, (void *)2, 0);
-    if (blkioq_do_io(q, c, 0, 4, &t) > 1 + (zoned != 0))
+        blkioq_reset_zone(q, 0, (void *)3, 0);
+    }
+    if (blkioq_do_io(q, c, 0, 4, &t) > 1 + 2 * (zoned != 0))
         abort();
 }
 

@@ -67,7 +67,7 @@ static void drv_props(struct blkio *b)
         "max-transfer", "buf-alignment",
     };
     uint64_t u;
-    int v;
+    int v, ra;
     bool f;
     char *s = NULL;
 
@@ -83,6 +83,11 @@ static void drv_props(struct blkio *b)
     if (blkio_get_int(b, "request-alignment", &v) < 0 || v < 512 ||
         (v & (v - 1)))
         drv_bug("request-alignment is not a power of two >= 512", v);
+    ra = v;
+    if (blkio_get_int(b, "optimal-io-alignment", &v) < 0 || v < ra ||
+        v % ra)
+        drv_bug("optimal-io-alignment is not a multiple of "
+                "request-alignment", v);
     if (blkio_get_int(b, "max-queues", &v) < 0 || v < 1)
         drv_bug("max-queues below 1", v);
     if (blkio_get_int(b, "max-segments", &v) < 0 || v < 1)

@@ -159,8 +159,12 @@ bio_config_behaviour (const char *key, const char *value)
     return 0;
   }
   b = nbdkit_parse_bool (value);
-  if (b == -1)
+  if (b == -1) {
+    /* nbdkit's own message names only the value. */
+    nbdkit_error ("%s=%s: expected a boolean (true/false, on/off, yes/no, "
+                  "1/0)", key, value);
     return -1;
+  }
   if (strcmp (key, "reconnect") == 0)
     bio_reconnect = b;
   else if (strcmp (key, "zero-copy") == 0)

@@ -362,11 +362,19 @@ bio_print_gets (void)
 static int
 bio_start_instance (bool readonly, int nq, bool *private_queues)
 {
+  bool ro = false;
   int r;
 
   if (bio_connect_instance (readonly) == -1 ||
       bio_set_deferred_props () == -1)
     return -1;
+  /* The library may know better: an fd= opened read-only is served
+   * read-only, and nbdkit must not offer writes that all fail. */
+  if (!bio_readonly && blkio_get_bool (bio_b, "read-only", &ro) == 0 && ro) {
+    nbdkit_debug ("the device is read-only (read-only property), "
+                  "serving it read-only");
+    bio_readonly = true;
+  }
   if (nq == 0)
     nq = bio_choose_num_queues (private_queues);
   r = blkio_set_int (bio_b, "num-queues", nq);
@@ -376,6 +384,14 @@ bio_start_instance (bool readonly, int nq, bool *private_queues)
     return -1;
   }
   r = blkio_start (bio_b);
+  if (r == -EROFS && !bio_readonly) {
+    /* A device that says so only once started (a read-only vhost-user
+     * export: VIRTIO_BLK_F_RO): open it again read-only. */
+    nbdkit_debug ("blkio_start: %s, falling back to read-only",
+                  blkio_get_error_msg ());
+    blkio_destroy (&bio_b);
+    return bio_start_instance (true, nq, private_queues);
+  }
   if (r < 0) {
     bio_report ("blkio_start: %s", blkio_get_error_msg ());
     return -1;

@@ -49,13 +49,14 @@ expect_fail 'num-queues' io_uring path="$tmp/disk" num-queues=abc
 expect_fail 'num-queues' io_uring path="$tmp/disk" num-queues=0
 expect_fail 'driver' io_uring driver=io_uring path="$tmp/disk"
 expect_fail 'thread-model=bogus' io_uring path="$tmp/disk" thread-model=bogus
-expect_fail 'maybe' io_uring path="$tmp/disk" reconnect=maybe
+expect_fail 'reconnect=maybe' io_uring path="$tmp/disk" reconnect=maybe
 expect_fail 'reconnect-wait' io_uring path="$tmp/disk" reconnect-wait=abc
 expect_fail 'reconnect-wait' io_uring path="$tmp/disk" reconnect-wait=100000
 expect_fail 'read-split' io_uring path="$tmp/disk" read-split=100
 expect_fail 'read-split' io_uring path="$tmp/disk" read-split=2M
 expect_fail 'read-split' io_uring path="$tmp/disk" read-split=abc
-expect_fail 'maybe' io_uring path="$tmp/disk" zoned-writable=maybe
+expect_fail 'zoned-writable=maybe' io_uring path="$tmp/disk" zoned-writable=maybe
+expect_fail 'zero-copy=xx' io_uring path="$tmp/disk" zero-copy=xx
 
 requires_driver io_uring
 expect_fail 'no-such-property' io_uring path="$tmp/disk" no-such-property=1

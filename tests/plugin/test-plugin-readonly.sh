@@ -56,3 +56,14 @@ if [ "$(id -u)" != 0 ]; then
         --run 'nbdinfo --json "$uri"' > "$tmp/out" 2>&1
     grep -q '"is_read_only": true' "$tmp/out"
 fi
+
+# fd= opened read-only: the library says read-only=true after connect, so
+# the export is read-only (it used to offer writes that all failed).
+timeout -k 5 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring fd=3 \
+    --run 'nbdinfo --json "$uri"' 3< "$tmp/disk" > "$tmp/out" 2>&1 ||
+    { cat "$tmp/out"; exit 1; }
+grep -q '"is_read_only": true' "$tmp/out"
+timeout -k 5 60 "$NBDKIT" -U - "$PLUGIN" io_uring fd=3 \
+    --run 'nbdinfo --json "$uri"' 3<> "$tmp/disk" > "$tmp/out" 2>&1 ||
+    { cat "$tmp/out"; exit 1; }
+grep -q '"is_read_only": false' "$tmp/out"

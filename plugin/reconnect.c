@@ -37,6 +37,14 @@
  * purpose (which drains the queues for up to 10 s first). */
 #define BIO_REFRESH_WAIT_MS 30000
 
+/* How long a request or a new connection waits, even with
+ * reconnect-wait=0, for the first attempt to reconnect after a loss: a
+ * device that went away while nbdkit was idle is only found gone by the
+ * next request or connection, and the backend may long be back (the
+ * attempt then takes a few milliseconds).  An attempt that meets a
+ * backend which never answers ends at the library's 10 s deadline. */
+#define BIO_FIRST_ATTEMPT_WAIT_MS 5000
+
 _Atomic int bio_state = BIO_UP;
 bool bio_reconnect = true;
 unsigned bio_reconnect_wait_ms = 0;
@@ -50,6 +58,7 @@ static bool bio_lost_pending;           /* the device went away */
 static bool bio_refresh_pending;        /* re-create it on purpose */
 static bool bio_refresh_readonly;
 static unsigned bio_swaps;              /* swaps finished, either way */
+static unsigned bio_failed_attempts;    /* since the device was lost */
 
 /* errnos that say the device (or the connection to it) is gone, rather
  * than that one request failed. */
@@ -77,6 +86,7 @@ bio_reconnect_kick (void)
   if (will && !bio_lost_pending &&
       atomic_load (&bio_state) != BIO_LOST) {
     bio_lost_pending = true;
+    bio_failed_attempts = 0;
     atomic_store (&bio_state, BIO_LOST);
     pthread_cond_broadcast (&bio_rc_cond);
   }
@@ -100,8 +110,21 @@ bio_deadline (unsigned ms)
   return ts;
 }
 
-/* Wait until the device serves requests again: up to reconnect-wait= when
- * it was lost, longer for a re-creation on purpose.  Returns 0, or -1 with
+/* Whether the CLOCK_REALTIME deadline until has passed. */
+static bool
+bio_deadline_passed (const struct timespec *until)
+{
+  struct timespec now;
+
+  clock_gettime (CLOCK_REALTIME, &now);
+  return now.tv_sec > until->tv_sec ||
+    (now.tv_sec == until->tv_sec && now.tv_nsec >= until->tv_nsec);
+}
+
+/* Wait until the device serves requests again: when it was lost, until
+ * the first attempt to reconnect has failed (up to 5 s) or up to
+ * reconnect-wait=, whichever is longer; longer for a re-creation on
+ * purpose.  Returns 0, or -1 with
  * msg saying why not. */
 int
 bio_wait_up (char *msg, size_t len)
@@ -112,9 +135,15 @@ bio_wait_up (char *msg, size_t len)
   pthread_mutex_lock (&bio_rc_lock);
   state = atomic_load (&bio_state);
   until = bio_deadline (state == BIO_REFRESHING ? BIO_REFRESH_WAIT_MS
-                                                : bio_reconnect_wait_ms);
+                        : bio_reconnect_wait_ms > BIO_FIRST_ATTEMPT_WAIT_MS
+                        ? bio_reconnect_wait_ms : BIO_FIRST_ATTEMPT_WAIT_MS);
   while ((state = atomic_load (&bio_state)) != BIO_UP && r == 0) {
-    if (state == BIO_LOST && (bio_reconnect_wait_ms == 0 || !bio_rc_running))
+    /* Lost: wait for the first attempt to reconnect, then up to
+     * reconnect-wait= (measured from the start). */
+    if (state == BIO_LOST &&
+        (!bio_rc_running ||
+         (bio_failed_attempts > 0 &&
+          (bio_reconnect_wait_ms == 0 || bio_deadline_passed (&until)))))
       r = ETIMEDOUT;
     else
       r = pthread_cond_timedwait (&bio_up_cond, &bio_rc_lock, &until);
@@ -170,6 +199,10 @@ bio_recreate (bool refresh, bool readonly)
       bio_lend_destroy_instance (&bio_b);
     if (refresh)
       return -1;                /* the caller reconnects as if lost */
+    pthread_mutex_lock (&bio_rc_lock);
+    bio_failed_attempts++;
+    pthread_cond_broadcast (&bio_up_cond);
+    pthread_mutex_unlock (&bio_rc_lock);
     nbdkit_debug ("reconnect attempt %u failed, next in %u ms",
                   attempt, delay);
     if (!bio_backoff_sleep (delay))
@@ -186,6 +219,9 @@ bio_swap (bool lost, bool readonly)
   int r;
 
   clock_gettime (CLOCK_MONOTONIC, &t0);
+  pthread_mutex_lock (&bio_rc_lock);
+  bio_failed_attempts = 0;
+  pthread_mutex_unlock (&bio_rc_lock);
   atomic_store (&bio_state, lost ? BIO_LOST : BIO_REFRESHING);
   if (lost)
     nbdkit_error ("the device is gone, reconnecting in the background; "

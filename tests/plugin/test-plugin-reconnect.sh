@@ -219,3 +219,42 @@ PY
     start_qsd "$VU_IMG"
     wait_client "$client" 60 "$tmp/client3.out"
 fi
+_stop_nbdkit
+
+# The daemon restarted while nbdkit was idle (reconnect-wait=0, the
+# default): nobody notices the loss until the next connection or request,
+# and by then the daemon is back.  The first new connection must be
+# served (the loss it finds waits for the first reconnect attempt), and on
+# a connection opened before, only the read that met the old instance may
+# fail: the next one is served.
+start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 \
+    2> "$tmp/nbdkit.log"
+rm -f "$tmp/connected" "$tmp/killed4"
+/usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client4.out" 2>&1 <<'PY' &
+import nbd, os, sys, time
+uri, tmp = sys.argv[1], sys.argv[2]
+h = nbd.NBD()
+h.connect_uri(uri)
+want = h.pread(65536, 0)
+open(os.path.join(tmp, "connected"), "w").close()
+while not os.path.exists(os.path.join(tmp, "killed4")):
+    time.sleep(0.02)
+n = nbd.NBD()
+n.connect_uri(uri)              # the first connection after the restart
+assert n.pread(65536, 0) == want, "wrong data on the new connection"
+print("ok: the first new connection after an idle restart is served")
+try:
+    h.pread(65536, 0)
+except nbd.Error as e:
+    print(f"the old connection's read that met the old instance: {e}")
+assert h.pread(65536, 0) == want, "wrong data on the old connection"
+print("ok: the old connection is served again")
+PY
+client=$!
+cleanup_fn "kill $client 2>/dev/null"
+waitfile connected
+kill -9 "$qsd_pid"
+start_qsd "$VU_IMG"
+sleep 1
+touch "$tmp/killed4"
+wait_client "$client" 60 "$tmp/client4.out"

@@ -326,6 +326,10 @@ void blkioq_set_completion_fd_enabled(struct blkioq *q, bool enable)
     q->completion_fd_enabled = enable;
     if (q->drv->set_completion_fd_enabled)
         q->drv->set_completion_fd_enabled(q, enable);
+    /* Completions reaped but not yet returned (an earlier call's max was
+     * smaller) signalled nothing either. */
+    if (enable && blkioq_ring_count(q) > 0)
+        blkioq_notify(q);
 }
 
 /* ---- requests ---- */

@@ -218,7 +218,8 @@ static void iou_set_completion_fd_enabled(struct blkioq *q, bool enable)
 {
     struct iou_queue *iq = q->priv;
 
-    uring_set_eventfd_enabled(&iq->uq.ring, enable);
+    if (uring_set_eventfd_enabled(&iq->uq.ring, enable))
+        blkioq_notify(q);
 }
 
 /* ---- requests ---- */

@@ -200,8 +200,8 @@ static void nvme_set_completion_fd_enabled(struct blkioq *q, bool enable)
 {
     struct nvme_queue *nq = q->priv;
 
-    if (nq)
-        uring_set_eventfd_enabled(&nq->uq.ring, enable);
+    if (nq && uring_set_eventfd_enabled(&nq->uq.ring, enable))
+        blkioq_notify(q);
 }
 
 /* ---- command submission ---- */

@@ -418,11 +418,16 @@ int uring_check_path_or_fd(const struct blkio *b)
     return 0;
 }
 
-void uring_set_eventfd_enabled(struct io_uring *ring, bool enable)
+bool uring_set_eventfd_enabled(struct io_uring *ring, bool enable)
 {
     (void)io_uring_cq_eventfd_toggle(ring, enable);
-    if (enable)
-        atomic_thread_fence(memory_order_seq_cst);
+    if (!enable)
+        return false;
+    /* Completions posted while it was off signalled nothing: report them,
+     * so that the caller signals the fd (as libblkio 1.5 does), or an
+     * event loop that waits on it right after enabling waits for ever. */
+    atomic_thread_fence(memory_order_seq_cst);
+    return io_uring_cq_ready(ring) > 0;
 }
 
 /* ---- fixed buffers ---- */

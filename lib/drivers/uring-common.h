@@ -395,9 +395,10 @@ uring_process_with(struct uring_queue *uq, int min,
  * look at the CQ (the re-check the libblkio manual asks for) cannot be
  * ordered before the kernel can see the flag.  Before Linux 5.8 the
  * eventfd cannot be turned off and keeps signalling: spurious events,
- * which the API allows.
+ * which the API allows.  Returns whether completions are waiting in the
+ * ring once it is enabled.
  */
-void uring_set_eventfd_enabled(struct io_uring *ring, bool enable);
+bool uring_set_eventfd_enabled(struct io_uring *ring, bool enable);
 
 /* The instance's table: set up at create, torn down at destroy. */
 void uring_fixed_table_init(struct uring_fixed_table *t);

@@ -934,4 +934,8 @@ void virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable)
         return;
     vq->notify_off = !enable;
     virtq_set_notify(&vq->vq, enable);
+    /* The device signals only completions it adds from now on: report
+     * those it added while notifications were off. */
+    if (enable && virtq_has_used(&vq->vq))
+        blkioq_notify(q);
 }

@@ -196,6 +196,20 @@ int cf_cfd(const struct cf_setup *s)
     blkioq_set_completion_fd_enabled(q, false);
     blkioq_flush(q, NULL, 0);
     cf_wait1(q, "flush with fd disabled");
+
+    /* A completion that arrives while the fd is disabled, not reaped:
+     * enabling the fd must make it readable, or an event loop that
+     * enables it and then waits on it waits for ever. */
+    while (read(fd, &cnt, sizeof(cnt)) > 0)
+        ;
+    blkioq_flush(q, NULL, 0);
+    n = blkioq_do_io(q, c, 0, 0, NULL);           /* submit only */
+    cf_line(n >= 0 ? "ok" : cf_errname(n), "submit with fd disabled");
+    usleep(300 * 1000);                           /* it completes */
+    blkioq_set_completion_fd_enabled(q, true);
+    cf_line(poll(&pfd, 1, 5000) == 1 ? "readable" : "not readable",
+            "fd after enabling, a completion waiting");
+    cf_wait1(q, "the waiting completion");
     blkio_destroy(&b);
     return 0;
 }

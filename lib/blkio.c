@@ -190,6 +190,7 @@ void blkio_destroy(struct blkio **bp)
         return;
     b = *bp;
 
+    b->destroying = true;
     blkio_queues_destroy(b);
     blkio_mem_regions_release(b);
     if (b->drv->destroy)

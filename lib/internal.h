@@ -242,6 +242,7 @@ struct blkio {
     const struct blkio_driver *drv;
     void *priv;                 /* driver's instance state */
     enum blkio_state state;
+    bool destroying;            /* blkio_destroy() is tearing it down */
 
     /* Available after create */
     char *driver_name;

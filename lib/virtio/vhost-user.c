@@ -70,6 +70,11 @@ enum {
 #define VHOST_USER_MAX_FDS        8     /* per message, and SET_MEM_TABLE */
 #define VHOST_USER_DEFAULT_SLOTS  8
 #define VHOST_USER_REPLY_TIMEOUT_MS 10000
+/* While the instance is destroyed, the queues are stopped and the regions
+ * unmapped politely, but a backend that stopped answering is not waited
+ * for as long: everything goes with the connection anyway, and the
+ * backend's mappings of the shared memory keep it valid for it. */
+#define VHOST_USER_TEARDOWN_TIMEOUT_MS 500
 #define VHOST_USER_CONFIG_MAX     256
 
 /* The protocol features we use. */
@@ -330,6 +335,8 @@ static int vu_recv_reply(struct vhost_user *vu, uint32_t req, void *payload,
     int ms = vu_reply_timeout_ms();
     int ret;
 
+    if (vu->b->destroying && ms > VHOST_USER_TEARDOWN_TIMEOUT_MS)
+        ms = VHOST_USER_TEARDOWN_TIMEOUT_MS;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += ms / 1000;
     deadline.tv_nsec += (ms % 1000) * 1000000L;

@@ -3,7 +3,10 @@
  * Description: a stalled backend (SIGSTOP).  Waits end at their deadline
  * with -ETIME on regular and poll queues, blkioq_do_io_interruptible()
  * returns -EINTR when a signal it unblocks arrives, and once the backend
- * continues (SIGCONT) the requests complete normally.
+ * continues (SIGCONT) the requests complete normally.  Then a second
+ * instance, with a request in flight and a region mapped, is destroyed
+ * while the backend is stopped: blkio_destroy() returns within about a
+ * second (the teardown's shorter deadline), not after the 10 s one.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -89,5 +92,19 @@ int main(void)
     CHECK_RET(vu_wait_one(q), 0);
     CHECK_RET(vu_wait_one(pq), 0);
     blkio_destroy(&b);
+
+    b = vu_start(2, 0);
+    q = blkio_get_queue(b, 0);
+    CHECK(q);
+    buf = t_region(b, 65536, &r);
+    CHECK(kill(pid, SIGSTOP) == 0);
+    blkioq_read(q, 0, buf, 4096, NULL, 0);
+    CHECK_RET(blkioq_do_io(q, c, 0, 1, NULL) >= 0, 1);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    blkio_destroy(&b);
+    s = elapsed(&t0);
+    CHECK(kill(pid, SIGCONT) == 0);
+    if (s > 3)
+        T_FAIL_MSG("blkio_destroy() with the backend stopped took %.3f s", s);
     return 0;
 }

@@ -351,54 +351,88 @@ static int prop_parse_bool(const char *s, bool *out)
     return -EINVAL;
 }
 
-int blkio_set_str(struct blkio *b, const char *name, const char *value)
-{
-    const struct blkio_property *p;
-    int ret = prop_lookup(b, name, true, PROP_STR, value, &p);
+/* A value written as a string, converted to p's type. */
+union prop_value {
+    bool b;
+    int i;
+    uint64_t u;
+    const char *s;
+};
 
-    if (ret < 0)
-        return ret;
+/* Convert value to p's type into *v; -EINVAL (message set) if it is not
+ * one. */
+static int prop_parse_value(const struct blkio_property *p, const char *name,
+                            const char *value, union prop_value *v)
+{
+    char *end;
 
     switch (p->type) {
-    case PROP_BOOL: {
-        bool v;
-        if (prop_parse_bool(value, &v) < 0)
+    case PROP_BOOL:
+        if (prop_parse_bool(value, &v->b) < 0)
             return blkio_set_error(-EINVAL,
                                    "property '%s': invalid bool '%s' "
                                    "(use true or false)", name, value);
-        return prop_store(b, p, &v);
-    }
+        return 0;
     case PROP_INT: {
-        char *end;
-        long v;
+        long l;
         errno = 0;
-        v = strtol(value, &end, 10);
+        l = strtol(value, &end, 10);
         /* strtol skips leading white space; libblkio does not. */
         if (isspace((unsigned char)value[0]) ||
-            errno || end == value || *end != '\0' || v < INT_MIN ||
-            v > INT_MAX)
+            errno || end == value || *end != '\0' || l < INT_MIN ||
+            l > INT_MAX)
             return blkio_set_error(-EINVAL,
                                    "property '%s': invalid int '%s'",
                                    name, value);
-        int iv = (int)v;
-        return prop_store(b, p, &iv);
+        v->i = (int)l;
+        return 0;
     }
     case PROP_UINT64: {
-        char *end;
-        unsigned long long v;
-        const char *t = value;
+        unsigned long long u;
         errno = 0;
-        v = strtoull(t, &end, 10);
-        if (isspace((unsigned char)*t) || *t == '-' || errno || end == t ||
-            *end != '\0')
+        u = strtoull(value, &end, 10);
+        if (isspace((unsigned char)*value) || *value == '-' || errno ||
+            end == value || *end != '\0')
             return blkio_set_error(-EINVAL,
                                    "property '%s': invalid uint64 '%s'",
                                    name, value);
-        uint64_t uv = v;
-        return prop_store(b, p, &uv);
+        v->u = u;
+        return 0;
     }
     case PROP_STR:
-        return prop_store(b, p, &value);
+        v->s = value;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int blkio_set_str(struct blkio *b, const char *name, const char *value)
+{
+    const struct blkio_property *p;
+    union prop_value v;
+    int ret;
+
+    /* libblkio converts the value before it checks the access: a value
+     * that is not of the property's type is -EINVAL even where writing is
+     * not allowed (a read-only property, the wrong state). */
+    if (b && name && value && (p = prop_find(b, name)) != NULL &&
+        (ret = prop_parse_value(p, name, value, &v)) < 0)
+        return ret;
+    ret = prop_lookup(b, name, true, PROP_STR, value, &p);
+    if (ret < 0)
+        return ret;
+    ret = prop_parse_value(p, name, value, &v);
+    if (ret < 0)
+        return ret;
+    switch (p->type) {
+    case PROP_BOOL:
+        return prop_store(b, p, &v.b);
+    case PROP_INT:
+        return prop_store(b, p, &v.i);
+    case PROP_UINT64:
+        return prop_store(b, p, &v.u);
+    case PROP_STR:
+        return prop_store(b, p, &v.s);
     }
     return -EINVAL;
 }

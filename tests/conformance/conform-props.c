@@ -119,9 +119,16 @@ static void cf_set_all(struct blkio *b, const char *st, size_t k)
         cf_ret(blkio_set_str(b, name, sv), "%s.set_str %s", st, name);
         free(sv);
     } else if (cf_props_all[k].type != S) {
+        /* A value of the property's type, as a string. */
         snprintf(ibuf, sizeof(ibuf), "%d", iv);
-        cf_ret(blkio_set_str(b, name, ibuf), "%s.set_str %s", st, name);
+        cf_ret(blkio_set_str(b, name, cf_props_all[k].type == B ? "false"
+                                                               : ibuf),
+               "%s.set_str %s", st, name);
     }
+    /* A string that is not of the type: is it parsed before the access
+     * is checked (a read-only property, the wrong state)? */
+    if (cf_props_all[k].type != S)
+        cf_ret(blkio_set_str(b, name, "x"), "%s.set_str %s 'x'", st, name);
 }
 
 static void cf_matrix(struct blkio *b, const struct cf_setup *s,

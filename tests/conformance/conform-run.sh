@@ -101,7 +101,7 @@ if [ -n "$fetch_only" ]; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/conform.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${CONFORM_KEEP:-}" ] || rm -rf "$work"' EXIT
 
 run_one() {   # which libdir
     local which=$1 libdir=$2 file=$work/disk

@@ -177,6 +177,18 @@ bio_read_geometry (void)
   }
   bio_req_align = ra;
   bio_buf_align = ba >= 1 ? ba : 1;
+  /* A file opened with direct=true whose size is not a multiple of the
+   * block size: its last partial block cannot be read or written in
+   * whole blocks, and NBD clients take the size to be a multiple of the
+   * minimum block size (nbdcopy failed on the tail). */
+  if (bio_capacity % (uint32_t) ra) {
+    nbdkit_debug ("the device's size %" PRIu64 " is not a multiple of its "
+                  "request-alignment %d: served as %" PRIu64 " bytes, "
+                  "without the last %" PRIu64, bio_capacity, ra,
+                  bio_capacity - bio_capacity % (uint32_t) ra,
+                  bio_capacity % (uint32_t) ra);
+    bio_capacity -= bio_capacity % (uint32_t) ra;
+  }
   bio_needs_mem_regions = nmr;
 
   /* Preferred: the optimal I/O size or alignment if sane, at least 4 KiB

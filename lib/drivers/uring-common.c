@@ -412,6 +412,9 @@ int uring_check_path_or_fd(const struct blkio *b)
         return blkio_set_error(-EINVAL, "properties 'path' and 'fd' cannot "
                                "both be set (path '%s', fd %d)", b->path,
                                b->fd);
+    if (!b->path && b->fd < -1)
+        return blkio_set_error(-EBADF, "property 'fd' is %d, not a file "
+                               "descriptor", b->fd);
     if (!b->path && b->fd < 0)
         return blkio_set_error(-EINVAL, "property 'path' or 'fd' must be "
                                "set before blkio_connect()");

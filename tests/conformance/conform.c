@@ -217,6 +217,15 @@ int cf_lifecycle(const struct cf_setup *s)
     cf_ret(blkio_create("", &b), "create empty name");
     /* (blkio_destroy() of a NULL instance crashes libblkio 1.5.) */
 
+    /* io_uring drivers: a negative fd other than -1 ("unset") and no
+     * path is a bad file descriptor, not a missing property. */
+    if (strstr(s->driver, "io_uring") &&
+        cf_ret(blkio_create(s->driver, &b), "create bare") == 0) {
+        cf_ret(blkio_set_int(b, "fd", -5), "set fd -5");
+        cf_ret(blkio_connect(b), "connect fd -5 without path");
+        blkio_destroy(&b);
+    }
+
     b = cf_create(s);
     cf_life_created(b);
     cf_ret(blkio_connect(b), "connect");

@@ -195,15 +195,26 @@ static void check_state(struct blkio *b, enum cu_state st)
         } else if (p->writable == 0) {
             EXPECT(set_typed(b, p, false), -EACCES, p, st, "set");
             msg_names(p, st, "set");
-            EXPECT(blkio_set_str(b, p->name, "1"), -EACCES, p, st,
-                   "set_str");
+            /* A value of the property's type; one that is not is -EINVAL
+             * first, as in libblkio 1.5 (conformance: props). */
+            EXPECT(blkio_set_str(b, p->name,
+                                 p->type == T_BOOL ? "true" : "1"),
+                   -EACCES, p, st, "set_str");
+            EXPECT(blkio_set_str(b, p->name, "x"),
+                   p->type == T_STR ? -EACCES : -EINVAL, p, st,
+                   "set_str not of the type");
         } else {
             /* Writable only later: -ENODEV; only earlier: -EBUSY. */
             int e = p->writable > bit ? -ENODEV : -EBUSY;
 
             EXPECT(set_typed(b, p, false), e, p, st, "set");
             msg_names(p, st, "set");
-            EXPECT(blkio_set_str(b, p->name, "1"), e, p, st, "set_str");
+            EXPECT(blkio_set_str(b, p->name,
+                                 p->type == T_BOOL ? "true" : "1"),
+                   e, p, st, "set_str");
+            EXPECT(blkio_set_str(b, p->name, "x"),
+                   p->type == T_STR ? e : -EINVAL, p, st,
+                   "set_str not of the type");
         }
     }
 

@@ -22,10 +22,14 @@ int main(void)
     bool v;
     int fd, got;
 
-    /* A negative fd is "not set" (libblkio 1.5 takes any value). */
+    /* -1 is "not set"; libblkio 1.5 takes any value, and any other
+     * negative one is a bad file descriptor at connect (conformance:
+     * lifecycle). */
     ok(blkio_create("io_uring", &b));
     ok(blkio_set_int(b, "fd", -7));
     t_expect_int(b, "fd", -7);
+    err(blkio_connect(b), -EBADF);
+    ok(blkio_set_int(b, "fd", -1));
     err(blkio_connect(b), -EINVAL);     /* neither path nor fd */
     ok(blkio_set_int(b, "fd", -1));
     ok(blkio_set_str(b, "path", path));

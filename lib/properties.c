@@ -415,13 +415,13 @@ int blkio_set_str(struct blkio *b, const char *name, const char *value)
     /* libblkio converts the value before it checks the access: a value
      * that is not of the property's type is -EINVAL even where writing is
      * not allowed (a read-only property, the wrong state). */
-    if (b && name && value && (p = prop_find(b, name)) != NULL &&
-        (ret = prop_parse_value(p, name, value, &v)) < 0)
-        return ret;
+    if (b && name && value && (p = prop_find(b, name)) != NULL) {
+        ret = prop_parse_value(p, name, value, &v);
+        if (ret < 0)
+            return ret;
+    }
+    /* Finds the same property, or fails. */
     ret = prop_lookup(b, name, true, PROP_STR, value, &p);
-    if (ret < 0)
-        return ret;
-    ret = prop_parse_value(p, name, value, &v);
     if (ret < 0)
         return ret;
     switch (p->type) {

@@ -225,8 +225,10 @@ struct blkio_driver {
     int (*process)(struct blkioq *q, int min, const struct timespec *deadline,
                    const sigset_t *sig);
 
-    /* Optional: suppress/enable completion fd notifications. */
-    void (*set_completion_fd_enabled)(struct blkioq *q, bool enable);
+    /* Optional: suppress/enable completion fd notifications.  Returns
+     * whether completions are waiting that the device will not signal
+     * (enabling: they arrived while it was off); the core signals them. */
+    bool (*set_completion_fd_enabled)(struct blkioq *q, bool enable);
 
     /* Optional: called before property p is read after connect, so that a
      * value that can change under the instance (a file's size) is

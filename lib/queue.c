@@ -323,12 +323,17 @@ void blkioq_set_completion_fd_enabled(struct blkioq *q, bool enable)
 {
     if (!q || q->poll)
         return;
+    bool waiting = false;
+
     q->completion_fd_enabled = enable;
     if (q->drv->set_completion_fd_enabled)
-        q->drv->set_completion_fd_enabled(q, enable);
-    /* Completions reaped but not yet returned (an earlier call's max was
-     * smaller) signalled nothing either. */
-    if (enable && blkioq_ring_count(q) > 0)
+        waiting = q->drv->set_completion_fd_enabled(q, enable);
+    /* Completions that arrived while the fd was off (waiting in the
+     * driver's ring, or reaped but not yet returned because an earlier
+     * call's max was smaller) signalled nothing: signal them now, or an
+     * event loop that enables the fd and then waits on it waits for
+     * ever. */
+    if (enable && (waiting || blkioq_ring_count(q) > 0))
         blkioq_notify(q);
 }
 

@@ -123,6 +123,15 @@ extern uint64_t bio_discard_offset;
 extern bool bio_needs_mem_regions;
 extern bool bio_have_bounce;
 extern bool bio_zoned;                  /* a zoned device (zoned > 0) */
+
+/* The size served for a device of `size` bytes: whole blocks of
+ * request-alignment (a file with direct=true may end in a partial one
+ * that no request can reach). */
+static inline uint64_t
+bio_whole_blocks (uint64_t size)
+{
+  return size - size % bio_req_align;
+}
 extern uint64_t bio_zone_size;          /* its zone size, or 0 */
 
 extern int bio_open_instance (void);

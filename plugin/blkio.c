@@ -493,7 +493,7 @@ bio_open (int readonly)
     nbdkit_debug ("nbdkit serves the device read-only; it stays open "
                   "read-write and nbdkit refuses writes");
   size = bio_device_size_now ();
-  size -= size % bio_req_align;         /* as bio_read_geometry serves it */
+  size = bio_whole_blocks (size);       /* as bio_read_geometry serves it */
   if (size != 0 && size != bio_capacity) {
     nbdkit_debug ("the device is now %" PRIu64 " bytes (was %" PRIu64
                   "): re-opening it", size, bio_capacity);

@@ -181,13 +181,13 @@ bio_read_geometry (void)
    * block size: its last partial block cannot be read or written in
    * whole blocks, and NBD clients take the size to be a multiple of the
    * minimum block size (nbdcopy failed on the tail). */
-  if (bio_capacity % (uint32_t) ra) {
+  if (bio_whole_blocks (bio_capacity) != bio_capacity) {
     nbdkit_debug ("the device's size %" PRIu64 " is not a multiple of its "
                   "request-alignment %d: served as %" PRIu64 " bytes, "
                   "without the last %" PRIu64, bio_capacity, ra,
-                  bio_capacity - bio_capacity % (uint32_t) ra,
-                  bio_capacity % (uint32_t) ra);
-    bio_capacity -= bio_capacity % (uint32_t) ra;
+                  bio_whole_blocks (bio_capacity),
+                  bio_capacity - bio_whole_blocks (bio_capacity));
+    bio_capacity = bio_whole_blocks (bio_capacity);
   }
   bio_needs_mem_regions = nmr;
 

@@ -9,8 +9,8 @@
  * queue layout, retrying with a bounded exponential backoff.  The new
  * device must have the size and block size of the old one; a different
  * device is refused (and retried, in case the right one comes back).
- * Meanwhile requests fail with EIO, or wait up to reconnect-wait= for the
- * device; the NBD connections stay open and go on once it is back.
+ * Meanwhile requests fail with EIO once the first attempt has failed, or
+ * wait up to reconnect-wait= for the device; the NBD connections stay open and go on once it is back.
  *
  * The same thread re-creates the instance on purpose (bio_refresh): when
  * a new connection finds the device grown or shrunk, or nbdkit serves it
@@ -110,43 +110,31 @@ bio_deadline (unsigned ms)
   return ts;
 }
 
-/* Whether the CLOCK_REALTIME deadline until has passed. */
-static bool
-bio_deadline_passed (const struct timespec *until)
-{
-  struct timespec now;
-
-  clock_gettime (CLOCK_REALTIME, &now);
-  return now.tv_sec > until->tv_sec ||
-    (now.tv_sec == until->tv_sec && now.tv_nsec >= until->tv_nsec);
-}
-
-/* Wait until the device serves requests again: when it was lost, until
- * the first attempt to reconnect has failed (up to 5 s) or up to
- * reconnect-wait=, whichever is longer; longer for a re-creation on
- * purpose.  Returns 0, or -1 with
- * msg saying why not. */
+/* Wait until the device serves requests again: when it was lost, up to
+ * reconnect-wait=, but at least until the first attempt to reconnect has
+ * failed (up to 5 s); longer for a re-creation on purpose.  Returns 0, or
+ * -1 with msg saying why not. */
 int
 bio_wait_up (char *msg, size_t len)
 {
-  struct timespec until;
+  struct timespec until, first_until = bio_deadline (BIO_FIRST_ATTEMPT_WAIT_MS);
+  bool first_later;
   int state, r = 0;
 
   pthread_mutex_lock (&bio_rc_lock);
   state = atomic_load (&bio_state);
   until = bio_deadline (state == BIO_REFRESHING ? BIO_REFRESH_WAIT_MS
-                        : bio_reconnect_wait_ms > BIO_FIRST_ATTEMPT_WAIT_MS
-                        ? bio_reconnect_wait_ms : BIO_FIRST_ATTEMPT_WAIT_MS);
+                                                : bio_reconnect_wait_ms);
+  first_later = first_until.tv_sec > until.tv_sec ||
+    (first_until.tv_sec == until.tv_sec && first_until.tv_nsec > until.tv_nsec);
   while ((state = atomic_load (&bio_state)) != BIO_UP && r == 0) {
-    /* Lost: wait for the first attempt to reconnect, then up to
-     * reconnect-wait= (measured from the start). */
-    if (state == BIO_LOST &&
-        (!bio_rc_running ||
-         (bio_failed_attempts > 0 &&
-          (bio_reconnect_wait_ms == 0 || bio_deadline_passed (&until)))))
+    if (state == BIO_LOST && !bio_rc_running)
       r = ETIMEDOUT;
     else
-      r = pthread_cond_timedwait (&bio_up_cond, &bio_rc_lock, &until);
+      r = pthread_cond_timedwait (&bio_up_cond, &bio_rc_lock,
+                                  state == BIO_LOST && first_later &&
+                                  bio_failed_attempts == 0
+                                  ? &first_until : &until);
   }
   pthread_mutex_unlock (&bio_rc_lock);
   if (state == BIO_UP)

@@ -214,12 +214,11 @@ static void iou_unmap_mem_region(struct blkio *b,
     uring_fixed_unmap(b, &((struct iou_instance *)b->priv)->fixed, region);
 }
 
-static void iou_set_completion_fd_enabled(struct blkioq *q, bool enable)
+static bool iou_set_completion_fd_enabled(struct blkioq *q, bool enable)
 {
     struct iou_queue *iq = q->priv;
 
-    if (uring_set_eventfd_enabled(&iq->uq.ring, enable))
-        blkioq_notify(q);
+    return uring_set_eventfd_enabled(&iq->uq.ring, enable);
 }
 
 /* ---- requests ---- */

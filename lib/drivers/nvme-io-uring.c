@@ -196,12 +196,11 @@ static void nvme_queue_destroy(struct blkioq *q)
     free(nq);
 }
 
-static void nvme_set_completion_fd_enabled(struct blkioq *q, bool enable)
+static bool nvme_set_completion_fd_enabled(struct blkioq *q, bool enable)
 {
     struct nvme_queue *nq = q->priv;
 
-    if (nq && uring_set_eventfd_enabled(&nq->uq.ring, enable))
-        blkioq_notify(q);
+    return nq && uring_set_eventfd_enabled(&nq->uq.ring, enable);
 }
 
 /* ---- command submission ---- */

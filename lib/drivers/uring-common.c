@@ -426,9 +426,8 @@ bool uring_set_eventfd_enabled(struct io_uring *ring, bool enable)
     (void)io_uring_cq_eventfd_toggle(ring, enable);
     if (!enable)
         return false;
-    /* Completions posted while it was off signalled nothing: report them,
-     * so that the caller signals the fd (as libblkio 1.5 does), or an
-     * event loop that waits on it right after enabling waits for ever. */
+    /* Completions posted while it was off signalled nothing: report
+     * them (blkioq_set_completion_fd_enabled signals the fd). */
     atomic_thread_fence(memory_order_seq_cst);
     return io_uring_cq_ready(ring) > 0;
 }

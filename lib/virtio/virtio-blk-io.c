@@ -926,16 +926,15 @@ int virtio_blk_process(struct blkioq *q, int min,
     return ret;
 }
 
-void virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable)
+bool virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable)
 {
     struct vblk_queue *vq = q->priv;
 
     if (!vq || q->poll)
-        return;
+        return false;
     vq->notify_off = !enable;
     virtq_set_notify(&vq->vq, enable);
     /* The device signals only completions it adds from now on: report
      * those it added while notifications were off. */
-    if (enable && virtq_has_used(&vq->vq))
-        blkioq_notify(q);
+    return enable && virtq_has_used(&vq->vq);
 }

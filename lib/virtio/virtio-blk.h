@@ -47,7 +47,7 @@ void virtio_blk_queue_destroy(struct blkioq *q);
 int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req);
 int virtio_blk_process(struct blkioq *q, int min,
                        const struct timespec *deadline, const sigset_t *sig);
-void virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable);
+bool virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable);
 
 /* The driver-table entries every virtio-blk transport shares; a transport
  * adds its name, properties, create and connect:

@@ -27,6 +27,8 @@
 # libblkio.so.1), else <build>/reference, fetched when missing.  Without it
 # the test is skipped with the reason, except under CI=true or
 # BLKIO_CONFORM_REQUIRE=1, where that is a failure.
+# CONFORM_KEEP=1 keeps the two traces (ours, ref) in the work directory
+# under ${TMPDIR:-/var/tmp}/conform.*, for reading a difference.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)

@@ -282,6 +282,20 @@ extern int bio_refresh (bool readonly);
 extern int bio_reconnect_start (void);
 extern void bio_reconnect_stop (void);
 
+/* What a flush covers: the instance it began on, and whether writes were
+ * waiting for it. */
+struct bio_flush_state {
+  unsigned epoch;
+  bool covered;
+};
+extern unsigned bio_losses_seen_at_open (void);
+extern unsigned bio_write_begin (void);
+extern void bio_write_done (unsigned epoch);
+extern bool bio_flush_begin (_Atomic unsigned *seen,
+                             struct bio_flush_state *fl);
+extern bool bio_flush_end (_Atomic unsigned *seen,
+                           const struct bio_flush_state *fl, int r);
+
 /* ---- nbdkit's buffers lent to the device (lend.c) ---- */
 
 extern int bio_zero_copy;               /* zero-copy=, -1: auto */

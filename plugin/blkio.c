@@ -379,10 +379,12 @@ bio_cleanup (void)
   bio_pool_stop_threads ();
 }
 
-/* A connection: whether it may write, and the size it was given. */
+/* A connection: whether it may write, the size it was given, and the
+ * losses of unflushed writes it has reported (see bio_flush). */
 struct bio_handle {
   bool readonly;
   uint64_t size;
+  _Atomic unsigned losses_seen;
 };
 
 /* The size of path= now, for the drivers whose device the plugin can look
@@ -510,6 +512,7 @@ bio_open (int readonly)
   }
   h->readonly = readonly || bio_readonly || (bio_zoned && !bio_zoned_writable);
   h->size = bio_capacity;
+  atomic_init (&h->losses_seen, bio_losses_seen_at_open ());
   return h;
 }
 
@@ -698,18 +701,42 @@ bio_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
     .kind = BIO_WRITE, .buf = (char *) buf, .offset = offset, .count = count,
     .flags = flags & NBDKIT_FLAG_FUA ? BLKIO_REQ_FUA : 0,
   };
+  unsigned epoch = bio_write_begin ();
 
-  return bio_rw (&op, "write");
+  if (bio_rw (&op, "write") == -1)
+    return -1;
+  if (!(op.flags & BLKIO_REQ_FUA))
+    bio_write_done (epoch);
+  return 0;
 }
 
-/* Flush to persistent storage. */
+/* A flush that must fail: writes acknowledged before it went down with a
+ * lost device. */
+static int
+bio_fail_lost_writes (void)
+{
+  nbdkit_error ("flush: the device was lost (and reconnected) with writes "
+                "it had acknowledged but not flushed, which may be gone");
+  nbdkit_set_error (EIO);
+  return -1;
+}
+
+/* Flush to persistent storage.  If the device was lost with writes it
+ * had acknowledged but not flushed, the next flush of each connection
+ * open then fails once: no instance can flush them any more. */
 static int
 bio_flush (void *handle, uint32_t flags)
 {
+  struct bio_handle *h = handle;
   struct bio_op op = { .kind = BIO_FLUSH, .count = 0 };
+  struct bio_flush_state fl;
   int r;
 
+  if (!bio_flush_begin (&h->losses_seen, &fl))
+    return bio_fail_lost_writes ();
   r = bio_run (&op);
+  if (bio_flush_end (&h->losses_seen, &fl, r))
+    return bio_fail_lost_writes ();
   return r < 0 ? bio_fail ("flush", 0, 0, &op, r) : 0;
 }
 
@@ -721,6 +748,7 @@ bio_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
     .kind = BIO_ZEROES, .offset = offset, .count = count,
     .max_len = bio_zero_max,
   };
+  unsigned epoch;
   int r;
 
   if (count == 0)
@@ -732,6 +760,7 @@ bio_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   if (flags & NBDKIT_FLAG_FAST_ZERO)
     op.flags |= BLKIO_REQ_NO_FALLBACK;
 
+  epoch = bio_write_begin ();
   r = bio_run (&op);
   if (r == -ENOTSUP || r == -EOPNOTSUPP) {
     /* nbdkit then writes zeroes itself, or fails a fast zero. */
@@ -739,7 +768,11 @@ bio_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
     nbdkit_set_error (EOPNOTSUPP);
     return -1;
   }
-  return r < 0 ? bio_fail ("zero", offset, count, &op, r) : 0;
+  if (r < 0)
+    return bio_fail ("zero", offset, count, &op, r);
+  if (!(op.flags & BLKIO_REQ_FUA))
+    bio_write_done (epoch);
+  return 0;
 }
 
 /* Discard; advisory, so the unaligned head and tail are left alone. */

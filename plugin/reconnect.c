@@ -15,6 +15,13 @@
  * The same thread re-creates the instance on purpose (bio_refresh): when
  * a new connection finds the device grown or shrunk, or nbdkit serves it
  * read-only.  Then the queues are drained first and requests wait.
+ *
+ * A device that is lost may take writes it acknowledged but had not yet
+ * made durable with it (a backend's caches, qcow2 metadata in
+ * qemu-storage-daemon).  A flush on the new instance cannot cover them,
+ * so a loss that meets such writes fails the next flush of every
+ * connection open at the time, once, as fsync(2) reports a writeback
+ * error (bio_flush_begin and bio_flush_end).
  */
 
 #include <errno.h>
@@ -60,6 +67,16 @@ static bool bio_refresh_readonly;
 static unsigned bio_swaps;              /* swaps finished, either way */
 static unsigned bio_failed_attempts;    /* since the device was lost */
 
+/* Writes acknowledged since the last flush began (a flush clears it as it
+ * starts and sets it again if it fails); losses so far; and losses that
+ * met such writes.  All sequentially consistent: a write's store to
+ * bio_unflushed and its load of bio_epoch pair with the loss's increment
+ * of bio_epoch and its exchange of bio_unflushed, so that at least one of
+ * the two sides sees the other. */
+static atomic_bool bio_unflushed;
+static _Atomic unsigned bio_epoch;
+static _Atomic unsigned bio_lost_unflushed;
+
 /* errnos that say the device (or the connection to it) is gone, rather
  * than that one request failed. */
 bool
@@ -72,6 +89,16 @@ bio_errno_is_lost (int err)
   default:
     return false;
   }
+}
+
+/* The device is lost (called once per loss): the instance that took the
+ * writes not yet flushed will never flush them. */
+static void
+bio_mark_loss (void)
+{
+  atomic_fetch_add (&bio_epoch, 1);
+  if (atomic_exchange (&bio_unflushed, false))
+    atomic_fetch_add (&bio_lost_unflushed, 1);
 }
 
 /* The device is gone: have it reconnected.  Returns whether it will be
@@ -87,6 +114,7 @@ bio_reconnect_kick (void)
       atomic_load (&bio_state) != BIO_LOST) {
     bio_lost_pending = true;
     bio_failed_attempts = 0;
+    bio_mark_loss ();
     atomic_store (&bio_state, BIO_LOST);
     pthread_cond_broadcast (&bio_rc_cond);
   }
@@ -219,6 +247,7 @@ bio_swap (bool lost, bool readonly)
   r = bio_recreate (!lost, readonly);
   if (r == -1 && !lost) {
     /* Re-opening on purpose failed: from here on it is a lost device. */
+    bio_mark_loss ();
     atomic_store (&bio_state, BIO_LOST);
     r = bio_recreate (false, readonly);
   }
@@ -316,4 +345,73 @@ bio_reconnect_stop (void)
   bio_rc_running = false;
   pthread_cond_broadcast (&bio_up_cond);
   pthread_mutex_unlock (&bio_rc_lock);
+}
+
+/* ---- flushes across a loss ---- */
+
+/* The loss counter a connection starts from: losses before it opened are
+ * not its to report. */
+unsigned
+bio_losses_seen_at_open (void)
+{
+  return atomic_load (&bio_lost_unflushed);
+}
+
+/* Which instance a write is about to go to (see bio_write_done). */
+unsigned
+bio_write_begin (void)
+{
+  return atomic_load (&bio_epoch);
+}
+
+/* A write (or write zeroes) without FUA that began at epoch succeeded: it
+ * needs a flush.  If the device was lost since it began, it went to an
+ * instance that will never flush it. */
+void
+bio_write_done (unsigned epoch)
+{
+  if (!atomic_load (&bio_unflushed))
+    atomic_store (&bio_unflushed, true);
+  if (atomic_load (&bio_epoch) != epoch)
+    atomic_fetch_add (&bio_lost_unflushed, 1);
+}
+
+/* Whether the connection whose counter is *seen has a loss of unflushed
+ * writes still to report; if so it is reported now (*seen catches up). */
+static bool
+bio_loss_to_report (_Atomic unsigned *seen)
+{
+  unsigned now = atomic_load (&bio_lost_unflushed);
+
+  return atomic_exchange (seen, now) != now;
+}
+
+/* A flush is about to run for the connection whose counter is *seen.
+ * Returns false if it must fail instead: writes acknowledged before were
+ * lost with the device.  Else fl records what the flush covers. */
+bool
+bio_flush_begin (_Atomic unsigned *seen, struct bio_flush_state *fl)
+{
+  if (bio_loss_to_report (seen))
+    return false;
+  fl->epoch = atomic_load (&bio_epoch);
+  fl->covered = atomic_exchange (&bio_unflushed, false);
+  return true;
+}
+
+/* The flush begun with fl ended with r (0 or a negative errno).  Returns
+ * whether it must fail because writes before it were lost: a loss during
+ * the flush took the writes it was to cover (re-run on the new instance,
+ * it would not cover them either). */
+bool
+bio_flush_end (_Atomic unsigned *seen, const struct bio_flush_state *fl,
+               int r)
+{
+  if (atomic_load (&bio_epoch) != fl->epoch) {
+    if (fl->covered)
+      atomic_fetch_add (&bio_lost_unflushed, 1);
+  }
+  else if (r < 0 && fl->covered)
+    atomic_store (&bio_unflushed, true);
+  return bio_loss_to_report (seen);
 }

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# A flush after a loss (run under tests/vhost-user/qsd-run.sh).  Writes a
+# lost device had acknowledged but not flushed may be gone with it (a
+# backend's caches), and a flush on the reconnected device cannot cover
+# them: the next flush of every connection open at the loss fails with
+# EIO, once, and a connection opened after it flushes as usual.  A loss
+# with every write flushed (or written with FUA) fails no flush.
+source "$(dirname "$0")/functions.sh"
+requires_driver virtio-blk-vhost-user
+requires /usr/bin/python3 -c 'import nbd'
+if [ -z "${VU_SOCK:-}" ] || [ -z "${VU_QSD_PID:-}" ] || [ -z "${VU_IMG:-}" ]; then
+    echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
+    exit 77
+fi
+set -x
+
+start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" reconnect-wait=20 \
+    2> "$tmp/nbdkit.log"
+
+/usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client.out" 2>&1 <<'PY' &
+import errno, nbd, os, sys, time
+uri, tmp = sys.argv[1], sys.argv[2]
+def wait_for(name, secs=60):
+    end = time.time() + secs
+    while not os.path.exists(os.path.join(tmp, name)):
+        if time.time() > end:
+            sys.exit(f"FAIL: {name} never came")
+        time.sleep(0.02)
+def mark(name):
+    open(os.path.join(tmp, name), "w").close()
+def connect():
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    return h
+def flush(name, h, want_eio):
+    try:
+        h.flush()
+    except nbd.Error as e:
+        if want_eio and e.errnum == errno.EIO:
+            print(f"{name}: flush failed as it must: {e}")
+            return
+        sys.exit(f"FAIL: {name}: flush: {e}")
+    if want_eio:
+        sys.exit(f"FAIL: {name}: flush succeeded after a loss of unflushed writes")
+def lose_device(n):
+    # The loss is found by the next request; the read after it waits for
+    # the restarted daemon (reconnect-wait=20).
+    mark(f"written{n}")
+    wait_for(f"killed{n}")
+    try:
+        r.pread(4096, 0)
+        sys.exit("FAIL: a read succeeded with the daemon killed")
+    except nbd.Error as e:
+        print(f"loss {n} found: {e}")
+    mark(f"checked-down{n}")
+    wait_for(f"restarted{n}")
+    r.pread(4096, 0)
+
+a, b, r = connect(), connect(), connect()
+b.pwrite(os.urandom(65536), 0)
+b.flush()
+a.pwrite(os.urandom(65536), 1 << 20)        # acknowledged, not flushed
+lose_device(1)
+flush("a", a, True)
+flush("a again", a, False)
+flush("b", b, True)          # open at the loss: one shared device
+flush("r", r, True)
+flush("b again", b, False)
+c = connect()
+flush("c (opened after the loss)", c, False)
+
+# Everything flushed, and one write with FUA: no flush fails.
+a.pwrite(os.urandom(65536), 2 << 20)
+c.flush()
+a.pwrite(os.urandom(65536), 3 << 20, nbd.CMD_FLAG_FUA)
+lose_device(2)
+for name, h in (("a", a), ("b", b), ("c", c), ("r", r)):
+    flush(name + " after a clean loss", h, False)
+print("ok: a loss of unflushed writes fails each open connection's next flush once")
+PY
+client=$!
+cleanup_fn "kill $client 2>/dev/null"
+
+waitfile () { for _ in $(seq 600); do [ -e "$tmp/$1" ] && return 0; sleep 0.05; done; return 1; }
+qsd=$VU_QSD_PID
+for n in 1 2; do
+    waitfile "written$n" || { cat "$tmp/client.out"; exit 1; }
+    kill -9 "$qsd"
+    touch "$tmp/killed$n"
+    waitfile "checked-down$n" || { cat "$tmp/client.out"; exit 1; }
+    start_qsd "$VU_IMG"
+    qsd=$qsd_pid
+    touch "$tmp/restarted$n"
+done
+wait_client "$client" 120 "$tmp/client.out"
+grep -q "acknowledged but not flushed" "$tmp/nbdkit.log"

@@ -108,6 +108,31 @@ requires ()
     fi
 }
 
+# requires_qsd_daemon: as requires_vhost_user_export, for a test that
+# kills and restarts the daemon (VU_QSD_PID, VU_IMG) and drives it with
+# Python clients (python3-libnbd; markers.py next to this file).
+requires_qsd_daemon ()
+{
+    requires_driver virtio-blk-vhost-user
+    requires /usr/bin/python3 -c 'import nbd'
+    if [ -z "${VU_SOCK:-}" ] || [ -z "${VU_QSD_PID:-}" ] || [ -z "${VU_IMG:-}" ]; then
+        echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
+        exit 77
+    fi
+    export PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")${PYTHONPATH:+:$PYTHONPATH}"
+}
+
+# wait_marker NAME: wait up to 30 s for the marker file $tmp/NAME, which a
+# test's Python client creates (markers.py).
+wait_marker ()
+{
+    for _ in $(seq 600); do
+        [ -e "$tmp/$1" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
 # requires_vhost_user_export: the plugin offers virtio-blk-vhost-user and
 # the test runs under tests/vhost-user/qsd-run.sh (VU_SOCK is its socket).
 requires_vhost_user_export ()

@@ -4,12 +4,7 @@
 # few seconds (no request may hang), nbdkit must not spin afterwards, and
 # it must still exit when asked.  Run under tests/vhost-user/qsd-run.sh.
 source "$(dirname "$0")/functions.sh"
-requires_driver virtio-blk-vhost-user
-requires /usr/bin/python3 -c 'import nbd'
-if [ -z "${VU_SOCK:-}" ] || [ -z "${VU_QSD_PID:-}" ]; then
-    echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
-    exit 77
-fi
+requires_qsd_daemon
 set -x
 
 start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2

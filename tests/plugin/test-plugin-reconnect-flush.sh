@@ -6,12 +6,7 @@
 # EIO, once, and a connection opened after it flushes as usual.  A loss
 # with every write flushed (or written with FUA) fails no flush.
 source "$(dirname "$0")/functions.sh"
-requires_driver virtio-blk-vhost-user
-requires /usr/bin/python3 -c 'import nbd'
-if [ -z "${VU_SOCK:-}" ] || [ -z "${VU_QSD_PID:-}" ] || [ -z "${VU_IMG:-}" ]; then
-    echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
-    exit 77
-fi
+requires_qsd_daemon
 set -x
 
 start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" reconnect-wait=20 \
@@ -20,14 +15,9 @@ start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" reconnect-wait=20 \
 /usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client.out" 2>&1 <<'PY' &
 import errno, nbd, os, sys, time
 uri, tmp = sys.argv[1], sys.argv[2]
-def wait_for(name, secs=60):
-    end = time.time() + secs
-    while not os.path.exists(os.path.join(tmp, name)):
-        if time.time() > end:
-            sys.exit(f"FAIL: {name} never came")
-        time.sleep(0.02)
-def mark(name):
-    open(os.path.join(tmp, name), "w").close()
+from markers import Markers
+markers = Markers(tmp)
+wait_for, mark = markers.wait_for, markers.mark
 def connect():
     h = nbd.NBD()
     h.connect_uri(uri)
@@ -81,13 +71,12 @@ PY
 client=$!
 cleanup_fn "kill $client 2>/dev/null"
 
-waitfile () { for _ in $(seq 600); do [ -e "$tmp/$1" ] && return 0; sleep 0.05; done; return 1; }
 qsd=$VU_QSD_PID
 for n in 1 2; do
-    waitfile "written$n" || { cat "$tmp/client.out"; exit 1; }
+    wait_marker "written$n" || { cat "$tmp/client.out"; exit 1; }
     kill -9 "$qsd"
     touch "$tmp/killed$n"
-    waitfile "checked-down$n" || { cat "$tmp/client.out"; exit 1; }
+    wait_marker "checked-down$n" || { cat "$tmp/client.out"; exit 1; }
     start_qsd "$VU_IMG"
     qsd=$qsd_pid
     touch "$tmp/restarted$n"

@@ -14,12 +14,7 @@
 # succeeds without the client seeing an error: the filter reopens and
 # retries until the device is back.
 source "$(dirname "$0")/functions.sh"
-requires_driver virtio-blk-vhost-user
-requires /usr/bin/python3 -c 'import nbd'
-if [ -z "${VU_SOCK:-}" ] || [ -z "${VU_QSD_PID:-}" ] || [ -z "${VU_IMG:-}" ]; then
-    echo "$0: SKIP: run me under tests/vhost-user/qsd-run.sh (no VU_SOCK)"
-    exit 77
-fi
+requires_qsd_daemon
 set -x
 
 
@@ -29,14 +24,9 @@ start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 \
 /usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client.out" 2>&1 <<'PY' &
 import errno, nbd, os, random, sys, time
 uri, tmp = sys.argv[1], sys.argv[2]
-def wait_for(name, secs=60):
-    end = time.time() + secs
-    while not os.path.exists(os.path.join(tmp, name)):
-        if time.time() > end:
-            sys.exit(f"FAIL: {name} never came")
-        time.sleep(0.02)
-def mark(name):
-    open(os.path.join(tmp, name), "w").close()
+from markers import Markers
+markers = Markers(tmp)
+wait_for, mark = markers.wait_for, markers.mark
 
 hs = [nbd.NBD() for _ in range(3)]
 for h in hs:
@@ -133,18 +123,17 @@ PY
 client=$!
 cleanup_fn "kill $client 2>/dev/null"
 
-waitfile () { for _ in $(seq 600); do [ -e "$tmp/$1" ] && return 0; sleep 0.05; done; return 1; }
-waitfile written
+wait_marker written
 sleep 0.5
 kill -9 "$VU_QSD_PID"
 touch "$tmp/killed"
-waitfile checked-down || { cat "$tmp/client.out"; exit 1; }
+wait_marker checked-down || { cat "$tmp/client.out"; exit 1; }
 
 # The wrong device: the same socket, another size.
 qemu-img create -q -f raw "$tmp/other.img" 32M
 start_qsd "$tmp/other.img"
 touch "$tmp/wrong-backend"
-waitfile checked-wrong || { cat "$tmp/client.out"; exit 1; }
+wait_marker checked-wrong || { cat "$tmp/client.out"; exit 1; }
 kill -9 "$qsd_pid"
 
 start_qsd "$VU_IMG"
@@ -180,7 +169,7 @@ print(f"ok: the read waited {time.time() - t:.2f} s and succeeded")
 PY
 client=$!
 cleanup_fn "kill $client 2>/dev/null"
-waitfile connected
+wait_marker connected
 kill -9 "$qsd_pid"
 touch "$tmp/killed2"
 sleep 1
@@ -212,7 +201,7 @@ print(f"ok: read through the retry filter after {time.time() - t:.2f} s")
 PY
     client=$!
     cleanup_fn "kill $client 2>/dev/null"
-    waitfile connected
+    wait_marker connected
     kill -9 "$qsd_pid"
     touch "$tmp/killed3"
     sleep 1
@@ -252,7 +241,7 @@ print("ok: the old connection is served again")
 PY
 client=$!
 cleanup_fn "kill $client 2>/dev/null"
-waitfile connected
+wait_marker connected
 kill -9 "$qsd_pid"
 start_qsd "$VU_IMG"
 sleep 1

@@ -251,6 +251,9 @@ struct bio_op {
   uint32_t flags;               /* BLKIO_REQ_* */
   uint64_t max_len;             /* per sub-request, 0 = unlimited */
   bool bounce;
+  bool lent;                    /* buf is lent to the device (lend.c) */
+  /* The device's epoch (bio_epoch_now) when the last attempt began. */
+  unsigned epoch;
   /* On failure: whether a piece was still in the device when its queue
    * died (the device may write to buf later). */
   bool lost;
@@ -289,7 +292,8 @@ struct bio_flush_state {
   bool covered;
 };
 extern unsigned bio_losses_seen_at_open (void);
-extern unsigned bio_write_begin (void);
+extern unsigned bio_epoch_now (void);
+extern bool bio_retry_after_loss (const struct bio_op *op, unsigned *losses);
 extern void bio_write_done (unsigned epoch);
 extern bool bio_flush_begin (_Atomic unsigned *seen,
                              struct bio_flush_state *fl);

@@ -653,7 +653,7 @@ bio_rw (struct bio_op *op, const char *what)
   /* bio_run() consumes op; report the request as the client sent it. */
   const struct bio_op sent = *op;
   bool lent = false;
-  unsigned gen = 0;
+  unsigned gen = 0, losses = 0;
   int r;
 
   if (sent.count == 0)
@@ -664,15 +664,18 @@ bio_rw (struct bio_op *op, const char *what)
     if (op->bounce && sent.count >= BIO_LEND_MIN && bio_zero_copy > 0 &&
         ((uintptr_t) op->buf | sent.count) % bio_buf_align == 0)
       op->bounce = !(lent = bio_lend (op->buf, sent.count, &gen));
+    op->lent = lent;
     op->max_len = bio_rw_limit (op->bounce, lent, op->kind, sent.count);
     r = bio_run (op);
     if (r == 0 || !lent)
       break;
     if (op->lost)
       bio_lend_failed (sent.buf);
-    /* Re-created underneath a lent buffer, which the new instance does
-     * not know yet: once more, lent again or bounced. */
-    if (r != -EFAULT || gen == bio_lend_generation ())
+    /* Lost while it ran (the buffer is on new pages now), or re-created
+     * underneath a lent buffer, which the new instance does not know yet:
+     * once more, lent again or bounced. */
+    if (!bio_retry_after_loss (op, &losses) &&
+        (r != -EFAULT || gen == bio_lend_generation ()))
       break;
     *op = sent;
     lent = false;
@@ -701,12 +704,10 @@ bio_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
     .kind = BIO_WRITE, .buf = (char *) buf, .offset = offset, .count = count,
     .flags = flags & NBDKIT_FLAG_FUA ? BLKIO_REQ_FUA : 0,
   };
-  unsigned epoch = bio_write_begin ();
-
   if (bio_rw (&op, "write") == -1)
     return -1;
   if (!(op.flags & BLKIO_REQ_FUA))
-    bio_write_done (epoch);
+    bio_write_done (op.epoch);
   return 0;
 }
 
@@ -748,7 +749,6 @@ bio_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
     .kind = BIO_ZEROES, .offset = offset, .count = count,
     .max_len = bio_zero_max,
   };
-  unsigned epoch;
   int r;
 
   if (count == 0)
@@ -760,7 +760,6 @@ bio_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   if (flags & NBDKIT_FLAG_FAST_ZERO)
     op.flags |= BLKIO_REQ_NO_FALLBACK;
 
-  epoch = bio_write_begin ();
   r = bio_run (&op);
   if (r == -ENOTSUP || r == -EOPNOTSUPP) {
     /* nbdkit then writes zeroes itself, or fails a fast zero. */
@@ -771,7 +770,7 @@ bio_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   if (r < 0)
     return bio_fail ("zero", offset, count, &op, r);
   if (!(op.flags & BLKIO_REQ_FUA))
-    bio_write_done (epoch);
+    bio_write_done (op.epoch);
   return 0;
 }
 

@@ -44,6 +44,9 @@
  * purpose (which drains the queues for up to 10 s first). */
 #define BIO_REFRESH_WAIT_MS 30000
 
+/* How many losses one request rides out (bio_retry_after_loss). */
+#define BIO_LOSS_RETRIES 3
+
 /* How long a request or a new connection waits, even with
  * reconnect-wait=0, for the first attempt to reconnect after a loss: a
  * device that went away while nbdkit was idle is only found gone by the
@@ -357,11 +360,31 @@ bio_losses_seen_at_open (void)
   return atomic_load (&bio_lost_unflushed);
 }
 
-/* Which instance a write is about to go to (see bio_write_done). */
+/* Which instance a request is about to go to: the number of losses so
+ * far (see bio_retry_after_loss, bio_write_done). */
 unsigned
-bio_write_begin (void)
+bio_epoch_now (void)
 {
   return atomic_load (&bio_epoch);
+}
+
+/* op failed: is it run again, once the device is back?  Only if the
+ * device was lost while it ran (so the failure is the loss's: the
+ * request went down with the queues, or met the dead instance), it can be
+ * repeated (a write to a zoned device lands at the write pointer, which
+ * has moved if the first one reached the device), and it has not met
+ * BIO_LOSS_RETRIES losses yet (a device that comes back only to be lost
+ * again).  A repeated write writes the same bytes to the same place; a
+ * repeated flush reports the writes it was to cover as lost
+ * (bio_flush_end). */
+bool
+bio_retry_after_loss (const struct bio_op *op, unsigned *losses)
+{
+  if (atomic_load (&bio_epoch) == op->epoch)
+    return false;
+  if (bio_zoned && op->kind != BIO_READ && op->kind != BIO_FLUSH)
+    return false;
+  return ++*losses <= BIO_LOSS_RETRIES;
 }
 
 /* A write (or write zeroes) without FUA that began at epoch succeeded: it

@@ -773,14 +773,17 @@ bio_run_once (struct bio_op *op, struct bio_waiter *w, bool *untouched)
 
 /* Run op to completion on the calling thread's queue.  Returns 0 or a
  * negative errno, with op->msg set.  While the device is being
- * reconnected, a request waits for it (see bio_wait_up) before it starts,
- * and a request that met a queue taken down before any of it was queued
- * starts again once the device is back. */
+ * reconnected, a request waits for it (see bio_wait_up) before it starts;
+ * a request that met a queue taken down before any of it was queued, or
+ * that failed because the device was lost while it ran, starts again once
+ * the device is back (bio_retry_after_loss; a request on a lent buffer is
+ * started again by bio_rw, which must move the buffer first). */
 int
 bio_run (struct bio_op *op)
 {
   struct bio_waiter *w = &bio_thread_waiter;
   struct bio_op saved = *op;
+  unsigned losses = 0;
   bool untouched;
   int r;
 
@@ -790,11 +793,13 @@ bio_run (struct bio_op *op)
       op->msg = w->msg;
       return -EIO;
     }
+    op->epoch = bio_epoch_now ();
     r = bio_run_once (op, w, &untouched);
     if (r == 0)
       return 0;
-    if (!untouched ||
-        atomic_load_explicit (&bio_state, memory_order_acquire) == BIO_UP)
+    if (!(untouched &&
+          atomic_load_explicit (&bio_state, memory_order_acquire) != BIO_UP) &&
+        (op->lent || !bio_retry_after_loss (op, &losses)))
       break;
     *op = saved;
   }

@@ -7,9 +7,10 @@
 # failing), and so is a new connection (in the handshake).  The right
 # daemon comes back: the same three connections succeed again, the data
 # flushed before the kill is all there, and they write and read on.
-# Then with reconnect-wait=20: the read that finds the daemon gone fails
-# (EIO, as everything in flight at the loss), the next one, made while the
-# daemon is still down, waits for it and succeeds.  And with nbdkit's retry
+# Then with reconnect-wait=20: reads and writes in flight when the daemon
+# is killed (and the read that finds it gone) are run again once it is
+# back, a second later: all succeed, and the writes are there.  A read
+# made while it is still down waits for it too.  And with nbdkit's retry
 # filter (reconnect-wait=0, the default), a read across the restart
 # succeeds without the client seeing an error: the filter reopens and
 # retries until the device is back.
@@ -143,23 +144,64 @@ cat "$tmp/nbdkit.log"
 grep -q "refusing the reconnected device" "$tmp/nbdkit.log"
 _stop_nbdkit
 
-# reconnect-wait=20: a read while the daemon is down waits for it.
+# reconnect-wait=20: what is in flight at the loss, and a read while the
+# daemon is down, wait for it and succeed.
 start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 \
     reconnect-wait=20 2> "$tmp/nbdkit.log"
 /usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client2.out" 2>&1 <<'PY' &
 import nbd, os, sys, time
 uri, tmp = sys.argv[1], sys.argv[2]
-h = nbd.NBD()
+from markers import Markers
+markers = Markers(tmp)
+h, w = nbd.NBD(), nbd.NBD()
 h.connect_uri(uri)
+w.connect_uri(uri)
 want = h.pread(65536, 0)
-open(os.path.join(tmp, "connected"), "w").close()
+# Writes of known data in flight on w, reads on h, until the kill.
+data = {}
+reads, writes = [], []
+def reap(lst, what):
+    for c, extra in lst[:]:
+        done = (h if what == "read" else w).aio_command_completed(c)
+        if done:
+            lst.remove((c, extra))
+markers.mark("connected")
+k = 0
 while not os.path.exists(os.path.join(tmp, "killed2")):
-    time.sleep(0.02)
+    while len(reads) < 8:
+        reads.append((h.aio_pread(nbd.Buffer(65536), 0), None))
+    while len(writes) < 8:
+        off = (32 << 20) + k % 256 * 65536     # within 32-48 MiB
+        k += 1
+        d = os.urandom(65536)
+        data[off] = d
+        writes.append((w.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(d)), off), off))
+    h.poll(1)
+    w.poll(1)
+    try:
+        reap(reads, "read")
+        reap(writes, "write")
+    except nbd.Error as e:
+        sys.exit(f"FAIL: a request failed (in flight at the kill, or before it): {e}")
+print(f"in flight at the kill: {len(reads)} reads, {len(writes)} writes")
+t = time.time()
 try:
-    h.pread(65536, 0)           # finds the device gone
-    sys.exit("FAIL: a read succeeded with the daemon killed")
+    while reads or writes:
+        h.poll(100)
+        w.poll(100)
+        reap(reads, "read")
+        reap(writes, "write")
+        if time.time() - t > 20:
+            sys.exit("FAIL: requests in flight at the loss still not done after 20 s")
 except nbd.Error as e:
-    print(f"the read that found the loss: {e}")
+    sys.exit(f"FAIL: a request in flight at the loss failed: {e}")
+print(f"ok: every request in flight at the loss succeeded, {time.time() - t:.2f} s later")
+for o, d in data.items():
+    if h.pread(65536, o) != d:
+        sys.exit(f"FAIL: the write at {o} is not there")
+print(f"ok: all {len(data)} writes are there")
+markers.mark("idle2")
+markers.wait_for("killed2b")
 t = time.time()
 got = h.pread(65536, 0)         # made while the daemon is down
 assert got == want, "wrong data after the wait"
@@ -170,11 +212,18 @@ PY
 client=$!
 cleanup_fn "kill $client 2>/dev/null"
 wait_marker connected
+sleep 0.5
 kill -9 "$qsd_pid"
 touch "$tmp/killed2"
 sleep 1
 start_qsd "$VU_IMG"
-wait_client "$client" 30 "$tmp/client2.out"
+# Again with nothing in flight: the read finds the daemon gone and waits.
+wait_marker idle2 || { cat "$tmp/client2.out"; exit 1; }
+kill -9 "$qsd_pid"
+touch "$tmp/killed2b"
+sleep 1
+start_qsd "$VU_IMG"
+wait_client "$client" 60 "$tmp/client2.out"
 _stop_nbdkit
 
 # --filter=retry: the client sees no error at all.

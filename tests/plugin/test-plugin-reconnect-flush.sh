@@ -4,7 +4,10 @@
 # backend's caches), and a flush on the reconnected device cannot cover
 # them: the next flush of every connection open at the loss fails with
 # EIO, once, and a connection opened after it flushes as usual.  A loss
-# with every write flushed (or written with FUA) fails no flush.
+# with every write flushed (or written with FUA) fails no flush.  A flush
+# in flight at the loss (the daemon stopped, then killed) is run again on
+# the reconnected device and fails all the same: the writes it was to
+# cover went down with the old one.
 source "$(dirname "$0")/functions.sh"
 requires_qsd_daemon
 set -x
@@ -60,6 +63,31 @@ a.pwrite(os.urandom(65536), 3 << 20, nbd.CMD_FLAG_FUA)
 lose_device(2)
 for name, h in (("a", a), ("b", b), ("c", c), ("r", r)):
     flush(name + " after a clean loss", h, False)
+
+# A flush in flight when the device is lost, with a write to cover.
+a.pwrite(os.urandom(65536), 4 << 20)
+mark("written3")
+wait_for("stopped3")
+cookie = a.aio_flush()
+t = time.time()
+while time.time() - t < 0.3:
+    a.poll(50)
+if a.aio_command_completed(cookie):
+    sys.exit("FAIL: the flush completed with the daemon stopped")
+mark("flushing3")
+try:
+    while not a.aio_command_completed(cookie):
+        a.poll(100)
+        if time.time() - t > 30:
+            sys.exit("FAIL: the flush in flight at the loss never completed")
+    sys.exit("FAIL: the flush in flight at the loss succeeded")
+except nbd.Error as e:
+    if e.errnum != errno.EIO:
+        sys.exit(f"FAIL: the flush in flight at the loss: {e} (want EIO)")
+    print(f"a: the flush in flight at the loss failed as it must: {e}")
+flush("a after it", a, False)
+flush("b (open at the loss)", b, True)
+flush("b again", b, False)
 print("ok: a loss of unflushed writes fails each open connection's next flush once")
 PY
 client=$!
@@ -73,5 +101,12 @@ for n in 1 2; do
     qsd=$qsd_pid
     touch "$tmp/restarted$n"
 done
+# The daemon stops with the flush in flight, then dies and comes back.
+wait_marker written3 || { cat "$tmp/client.out"; exit 1; }
+kill -STOP "$qsd"
+touch "$tmp/stopped3"
+wait_marker flushing3 || { kill -CONT "$qsd"; cat "$tmp/client.out"; exit 1; }
+kill -9 "$qsd"
+start_qsd "$VU_IMG"
 wait_client "$client" 120 "$tmp/client.out"
 grep -q "acknowledged but not flushed" "$tmp/nbdkit.log"

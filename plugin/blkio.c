@@ -704,11 +704,8 @@ bio_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
     .kind = BIO_WRITE, .buf = (char *) buf, .offset = offset, .count = count,
     .flags = flags & NBDKIT_FLAG_FUA ? BLKIO_REQ_FUA : 0,
   };
-  if (bio_rw (&op, "write") == -1)
-    return -1;
-  if (!(op.flags & BLKIO_REQ_FUA))
-    bio_write_done (op.epoch);
-  return 0;
+
+  return bio_rw (&op, "write");
 }
 
 /* A flush that must fail: writes acknowledged before it went down with a
@@ -767,11 +764,7 @@ bio_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
     nbdkit_set_error (EOPNOTSUPP);
     return -1;
   }
-  if (r < 0)
-    return bio_fail ("zero", offset, count, &op, r);
-  if (!(op.flags & BLKIO_REQ_FUA))
-    bio_write_done (op.epoch);
-  return 0;
+  return r < 0 ? bio_fail ("zero", offset, count, &op, r) : 0;
 }
 
 /* Discard; advisory, so the unaligned head and tail are left alone. */

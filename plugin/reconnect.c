@@ -10,7 +10,9 @@
  * device must have the size and block size of the old one; a different
  * device is refused (and retried, in case the right one comes back).
  * Meanwhile requests fail with EIO once the first attempt has failed, or
- * wait up to reconnect-wait= for the device; the NBD connections stay open and go on once it is back.
+ * wait up to reconnect-wait= for the device; the NBD connections stay
+ * open and go on once it is back.  Requests the loss took down run again
+ * (bio_retry_after_loss).
  *
  * The same thread re-creates the instance on purpose (bio_refresh): when
  * a new connection finds the device grown or shrunk, or nbdkit serves it
@@ -387,8 +389,8 @@ bio_retry_after_loss (const struct bio_op *op, unsigned *losses)
   return ++*losses <= BIO_LOSS_RETRIES;
 }
 
-/* A write (or write zeroes) without FUA that began at epoch succeeded: it
- * needs a flush.  If the device was lost since it began, it went to an
+/* A write (or write zeroes) without FUA that began at epoch succeeded
+ * (bio_run): it needs a flush.  If the device was lost since it began, it went to an
  * instance that will never flush it. */
 void
 bio_write_done (unsigned epoch)

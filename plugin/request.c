@@ -795,11 +795,17 @@ bio_run (struct bio_op *op)
     }
     op->epoch = bio_epoch_now ();
     r = bio_run_once (op, w, &untouched);
-    if (r == 0)
+    if (r == 0) {
+      /* A write without FUA is durable only after a flush. */
+      if ((op->kind == BIO_WRITE || op->kind == BIO_ZEROES) &&
+          !(op->flags & BLKIO_REQ_FUA))
+        bio_write_done (op->epoch);
       return 0;
-    if (!(untouched &&
-          atomic_load_explicit (&bio_state, memory_order_acquire) != BIO_UP) &&
-        (op->lent || !bio_retry_after_loss (op, &losses)))
+    }
+    if (untouched &&
+        atomic_load_explicit (&bio_state, memory_order_acquire) != BIO_UP)
+      ;                         /* never reached the old instance */
+    else if (op->lent || !bio_retry_after_loss (op, &losses))
       break;
     *op = saved;
   }

@@ -120,6 +120,7 @@ requires_qsd_daemon ()
         exit 77
     fi
     export PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")${PYTHONPATH:+:$PYTHONPATH}"
+    export MARKER_DIR=$tmp
 }
 
 # wait_marker NAME: wait up to 30 s for the marker file $tmp/NAME, which a

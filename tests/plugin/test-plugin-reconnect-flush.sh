@@ -18,9 +18,7 @@ start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" reconnect-wait=20 \
 /usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client.out" 2>&1 <<'PY' &
 import errno, nbd, os, sys, time
 uri, tmp = sys.argv[1], sys.argv[2]
-from markers import Markers
-markers = Markers(tmp)
-wait_for, mark = markers.wait_for, markers.mark
+from markers import wait_for, mark
 def connect():
     h = nbd.NBD()
     h.connect_uri(uri)

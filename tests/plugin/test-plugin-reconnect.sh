@@ -25,9 +25,7 @@ start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 \
 /usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client.out" 2>&1 <<'PY' &
 import errno, nbd, os, random, sys, time
 uri, tmp = sys.argv[1], sys.argv[2]
-from markers import Markers
-markers = Markers(tmp)
-wait_for, mark = markers.wait_for, markers.mark
+from markers import wait_for, mark
 
 hs = [nbd.NBD() for _ in range(3)]
 for h in hs:
@@ -151,8 +149,7 @@ start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" num-queues=2 \
 /usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client2.out" 2>&1 <<'PY' &
 import nbd, os, sys, time
 uri, tmp = sys.argv[1], sys.argv[2]
-from markers import Markers
-markers = Markers(tmp)
+from markers import wait_for, mark
 h, w = nbd.NBD(), nbd.NBD()
 h.connect_uri(uri)
 w.connect_uri(uri)
@@ -160,27 +157,26 @@ want = h.pread(65536, 0)
 # Writes of known data in flight on w, reads on h, until the kill.
 data = {}
 reads, writes = [], []
-def reap(lst, what):
-    for c, extra in lst[:]:
-        done = (h if what == "read" else w).aio_command_completed(c)
-        if done:
-            lst.remove((c, extra))
-markers.mark("connected")
+def reap():
+    for conn, lst in ((h, reads), (w, writes)):
+        for c in lst[:]:
+            if conn.aio_command_completed(c):
+                lst.remove(c)
+mark("connected")
 k = 0
 while not os.path.exists(os.path.join(tmp, "killed2")):
     while len(reads) < 8:
-        reads.append((h.aio_pread(nbd.Buffer(65536), 0), None))
+        reads.append(h.aio_pread(nbd.Buffer(65536), 0))
     while len(writes) < 8:
         off = (32 << 20) + k % 256 * 65536     # within 32-48 MiB
         k += 1
         d = os.urandom(65536)
         data[off] = d
-        writes.append((w.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(d)), off), off))
+        writes.append(w.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(d)), off))
     h.poll(1)
     w.poll(1)
     try:
-        reap(reads, "read")
-        reap(writes, "write")
+        reap()
     except nbd.Error as e:
         sys.exit(f"FAIL: a request failed (in flight at the kill, or before it): {e}")
 print(f"in flight at the kill: {len(reads)} reads, {len(writes)} writes")
@@ -189,8 +185,7 @@ try:
     while reads or writes:
         h.poll(100)
         w.poll(100)
-        reap(reads, "read")
-        reap(writes, "write")
+        reap()
         if time.time() - t > 20:
             sys.exit("FAIL: requests in flight at the loss still not done after 20 s")
 except nbd.Error as e:
@@ -200,8 +195,8 @@ for o, d in data.items():
     if h.pread(65536, o) != d:
         sys.exit(f"FAIL: the write at {o} is not there")
 print(f"ok: all {len(data)} writes are there")
-markers.mark("idle2")
-markers.wait_for("killed2b")
+mark("idle2")
+wait_for("killed2b")
 t = time.time()
 got = h.pread(65536, 0)         # made while the daemon is down
 assert got == want, "wrong data after the wait"

@@ -372,11 +372,50 @@ class Bench:
         wait_for(self.nbd_sock, p, argv[4] if len(argv) > 4 else "nbdkit")
         return p
 
+    def fio_barrier(self, jobs):
+        """fio's --exec_prerun for each of N processes: it runs after the
+        job connected (fio's engine init) and before its clock starts, so
+        it holds every job at the start line: it marks the job ready and
+        waits for the go file (at most 30 s).  Returns (argv per job,
+        ready files, go file)."""
+        bar = os.path.join(self.tmp, "barrier")
+        shutil.rmtree(bar, ignore_errors=True)
+        os.mkdir(bar)
+        go = os.path.join(bar, "go")
+        ready = [os.path.join(bar, f"ready.{i}") for i in range(jobs)]
+        script = os.path.join(self.tmp, "fio-barrier.sh")
+        with open(script, "w") as f:
+            f.write(': > "$1"; i=0\n'
+                    'while [ ! -e "$2" ] && [ $i -lt 3000 ]; do\n'
+                    '    sleep 0.01; i=$((i + 1))\n'
+                    'done\n')
+        return ([f"--exec_prerun=sh {script} {r} {go}" for r in ready],
+                ready, go)
+
+    def fio_start(self, procs, ready, go, stall=5.0):
+        """Let the jobs go once all are connected and waiting, or one
+        exited, or no job came to the line for stall seconds (a server
+        that takes one client at a time never lets the others in: its
+        jobs then run one after another and are rejected as before)."""
+        seen, last = 0, time.time()
+        while all(pr.poll() is None for pr in procs):
+            n = sum(os.path.exists(r) for r in ready)
+            if n == len(ready):
+                break
+            if n > seen:
+                seen, last = n, time.time()
+            elif time.time() - last > stall:
+                break
+            time.sleep(0.005)
+        open(go, "w").close()
+
     def fio(self, uri, rw, bs, depth, jobs, sampler, client=()):
-        """One fio process per NBD connection, all started at once (one fio
-        with --numjobs forks its jobs one by one, and on 2 busy CPUs the
-        later ones started only after the first had finished).  Returns
-        the sample or raises Rejected."""
+        """One fio process per NBD connection (one fio with --numjobs forks
+        its jobs one by one, and on 2 busy CPUs the later ones started only
+        after the first had finished), held at a start line until all are
+        connected (fio_barrier: a parallel nbdkit starts 16 threads per
+        connection, and on 2 busy CPUs the last connections came up after
+        the first had finished).  Returns the sample or raises Rejected."""
         outs = [os.path.join(self.tmp, f"fio.{i}.json") for i in range(jobs)]
         prefixes = [os.path.join(self.tmp, f"fio.{i}") for i in range(jobs)]
         logs = [f"{p}_iops.1.log" for p in prefixes]
@@ -385,18 +424,20 @@ class Bench:
                 os.unlink(f)
             except OSError:
                 pass
+        prerun, ready, go = self.fio_barrier(jobs)
         argv = ["fio", "--name=b", "--ioengine=nbd", f"--uri={uri}",
                 f"--rw={rw}", f"--bs={bs}", f"--iodepth={depth}",
                 f"--size={self.bytes}", "--time_based",
                 f"--runtime={RUNTIME}", f"--ramp_time={RAMP}",
                 f"--log_avg_msec={LOG_MSEC}", "--log_unix_epoch=1",
                 "--output-format=json"]
-        t0 = time.time()
         procs = [subprocess.Popen(list(client) + argv +
                                   [f"--write_iops_log={prefixes[i]}",
-                                          f"--output={outs[i]}"],
+                                   f"--output={outs[i]}", prerun[i]],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True) for i in range(jobs)]
+                                  text=True, cwd=self.tmp) for i in range(jobs)]
+        self.fio_start(procs, ready, go)
+        t0 = time.time()
         status = []
         for pr in procs:
             try:

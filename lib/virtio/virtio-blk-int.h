@@ -15,6 +15,7 @@
 #include <linux/virtio_ring.h>
 
 #include "internal.h"
+#include "hangup-watch.h"
 #include "virtio.h"
 #include "region-table.h"
 #include "virtio-blk.h"
@@ -78,6 +79,8 @@ struct virtio_blk {
     unsigned ind_n;             /* entries per indirect table (0: none) */
 
     int dead;                   /* atomic: transport lost the device */
+    struct vblk_hangup_watch hup;   /* wakes completion fd waiters when the
+                                       connection hangs up */
 };
 
 /* Shared with the device, one per request slot. */

@@ -899,7 +899,10 @@ int virtio_blk_process(struct blkioq *q, int min,
     int ret;
 
     /* An event-driven caller (min 0) woken without news may be looking at
-     * a dead backend: check the connection rather than leave it waiting. */
+     * a dead backend: check the connection rather than leave it waiting.
+     * In a forked child, watch the connection for such callers again. */
+    if (min == 0)
+        vblk_hangup_watch_check_fork(&vq->vb->hup, q->b);
     if (min == 0 && !q->poll && vblk_has_inflight(vq) &&
         !virtq_has_used(&vq->vq) && !vq->pend_head &&
         vq->vq.avail_idx == vq->vq.kicked_idx && vblk_hangup_due(vq))
@@ -932,6 +935,8 @@ bool virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable)
 
     if (!vq || q->poll)
         return false;
+    if (enable)
+        vblk_hangup_watch_check_fork(&vq->vb->hup, q->b);
     vq->notify_off = !enable;
     virtq_set_notify(&vq->vq, enable);
     /* The device signals only completions it adds from now on: report

@@ -60,6 +60,7 @@ int virtio_blk_create(struct blkio *b, const struct virtio_transport_ops *ops,
     vb->dev.t = t;
     vb->remap = ops->remaps_addresses;
     vb->shm_fd = -1;
+    vblk_hangup_watch_init(&vb->hup);
     b->priv = vb;
     b->queue_size = VBLK_DEFAULT_QUEUE_SIZE;
     b->max_queue_size = VBLK_MAX_QUEUE_SIZE;
@@ -357,6 +358,7 @@ void virtio_blk_destroy(struct blkio *b)
 
     if (!vb)
         return;
+    vblk_hangup_watch_fini(&vb->hup);
     if (vb->ops && vb->t)
         vb->ops->destroy(vb->t);
     if (vb->shm)
@@ -562,10 +564,17 @@ int virtio_blk_queue_init(struct blkioq *q)
         vq->own_call_fd = true;
         virtq_set_notify(&vq->vq, false);
     } else {
+        int hup = vb->ops->hangup_fd(vb->t);
+
         vq->call_fd = q->completion_fd;
         ret = vblk_wait_set_create(vq);
         if (ret < 0)
             goto err;
+        if (hup >= 0) {
+            ret = vblk_hangup_watch_add(&vb->hup, b, hup, q->completion_fd);
+            if (ret < 0)
+                goto err;
+        }
         /* The completion fd starts disabled, as the manual allows ("the
          * driver might not generate completion events for requests" until
          * the application enables it) and libblkio 1.5 behaves: a program
@@ -591,6 +600,8 @@ int virtio_blk_queue_init(struct blkioq *q)
     return 0;
 
 err:
+    /* The start fails and every queue goes: the watch starts over. */
+    vblk_hangup_watch_stop(&vb->hup);
     vblk_queue_free(vq);
     return ret;
 }
@@ -601,6 +612,13 @@ void virtio_blk_queue_destroy(struct blkioq *q)
 
     if (!vq)
         return;
+    /* The watch must let go of the completion fd before it is closed;
+     * at blkio_destroy() every queue goes, and the watch with them. */
+    if (q->b->destroying)
+        vblk_hangup_watch_stop(&vq->vb->hup);
+    else if (!q->poll)
+        vblk_hangup_watch_remove(&vq->vb->hup, q->b, q->completion_fd,
+                                 !vblk_is_dead(vq->vb));
     if (!vblk_is_dead(vq->vb))
         virtio_dev_stop_queue(&vq->vb->dev, vq->vindex);
     vblk_queue_free(vq);

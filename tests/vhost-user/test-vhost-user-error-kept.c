@@ -37,10 +37,11 @@ int main(void)
 
     CHECK_RET(blkio_set_int(b, "num-queues", 2), 0);
     CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
-    /* Ring memfd, then per queue a completion eventfd and a kick eventfd:
-     * the second queue's kick eventfd is the one that cannot be had. */
+    /* Ring memfd, the connection watch's eventfd, then per queue a
+     * completion eventfd and a kick eventfd: the second queue's kick
+     * eventfd is the one that cannot be had. */
     lim = old;
-    lim.rlim_cur = fd_limit_for(4);
+    lim.rlim_cur = fd_limit_for(5);
     CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0);
     CHECK(blkio_start(b) < 0);
     msg = blkio_get_error_msg();

@@ -67,6 +67,7 @@ static void *vblk_hangup_watch_main(void *arg)
     unsigned n;
 
     free(arg);
+    pthread_setname_np(pthread_self(), "blkio-hangup");
     for (;;) {
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)

@@ -2,8 +2,8 @@
 # The test command: install dependencies, build, and run the whole suite
 # (library, io_uring driver, nbdkit plugin, vhost-user against
 # qemu-storage-daemon, and the QEMU test VM for NVMe), then the library
-# tests again under ASan+UBSan and under valgrind, and the plugin's
-# functional tests with nbdkit under valgrind.
+# and vhost-user tests again under ASan+UBSan, the library tests under
+# valgrind, and the plugin's functional tests with nbdkit under valgrind.
 #
 #   scripts/test.sh            everything
 #   SUITES="lib plugin" scripts/test.sh   only these meson suites
@@ -67,7 +67,8 @@ if [ -z "${SUITES:-}" ] || echo " ${SUITES} " | grep -Eq ' (lib|core) '; then
     fi
     if ninja -C build-asan >/dev/null; then
         ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-            run_stage asan build-asan --suite core --suite lib --suite fuzz
+            run_stage asan build-asan --suite core --suite lib --suite fuzz \
+                --suite vhost-user
     else
         echo "test: ASan+UBSan build failed"
         echo '{"name": "asan-build", "result": "FAIL"}' > "$logs/asan.json"

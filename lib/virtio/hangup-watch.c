@@ -91,14 +91,13 @@ static void *vblk_hangup_watch_main(void *arg)
 }
 
 /* Start the thread (w->lock held), with every signal blocked so that the
- * application's handlers never run on it, and a small stack: it only
- * calls poll() and write(). */
+ * application's handlers never run on it.  The default stack: a smaller
+ * one fails where the program's static TLS does not fit in it. */
 static int vblk_hangup_watch_start(struct vblk_hangup_watch *w,
                                    struct blkio *b)
 {
     struct vblk_watch_arg *arg = malloc(sizeof(*arg));
     sigset_t all, old;
-    pthread_attr_t attr;
     int err;
 
     if (!arg)
@@ -110,13 +109,10 @@ static int vblk_hangup_watch_start(struct vblk_hangup_watch *w,
         return -errno;
     }
     pthread_once(&vblk_atfork_once, vblk_atfork_register);
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    err = pthread_create(&w->thread, &attr, vblk_hangup_watch_main, arg);
+    err = pthread_create(&w->thread, NULL, vblk_hangup_watch_main, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
     if (err) {
         free(arg);
         close(w->stop_fd);
@@ -155,12 +151,12 @@ int vblk_hangup_watch_add(struct vblk_hangup_watch *w, struct blkio *b,
     }
     w->fds[w->nfds] = fd;
     __atomic_store_n(&w->nfds, w->nfds + 1, __ATOMIC_RELEASE);
-    w->hangup_fd = hangup_fd;
+    /* A thread that cannot be had (a thread limit) is no reason to fail
+     * the start: without it, a hang-up is still seen by blkioq_do_io(),
+     * as libblkio 1.5 sees it, only an fd-only waiter is not woken. */
     if (!w->running) {
-        ret = vblk_hangup_watch_start(w, b);
-        if (ret < 0)
-            blkio_set_error(ret, "starting the thread that watches the "
-                            "connection for a hang-up: %s", strerror(-ret));
+        w->hangup_fd = hangup_fd;
+        vblk_hangup_watch_start(w, b);
     }
 out:
     pthread_mutex_unlock(&w->lock);
@@ -218,9 +214,15 @@ void vblk_hangup_watch_remove(struct vblk_hangup_watch *w, struct blkio *b,
         if (w->fds[i] != fd)
             w->fds[n++] = w->fds[i];
     w->nfds = n;
-    if (restart && n > 0 && vblk_hangup_watch_start(w, b) < 0)
-        blkio_set_error(-EAGAIN, "the connection is no longer watched for "
-                        "a hang-up (no thread)");
+    if (n == 0) {
+        /* The last queue went (a failed start): the next start may have
+         * more queues. */
+        free(w->fds);
+        w->fds = NULL;
+        w->cap = 0;
+    } else if (restart) {
+        vblk_hangup_watch_start(w, b);
+    }
     pthread_mutex_unlock(&w->lock);
 }
 

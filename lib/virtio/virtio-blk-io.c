@@ -918,7 +918,9 @@ int virtio_blk_process(struct blkioq *q, int min,
          * event-driven caller waits forever. */
         if (!vq->notify_off) {
             virtq_set_notify(&vq->vq, true);
-            if (virtq_has_used(&vq->vq))
+            /* Not on a broken queue: its used ring is never reaped again,
+             * and the fd would be signalled at every call for ever. */
+            if (!vq->broken && virtq_has_used(&vq->vq))
                 vq->signal_fd = true;
         } else if (!vq->vq.event_idx)
             virtq_set_notify(&vq->vq, false);
@@ -941,5 +943,5 @@ bool virtio_blk_set_completion_fd_enabled(struct blkioq *q, bool enable)
     virtq_set_notify(&vq->vq, enable);
     /* The device signals only completions it adds from now on: report
      * those it added while notifications were off. */
-    return enable && virtq_has_used(&vq->vq);
+    return enable && !vq->broken && virtq_has_used(&vq->vq);
 }

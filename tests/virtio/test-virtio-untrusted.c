@@ -396,6 +396,66 @@ static void scenario(enum misbehave mode, int expect, bool broken_after,
     close_inst(&in);
 }
 
+/* The events the completion fd holds (0 when it is not readable). */
+static uint64_t cfd_take(int fd)
+{
+    uint64_t v;
+
+    return read(fd, &v, sizeof(v)) == (ssize_t)sizeof(v) ? v : 0;
+}
+
+/*
+ * An event loop on a queue that broke: the failed request comes back
+ * once, and then empty calls must leave the completion fd quiet, or a
+ * loop that waits on it spins for ever.  Broken by a used idx past what
+ * is in flight (never reaped), or (dead) by a device that published a
+ * completion and hung up before it was reaped.
+ */
+static void quiet_after_break(bool dead)
+{
+    static uint8_t buf[512];
+    struct iovec iov = { buf, 512 };
+    struct blkio_request req = {
+        .op = BLKIO_OP_READ, .iov = &iov, .iovcnt = 1, .len = 512,
+    };
+    struct inst in;
+    unsigned failed = 0;
+
+    default_device(true);
+    CHECK(open_inst(&in) == 0);
+    in.q.completion_fd_enabled = true;
+    CHECK(!virtio_blk_set_completion_fd_enabled(&in.q, true));
+    dev.mode = dead ? DEV_SILENT : DEV_IDX_AHEAD;
+    CHECK(virtio_blk_queue_request(&in.q, &req) == 0);
+    CHECK(virtio_blk_process(&in.q, 0, NULL, NULL) == 0);
+    if (dead) {
+        /* Completed behind our back, then gone. */
+        struct vring_used *used = DEVP(dev.vq.used_addr);
+        struct vring_avail *avail = DEVP(dev.vq.avail_addr);
+
+        used_push(used, dev.vq.num, le16toh(avail->ring[0]), 513);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        used->idx = htole16(dev.used_idx);
+        virtio_blk_mark_dead(&in.b);
+        CHECK(virtio_blk_process(&in.q, 0, NULL, NULL) == 0);
+    }
+    failed += blkioq_ring_count(&in.q);
+    in.q.cring_head = in.q.cring_tail;
+    cfd_take(in.q.completion_fd);
+    for (int i = 0; i < 5; i++) {
+        CHECK(virtio_blk_process(&in.q, 0, NULL, NULL) == 0);
+        failed += blkioq_ring_count(&in.q);
+        in.q.cring_head = in.q.cring_tail;
+        if (cfd_take(in.q.completion_fd))
+            T_FAIL("%s: empty call %d signalled the completion fd",
+                   dead ? "dead device" : "broken ring", i);
+    }
+    CHECK(failed == 1);
+    CHECK(!virtio_blk_set_completion_fd_enabled(&in.q, true));
+    dev.mode = DEV_OK;
+    close_inst(&in);
+}
+
 #define ST_A VIRTIO_CONFIG_S_ACKNOWLEDGE
 #define ST_D VIRTIO_CONFIG_S_DRIVER
 #define ST_F VIRTIO_CONFIG_S_FEATURES_OK
@@ -539,6 +599,8 @@ int main(void)
     dev.features &= ~(1ull << VIRTIO_F_VERSION_1);
     CHECK(open_inst(&in) == -ENOTSUP);
 
+    quiet_after_break(false);
+    quiet_after_break(true);
     handshake();
     remap();
     printf("untrusted device behaviour handled\n");

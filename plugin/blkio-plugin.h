@@ -207,6 +207,9 @@ struct bio_queue {
    * request, which then saves the hand-over. */
   bool ct_parked;
   bool owner_reaping;
+  /* The reaping owner's request: finished by another thread, it is woken
+   * through the completion fd it polls, not its futex word. */
+  struct bio_waiter *reaper;
   /* Owners asleep until their request completes: the reaping owner that
    * leaves hands the reaping to one of them (one wake-up, for a thread
    * that would be woken anyway) instead of to the completion thread. */

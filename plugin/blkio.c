@@ -669,7 +669,11 @@ bio_rw (struct bio_op *op, const char *what)
     r = bio_run (op);
     if (r == 0 || !lent)
       break;
-    if (op->lost)
+    /* Failed with pieces the device may still hold: its queue died
+     * (op->lost), or the library failed them (a hang-up, a ring the
+     * device broke) while a live device may write them late.  Not a
+     * buffer that was not mapped (-EFAULT): the device never had it. */
+    if (op->lost || r != -EFAULT)
       bio_lend_failed (sent.buf);
     /* Lost while it ran (the buffer is on new pages now), or re-created
      * underneath a lent buffer, which the new instance does not know yet:

@@ -369,12 +369,37 @@ bio_lend (char *buf, uint64_t count, unsigned *gen)
   return lent;
 }
 
-/* A lent request failed with pieces still in the device (its queue died):
- * the device may write to them later, while nbdkit already reuses the
- * buffer (receiving the next write into it, say).  The buffer moves to
- * new pages now, before the request returns; the old ones take the late
- * writes.  It is lent again, to the instance then current, on its next
- * request. */
+/* No memfd to move the buffer to (out of fds, say): anonymous pages
+ * instead, with the contents, so that the device's pages are still left
+ * behind.  A MAP_FIXED that fails may have taken the old pages already:
+ * nbdkit would fault on its own buffer, so that is fatal, as in
+ * bio_lend_move. */
+static void
+bio_lend_detach (char *start, size_t len)
+{
+  char *copy = malloc (len);
+
+  if (copy == NULL) {
+    nbdkit_error ("zero-copy: request buffer %p stays on the pages the "
+                  "device had (out of memory)", (void *) start);
+    return;
+  }
+  memcpy (copy, start, len);
+  if (mmap (start, len, PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
+    nbdkit_error ("zero-copy: cannot move nbdkit's request buffer: %m");
+    abort ();
+  }
+  memcpy (start, copy, len);
+  free (copy);
+}
+
+/* A lent request failed with pieces the device may still hold (its queue
+ * died, or the library failed them): the device may write to them later,
+ * while nbdkit already reuses the buffer (receiving the next write into
+ * it, say).  The buffer moves to new pages now, before the request
+ * returns; the old ones take the late writes.  It is lent again, to the
+ * instance then current, on its next request. */
 void
 bio_lend_failed (char *buf)
 {
@@ -390,8 +415,7 @@ bio_lend_failed (char *buf)
   nbdkit_debug ("zero-copy: request buffer %p failed with pieces in the "
                 "device: moved to new pages", (void *) start);
   if (!bio_lend_move (l, start, len))
-    nbdkit_debug ("zero-copy: request buffer %p stays on the pages the "
-                  "device had", (void *) start);
+    bio_lend_detach (start, len);
 }
 
 /* The generation of the instance: a lent request that failed because its

@@ -326,17 +326,33 @@ bio_next (struct bio_queue *bq)
   return bq->private ? bq->next_private : bio_private_list;
 }
 
+/* Wait until nobody works on any queue without its lock. */
+static void
+bio_pool_quiesce (void)
+{
+  struct bio_queue *bq;
+
+  for (bq = bio_next (NULL); bq; bq = bio_next (bq)) {
+    bio_queue_quiesce (bq);
+    pthread_mutex_unlock (&bq->lock);
+  }
+}
+
 /* Stop the completion threads (idempotent); once they are gone and
  * nobody waits on a completion fd any more, close the stop fd. */
 void
 bio_pool_stop_threads (void)
 {
   uint64_t one = 1;
-  struct bio_queue *bq;
   int i;
 
-  if (bio_stop_fd == -1)
+  /* Without threads (a rebind that failed before starting them) the
+   * queues are still quiesced: a request thread may be filling a slot of
+   * a queue that was bound again. */
+  if (bio_stop_fd == -1) {
+    bio_pool_quiesce ();
     return;
+  }
   atomic_store (&bio_stopping, true);
   if (write (bio_stop_fd, &one, sizeof one) == -1)
     nbdkit_debug ("write stop fd: %m");
@@ -351,10 +367,7 @@ bio_pool_stop_threads (void)
       pthread_join (bio_queues[i].thread, NULL);
     bio_queues[i].have_thread = false;
   }
-  for (bq = bio_next (NULL); bq; bq = bio_next (bq)) {
-    bio_queue_quiesce (bq);
-    pthread_mutex_unlock (&bq->lock);
-  }
+  bio_pool_quiesce ();
   close (bio_stop_fd);
   bio_stop_fd = -1;
 }
@@ -415,6 +428,7 @@ bio_pool_rebind (void)
       bq->dead = 0;
       bq->ct_parked = bq->private;
       bq->owner_reaping = false;
+      bq->reaper = NULL;
     }
     pthread_mutex_unlock (&bq->lock);
   }

@@ -73,12 +73,15 @@ static unsigned bio_swaps;              /* swaps finished, either way */
 static unsigned bio_failed_attempts;    /* since the device was lost */
 
 /* Writes acknowledged since the last flush began (a flush clears it as it
- * starts and sets it again if it fails); losses so far; and losses that
- * met such writes.  All sequentially consistent: a write's store to
- * bio_unflushed and its load of bio_epoch pair with the loss's increment
- * of bio_epoch and its exchange of bio_unflushed, so that at least one of
- * the two sides sees the other. */
+ * starts and sets it again if it fails); flushes running that took such
+ * writes over; losses so far; and losses that met such writes, either
+ * still flagged or in a running flush.  All sequentially consistent: a
+ * write's store to bio_unflushed and its load of bio_epoch pair with the
+ * loss's increment of bio_epoch and its exchange of bio_unflushed, and a
+ * flush counts itself in before it takes the flag over, so that at least
+ * one of the two sides sees the other. */
 static atomic_bool bio_unflushed;
+static _Atomic unsigned bio_flushes_covering;
 static _Atomic unsigned bio_epoch;
 static _Atomic unsigned bio_lost_unflushed;
 
@@ -102,7 +105,11 @@ static void
 bio_mark_loss (void)
 {
   atomic_fetch_add (&bio_epoch, 1);
-  if (atomic_exchange (&bio_unflushed, false))
+  /* A flush that took the flag over and has not finished covers writes
+   * the loss took too: every connection's next flush must fail, also one
+   * that began after it and finishes first. */
+  if (atomic_exchange (&bio_unflushed, false) ||
+      atomic_load (&bio_flushes_covering) > 0)
     atomic_fetch_add (&bio_lost_unflushed, 1);
 }
 
@@ -419,8 +426,11 @@ bio_flush_begin (_Atomic unsigned *seen, struct bio_flush_state *fl)
 {
   if (bio_loss_to_report (seen))
     return false;
+  atomic_fetch_add (&bio_flushes_covering, 1);
   fl->epoch = atomic_load (&bio_epoch);
   fl->covered = atomic_exchange (&bio_unflushed, false);
+  if (!fl->covered)
+    atomic_fetch_sub (&bio_flushes_covering, 1);
   return true;
 }
 
@@ -432,11 +442,13 @@ bool
 bio_flush_end (_Atomic unsigned *seen, const struct bio_flush_state *fl,
                int r)
 {
-  if (atomic_load (&bio_epoch) != fl->epoch) {
-    if (fl->covered)
-      atomic_fetch_add (&bio_lost_unflushed, 1);
+  if (fl->covered) {
+    /* A loss while it ran was counted by bio_mark_loss (this flush was
+     * counted in); a failure on the same instance leaves the writes
+     * unflushed, flagged again before this flush counts itself out. */
+    if (r < 0 && atomic_load (&bio_epoch) == fl->epoch)
+      atomic_store (&bio_unflushed, true);
+    atomic_fetch_sub (&bio_flushes_covering, 1);
   }
-  else if (r < 0 && fl->covered)
-    atomic_store (&bio_unflushed, true);
   return bio_loss_to_report (seen);
 }

@@ -92,6 +92,12 @@ bio_piece_done (struct bio_waiter *w)
 static _Atomic uint32_t *
 bio_waiter_done (struct bio_queue *bq, struct bio_waiter *w)
 {
+  uint64_t one = 1;
+
+  /* The reaper sleeps in poll() on the completion fd (an eventfd): an
+   * event there, spurious for libblkio, which allows them. */
+  if (w == bq->reaper && write (bq->fd, &one, sizeof one) == -1)
+    nbdkit_debug ("waking the reaper through the completion fd: %m");
   if (w->sleeping) {
     struct bio_waiter **pp = &bq->sleepers;
 
@@ -676,12 +682,14 @@ bio_reap_for_all (struct bio_queue *bq, struct bio_waiter *w)
   struct bio_waiter *next;
   bool wake_ct;
 
+  bq->reaper = w;
   while (atomic_load (&w->remaining) != 0) {
     pthread_mutex_unlock (&bq->lock);
     bio_wait_fd (bq, true);     /* the stop fd: the queue is taken down */
     pthread_mutex_lock (&bq->lock);
     bio_harvest_finish (bq, w, 0);
   }
+  bq->reaper = NULL;
   next = bq->inflight > 0 ? bq->sleepers : NULL;
   if (next) {
     bq->sleepers = next->next_sleeper;
@@ -734,8 +742,14 @@ bio_wait_futex (struct bio_queue *bq, struct bio_waiter *w)
       bio_reap_for_all (bq, w);
       continue;
     }
-    if (atomic_load_explicit (&w->remaining, memory_order_acquire) == 0)
-      return;
+    if (atomic_load_explicit (&w->remaining, memory_order_acquire) == 0) {
+      /* A hand-over may have come after the look above, and then whoever
+       * finished our request took the lock after it: this acquire makes
+       * it visible.  Leaving with it would leave the queue unreaped. */
+      if (!atomic_load (&w->lead))
+        return;
+      continue;
+    }
     bio_futex_wait (&w->word, gen);
   }
 }

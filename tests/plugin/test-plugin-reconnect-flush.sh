@@ -7,7 +7,8 @@
 # with every write flushed (or written with FUA) fails no flush.  A flush
 # in flight at the loss (the daemon stopped, then killed) is run again on
 # the reconnected device and fails all the same: the writes it was to
-# cover went down with the old one.
+# cover went down with the old one; so does one begun after it on another
+# connection, which covers nothing itself, whichever finishes first.
 source "$(dirname "$0")/functions.sh"
 requires_qsd_daemon
 set -x
@@ -62,7 +63,21 @@ lose_device(2)
 for name, h in (("a", a), ("b", b), ("c", c), ("r", r)):
     flush(name + " after a clean loss", h, False)
 
-# A flush in flight when the device is lost, with a write to cover.
+# Flushes in flight when the device is lost: a's covers a write, b's
+# (begun after it) covers nothing itself, and may finish first.  Both
+# fail: the write went down with the device before either could make it
+# durable.
+def must_fail(name, h, cookie, t):
+    try:
+        while not h.aio_command_completed(cookie):
+            h.poll(100)
+            if time.time() - t > 30:
+                sys.exit(f"FAIL: {name}: the flush in flight at the loss never completed")
+        sys.exit(f"FAIL: {name}: the flush in flight at the loss succeeded")
+    except nbd.Error as e:
+        if e.errnum != errno.EIO:
+            sys.exit(f"FAIL: {name}: the flush in flight at the loss: {e} (want EIO)")
+        print(f"{name}: the flush in flight at the loss failed as it must: {e}")
 a.pwrite(os.urandom(65536), 4 << 20)
 mark("written3")
 wait_for("stopped3")
@@ -72,20 +87,16 @@ while time.time() - t < 0.3:
     a.poll(50)
 if a.aio_command_completed(cookie):
     sys.exit("FAIL: the flush completed with the daemon stopped")
+cookie_b = b.aio_flush()
+while time.time() - t < 0.6:
+    b.poll(50)
 mark("flushing3")
-try:
-    while not a.aio_command_completed(cookie):
-        a.poll(100)
-        if time.time() - t > 30:
-            sys.exit("FAIL: the flush in flight at the loss never completed")
-    sys.exit("FAIL: the flush in flight at the loss succeeded")
-except nbd.Error as e:
-    if e.errnum != errno.EIO:
-        sys.exit(f"FAIL: the flush in flight at the loss: {e} (want EIO)")
-    print(f"a: the flush in flight at the loss failed as it must: {e}")
+must_fail("b", b, cookie_b, t)
+must_fail("a", a, cookie, t)
 flush("a after it", a, False)
-flush("b (open at the loss)", b, True)
-flush("b again", b, False)
+flush("b after it", b, False)
+flush("r (open at the loss)", r, True)
+flush("r again", r, False)
 print("ok: a loss of unflushed writes fails each open connection's next flush once")
 PY
 client=$!

@@ -735,9 +735,20 @@ static int vu_map_region(void *t, const struct blkio_mem_region *region,
     *addr = (uint64_t)(uintptr_t)region->addr;
     if (!vu->started)
         return 0;
-    if (vu_has_protocol(vu, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
+    if (vu_has_protocol(vu, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
+        /* max-mem-regions is the backend's slot count (as libblkio 1.5
+         * reports it), and our rings hold one slot: a backend asked for
+         * more than it has gives up on the whole device (libvhost-user
+         * panics), so the last one is refused here. */
+        if (vu->b->nregions + 1 >= vu->mem_slots)
+            return blkio_set_error(-ENOSPC, "vhost-user backend has %llu "
+                                   "memory slots and %zu are in use (one "
+                                   "holds the virtqueues)",
+                                   (unsigned long long)vu->mem_slots,
+                                   vu->b->nregions + 1);
         return vu_request(vu, VHOST_USER_ADD_MEM_REG, &m, sizeof(m),
                           &region->fd, 1);
+    }
     return vu_send_mem_table(vu, region, NULL);
 }
 

@@ -167,8 +167,14 @@ int virtio_dev_setup_queue(struct virtio_dev *d,
     if (++d->nset == d->nvqs) {
         /* Every queue is in place: the device may start. */
         ret = virtio_add_status(d, VIRTIO_CONFIG_S_DRIVER_OK);
-        if (ret < 0)
+        if (ret < 0) {
+            /* The caller frees this queue without stopping it: stop it
+             * here, so that the count of live queues reaches 0 and the
+             * device is reset when the others go. */
+            virtio_dev_stop_queue(d, info->index);
+            d->nset--;
             return ret;
+        }
         d->driver_ok = true;
     }
     return 0;

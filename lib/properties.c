@@ -140,6 +140,16 @@ static enum blkio_state prop_first_state(uint8_t mask)
     return BLKIO_STATE_STARTED;
 }
 
+/* The last state of mask (never BLKIO_STATE_STARTED when the instance is
+ * past it). */
+static enum blkio_state prop_last_state(uint8_t mask)
+{
+    for (int s = BLKIO_STATE_STARTED; s > BLKIO_STATE_CREATED; s--)
+        if (mask & (1u << s))
+            return (enum blkio_state)s;
+    return BLKIO_STATE_CREATED;
+}
+
 /* Find a property and check that it may be read (or written) now as
  * `type` (PROP_STR: any type, converted).  value is the caller's value
  * argument, checked for NULL here once for all.  The order of the checks
@@ -183,10 +193,11 @@ static int prop_lookup(struct blkio *b, const char *name, bool write,
                                    "property '%s' can only be %s after %s",
                                    name, write ? "set" : "read",
                                    blkio_state_names[first]);
+        /* Name the call that ended the last state it could be set in. */
         return blkio_set_error(-EBUSY,
                                "property '%s' can only be %s before %s",
                                name, write ? "set" : "read",
-                               blkio_state_names[b->state]);
+                               blkio_state_names[prop_last_state(mask) + 1]);
     }
     if (!write && b->state != BLKIO_STATE_CREATED && b->drv->refresh_property)
         b->drv->refresh_property(b, p);

@@ -427,6 +427,10 @@ static int queue_validate(struct blkioq *q, struct blkio_request *req,
                        "(needs-mem-regions is true)";
                 return -EFAULT;
             }
+            if (BLKIO_UNLIKELY(v->iov_len > UINT64_MAX - total)) {
+                *msg = "iovec lengths add up to more than 2^64 bytes";
+                return -EINVAL;
+            }
             total += v->iov_len;
         }
         req->len = total;

@@ -445,23 +445,45 @@ bio_open_instance (void)
 /* The capacity of the device last refused by bio_restart_instance. */
 static uint64_t refused = UINT64_MAX;
 
+/* What the device served before had, for the comparison. */
+struct bio_served {
+  uint64_t capacity;
+  uint32_t req_align, buf_align;
+  bool nmr;
+};
+
+static void
+bio_served_restore (const struct bio_served *d)
+{
+  bio_capacity = d->capacity;
+  bio_req_align = d->req_align;
+  bio_buf_align = d->buf_align;
+  bio_needs_mem_regions = d->nmr;
+}
+
 /* Create the instance again, with the queue count it had.  It must be the
  * same device: same block size and buffer needs, and (unless resized is
- * allowed) the same size. */
+ * allowed) the same size.  On failure the values of the device served
+ * before are kept (bio_read_geometry may have stored some of the new
+ * one's before it failed), so that the next attempt compares with it. */
 int
 bio_restart_instance (bool readonly, bool resized)
 {
-  uint64_t capacity = bio_capacity;
-  uint32_t req_align = bio_req_align, buf_align = bio_buf_align;
-  bool nmr = bio_needs_mem_regions;
+  const struct bio_served d = {
+    .capacity = bio_capacity, .req_align = bio_req_align,
+    .buf_align = bio_buf_align, .nmr = bio_needs_mem_regions,
+  };
 
   if (bio_start_instance (readonly, bio_nqueues, NULL) == -1)
     return -1;
   bio_print_gets ();
-  if (bio_read_geometry () == -1)
+  if (bio_read_geometry () == -1) {
+    bio_served_restore (&d);
     return -1;
-  if (bio_req_align != req_align || bio_buf_align != buf_align ||
-      bio_needs_mem_regions != nmr || (!resized && bio_capacity != capacity)) {
+  }
+  if (bio_req_align != d.req_align || bio_buf_align != d.buf_align ||
+      bio_needs_mem_regions != d.nmr ||
+      (!resized && bio_capacity != d.capacity)) {
     bool quiet = bio_quiet;
 
     /* Loud once per device refused, not once per attempt. */
@@ -470,13 +492,10 @@ bio_restart_instance (bool readonly, bool resized)
     bio_report ("refusing the reconnected device: it is not the one "
                 "served before (capacity %" PRIu64 " was %" PRIu64
                 ", request-alignment %u was %u, buf-alignment %u was %u)",
-                bio_capacity, capacity, bio_req_align, req_align,
-                bio_buf_align, buf_align);
+                bio_capacity, d.capacity, bio_req_align, d.req_align,
+                bio_buf_align, d.buf_align);
     bio_quiet = quiet;
-    bio_capacity = capacity;
-    bio_req_align = req_align;
-    bio_buf_align = buf_align;
-    bio_needs_mem_regions = nmr;
+    bio_served_restore (&d);
     return -1;
   }
   refused = UINT64_MAX;

@@ -3,7 +3,7 @@
  * Description: requests the library refuses still complete, exactly once,
  * with a negative ret and an error_msg: writes to a read-only instance
  * (-EBADF), flags an operation does not take, ranges past the capacity,
- * bad iovec arrays, misaligned O_DIRECT buffers, more segments than
+ * bad iovec arrays (lengths that wrap around included), misaligned O_DIRECT buffers, more segments than
  * max-segments.  Good requests queued alongside are not affected, and many
  * failures in a row are all reported.
  */
@@ -146,6 +146,13 @@ int main(void)
     /* Bad iovec arrays. */
     EXPECT_FAIL(q, -EINVAL, blkioq_readv(q, 0, iov, -1, q, 0));
     EXPECT_FAIL(q, -EINVAL, blkioq_readv(q, 0, NULL, 2, q, 0));
+    /* Lengths that wrap to 0 in 64 bits: not an empty success. */
+    {
+        struct iovec wrap[2] = { { buf, 4096 }, { buf, (size_t)0 - 4096 } };
+
+        EXPECT_FAIL(q, -EINVAL, blkioq_readv(q, 0, wrap, 2, q, 0));
+        EXPECT_FAIL(q, -EINVAL, blkioq_writev(q, 0, wrap, 2, q, 0));
+    }
 
     /* More segments than max-segments. */
     CHECK_RET(blkio_get_int(b, "max-segments", &maxseg), 0);

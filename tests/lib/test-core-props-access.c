@@ -285,7 +285,7 @@ int main(void)
     CHECK_RET(blkio_connect(b), 0);
     check_state(b, CU_CONNECTED);
     CHECK_RET(blkio_set_bool(b, "read-only", true), -EBUSY);
-    CHECK_MSG("'read-only'");
+    CHECK_MSG("property 'read-only' can only be set before blkio_connect()");
 
     /* Values of a 1 MiB regular file, and the invariants the manual
      * states between properties. */
@@ -339,7 +339,10 @@ int main(void)
     CHECK_RET(blkio_start(b), 0);
     check_state(b, CU_STARTED);
     CHECK_RET(blkio_set_int(b, "num-queues", 1), -EBUSY);
-    CHECK_MSG("'num-queues'");
+    CHECK_MSG("property 'num-queues' can only be set before blkio_start()");
+    /* Past more than one state: the call that ended the last one. */
+    CHECK_RET(blkio_set_bool(b, "read-only", false), -EBUSY);
+    CHECK_MSG("property 'read-only' can only be set before blkio_connect()");
     CHECK_RET(blkio_get_int(b, "num-queues", &iv), 0);
     CHECK_RET(iv, 2);
 

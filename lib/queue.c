@@ -51,7 +51,9 @@ static int queue_ring_grow(struct blkioq *q)
  */
 static bool queue_reserve(struct blkioq *q)
 {
-    if (BLKIO_LIKELY(q->outstanding < (uint64_t)q->cring_mask + 1))
+    /* One entry to spare: a request that finds the ring unable to grow
+     * (out of memory) still has room to fail in. */
+    if (BLKIO_LIKELY(q->outstanding + 1 < (uint64_t)q->cring_mask + 1))
         return true;
     return queue_ring_grow(q) == 0;
 }
@@ -463,7 +465,17 @@ queue_request_common(struct blkioq *q, struct blkio_request *req,
     int ret = 0;
 
     if (BLKIO_UNLIKELY(!queue_reserve(q))) {
-        /* Cannot even record the failure: nothing else we can do. */
+        if (q->outstanding > q->cring_mask) {
+            /* Not even room to fail it: the spare entry went to an
+             * earlier request, and nothing was reaped since. */
+            blkio_set_error(-ENOMEM, "request dropped: the completion "
+                            "ring cannot grow beyond %u entries",
+                            q->cring_mask + 1);
+            return;
+        }
+        q->outstanding++;
+        blkioq_fail(q, req->user_data, -ENOMEM, "out of memory growing the "
+                    "completion ring");
         return;
     }
     q->outstanding++;

@@ -298,8 +298,10 @@ typedef void uring_complete_fn(struct uring_queue *uq, uint32_t idx,
 
 /* Move every posted CQE into the completion ring (or into a request's
  * next step) with complete, then refill the SQ from the backlog.  The
- * tail is read once per pass (acquire: the CQEs before it are visible),
- * the head stored once. */
+ * tail is read once per pass (acquire: the CQEs before it are visible).
+ * Each CQE is copied out and consumed (the head stored, release) before
+ * complete() runs: a next step it issues may submit, and a completion the
+ * kernel posts then must find room in the ring, not overflow it. */
 static inline __attribute__((always_inline)) void
 uring_reap_with(struct uring_queue *uq, uring_complete_fn *complete)
 {
@@ -314,16 +316,18 @@ uring_reap_with(struct uring_queue *uq, uring_complete_fn *complete)
         head = *uq->ring.cq.khead;
         n = tail - head;
         if (n) {
-            for (; head != tail; head++) {
+            while (head != tail) {
                 const struct io_uring_cqe *cqe = &uq->ring.cq.cqes[
                     io_uring_cqe_index(&uq->ring, head,
                                        uq->ring.cq.ring_mask)];
+                uint64_t user_data = cqe->user_data;
+                int res = cqe->res;
                 uint32_t idx;
 
-                if (uring_cqe_slot(uq, cqe->user_data, &idx))
-                    complete(uq, idx, cqe->res);
+                io_uring_smp_store_release(uq->ring.cq.khead, ++head);
+                if (uring_cqe_slot(uq, user_data, &idx))
+                    complete(uq, idx, res);
             }
-            io_uring_smp_store_release(uq->ring.cq.khead, tail);
         }
         /* Another pass is for the CQEs of what the backlog adds; with
          * no backlog there is nothing to wait for here. */

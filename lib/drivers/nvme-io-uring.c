@@ -88,6 +88,15 @@ static int nvme_start(struct blkio *b)
     if (b->max_segments > 0)
         s->rw_whole_max = ((uint64_t)(b->max_segments - 1) * s->page_size) &
                           ~(((uint64_t)1 << s->lba_shift) - 1);
+    /* The zone report buffer goes out whole too: no more descriptors
+     * than such a buffer holds (the kernel refuses a command of more
+     * segments than max_segments, -EINVAL). */
+    {
+        uint64_t descs = s->rw_whole_max / NVME_ZONE_DESC_SIZE;
+
+        if (descs < (uint64_t)s->report_max_zones + 1)
+            s->report_max_zones = descs > 1 ? (uint32_t)descs - 1 : 1;
+    }
 
     /* Write zeroes without the command: write from one zero buffer that
      * every queue shares; the device only ever reads it. */
@@ -97,6 +106,10 @@ static int nvme_start(struct blkio *b)
 
         if (len > NVME_ZERO_BUF_MAX)
             len = NVME_ZERO_BUF_MAX;
+        /* One command each, like a read or write placed whole. */
+        if (len > s->rw_whole_max &&
+            s->rw_whole_max >= ((uint64_t)1 << s->lba_shift))
+            len = (uint32_t)s->rw_whole_max;
         if (posix_memalign(&s->zero_buf, NVME_MIN_PAGE_SIZE, len) != 0)
             return blkio_set_error(-ENOMEM, "out of memory for the %u byte "
                                    "zero buffer", len);

@@ -202,8 +202,26 @@ bio_lend_chunk (char *buf, uint64_t count, char **start, size_t *len)
 #endif
 }
 
-/* Put the chunk's pages in a new memfd, at the same address. */
-static bool
+/* Anonymous pages at start holding contents (len bytes, not inside
+ * [start, start+len)).  A MAP_FIXED that fails may have taken the old
+ * pages already: nbdkit would fault on its own buffer, so that is fatal. */
+static void
+bio_lend_anon (char *start, size_t len, const char *contents)
+{
+  if (mmap (start, len, PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
+    nbdkit_error ("zero-copy: cannot put nbdkit's request buffer on new "
+                  "pages: %m");
+    abort ();
+  }
+  memcpy (start, contents, len);
+}
+
+/* Put the chunk's pages in a new memfd, at the same address.  Returns 1
+ * when done; 0 when it failed with the pages untouched; -1 when it failed
+ * after the old pages may have gone, which anonymous ones with the
+ * contents then replace. */
+static int
 bio_lend_move (struct bio_lent *l, char *start, size_t len)
 {
   const size_t page = bio_page ();
@@ -212,7 +230,7 @@ bio_lend_move (struct bio_lent *l, char *start, size_t len)
 
   fd = memfd_create ("nbdkit-blkio-request", MFD_CLOEXEC);
   if (fd == -1)
-    return false;
+    return 0;
   if (ftruncate (fd, (off_t) (len + BIO_LEND_SLACK)) == -1)
     goto fail_fd;
   alias = mmap (NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -221,16 +239,10 @@ bio_lend_move (struct bio_lent *l, char *start, size_t len)
   memcpy (alias, start, len);
   if (mmap (start, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
             fd, 0) == MAP_FAILED) {
-    /* The old pages may be gone: put anonymous ones back, with the
-     * contents, or nbdkit would fault on its own buffer. */
-    if (mmap (start, len, PROT_READ | PROT_WRITE,
-              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
-      nbdkit_error ("zero-copy: cannot restore nbdkit's request buffer: %m");
-      abort ();
-    }
-    memcpy (start, alias, len);
+    bio_lend_anon (start, len, alias);
     munmap (alias, len);
-    goto fail_fd;
+    close (fd);
+    return -1;
   }
   /* A VMA boundary inside the chunk makes mremap() fail (see the top). */
   madvise (start, page, MADV_DONTDUMP);
@@ -242,11 +254,11 @@ bio_lend_move (struct bio_lent *l, char *start, size_t len)
   l->region = (struct blkio_mem_region) {
     .addr = start, .len = len, .fd = fd, .fd_offset = 0,
   };
-  return true;
+  return 1;
 
  fail_fd:
   close (fd);
-  return false;
+  return 0;
 }
 
 /* Lend the chunk of buf to the device.  Returns whether it is mapped. */
@@ -274,7 +286,7 @@ bio_lend_adopt (char *buf, uint64_t count)
     }
     bio_lent = l;
   }
-  if (!bio_lend_move (l, start, len))
+  if (bio_lend_move (l, start, len) <= 0)
     return false;
   if (!bio_lend_map (l))
     return false;
@@ -371,9 +383,7 @@ bio_lend (char *buf, uint64_t count, unsigned *gen)
 
 /* No memfd to move the buffer to (out of fds, say): anonymous pages
  * instead, with the contents, so that the device's pages are still left
- * behind.  A MAP_FIXED that fails may have taken the old pages already:
- * nbdkit would fault on its own buffer, so that is fatal, as in
- * bio_lend_move. */
+ * behind. */
 static void
 bio_lend_detach (char *start, size_t len)
 {
@@ -385,12 +395,7 @@ bio_lend_detach (char *start, size_t len)
     return;
   }
   memcpy (copy, start, len);
-  if (mmap (start, len, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
-    nbdkit_error ("zero-copy: cannot move nbdkit's request buffer: %m");
-    abort ();
-  }
-  memcpy (start, copy, len);
+  bio_lend_anon (start, len, copy);
   free (copy);
 }
 
@@ -414,7 +419,8 @@ bio_lend_failed (char *buf)
   bio_lend_forget (l);
   nbdkit_debug ("zero-copy: request buffer %p failed with pieces in the "
                 "device: moved to new pages", (void *) start);
-  if (!bio_lend_move (l, start, len))
+  /* -1: already on anonymous pages, off the device's. */
+  if (bio_lend_move (l, start, len) == 0)
     bio_lend_detach (start, len);
 }
 

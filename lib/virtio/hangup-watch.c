@@ -14,7 +14,6 @@
  * only; the thread itself never takes it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>

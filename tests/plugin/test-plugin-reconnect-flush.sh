@@ -16,9 +16,9 @@ set -x
 start_nbdkit virtio-blk-vhost-user path="$VU_SOCK" reconnect-wait=20 \
     2> "$tmp/nbdkit.log"
 
-/usr/bin/python3 - "$(uri)" "$tmp" > "$tmp/client.out" 2>&1 <<'PY' &
+/usr/bin/python3 - "$(uri)" > "$tmp/client.out" 2>&1 <<'PY' &
 import errno, nbd, os, sys, time
-uri, tmp = sys.argv[1], sys.argv[2]
+uri = sys.argv[1]
 from markers import wait_for, mark
 def connect():
     h = nbd.NBD()

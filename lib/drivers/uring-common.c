@@ -408,7 +408,9 @@ int uring_check_num_entries(const struct blkio *b)
 
 int uring_check_path_or_fd(const struct blkio *b)
 {
-    if (b->path && b->fd >= 0)
+    /* Only -1 means "no fd", as in libblkio 1.5: any other value was set
+     * by the caller, and a path beside it is a mistake to report. */
+    if (b->path && b->fd != -1)
         return blkio_set_error(-EINVAL, "properties 'path' and 'fd' cannot "
                                "both be set (path '%s', fd %d)", b->path,
                                b->fd);

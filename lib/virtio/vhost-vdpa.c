@@ -637,7 +637,7 @@ static int vdpa_drv_connect(struct blkio *b)
     unsigned max;
     int ret;
 
-    if (b->path && b->fd >= 0)
+    if (b->path && b->fd != -1)
         return blkio_set_error(-EINVAL, "properties 'path' and 'fd' cannot "
                                "both be set");
     if (!b->path && b->fd < 0)

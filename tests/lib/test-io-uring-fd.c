@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * Description: the fd property.  A negative fd is "not set" (any value is
- * taken, as by libblkio 1.5's io_uring); path and fd together fail connect
+ * Description: the fd property.  -1 is "not set"; any other value is taken,
+ * as by libblkio 1.5's io_uring, and counts as set: another negative one is
+ * a bad file descriptor at connect, and path and fd together fail connect
  * without closing the fd; at connect read-only and direct follow the fd's
  * status flags; a successful connect passes ownership (destroy closes it), while
  * an instance destroyed before connect leaves the fd alone.
@@ -29,7 +30,11 @@ int main(void)
     ok(blkio_set_int(b, "fd", -7));
     t_expect_int(b, "fd", -7);
     err(blkio_connect(b), -EBADF);
-    ok(blkio_set_int(b, "fd", -1));
+    ok(blkio_set_str(b, "path", path));
+    err(blkio_connect(b), -EINVAL);     /* a negative fd is still set */
+    check(strstr(blkio_get_error_msg(), "'path' and 'fd'") != NULL);
+    blkio_destroy(&b);
+    ok(blkio_create("io_uring", &b));
     err(blkio_connect(b), -EINVAL);     /* neither path nor fd */
     ok(blkio_set_int(b, "fd", -1));
     ok(blkio_set_str(b, "path", path));

@@ -13,7 +13,9 @@
 #include "internal.h"
 #include "region-table.h"
 
-/* A copy of the current table with room for `extra` more entries. */
+/* A copy of the current table with room for `extra` more entries.  Entries
+ * that an unmap without memory could only mark dead (length 0) are left
+ * out, so that a region mapped again at the same address is found. */
 static struct region_tab *region_table_copy(const struct region_table *m,
                                             unsigned extra)
 {
@@ -24,9 +26,10 @@ static struct region_tab *region_table_copy(const struct region_table *m,
     if (!t)
         return NULL;
     t->retired = m->cur;
-    t->n = n;
-    if (n)
-        memcpy(t->e, cur->e, n * sizeof(t->e[0]));
+    t->n = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (cur->e[i].len)
+            t->e[t->n++] = cur->e[i];
     return t;
 }
 
@@ -54,20 +57,39 @@ int region_table_add(struct region_table *m, const void *va, uint64_t len,
     return 0;
 }
 
+/* The entry of [va, va + len) in table t, or t->n. */
+static unsigned region_tab_index(const struct region_tab *t, uint64_t va,
+                                 uint64_t len)
+{
+    unsigned i;
+
+    for (i = 0; i < t->n; i++)
+        if (t->e[i].va == va && t->e[i].len == len)
+            break;
+    return i;
+}
+
 void region_table_remove(struct region_table *m, const void *va, uint64_t len)
 {
     uint64_t a = (uint64_t)(uintptr_t)va;
     struct region_tab *t;
     unsigned i;
 
-    if (!m->cur)
+    if (!m->cur || !len)
         return;
     t = region_table_copy(m, 0);
-    if (!t)
-        return;     /* the stale entry only costs a lookup hit */
-    for (i = 0; i < t->n; i++)
-        if (t->e[i].va == a && t->e[i].len == len)
-            break;
+    if (!t) {
+        /* No memory for a new table: mark the entry dead where it is.  A
+         * length of 0 matches no lookup, and no request may be using the
+         * region (the manual forbids unmapping it then), so a reader that
+         * still sees the old length is not looking this region up.  The
+         * next change drops the entry. */
+        i = region_tab_index(m->cur, a, len);
+        if (i < m->cur->n)
+            __atomic_store_n(&m->cur->e[i].len, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    i = region_tab_index(t, a, len);
     if (i == t->n) {
         free(t);
         return;

@@ -78,7 +78,7 @@ static inline const struct region_ent *
 region_table_find(const struct region_table *m, const void *p, uint64_t len)
 {
     const struct region_tab *t = __atomic_load_n(&m->cur, __ATOMIC_ACQUIRE);
-    uint64_t a = (uint64_t)(uintptr_t)p, off;
+    uint64_t a = (uint64_t)(uintptr_t)p, off, elen;
     unsigned lo = 0, hi = t ? t->n : 0;
 
     while (lo < hi) {           /* first entry with va > a */
@@ -92,7 +92,8 @@ region_table_find(const struct region_table *m, const void *p, uint64_t len)
     if (lo == 0)
         return NULL;
     off = a - t->e[lo - 1].va;
-    if (off >= t->e[lo - 1].len || len > t->e[lo - 1].len - off)
+    elen = __atomic_load_n(&t->e[lo - 1].len, __ATOMIC_RELAXED);
+    if (off >= elen || len > elen - off)  /* a dead entry has length 0 */
         return NULL;
     return &t->e[lo - 1];
 }

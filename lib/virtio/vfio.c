@@ -4,11 +4,8 @@
  * fds, the IOMMU's usable IOVA ranges, DMA mappings with IOVAs allocated
  * inside those ranges, config space, BARs and MSI-X.
  *
- * IOVAs: an IOMMU translates only part of the 64-bit space (an x86 VT-d
- * with a 39-bit address width: below 512 GiB, minus reserved holes such
- * as the MSI window), while user virtual addresses go up to 2^47.  So
- * mappings do not use IOVA = virtual address: each gets the lowest free,
- * page-aligned IOVA range inside the usable ranges (first fit), and the
+ * IOVAs: mappings do not use IOVA = virtual address; each gets an IOVA
+ * inside the IOMMU's usable ranges from iova.c's allocator, and the
  * caller translates addresses it hands the device.
  *
  * Everything the kernel reports (capability chains, sizes) is checked
@@ -74,19 +71,13 @@ int vfio_cfg_write(struct vfio_dev *d, uint32_t off, const void *buf,
  * common x86 IOMMU address width: 39 bits. */
 #define VFIO_DEFAULT_IOVA_END ((1ull << 39) - 1)
 
-static int vfio_cmp_span(const void *a, const void *b)
-{
-    const struct vfio_iova_span *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* Take the usable IOVA ranges from their capability: sorted, each
- * non-empty, none overlapping (the kernel's data, checked anyway). */
+/* Take the usable IOVA ranges from their capability (sorted and checked
+ * by the allocator: the kernel's data, checked anyway). */
 static int vfio_take_ranges(struct vfio_dev *d,
                             const struct vfio_iommu_type1_info_cap_iova_range
                                 *c)
 {
-    struct vfio_iova_span *r = calloc(c->nr_iovas, sizeof(*r));
+    struct iova_span *r = calloc(c->nr_iovas, sizeof(*r));
 
     if (!r)
         return blkio_set_error(-ENOMEM, "vfio: out of memory");
@@ -94,19 +85,7 @@ static int vfio_take_ranges(struct vfio_dev *d,
         r[i].start = c->iova_ranges[i].start;
         r[i].end = c->iova_ranges[i].end;
     }
-    qsort(r, c->nr_iovas, sizeof(*r), vfio_cmp_span);
-    for (uint32_t i = 0; i < c->nr_iovas; i++) {
-        if (r[i].start > r[i].end ||
-            (i > 0 && r[i].start <= r[i - 1].end)) {
-            free(r);
-            return blkio_set_error(-EIO, "vfio: IOMMU reported invalid "
-                                   "IOVA ranges");
-        }
-    }
-    free(d->ranges);
-    d->ranges = r;
-    d->nranges = c->nr_iovas;
-    return 0;
+    return iova_space_take_ranges(&d->iova, r, c->nr_iovas);
 }
 
 /* Walk the capability chain of VFIO_IOMMU_GET_INFO (argsz bytes). */
@@ -180,114 +159,12 @@ static int vfio_iommu_info(struct vfio_dev *d)
     if (info && (info->flags & VFIO_IOMMU_INFO_CAPS))
         ret = vfio_iommu_caps(d, info, argsz);
     free(info);
-    if (ret == 0 && !d->ranges) {
-        d->ranges = calloc(1, sizeof(*d->ranges));
-        if (!d->ranges)
-            return blkio_set_error(-ENOMEM, "vfio: out of memory");
-        d->ranges[0].end = VFIO_DEFAULT_IOVA_END;
-        d->nranges = 1;
-    }
+    if (ret == 0 && !d->iova.ranges)
+        ret = iova_space_set_range(&d->iova, 0, VFIO_DEFAULT_IOVA_END);
     return ret;
 }
 
-/* ---- IOVA allocation and DMA mappings ---- */
-
-static uint64_t vfio_page_up(uint64_t x, uint64_t page)
-{
-    return (x + page - 1) & ~(page - 1);
-}
-
-/*
- * First fit: the lowest page-aligned IOVA of len bytes inside a usable
- * range that no live mapping overlaps (IOVA 0 stays unused: a zero
- * address the device sees is more likely a bug than a buffer).  *pos is
- * where the mapping goes in the sorted list.
- */
-static int vfio_iova_alloc(struct vfio_dev *d, uint64_t len, uint64_t *iova,
-                           unsigned *pos)
-{
-    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-
-    for (unsigned r = 0; r < d->nranges; r++) {
-        const struct vfio_iova_span *span = &d->ranges[r];
-        uint64_t cand = vfio_page_up(span->start ? span->start : page, page);
-        unsigned i;
-
-        if (cand == 0 || cand < span->start)
-            continue;       /* aligning up wrapped */
-        for (i = 0; i < d->ndmas; i++) {
-            const struct vfio_dma *m = &d->dmas[i];
-
-            if (m->iova + m->len <= cand)
-                continue;
-            if (m->iova > cand && len <= m->iova - cand)
-                break;      /* fits before m */
-            cand = vfio_page_up(m->iova + m->len, page);
-            if (cand == 0)
-                break;
-        }
-        if (cand != 0 && cand <= span->end && len - 1 <= span->end - cand) {
-            *iova = cand;
-            *pos = i;
-            return 0;
-        }
-    }
-    return blkio_set_error(-ENOSPC, "vfio: no room for %llu bytes in the "
-                           "IOMMU's usable IOVA ranges (highest usable "
-                           "address 0x%llx)", (unsigned long long)len,
-                           (unsigned long long)d->ranges[d->nranges - 1].end);
-}
-
-static int vfio_dma_insert(struct vfio_dev *d, unsigned pos,
-                           const struct vfio_dma *m)
-{
-    if (d->ndmas == d->dmas_cap) {
-        unsigned cap = d->dmas_cap ? d->dmas_cap * 2 : 16;
-        struct vfio_dma *n = realloc(d->dmas, cap * sizeof(*n));
-
-        if (!n)
-            return blkio_set_error(-ENOMEM, "vfio: out of memory");
-        d->dmas = n;
-        d->dmas_cap = cap;
-    }
-    memmove(&d->dmas[pos + 1], &d->dmas[pos],
-            (d->ndmas - pos) * sizeof(*d->dmas));
-    d->dmas[pos] = *m;
-    d->ndmas++;
-    return 0;
-}
-
-int vfio_iova_reserve(struct vfio_dev *d, uint64_t vaddr, uint64_t len,
-                      uint64_t *iova)
-{
-    unsigned pos = 0;
-    int ret;
-
-    if (len == 0)
-        return blkio_set_error(-EINVAL, "vfio: cannot map 0 bytes");
-    ret = vfio_iova_alloc(d, len, iova, &pos);
-    if (ret < 0)
-        return ret;
-    return vfio_dma_insert(d, pos, &(struct vfio_dma){
-        .vaddr = vaddr, .len = len, .iova = *iova,
-    });
-}
-
-int vfio_iova_release(struct vfio_dev *d, uint64_t vaddr, uint64_t len,
-                      uint64_t *iova)
-{
-    for (unsigned i = 0; i < d->ndmas; i++) {
-        struct vfio_dma *m = &d->dmas[i];
-
-        if (m->vaddr == vaddr && m->len == len) {
-            *iova = m->iova;
-            memmove(m, m + 1, (d->ndmas - i - 1) * sizeof(*m));
-            d->ndmas--;
-            return 0;
-        }
-    }
-    return -ENOENT;
-}
+/* ---- DMA mappings ---- */
 
 int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len,
                  uint64_t *iova)
@@ -299,7 +176,7 @@ int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len,
         .size = len,
     };
     uint64_t at = 0;
-    int ret = vfio_iova_reserve(d, m.vaddr, len, &at);
+    int ret = iova_reserve(&d->iova, "vfio", m.vaddr, len, &at);
 
     if (ret < 0)
         return ret;
@@ -308,7 +185,7 @@ int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len,
         ret = blkio_set_error(-errno, "vfio: VFIO_IOMMU_MAP_DMA of %p (%zu "
                               "bytes) at IOVA 0x%llx: %m", vaddr, len,
                               (unsigned long long)m.iova);
-        vfio_iova_release(d, m.vaddr, len, &at);
+        iova_release(&d->iova, m.vaddr, len, &at);
         return ret;
     }
     *iova = m.iova;
@@ -322,7 +199,7 @@ void vfio_dma_unmap(struct vfio_dev *d, void *vaddr, size_t len)
     };
     uint64_t iova;
 
-    if (vfio_iova_release(d, (uint64_t)(uintptr_t)vaddr, len, &iova) == 0) {
+    if (iova_release(&d->iova, (uint64_t)(uintptr_t)vaddr, len, &iova) == 0) {
         u.iova = iova;
         ioctl(d->container, VFIO_IOMMU_UNMAP_DMA, &u);
     }
@@ -615,12 +492,7 @@ void vfio_close(struct vfio_dev *d)
     if (d->container >= 0)
         close(d->container);
     d->device = d->group = d->container = -1;
-    free(d->ranges);
-    d->ranges = NULL;
-    d->nranges = 0;
-    free(d->dmas);
-    d->dmas = NULL;
-    d->ndmas = d->dmas_cap = 0;
+    iova_space_free(&d->iova);
 }
 
 int vfio_open(struct vfio_dev *d, const char *path)

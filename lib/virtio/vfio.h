@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "iova.h"
+
 #define VFIO_NBARS 6
 
 struct vfio_bar {
@@ -20,18 +22,6 @@ struct vfio_bar {
     uint64_t region_off;        /* of the BAR in the device fd */
     uint32_t flags;             /* VFIO_REGION_INFO_FLAG_* */
     uint8_t *map;               /* mmap of the whole BAR, or NULL */
-};
-
-struct vfio_iova_span {
-    uint64_t start;
-    uint64_t end;               /* inclusive */
-};
-
-/* One DMA mapping: len bytes at vaddr, seen by the device at iova. */
-struct vfio_dma {
-    uint64_t vaddr;
-    uint64_t len;
-    uint64_t iova;
 };
 
 struct vfio_dev {
@@ -45,15 +35,10 @@ struct vfio_dev {
     uint32_t msix_count;        /* MSI-X vectors VFIO offers */
     bool msix_on;
 
-    /* Usable IOVA ranges, sorted (the whole 64-bit space when the kernel
-     * does not say), and the mapping limit (0: unknown). */
-    struct vfio_iova_span *ranges;
-    unsigned nranges;
+    /* Usable IOVA ranges (39 bits when the kernel does not say) and the
+     * live mappings; the mapping limit (0: unknown). */
+    struct iova_space iova;
     uint32_t dma_avail;
-
-    /* Live mappings, sorted by iova: the allocator's used space. */
-    struct vfio_dma *dmas;
-    unsigned ndmas, dmas_cap;
 };
 
 /* Before vfio_open(): no fds, nothing mapped. */
@@ -87,14 +72,6 @@ int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len,
                  uint64_t *iova);
 /* Undo vfio_dma_map() of exactly that memory; quiet. */
 void vfio_dma_unmap(struct vfio_dev *d, void *vaddr, size_t len);
-
-/* The allocator's bookkeeping alone, no IOMMU call (vfio_dma_map() and
- * vfio_dma_unmap() use these; tests call them directly): pick and record
- * an IOVA for len bytes at vaddr, or forget it (-ENOENT if unknown). */
-int vfio_iova_reserve(struct vfio_dev *d, uint64_t vaddr, uint64_t len,
-                      uint64_t *iova);
-int vfio_iova_release(struct vfio_dev *d, uint64_t vaddr, uint64_t len,
-                      uint64_t *iova);
 
 /* Point MSI-X vectors [start, start+count) at eventfds (-1 = none); the
  * first call enables MSI-X. */

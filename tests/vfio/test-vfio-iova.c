@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * Description: the VFIO driver's IOVA allocator (lib/virtio/vfio.c) on
- * the host, without a device: IOVAs come from the IOMMU's usable ranges
+ * Description: the IOVA allocator of the VFIO and vhost-vdpa drivers
+ * (lib/virtio/iova.c) on the host, without a device: IOVAs come from the
+ * IOMMU's usable ranges
  * (a 39-bit VT-d with its MSI hole here), first fit, page-aligned, never
  * 0, never overlapping, freed space reused; a mapping that fits nowhere
  * fails with -ENOSPC; a random sequence of maps and unmaps keeps all of
@@ -12,7 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "virtio/vfio.h"
+#include "virtio/iova.h"
 #include "../common/test-util.h"
 
 #define PG 4096ull
@@ -20,29 +21,37 @@
 #define HOLE_END   0xfeefffffull
 #define TOP        ((1ull << 39) - 1)
 
-static void setup(struct vfio_dev *d)
+static void setup(struct iova_space *d)
 {
-    vfio_init(d);
-    d->ranges = calloc(2, sizeof(*d->ranges));
-    CHECK(d->ranges);
-    d->ranges[0] = (struct vfio_iova_span){ 0, HOLE_START - 1 };
-    d->ranges[1] = (struct vfio_iova_span){ HOLE_END + 1, TOP };
-    d->nranges = 2;
+    struct iova_span *r = calloc(2, sizeof(*r));
+
+    CHECK(r);
+    *d = (struct iova_space){ 0 };
+    /* Given out of order: the allocator sorts them. */
+    r[0] = (struct iova_span){ HOLE_END + 1, TOP };
+    r[1] = (struct iova_span){ 0, HOLE_START - 1 };
+    CHECK(iova_space_take_ranges(d, r, 2) == 0);
 }
 
-static uint64_t reserve(struct vfio_dev *d, uint64_t va, uint64_t len)
+static int try_reserve(struct iova_space *d, uint64_t va, uint64_t len,
+                       uint64_t *iova)
+{
+    return iova_reserve(d, "test", va, len, iova);
+}
+
+static uint64_t reserve(struct iova_space *d, uint64_t va, uint64_t len)
 {
     uint64_t iova = 0;
 
-    CHECK(vfio_iova_reserve(d, va, len, &iova) == 0);
+    CHECK(try_reserve(d, va, len, &iova) == 0);
     return iova;
 }
 
 /* Sorted, disjoint, page-aligned, inside a usable range, never 0. */
-static void check_invariants(const struct vfio_dev *d)
+static void check_invariants(const struct iova_space *d)
 {
-    for (unsigned i = 0; i < d->ndmas; i++) {
-        const struct vfio_dma *m = &d->dmas[i];
+    for (unsigned i = 0; i < d->nmaps; i++) {
+        const struct iova_map *m = &d->maps[i];
         uint64_t last = m->iova + m->len - 1;
         bool inside = false;
 
@@ -52,19 +61,19 @@ static void check_invariants(const struct vfio_dev *d)
                       last <= d->ranges[r].end;
         CHECK(inside);
         if (i > 0)
-            CHECK(d->dmas[i - 1].iova + d->dmas[i - 1].len <= m->iova);
+            CHECK(d->maps[i - 1].iova + d->maps[i - 1].len <= m->iova);
     }
 }
 
 static void fixed_sequence(void)
 {
-    struct vfio_dev d;
+    struct iova_space d;
     uint64_t iova, big = HOLE_START - 6 * PG;
 
     setup(&d);
     CHECK_EQ(reserve(&d, 0x7f0000000000, 2 * PG), PG);     /* A */
     CHECK_EQ(reserve(&d, 0x7f0000100000, PG), 3 * PG);     /* B */
-    CHECK(vfio_iova_release(&d, 0x7f0000000000, 2 * PG, &iova) == 0);
+    CHECK(iova_release(&d, 0x7f0000000000, 2 * PG, &iova) == 0);
     CHECK_EQ(iova, PG);
     CHECK_EQ(reserve(&d, 0x7f0000200000, PG), PG);         /* reuse */
     CHECK_EQ(reserve(&d, 0x7f0000300000, 2 * PG), 4 * PG); /* hole too small */
@@ -74,19 +83,35 @@ static void fixed_sequence(void)
     /* The first range is full: the one above the window. */
     CHECK_EQ(reserve(&d, 0x7f0000500000, 2 * PG), HOLE_END + 1);
     /* Larger than the address width: nowhere. */
-    CHECK(vfio_iova_reserve(&d, 0x7d0000000000, 1ull << 40, &iova) ==
+    CHECK(try_reserve(&d, 0x7d0000000000, 1ull << 40, &iova) ==
           -ENOSPC);
-    CHECK(vfio_iova_release(&d, 0x1234000, PG, &iova) == -ENOENT);
-    CHECK(vfio_iova_reserve(&d, 0x7f0000600000, 0, &iova) == -EINVAL);
+    CHECK(iova_release(&d, 0x1234000, PG, &iova) == -ENOENT);
+    CHECK(try_reserve(&d, 0x7f0000600000, 0, &iova) == -EINVAL);
     check_invariants(&d);
-    vfio_close(&d);
+    iova_space_free(&d);
+
+    /* Overlapping or empty ranges are refused. */
+    {
+        struct iova_span *r = calloc(2, sizeof(*r));
+
+        CHECK(r);
+        r[0] = (struct iova_span){ 0x1000, 0x5000 };
+        r[1] = (struct iova_span){ 0x4000, 0x9000 };
+        CHECK(iova_space_take_ranges(&d, r, 2) == -EIO);
+        CHECK(iova_space_set_range(&d, 2, 1) == -EINVAL);
+        /* One range, as vhost-vdpa gives it. */
+        CHECK(iova_space_set_range(&d, 0, TOP) == 0);
+        CHECK_EQ(reserve(&d, 0x7f0000000000, PG), PG);
+        CHECK(try_reserve(&d, 0x7e0000000000, TOP, &iova) == -ENOSPC);
+        iova_space_free(&d);
+    }
 }
 
 static void random_sequence(void)
 {
     enum { N = 64 };
     struct { uint64_t va, len; bool live; } m[N] = { { 0 } };
-    struct vfio_dev d;
+    struct iova_space d;
     unsigned seed = 12345;
 
     setup(&d);
@@ -95,19 +120,19 @@ static void random_sequence(void)
         uint64_t iova;
 
         if (m[k].live) {
-            CHECK(vfio_iova_release(&d, m[k].va, m[k].len, &iova) == 0);
+            CHECK(iova_release(&d, m[k].va, m[k].len, &iova) == 0);
             m[k].live = false;
         } else {
             m[k].va = 0x7f0000000000ull + (uint64_t)k * (1ull << 32);
             m[k].len = (1 + (uint64_t)rand_r(&seed) % 4096) * PG;
             if (rand_r(&seed) % 16 == 0)
                 m[k].len = (1 + (uint64_t)rand_r(&seed) % 64) << 30;
-            if (vfio_iova_reserve(&d, m[k].va, m[k].len, &iova) == 0)
+            if (try_reserve(&d, m[k].va, m[k].len, &iova) == 0)
                 m[k].live = true;
         }
         check_invariants(&d);
     }
-    vfio_close(&d);
+    iova_space_free(&d);
 }
 
 int main(void)

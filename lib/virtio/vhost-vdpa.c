@@ -7,10 +7,15 @@
  * eventfds and keeps the device's IOTLB in step with our memory.
  *
  * Memory: every region the device must reach (our ring region and the
- * application's mapped regions) goes into the IOTLB with our virtual
- * address as its IOVA, so descriptors and ring addresses carry plain
- * pointers, exactly as with vhost-user.  Software devices (VDUSE) map the
- * file behind an address, hardware devices pin the pages: either way the
+ * application's mapped regions) goes into the IOTLB.  Where the device's
+ * IOVA range covers every user address (VDUSE), a region's IOVA is its
+ * virtual address, so descriptors and ring addresses carry plain pointers,
+ * exactly as with vhost-user.  A device behind a platform IOMMU reports a
+ * smaller range (an x86 VT-d with a 39-bit address width: below 512 GiB,
+ * while user addresses go up to 2^47): there each region gets an IOVA
+ * inside the range from iova.c's allocator, and the generic code
+ * translates (as with VFIO).  Software devices (VDUSE) map the file
+ * behind an address, hardware devices pin the pages: either way the
  * memory must stay mapped while the device may use it.
  *
  * The device only looks at its virtqueues once DRIVER_OK is set, and
@@ -32,6 +37,7 @@
 #include <linux/virtio_ids.h>
 
 #include "internal.h"
+#include "iova.h"
 #include "virtio.h"
 #include "virtio-blk.h"
 
@@ -46,6 +52,11 @@
  * the regions' sizes.  The kernel reports no such limit, so none is read:
  * tests/conformance/test-vm-limits.sh checks that it still holds. */
 #define VDPA_IOTLB_ENTRIES      2048u
+
+/* The highest user-space address of any Linux architecture (56 bits with
+ * x86-64's 5-level paging): a device whose IOVA range reaches it takes
+ * virtual addresses as IOVAs. */
+#define VDPA_USER_VA_LAST       ((1ull << 57) - 1)
 
 /* Config space the generic code reads at most. */
 #define VDPA_CONFIG_MAX         256u
@@ -68,12 +79,15 @@ struct vhost_vdpa {
     uint32_t nvqs;              /* 0: the kernel cannot tell */
     uint16_t vring_num_max;
     uint64_t iova_first, iova_last;
+    bool translate;             /* IOVAs from `iova`, not virtual addresses */
+    struct iova_space iova;
     uint64_t iotlb_entries;
     bool maps_by_file;          /* VDUSE: only shared file mappings reach
                                    the device */
     pid_t owner;                /* the process of VHOST_SET_OWNER */
 
     struct blkio_mem_region internal;
+    uint64_t internal_iova;
     bool internal_mapped;
 
     struct virtio_kickfds kick;
@@ -137,11 +151,11 @@ static int vdpa_iotlb_msg(struct vhost_vdpa *v, uint8_t type, uint64_t iova,
  * BATCH_END instead of after every message; devices that take the table
  * as a whole (VDUSE) prefer that.
  */
-static int vdpa_iotlb_quiet(struct vhost_vdpa *v, uint8_t type, void *addr,
-                            uint64_t len)
+static int vdpa_iotlb_quiet(struct vhost_vdpa *v, uint8_t type,
+                            uint64_t iova, uint64_t len, const void *addr)
 {
     bool batch = v->backend_features & (1ull << VHOST_BACKEND_F_IOTLB_BATCH);
-    uint64_t iova = (uint64_t)(uintptr_t)addr;
+    uint64_t uaddr = (uint64_t)(uintptr_t)addr;
     int ret, ret2 = 0;
 
     /* A batch that cannot begin still gets its message, unbatched: an
@@ -149,34 +163,66 @@ static int vdpa_iotlb_quiet(struct vhost_vdpa *v, uint8_t type, void *addr,
      * memory that is about to be freed. */
     if (batch && vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0) < 0)
         batch = false;
-    ret = vdpa_iotlb_msg(v, type, iova, len, iova);
+    ret = vdpa_iotlb_msg(v, type, iova, len, uaddr);
     if (batch)
         ret2 = vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_END, 0, 0, 0);
     return ret < 0 ? ret : ret2;
 }
 
-static int vdpa_iotlb(struct vhost_vdpa *v, uint8_t type, void *addr,
-                      uint64_t len)
+/*
+ * Make len bytes at addr reachable by the device; *iova gets the address
+ * the device sees: addr itself, or one inside the device's IOVA range
+ * where it cannot take virtual addresses.
+ */
+static int vdpa_map(struct vhost_vdpa *v, void *addr, uint64_t len,
+                    uint64_t *iova)
 {
-    uint64_t iova = (uint64_t)(uintptr_t)addr;
+    uint64_t at = (uint64_t)(uintptr_t)addr;
     int ret;
 
-    if (type == VHOST_IOTLB_UPDATE &&
-        (iova < v->iova_first || len == 0 || iova + len - 1 < iova ||
-         iova + len - 1 > v->iova_last))
+    if (v->translate) {
+        ret = iova_reserve(&v->iova, "vhost-vdpa", at, len, &at);
+        if (ret < 0)
+            return ret;
+    } else if (at < v->iova_first || len == 0 || at + len - 1 < at ||
+               at + len - 1 > v->iova_last) {
         return blkio_set_error(-ERANGE, "vhost-vdpa: memory at %p (%llu "
                                "bytes) is outside the device's IOVA range "
                                "0x%llx-0x%llx", addr, (unsigned long long)len,
                                (unsigned long long)v->iova_first,
                                (unsigned long long)v->iova_last);
-    ret = vdpa_iotlb_quiet(v, type, addr, len);
-    if (ret < 0)
-        return blkio_set_error(ret, "vhost-vdpa: IOTLB %s of %p (%llu "
-                               "bytes): %s",
-                               type == VHOST_IOTLB_UPDATE ? "update"
-                                                          : "invalidation",
-                               addr, (unsigned long long)len, strerror(-ret));
+    }
+    ret = vdpa_iotlb_quiet(v, VHOST_IOTLB_UPDATE, at, len, addr);
+    if (ret < 0) {
+        uint64_t ignored;
+
+        if (v->translate)
+            iova_release(&v->iova, (uint64_t)(uintptr_t)addr, len, &ignored);
+        return blkio_set_error(ret, "vhost-vdpa: IOTLB update of %p (%llu "
+                               "bytes) at IOVA 0x%llx: %s", addr,
+                               (unsigned long long)len,
+                               (unsigned long long)at, strerror(-ret));
+    }
+    *iova = at;
     return 0;
+}
+
+/* The IOVA of a mapping of exactly [addr, addr + len), forgotten by the
+ * allocator; false if there is none. */
+static bool vdpa_forget(struct vhost_vdpa *v, const void *addr, uint64_t len,
+                        uint64_t *iova)
+{
+    *iova = (uint64_t)(uintptr_t)addr;
+    return !v->translate || iova_release(&v->iova, *iova, len, iova) == 0;
+}
+
+/* Undo vdpa_map(); quiet (teardown paths keep the earlier error). */
+static void vdpa_unmap(struct vhost_vdpa *v, const void *addr, uint64_t len)
+{
+    uint64_t iova;
+
+    if (vdpa_forget(v, addr, len, &iova))
+        vdpa_iotlb_quiet(v, VHOST_IOTLB_INVALIDATE, iova, len, addr);
 }
 
 /* ---- transport ops ---- */
@@ -257,22 +303,21 @@ static int vdpa_start(void *t, const struct blkio_mem_region *internal,
     struct vhost_vdpa *v = t;
     int ret;
 
-    *internal_addr = (uint64_t)(uintptr_t)internal->addr;
     (void)nirqs;
     if (v->nvqs && nvqs > v->nvqs)
         return blkio_set_error(-EINVAL, "vhost-vdpa device has %u "
                                "virtqueues, %u requested", v->nvqs, nvqs);
     if (v->internal_mapped) {
         /* A retried blkio_start(): the old ring memory is gone. */
-        vdpa_iotlb_quiet(v, VHOST_IOTLB_INVALIDATE, v->internal.addr,
-                         v->internal.len);
+        vdpa_unmap(v, v->internal.addr, v->internal.len);
         v->internal_mapped = false;
     }
-    ret = vdpa_iotlb(v, VHOST_IOTLB_UPDATE, internal->addr, internal->len);
+    ret = vdpa_map(v, internal->addr, internal->len, &v->internal_iova);
     if (ret < 0)
         return ret;
     v->internal = *internal;
     v->internal_mapped = true;
+    *internal_addr = v->internal_iova;
     return 0;
 }
 
@@ -402,7 +447,6 @@ static int vdpa_map_region(void *t, const struct blkio_mem_region *region,
                                "since): map them before fork() or open the "
                                "device in the process that uses it",
                                v->name, (int)v->owner, (int)getpid());
-    *addr = (uint64_t)(uintptr_t)region->addr;
     if (v->maps_by_file) {
         int ret;
 
@@ -419,7 +463,7 @@ static int vdpa_map_region(void *t, const struct blkio_mem_region *region,
         if (ret < 0)
             return ret;
     }
-    return vdpa_iotlb(v, VHOST_IOTLB_UPDATE, region->addr, region->len);
+    return vdpa_map(v, region->addr, region->len, addr);
 }
 
 static void vdpa_unmap_region(void *t, const struct blkio_mem_region *region)
@@ -427,8 +471,7 @@ static void vdpa_unmap_region(void *t, const struct blkio_mem_region *region)
     struct vhost_vdpa *v = t;
 
     if (v->fd >= 0)
-        vdpa_iotlb_quiet(v, VHOST_IOTLB_INVALIDATE, region->addr,
-                         region->len);
+        vdpa_unmap(v, region->addr, region->len);
 }
 
 /* At destroy: with IOTLB_BATCH, all invalidations between one BEGIN and
@@ -448,13 +491,20 @@ static int vdpa_unmap_regions(void *t, const struct blkio_mem_region *regions,
     if (vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0) < 0)
         return -EIO;
     for (size_t i = n; i > 0; i--) {
-        uint64_t iova = (uint64_t)(uintptr_t)regions[i - 1].addr;
+        const struct blkio_mem_region *r = &regions[i - 1];
+        uint64_t iova;
 
-        vdpa_iotlb_msg(v, VHOST_IOTLB_INVALIDATE, iova, regions[i - 1].len,
-                       iova);
+        if (vdpa_forget(v, r->addr, r->len, &iova))
+            vdpa_iotlb_msg(v, VHOST_IOTLB_INVALIDATE, iova, r->len,
+                           (uint64_t)(uintptr_t)r->addr);
     }
     vdpa_iotlb_msg(v, VHOST_IOTLB_BATCH_END, 0, 0, 0);
     return 0;
+}
+
+static bool vdpa_remaps(void *t)
+{
+    return ((struct vhost_vdpa *)t)->translate;
 }
 
 static int vdpa_hangup_fd(void *t)
@@ -471,12 +521,13 @@ static void vdpa_close(struct vhost_vdpa *v)
          * also resets it, but only once the last reference is gone. */
         vdpa_reset_quiet(v);
         if (v->internal_mapped)
-            vdpa_iotlb_quiet(v, VHOST_IOTLB_INVALIDATE, v->internal.addr,
-                             v->internal.len);
+            vdpa_unmap(v, v->internal.addr, v->internal.len);
         close(v->fd);
     }
     v->fd = -1;
     v->internal_mapped = false;
+    /* The device's mappings went with it. */
+    iova_space_free(&v->iova);
 }
 
 static void vdpa_destroy(void *t)
@@ -503,6 +554,7 @@ static const struct virtio_transport_ops vdpa_ops = {
     .set_status      = vdpa_set_status,
     .get_features    = vdpa_get_features,
     .set_features    = vdpa_set_features,
+    .remaps          = vdpa_remaps,
     .full_indirect   = true,
     .read_config     = vdpa_read_config,
     .max_queues      = vdpa_max_queues,
@@ -593,6 +645,15 @@ static int vdpa_probe(struct vhost_vdpa *v)
                                    (unsigned long long)range.last);
         v->iova_first = range.first;
         v->iova_last = range.last;
+    }
+    /* A device that cannot take every user address gets IOVAs from its
+     * range (page 0 aside, no user mapping lies below a page). */
+    v->translate = v->iova_first > (uint64_t)sysconf(_SC_PAGESIZE) ||
+                   v->iova_last < VDPA_USER_VA_LAST;
+    if (v->translate) {
+        ret = iova_space_set_range(&v->iova, v->iova_first, v->iova_last);
+        if (ret < 0)
+            return ret;
     }
     if (ioctl(v->fd, VHOST_VDPA_GET_CONFIG_SIZE, &n) == 0)
         v->config_size = n;

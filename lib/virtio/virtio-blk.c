@@ -219,6 +219,8 @@ int virtio_blk_connect(struct blkio *b)
     /* A connection lost by an earlier, failed blkio_connect() is not
      * this one's. */
     __atomic_store_n(&vb->dead, 0, __ATOMIC_RELEASE);
+    vb->remap = vb->ops->remaps_addresses ||
+                (vb->ops->remaps && vb->ops->remaps(vb->t));
 #ifdef BLKIO_TEST_SWITCHES
     {
         /* Test builds only: decline features to exercise fallback paths

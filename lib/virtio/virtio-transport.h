@@ -39,6 +39,10 @@ struct virtio_transport_ops {
      * code translates buffer addresses.  Otherwise they are our virtual
      * addresses. */
     bool remaps_addresses;
+    /* Or decided by the device, once the transport has probed it
+     * (vhost-vdpa: only where its IOVA range leaves out user addresses);
+     * asked at connect.  NULL: remaps_addresses alone decides. */
+    bool (*remaps)(void *t);
     /* Declare every indirect table at its full capacity, not at the
      * length of its chain.  For devices that cut a buffer at each of
      * their own mappings and count the pieces against the table's

@@ -216,8 +216,15 @@ static int prop_get_typed(struct blkio *b, const char *name,
     const struct blkio_property *p;
     int ret = prop_lookup(b, name, false, type, value, &p);
 
-    if (ret < 0)
+    if (ret < 0) {
+        /* A failed read stores 0, as libblkio 1.5 does: a caller that
+         * ignores the error reads no stale value. */
+        if (value)
+            memset(value, 0, type == PROP_BOOL  ? sizeof(bool)
+                             : type == PROP_INT ? sizeof(int)
+                                                : sizeof(uint64_t));
         return ret;
+    }
     switch (type) {
     case PROP_BOOL:
         *(bool *)value = *(bool *)prop_field(b, p);
@@ -259,8 +266,12 @@ static int prop_store(struct blkio *b, const struct blkio_property *p,
         *(uint64_t *)field = *(const uint64_t *)value;
         break;
     case PROP_STR: {
-        char *copy = strdup(*(const char *const *)value);
-        if (!copy)
+        const char *v = *(const char *const *)value;
+        char *copy = NULL;
+
+        /* An empty string is no string: drivers see "path" as not set,
+         * as libblkio 1.5's do; it still reads back as "". */
+        if (*v && !(copy = strdup(v)))
             return blkio_set_error(-ENOMEM, "out of memory setting '%s'",
                                    p->name);
         free(*(char **)field);
@@ -320,8 +331,12 @@ int blkio_get_str(struct blkio *b, const char *name, char **value)
     char *copy;
     int ret = prop_lookup(b, name, false, PROP_STR, value, &p);
 
-    if (ret < 0)
+    if (ret < 0) {
+        /* NULL, as in libblkio 1.5: free() after a failed read is safe. */
+        if (value)
+            *value = NULL;
         return ret;
+    }
 
     switch (p->type) {
     case PROP_BOOL:
@@ -342,9 +357,9 @@ int blkio_get_str(struct blkio *b, const char *name, char **value)
     }
 
     copy = strdup(s);
+    *value = copy;
     if (!copy)
         return blkio_set_error(-ENOMEM, "out of memory reading '%s'", name);
-    *value = copy;
     return 0;
 }
 

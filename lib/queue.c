@@ -10,6 +10,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -779,6 +781,15 @@ int blkioq_do_io_interruptible(struct blkioq *q,
                                int min_completions, int max_completions,
                                struct timespec *timeout, const sigset_t *sig)
 {
+    sigset_t current;
+
+    /* Drivers take a signal set as "interruptible": without one, the wait
+     * keeps the thread's mask and is still interrupted (libblkio 1.5 is),
+     * while blkioq_do_io() passes none and is not. */
+    if (!sig) {
+        pthread_sigmask(SIG_SETMASK, NULL, &current);
+        sig = &current;
+    }
     /* Poll queues take it too (libblkio does): they never sleep, so the
      * signal mask has nothing to guard. */
     return queue_do_io(q, completions, min_completions, max_completions,

@@ -402,8 +402,13 @@ iou_queue_request_other(struct blkioq *q, const struct blkio_request *req)
     switch (req->op) {
     case BLKIO_OP_READ:
     case BLKIO_OP_WRITE:
-        if (req->iovcnt > IOU_MAX_SEGMENTS)
-            return -EINVAL;
+        if (req->iovcnt > IOU_MAX_SEGMENTS) {
+            /* The kernel's limit (UIO_MAXIOV): name it. */
+            _Static_assert(IOU_MAX_SEGMENTS == 1024, "the message says 1024");
+            blkioq_fail(q, req->user_data, -EINVAL, "iovcnt is above "
+                        "max-segments (1024)");
+            return 0;
+        }
         if (BLKIO_UNLIKELY(req->len == 0)) {
             /* Nothing to transfer: complete without the kernel. */
             blkioq_fail(q, req->user_data, 0, NULL);

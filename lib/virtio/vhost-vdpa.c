@@ -708,8 +708,6 @@ static int vdpa_drv_connect(struct blkio *b)
     if (b->path) {
         struct stat st;
 
-        if (!*b->path)
-            return blkio_set_error(-EINVAL, "path is empty");
         v->fd = open(b->path, O_RDWR | O_CLOEXEC);
         if (v->fd < 0)
             return blkio_set_error(-errno, "open vhost-vdpa device '%s': %m",

@@ -809,9 +809,9 @@ static int vblk_epoll_wait(int fd, struct epoll_event ev[2],
 /*
  * Sleep until the device signals the call fd (edge-triggered: nothing to
  * read afterwards), the connection hangs up, the deadline passes (-ETIME)
- * or a signal of sig arrives (-EINTR).  The caller has re-armed
- * notifications and found the used ring empty, so a signal after that
- * look is a new edge.
+ * or, with sig, a signal arrives (-EINTR; without sig a signal returns 0,
+ * to look again).  The caller has re-armed notifications and found the
+ * used ring empty, so a signal after that look is a new edge.
  */
 static int vblk_wait(struct vblk_queue *vq, const struct timespec *deadline,
                      const sigset_t *sig)
@@ -826,8 +826,10 @@ static int vblk_wait(struct vblk_queue *vq, const struct timespec *deadline,
     }
     r = vblk_epoll_wait(vq->wait_fd, ev, tp, sig);
     if (r < 0) {
+        /* Only blkioq_do_io_interruptible() (which always passes a set)
+         * ends on a signal; blkioq_do_io() looks again and goes on. */
         if (errno == EINTR)
-            return -EINTR;
+            return sig ? -EINTR : 0;
         return blkio_set_error(-errno, "epoll wait on virtqueue call fd: %m");
     }
     if (r == 0)

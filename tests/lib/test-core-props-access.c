@@ -6,7 +6,8 @@
  * unknown -> -ENOENT, wrong type -> -ENOTTY, never writable -> -EACCES,
  * readable or writable only later -> -ENODEV, only earlier -> -EBUSY (the
  * codes libblkio 1.5 returns; the type is checked before the state),
- * each with a message naming the property.
+ * each with a message naming the property.  A failed get stores 0 (NULL
+ * for a string), as 1.5 does.
  */
 #include <inttypes.h>
 
@@ -184,6 +185,7 @@ static void check_state(struct blkio *b, enum cu_state st)
             EXPECT(blkio_get_str(b, p->name, &s), -ENODEV, p, st,
                    "get_str");
             msg_names(p, st, "get_str");
+            CHECK(s == NULL);   /* as in 1.5: free() after it is safe */
         }
 
         if (p->writable & bit) {
@@ -225,6 +227,11 @@ static void check_state(struct blkio *b, enum cu_state st)
         int iv;
         uint64_t uv;
 
+        /* A failed get stores 0 (NULL for a string), as 1.5 does. */
+        iv = 7;
+        bv = true;
+        uv = 7;
+        s = (char *)(uintptr_t)1;
         EXPECT(blkio_get_int(b, "no-such-property", &iv), -ENOENT,
                &unknown, st, "get");
         msg_names(&unknown, st, "get");
@@ -234,6 +241,7 @@ static void check_state(struct blkio *b, enum cu_state st)
                &unknown, st, "get");
         EXPECT(blkio_get_str(b, "no-such-property", &s), -ENOENT,
                &unknown, st, "get_str");
+        CHECK(iv == 0 && !bv && uv == 0 && s == NULL);
         EXPECT(blkio_set_int(b, "no-such-property", 1), -ENOENT,
                &unknown, st, "set");
         msg_names(&unknown, st, "set");

@@ -3,6 +3,7 @@
  * Description: the fd property.  -1 is "not set"; any other value is taken,
  * as by libblkio 1.5's io_uring, and counts as set: another negative one is
  * a bad file descriptor at connect, and path and fd together fail connect
+ * (an empty path is no path, as in 1.5)
  * without closing the fd; at connect read-only and direct follow the fd's
  * status flags; a successful connect passes ownership (destroy closes it), while
  * an instance destroyed before connect leaves the fd alone.
@@ -36,10 +37,30 @@ int main(void)
     blkio_destroy(&b);
     ok(blkio_create("io_uring", &b));
     err(blkio_connect(b), -EINVAL);     /* neither path nor fd */
+    ok(blkio_set_str(b, "path", ""));   /* empty is not set (as in 1.5) */
+    err(blkio_connect(b), -EINVAL);
+    check(strstr(blkio_get_error_msg(), "must be set") != NULL);
     ok(blkio_set_int(b, "fd", -1));
     ok(blkio_set_str(b, "path", path));
     ok(blkio_connect(b));               /* path only */
     blkio_destroy(&b);
+
+    /* An empty path beside an fd is no path: the fd is used. */
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    check(fd >= 0);
+    ok(blkio_create("io_uring", &b));
+    ok(blkio_set_str(b, "path", ""));
+    ok(blkio_set_int(b, "fd", fd));
+    ok(blkio_connect(b));
+    {
+        char *s = NULL;
+
+        ok(blkio_get_str(b, "path", &s));
+        check(s && strcmp(s, "") == 0);
+        free(s);
+    }
+    blkio_destroy(&b);                  /* closes fd: it was handed over */
+    check(!fd_open(fd));
 
     /* Not connected: the fd stays the caller's. */
     fd = open(path, O_RDWR | O_CLOEXEC);

@@ -3,8 +3,8 @@
  * Description: requests that cannot be done complete with a negative errno
  * and a message, and never reach the file: misaligned start, length and
  * buffer with direct=true (request-alignment > 1), a range past the
- * largest offset, empty write zeroes and discard, unsupported flags, and
- * zone requests.
+ * largest offset, empty write zeroes and discard, unsupported flags, more
+ * iovecs than max-segments (the message names it), and zone requests.
  */
 #include "util.h"
 
@@ -47,6 +47,23 @@ int main(void)
     expect(q, -EINVAL);
     blkioq_reset_zone(q, 0, NULL, 0);
     expect(q, -ENOTSUP);
+    /* More iovecs than max-segments: -EINVAL, naming the limit. */
+    {
+        struct iovec *iov = calloc(1025, sizeof(*iov));
+        struct blkio_completion c;
+        int ms;
+
+        check(iov != NULL);
+        ok(blkio_get_int(b, "max-segments", &ms));
+        check(ms == 1024);
+        for (int i = 0; i < 1025; i++)
+            iov[i] = (struct iovec){ buf, 1 };
+        blkioq_writev(q, 0, iov, 1025, NULL, 0);
+        check(ok(blkioq_do_io(q, &c, 1, 1, NULL)) == 1);
+        check(c.ret == -EINVAL);
+        check(c.error_msg && strstr(c.error_msg, "max-segments"));
+        free(iov);
+    }
     blkio_destroy(&b);
 
     b = ut_connect_direct(path);

@@ -2,7 +2,9 @@
 /*
  * Description: a stalled backend (SIGSTOP).  Waits end at their deadline
  * with -ETIME on regular and poll queues, blkioq_do_io_interruptible()
- * returns -EINTR when a signal it unblocks arrives, and once the backend
+ * returns -EINTR when a signal it unblocks arrives (or, given no set, any
+ * signal the thread takes), blkioq_do_io() is not ended by a signal, and
+ * once the backend
  * continues (SIGCONT) the requests complete normally.  Then a second
  * instance, with a request in flight and a region mapped, is destroyed
  * while the backend is stopped: blkio_destroy() returns within about a
@@ -86,6 +88,25 @@ int main(void)
     s = elapsed(&t0);
     if (s > 2)
         T_FAIL_MSG("interrupted wait took %.3f s", s);
+
+    /* A signal the program handles does not end a plain wait, which goes
+     * on to its deadline (libblkio 1.5 too); before, it returned -EINTR
+     * with the request still in flight.  Interruptible with no set (the
+     * thread's own mask) is interrupted, as in 1.5. */
+    pthread_sigmask(SIG_SETMASK, &unblocked, NULL);
+    CHECK(pthread_create(&th, NULL, send_signal, NULL) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    to = (struct timespec){ .tv_nsec = 500 * 1000 * 1000 };
+    CHECK_RET(blkioq_do_io(q, c, 1, 1, &to), -ETIME);
+    pthread_join(th, NULL);
+    s = elapsed(&t0);
+    if (s < 0.45)
+        T_FAIL_MSG("a signal ended blkioq_do_io() after %.3f s", s);
+    CHECK(pthread_create(&th, NULL, send_signal, NULL) == 0);
+    to = (struct timespec){ .tv_sec = 5 };
+    CHECK_RET(blkioq_do_io_interruptible(q, c, 1, 1, &to, NULL), -EINTR);
+    pthread_join(th, NULL);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
 
     /* The backend continues: both requests complete. */
     CHECK(kill(pid, SIGCONT) == 0);

@@ -459,7 +459,11 @@ bio_device_there (void)
 
   if (atomic_load (&bio_state) == BIO_UP) {
     r = bio_probe ();
-    if (r == 0 || !bio_errno_is_lost (-r))
+    /* A probe that found the device gone may also have waited for the
+     * reconnect and failed with EIO: the state tells that from a bad
+     * block. */
+    if (r == 0 ||
+        (!bio_errno_is_lost (-r) && atomic_load (&bio_state) == BIO_UP))
       return true;
   }
   /* A probe that found the device gone has started reconnecting. */

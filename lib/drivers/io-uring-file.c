@@ -179,8 +179,17 @@ static int iou_probe_blkdev(struct blkio *b, const struct stat *st)
     int lbs = 512, pbs = 0;
     unsigned int io_opt = 0;
 
+    int ro = 0;
+
     if (ioctl(b->fd, BLKGETSIZE64, &size) < 0)
         return blkio_set_error(-errno, "BLKGETSIZE64 on fd %d: %m", b->fd);
+    /* The kernel opens a read-only block device (blockdev --setro,
+     * losetup -r) for writing all the same and fails every write with
+     * EPERM; say so now, when the caller can still ask for read-only. */
+    if (!b->read_only && ioctl(b->fd, BLKROGET, &ro) == 0 && ro)
+        return blkio_set_error(-EROFS, "block device %s is read-only: set "
+                               "read-only=true to open it",
+                               b->path ? b->path : "(fd)");
     b->capacity = size;
     if (ioctl(b->fd, BLKSSZGET, &lbs) < 0 || lbs <= 0)
         lbs = 512;

@@ -6,7 +6,8 @@
  * through the page cache (as in libblkio 1.5), reads and writes (buffered
  * and O_DIRECT) reach the backing file, write zeroes with each flag
  * combination and discard read back as zeroes, misaligned O_DIRECT
- * requests fail with -EINVAL and a buffered misaligned read works.
+ * requests fail with -EINVAL and a buffered misaligned read works; the
+ * device made read-only is refused for writing at connect (-EROFS).
  * Skipped without root or loop devices.
  */
 #include <sys/wait.h>
@@ -102,6 +103,36 @@ static void exercise(const char *backing, bool direct)
     blkio_destroy(&b);
 }
 
+/* A read-only device (blockdev --setro) opened for writing: -EROFS at
+ * connect, naming the fix; libblkio 1.5 connects and fails every write
+ * with -EPERM.  With read-only=true it reads. */
+static void read_only_device(void)
+{
+    char cmd[128], buf[4096];
+    struct blkio *b;
+    struct blkioq *q;
+
+    snprintf(cmd, sizeof(cmd), "blockdev --setro %s", loopdev);
+    check(system(cmd) == 0);
+    ok(blkio_create("io_uring", &b));
+    ok(blkio_set_str(b, "path", loopdev));
+    err(blkio_connect(b), -EROFS);
+    check(strstr(blkio_get_error_msg(), "read-only=true") != NULL);
+    blkio_destroy(&b);
+
+    ok(blkio_create("io_uring", &b));
+    ok(blkio_set_str(b, "path", loopdev));
+    ok(blkio_set_bool(b, "read-only", true));
+    ok(blkio_connect(b));
+    ok(blkio_start(b));
+    q = blkio_get_queue(b, 0);
+    blkioq_read(q, 0, buf, sizeof(buf), NULL, 0);
+    check(ut_wait1(q, NULL) == 0);
+    blkio_destroy(&b);
+    snprintf(cmd, sizeof(cmd), "blockdev --setrw %s", loopdev);
+    check(system(cmd) == 0);
+}
+
 int main(void)
 {
     const char *backing;
@@ -128,5 +159,6 @@ int main(void)
 
     exercise(backing, false);
     exercise(backing, true);
+    read_only_device();
     return 0;
 }

@@ -67,3 +67,18 @@ timeout -k 5 60 "$NBDKIT" -U - "$PLUGIN" io_uring fd=3 \
     --run 'nbdinfo --json "$uri"' 3<> "$tmp/disk" > "$tmp/out" 2>&1 ||
     { cat "$tmp/out"; exit 1; }
 grep -q '"is_read_only": false' "$tmp/out"
+
+# A read-only block device (losetup -r) is opened for writing by the
+# kernel all the same; the library refuses it (-EROFS) and the plugin
+# serves it read-only, where it used to offer writes that all failed.
+if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null &&
+        loop=$(losetup -r -f --show "$tmp/disk" 2>/dev/null); then
+    cleanup_fn "losetup -d $loop"
+    timeout -k 5 60 "$NBDKIT" -v -U - "$PLUGIN" io_uring path="$loop" \
+        --run 'nbdinfo --json "$uri"' > "$tmp/out" 2>&1 ||
+        { cat "$tmp/out"; exit 1; }
+    grep -q '"is_read_only": true' "$tmp/out"
+    grep -q 'falling back to read-only' "$tmp/out"
+else
+    echo "note: no read-only loop device (needs root and losetup)"
+fi

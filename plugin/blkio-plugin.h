@@ -241,6 +241,7 @@ extern struct bio_queue *bio_my_queue (void);
 extern void bio_pool_take_down (int err, const char *msg, bool drain);
 extern void bio_pool_release (void);
 extern int bio_pool_rebind (void);
+extern bool bio_fds_exhausted (char *msg, size_t len);
 
 /* ---- requests (request.c) ---- */
 

@@ -491,7 +491,13 @@ bio_open (int readonly)
   struct bio_handle *h;
   bool no = false;
   uint64_t size;
+  char msg[160];
 
+  if (bio_fds_exhausted (msg, sizeof msg)) {
+    nbdkit_error ("refusing a connection: %s", msg);
+    nbdkit_set_error (EMFILE);
+    return NULL;
+  }
   if (!bio_device_there ())
     return NULL;
   if (readonly && !bio_readonly &&

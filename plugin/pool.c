@@ -15,11 +15,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <time.h>
+#include <dirent.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 
 #include "blkio-plugin.h"
 
@@ -41,6 +44,8 @@ static pthread_mutex_t bio_private_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct bio_queue *bio_private_list;
 /* The instance is being replaced: no queue may be added to it. */
 static bool bio_swapping;
+/* Private queues stopped for want of file descriptors (said once). */
+static bool bio_fds_warned;
 
 /* A queue is 64-byte aligned (its lock and counters on cache lines of
  * their own): allocate it so, zeroed. */
@@ -449,6 +454,69 @@ bio_claim (struct bio_queue *bq)
   return atomic_compare_exchange_strong (&bq->users, &idle, 1);
 }
 
+/* File descriptors private queues leave free: half of the process's
+ * limit, at least BIO_FD_RESERVE.  A private queue takes two (a ring and
+ * an eventfd) and every connection one (its socket), so the queues stop
+ * well before nbdkit's accept() fails with EMFILE; nbdkit 1.32 then loops
+ * on accept(), printing an error each time, and the connection never gets
+ * an answer.  Threads beyond share the pool's queues. */
+#define BIO_FD_RESERVE 64
+/* Descriptors a new connection must leave free (bio_fds_exhausted). */
+#define BIO_FD_LAST 32
+
+/* How many descriptors the process has open, and its limit; false if
+ * either cannot be told (no limit, no /proc).  Counted only when a queue
+ * is about to be added or a connection opens, never per request. */
+static bool
+bio_fds_count (rlim_t *used, rlim_t *limit)
+{
+  struct rlimit rl;
+  struct dirent *d;
+  DIR *dir;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+    return false;
+  dir = opendir ("/proc/self/fd");
+  if (dir == NULL)
+    return false;
+  *used = 0;
+  while ((d = readdir (dir)) != NULL)
+    if (d->d_name[0] != '.')
+      (*used)++;
+  closedir (dir);
+  *limit = rl.rlim_cur;
+  return true;
+}
+
+/* Whether private queues have used their share of the descriptors. */
+static bool
+bio_fds_low (void)
+{
+  rlim_t used, limit;
+
+  if (!bio_fds_count (&used, &limit))
+    return false;
+  if (limit / 2 > BIO_FD_RESERVE)
+    return used >= limit / 2;
+  return used + BIO_FD_RESERVE >= limit;
+}
+
+/* Whether a new connection would leave nbdkit fewer than BIO_FD_LAST
+ * descriptors: refusing it (and closing its socket) keeps accept() from
+ * failing for good; msg says why. */
+bool
+bio_fds_exhausted (char *msg, size_t len)
+{
+  rlim_t used, limit;
+
+  if (!bio_fds_count (&used, &limit) || used + BIO_FD_LAST < limit)
+    return false;
+  snprintf (msg, len, "%llu of %llu file descriptors in use (ulimit -n): "
+            "raise the limit for more connections",
+            (unsigned long long) used, (unsigned long long) limit);
+  return true;
+}
+
 /* A private queue for the calling thread: one a finished thread left, or
  * a new one.  NULL if none can be added (the caller shares a pool queue).
  * Private queues are kept for the next thread, not removed: a ring and
@@ -466,6 +534,17 @@ bio_private_queue (void)
       goto out;
   if (bio_swapping)
     goto out;                   /* bq is NULL: share a pool queue */
+  if (bio_fds_low ()) {
+    /* A queue is a ring and an eventfd at least: sharing costs speed,
+     * running out of descriptors costs connections. */
+    if (!bio_fds_warned) {
+      bio_fds_warned = true;
+      nbdkit_debug ("half of the file descriptors are in use: further "
+                    "threads share queues instead of adding their own "
+                    "(raise ulimit -n for more)");
+    }
+    goto out;
+  }
   bq = bio_queue_alloc (1);
   if (bq == NULL)
     goto out;

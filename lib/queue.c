@@ -420,8 +420,14 @@ static int queue_validate(struct blkioq *q, struct blkio_request *req,
 
             if (BLKIO_UNLIKELY(((uintptr_t)v->iov_base | v->iov_len) &
                                (balign - 1))) {
-                *msg = "buffer address or length is not a multiple of "
-                       "buf-alignment";
+                /* A misaligned request says so first: its length is the
+                 * buffer's too, but the start is what to fix. */
+                *msg = (req->start | (req->iovcnt == 1 ? v->iov_len : 0)) &
+                               ((uint64_t)b->request_alignment - 1)
+                           ? "request start or length is not a multiple "
+                             "of request-alignment"
+                           : "buffer address or length is not a multiple "
+                             "of buf-alignment";
                 return -EINVAL;
             }
             if (BLKIO_UNLIKELY(b->needs_mem_regions && v->iov_len &&

@@ -159,7 +159,7 @@ static int nvme_probe_nsid(struct blkio *b, int fd, uint8_t *id)
 static int nvme_probe_format(struct blkio *b, int fd, uint8_t *id)
 {
     struct nvme_state *s = b->priv;
-    uint8_t flbas, lbaf_index, dlfeat;
+    uint8_t flbas, nlbaf, lbaf_index, dlfeat;
     uint32_t lbaf, lba_size;
     uint64_t nsze;
     int ret = nvme_identify(fd, s->nsid, NVME_CNS_NS, 0, id);
@@ -168,9 +168,18 @@ static int nvme_probe_format(struct blkio *b, int fd, uint8_t *id)
         return nvme_identify_failed(ret, "namespace", s->nsid);
     nsze = nvme_le64(id + NVME_ID_NS_NSZE);
     flbas = id[NVME_ID_NS_FLBAS];
+    nlbaf = id[NVME_ID_NS_NLBAF];
     dlfeat = id[NVME_ID_NS_DLFEAT];
-    /* FLBAS bits 3:0 are the low bits of the format index, 6:5 the high */
-    lbaf_index = (uint8_t)((flbas & 0xf) | ((flbas >> 5) & 0x3) << 4);
+    /* FLBAS bits 3:0 are the low bits of the format index, 6:5 the high
+     * ones, which count only with more than 16 formats (NLBAF is zero-
+     * based); an index beyond NLBAF names no format. */
+    lbaf_index = flbas & 0xf;
+    if (nlbaf >= 16)
+        lbaf_index |= (uint8_t)(((flbas >> 5) & 0x3) << 4);
+    if (lbaf_index > nlbaf)
+        return blkio_set_error(-EIO, "namespace %u uses LBA format %u, but "
+                               "reports only %u", s->nsid, lbaf_index,
+                               nlbaf + 1u);
     lbaf = nvme_le32(id + NVME_ID_NS_LBAF + 4u * lbaf_index);
     if ((lbaf & 0xffff) != 0)
         return blkio_set_error(-ENOTSUP, "namespace %u is formatted with %u "
@@ -350,6 +359,11 @@ static int nvme_probe_zns(struct blkio *b, int fd, uint8_t *id,
             if (zab < b->zone_append_max_bytes)
                 b->zone_append_max_bytes = zab;
         }
+    }
+    /* A limit below one block allows no append at all. */
+    if (b->zone_append_max_bytes < (1ull << s->lba_shift)) {
+        b->append_support = false;
+        b->zone_append_max_bytes = 0;
     }
     return 0;
 }

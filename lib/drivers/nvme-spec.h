@@ -56,6 +56,7 @@
 #define NVME_ID_CTRL_VWC      525   /* volatile write cache */
 #define NVME_ID_NS_NSZE       0     /* size in blocks, le64 */
 #define NVME_ID_NS_NSFEAT     24
+#define NVME_ID_NS_NLBAF      25    /* number of LBA formats, zero-based */
 #define NVME_ID_NS_FLBAS      26    /* formatted LBA size */
 #define NVME_ID_NS_DLFEAT     33    /* deallocate features */
 #define NVME_ID_NS_NPWG       64    /* preferred write granularity, le16 */

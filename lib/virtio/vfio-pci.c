@@ -163,6 +163,13 @@ static int vp_take_cap(struct vfio_pci *vp, const uint8_t *cfg, unsigned pos)
                                "points at BAR%u 0x%x+0x%x, beyond its %llu "
                                "bytes", type, bar, off, len,
                                (unsigned long long)vp->vfio.bars[bar].size);
+    /* Registers are read and written whole: a misaligned one would fault
+     * on a mapped BAR (SIGBUS on arm64).  The spec requires 4-byte
+     * alignment for the config structures, 2 for the notify area. */
+    if (off % (type == VIRTIO_PCI_CAP_NOTIFY_CFG ? 2 : 4))
+        return blkio_set_error(-EIO, "vfio-pci: virtio capability type %u "
+                               "at BAR%u offset 0x%x is misaligned", type,
+                               bar, off);
     if (type == VIRTIO_PCI_CAP_NOTIFY_CFG) {
         uint32_t mult;
 
@@ -171,6 +178,11 @@ static int vp_take_cap(struct vfio_pci *vp, const uint8_t *cfg, unsigned pos)
                                    "is %u bytes, too short", cap_len);
         memcpy(&mult, cfg + pos + sizeof(struct virtio_pci_cap), 4);
         vp->notify_mult = le32toh(mult);
+        /* 0 or an even power of two: every queue's 16-bit doorbell stays
+         * 2-byte aligned. */
+        if (vp->notify_mult % 2)
+            return blkio_set_error(-EIO, "vfio-pci: virtio notify offset "
+                                   "multiplier %u is odd", vp->notify_mult);
     }
     a->bar = bar;
     a->off = off;
@@ -224,11 +236,14 @@ static int vp_find_caps(struct vfio_pci *vp)
                                vp->common.bar >= 0 ? "yes" : "no",
                                vp->notify.bar >= 0 ? "yes" : "no",
                                vp->devcfg.bar >= 0 ? "yes" : "no");
-    if (vp->common.len < VP_COMMON_LEN)
-        return blkio_set_error(-EIO, "vfio-pci: virtio common config is %llu "
-                               "bytes, needs %u",
-                               (unsigned long long)vp->common.len,
-                               VP_COMMON_LEN);
+    if (vp->common.len < VP_COMMON_LEN) {
+        ret = blkio_set_error(-EIO, "vfio-pci: virtio common config is %llu "
+                              "bytes, needs %u",
+                              (unsigned long long)vp->common.len,
+                              VP_COMMON_LEN);
+        vp->common.bar = -1;    /* vp_close must not write its status */
+        return ret;
+    }
     if (vp->notify.len < 2)
         return blkio_set_error(-EIO, "vfio-pci: virtio notify area is %llu "
                                "bytes", (unsigned long long)vp->notify.len);

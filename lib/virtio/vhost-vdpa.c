@@ -590,11 +590,36 @@ static bool vdpa_is_vduse(int fd)
     return strstr(target, "/vduse/") != NULL;
 }
 
+/* The device's IOVA range (all of it when the kernel cannot tell), and
+ * whether its addresses are ours: a device that cannot take every user
+ * address gets IOVAs from its range (page 0 aside, no user mapping lies
+ * below a page). */
+static int vdpa_probe_iova(struct vhost_vdpa *v)
+{
+    struct vhost_vdpa_iova_range range;
+
+    v->iova_first = 0;
+    v->iova_last = UINT64_MAX;
+    if (ioctl(v->fd, VHOST_VDPA_GET_IOVA_RANGE, &range) == 0) {
+        if (range.first > range.last)
+            return blkio_set_error(-EIO, "vhost-vdpa device reported an "
+                                   "empty IOVA range 0x%llx-0x%llx",
+                                   (unsigned long long)range.first,
+                                   (unsigned long long)range.last);
+        v->iova_first = range.first;
+        v->iova_last = range.last;
+    }
+    v->translate = v->iova_first > (uint64_t)sysconf(_SC_PAGESIZE) ||
+                   v->iova_last < VDPA_USER_VA_LAST;
+    if (v->translate)
+        return iova_space_set_range(&v->iova, v->iova_first, v->iova_last);
+    return 0;
+}
+
 /* Everything we learn about the device before the generic code talks
  * features and config. */
 static int vdpa_probe(struct vhost_vdpa *v)
 {
-    struct vhost_vdpa_iova_range range;
     uint64_t backend;
     uint32_t id, n;
     uint16_t num;
@@ -635,26 +660,9 @@ static int vdpa_probe(struct vhost_vdpa *v)
 
     /* Optional ioctls of newer kernels: without them, assume the widest
      * limits and let the device refuse. */
-    v->iova_first = 0;
-    v->iova_last = UINT64_MAX;
-    if (ioctl(v->fd, VHOST_VDPA_GET_IOVA_RANGE, &range) == 0) {
-        if (range.first > range.last)
-            return blkio_set_error(-EIO, "vhost-vdpa device reported an "
-                                   "empty IOVA range 0x%llx-0x%llx",
-                                   (unsigned long long)range.first,
-                                   (unsigned long long)range.last);
-        v->iova_first = range.first;
-        v->iova_last = range.last;
-    }
-    /* A device that cannot take every user address gets IOVAs from its
-     * range (page 0 aside, no user mapping lies below a page). */
-    v->translate = v->iova_first > (uint64_t)sysconf(_SC_PAGESIZE) ||
-                   v->iova_last < VDPA_USER_VA_LAST;
-    if (v->translate) {
-        ret = iova_space_set_range(&v->iova, v->iova_first, v->iova_last);
-        if (ret < 0)
-            return ret;
-    }
+    ret = vdpa_probe_iova(v);
+    if (ret < 0)
+        return ret;
     if (ioctl(v->fd, VHOST_VDPA_GET_CONFIG_SIZE, &n) == 0)
         v->config_size = n;
     if (ioctl(v->fd, VHOST_VDPA_GET_VQS_COUNT, &n) == 0) {

@@ -120,6 +120,7 @@ static void drv_check(struct blkio *b)
 {
     int ra = 0, mt = 0, zoned = 0;
     uint64_t cap = 0, u;
+    bool append = false;
 
     if (blkio_get_int(b, "request-alignment", &ra) < 0 || ra < 512 ||
         (ra & (ra - 1)) || blkio_get_uint64(b, "capacity", &cap) < 0 ||
@@ -139,6 +140,15 @@ static void drv_check(struct blkio *b)
          u % (unsigned)ra)) {
         fprintf(stderr, "fuzz-nvme-identify: bad zone size %llu (capacity "
                 "%llu)\n", (unsigned long long)u, (unsigned long long)cap);
+        abort();
+    }
+    /* Zone Append, where offered, takes at least one block. */
+    if (zoned && blkio_get_bool(b, "append-support", &append) == 0 &&
+        append &&
+        (blkio_get_uint64(b, "zone-append-max-bytes", &u) < 0 ||
+         u < (unsigned)ra)) {
+        fprintf(stderr, "fuzz-nvme-identify: zone append of at most %llu "
+                "bytes with %d-byte blocks\n", (unsigned long long)u, ra);
         abort();
     }
 }

@@ -548,7 +548,10 @@ bio_block_size (void *handle,
 {
   *minimum = bio_req_align;
   *preferred = bio_preferred;
-  *maximum = 0xffffffff;        /* every request is split as needed */
+  /* The largest payload: nbdkit refuses reads and writes above 64 MiB
+   * (the plugin would split anything); zero and trim carry no payload
+   * and may be longer (NBD's block size constraints). */
+  *maximum = 64 * 1024 * 1024;
   return 0;
 }
 

@@ -15,8 +15,8 @@
  * (bio_retry_after_loss).
  *
  * The same thread re-creates the instance on purpose (bio_refresh): when
- * a new connection finds the device grown or shrunk, or nbdkit serves it
- * read-only.  Then the queues are drained first and requests wait.
+ * a new connection finds the device grown or shrunk.  Then the queues are
+ * drained first and requests wait.
  *
  * A device that is lost may take writes it acknowledged but had not yet
  * made durable with it (a backend's caches, qcow2 metadata in

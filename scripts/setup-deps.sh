@@ -10,7 +10,7 @@ PACKAGES="
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd perl
   qemu-utils qemu-system-common qemu-system-x86
   busybox-static kmod iproute2 nvme-cli
-  fio valgrind
+  fio valgrind strace gdb
   clang libclang-rt-14-dev
 "
 

@@ -1,9 +1,10 @@
 #!/bin/sh
 # The test command: install dependencies, build, and run the whole suite
 # (library, io_uring driver, nbdkit plugin, vhost-user against
-# qemu-storage-daemon, and the QEMU test VM for NVMe), then the library
-# and vhost-user tests again under ASan+UBSan, the library tests under
-# valgrind, and the plugin's functional tests with nbdkit under valgrind.
+# qemu-storage-daemon, and the QEMU test VM for NVMe, VFIO and vDPA), then
+# the library, fuzz corpora and vhost-user tests again under ASan+UBSan,
+# the library tests under valgrind, the plugin's functional tests with
+# nbdkit under valgrind, and short libFuzzer runs built with clang.
 #
 #   scripts/test.sh            everything
 #   SUITES="lib plugin" scripts/test.sh   only these meson suites

@@ -390,7 +390,8 @@ outcome=
 # guest got done before qemu is stopped.
 interrupted=0
 trap 'interrupted=1' INT TERM HUP
-# About one TCG boot in 40 oopses before init runs (test-vm-facts.md): two
+# About one TCG boot in 40 oopses before init runs (seen under
+# multi-threaded TCG with -smp 2, measured when the harness was built): two
 # more boots make a lost run rare even when the first failure was a real
 # one (or the harness's own test of this retry).
 max_boots=3

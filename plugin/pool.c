@@ -484,6 +484,7 @@ bio_fds_count (rlim_t *used, rlim_t *limit)
     if (d->d_name[0] != '.')
       (*used)++;
   closedir (dir);
+  *used = *used > 0 ? *used - 1 : 0;   /* the directory's own, closed now */
   *limit = rl.rlim_cur;
   return true;
 }
@@ -539,9 +540,9 @@ bio_private_queue (void)
      * running out of descriptors costs connections. */
     if (!bio_fds_warned) {
       bio_fds_warned = true;
-      nbdkit_debug ("half of the file descriptors are in use: further "
-                    "threads share queues instead of adding their own "
-                    "(raise ulimit -n for more)");
+      nbdkit_debug ("private queues have used their share of the file "
+                    "descriptors: further threads share queues instead of "
+                    "adding their own (raise ulimit -n for more)");
     }
     goto out;
   }

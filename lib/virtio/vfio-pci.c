@@ -117,10 +117,10 @@ static int vp_common_wr64(struct vfio_pci *vp, unsigned off, uint64_t val)
 
 static int vp_get_status(void *t, uint8_t *status)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int ret = vp_common_rd(t, VIRTIO_PCI_COMMON_STATUS, 1, &v);
 
-    *status = (uint8_t)v;
+    *status = ret < 0 ? 0 : (uint8_t)v;
     return ret;
 }
 

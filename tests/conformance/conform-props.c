@@ -71,27 +71,41 @@ static void cf_str_line(const struct cf_setup *s, const char *v,
 static void cf_get_all(struct blkio *b, const struct cf_setup *s,
                        const char *st, const char *name)
 {
-    bool bv;
-    int iv;
-    uint64_t uv;
-    char *sv = NULL, buf[32];
+    /* Filled with a sentinel first: what a failed get leaves behind is
+     * part of the trace too (libblkio 1.5 stores 0, NULL for a string). */
+    bool bv = true;
+    int iv = 7;
+    uint64_t uv = 7;
+    char *sv = (char *)"sentinel", buf[32];
 
     if (cf_ret(blkio_get_bool(b, name, &bv), "%s.get_bool %s", st, name) == 0)
         cf_line(bv ? "true" : "false", "%s.get_bool %s value", st, name);
+    else
+        cf_line(bv ? "true" : "false", "%s.get_bool %s failed, left", st,
+                name);
     if (cf_ret(blkio_get_int(b, name, &iv), "%s.get_int %s", st, name) == 0) {
         snprintf(buf, sizeof(buf), "%d", iv);
         cf_line(buf, "%s.get_int %s value", st, name);
+    } else {
+        snprintf(buf, sizeof(buf), "%d", iv);
+        cf_line(buf, "%s.get_int %s failed, left", st, name);
     }
     if (cf_ret(blkio_get_uint64(b, name, &uv), "%s.get_uint64 %s", st,
                name) == 0) {
         snprintf(buf, sizeof(buf), "%" PRIu64, uv);
         cf_line(buf, "%s.get_uint64 %s value", st, name);
+    } else {
+        snprintf(buf, sizeof(buf), "%" PRIu64, uv);
+        cf_line(buf, "%s.get_uint64 %s failed, left", st, name);
     }
     if (cf_ret(blkio_get_str(b, name, &sv), "%s.get_str %s", st, name) == 0) {
         char label[64];
         snprintf(label, sizeof(label), "%s.get_str", st);
         cf_str_line(s, sv ? sv : "(null)", label, name);
         free(sv);
+    } else {
+        cf_line(sv ? "not NULL" : "NULL", "%s.get_str %s failed, left", st,
+                name);
     }
 }
 

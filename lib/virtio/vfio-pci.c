@@ -10,7 +10,7 @@
  *
  * Addresses: every mapping gets an IOVA from vfio.c's allocator inside the
  * IOMMU's usable ranges (IOVA is not the virtual address), so the generic
- * code translates the addresses it hands the device (.remaps_addresses).
+ * code translates the addresses it hands the device (.remaps).
  *
  * Untrusted device: capability offsets and lengths are checked against the
  * BAR sizes VFIO reports, queue sizes and notify offsets are checked before
@@ -529,6 +529,13 @@ static void vp_unmap_region(void *t, const struct blkio_mem_region *region)
     vfio_dma_unmap(&vp->vfio, region->addr, region->len);
 }
 
+/* IOVAs come from the IOMMU's usable ranges, never our addresses. */
+static bool vp_remaps(void *t)
+{
+    (void)t;
+    return true;
+}
+
 static int vp_hangup_fd(void *t)
 {
     (void)t;
@@ -567,7 +574,7 @@ static const struct virtio_transport_ops vp_ops = {
      * barriers provide it). */
     .transport_features = (1ull << VIRTIO_F_ACCESS_PLATFORM) |
                           (1ull << VIRTIO_F_ORDER_PLATFORM),
-    .remaps_addresses = true,
+    .remaps          = vp_remaps,
     .get_status      = vp_get_status,
     .set_status      = vp_set_status,
     .get_features    = vp_get_features,

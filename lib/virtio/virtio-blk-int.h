@@ -59,7 +59,7 @@ struct virtio_blk {
     void *t;
     struct virtio_dev dev;      /* the status handshake */
     struct region_table addrs;  /* regions, when the transport remaps */
-    bool remap;                 /* ops->remaps_addresses */
+    bool remap;                 /* ops->remaps(), asked at connect */
     uint64_t shm_delta;         /* device address of shm minus shm */
 
     uint64_t features;          /* negotiated */

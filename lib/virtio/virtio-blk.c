@@ -58,7 +58,6 @@ int virtio_blk_create(struct blkio *b, const struct virtio_transport_ops *ops,
     vb->t = t;
     vb->dev.ops = ops;
     vb->dev.t = t;
-    vb->remap = ops->remaps_addresses;
     vb->shm_fd = -1;
     vblk_hangup_watch_init(&vb->hup);
     b->priv = vb;
@@ -219,8 +218,7 @@ int virtio_blk_connect(struct blkio *b)
     /* A connection lost by an earlier, failed blkio_connect() is not
      * this one's. */
     __atomic_store_n(&vb->dead, 0, __ATOMIC_RELEASE);
-    vb->remap = vb->ops->remaps_addresses ||
-                (vb->ops->remaps && vb->ops->remaps(vb->t));
+    vb->remap = vb->ops->remaps && vb->ops->remaps(vb->t);
 #ifdef BLKIO_TEST_SWITCHES
     {
         /* Test builds only: decline features to exercise fallback paths

@@ -34,14 +34,12 @@ struct virtio_transport_ops {
     /* Feature bits the transport itself accepts when the device offers
      * them (VIRTIO_F_ACCESS_PLATFORM behind an IOMMU, ...). */
     uint64_t transport_features;
-    /* The device sees memory at other addresses than ours (IOVAs from an
-     * allocator): start() and map_region() say where, and the generic
-     * code translates buffer addresses.  Otherwise they are our virtual
-     * addresses. */
-    bool remaps_addresses;
-    /* Or decided by the device, once the transport has probed it
-     * (vhost-vdpa: only where its IOVA range leaves out user addresses);
-     * asked at connect.  NULL: remaps_addresses alone decides. */
+    /* Whether the device sees memory at other addresses than ours (IOVAs
+     * from an allocator: vfio-pci always, vhost-vdpa where its IOVA range
+     * leaves out user addresses), asked once the transport has probed
+     * the device at connect.  Then start() and map_region() say where,
+     * and the generic code translates buffer addresses.  NULL: the device
+     * takes our virtual addresses. */
     bool (*remaps)(void *t);
     /* Declare every indirect table at its full capacity, not at the
      * length of its chain.  For devices that cut a buffer at each of

@@ -11,7 +11,7 @@
 #include "blkio.h"
 #include "fake-ioctl.h"
 
-static int fake_is_dev(int fd)
+int fake_is_dev(int fd)
 {
     static dev_t null_rdev;
     struct stat st;

@@ -17,6 +17,9 @@ int fake_dev_ioctl(unsigned long req, void *arg);
 
 #define FAKE_DEV_PATH "/dev/null"
 
+/* Whether fd is the fake device (FAKE_DEV_PATH opened). */
+int fake_is_dev(int fd);
+
 struct blkio;
 
 /* One instance of `driver` on the fake device: create, connect; after a

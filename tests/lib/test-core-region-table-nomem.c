@@ -15,19 +15,7 @@
 #include "internal.h"
 #include "region-table.h"
 #include "util.h"
-
-static bool fail_malloc;
-
-#if !defined(__SANITIZE_ADDRESS__)
-extern void *__libc_malloc(size_t n);
-
-void *malloc(size_t n)
-{
-    if (fail_malloc)
-        return NULL;
-    return __libc_malloc(n);
-}
-#endif
+#include "fail-malloc.h"
 
 /* The device address the table gives for [va, va + len), or 0 if none. */
 static uint64_t dev_of(const struct region_table *m, uintptr_t va,
@@ -40,15 +28,10 @@ static uint64_t dev_of(const struct region_table *m, uintptr_t va,
 
 int main(void)
 {
-    const char *pre = getenv("LD_PRELOAD");
     struct region_table m = { 0 };
     const uintptr_t a = 0x100000, b = 0x200000, c = 0x300000;
 
-#if defined(__SANITIZE_ADDRESS__)
-    t_skip("ASan replaces malloc()");
-#endif
-    if (pre && strstr(pre, "vgpreload"))
-        t_skip("valgrind replaces malloc()");
+    fail_malloc_skip_if_replaced();
 
     check(region_table_add(&m, (void *)a, 0x1000, 0xa000) == 0);
     check(region_table_add(&m, (void *)b, 0x1000, 0xb000) == 0);
@@ -56,10 +39,10 @@ int main(void)
     check(dev_of(&m, b + 0x10, 8) == 0xb010);
 
     /* No memory: b is gone all the same; a and c stay. */
-    fail_malloc = true;
+    fail_malloc_all = true;
     region_table_remove(&m, (void *)b, 0x1000);
     check(region_table_add(&m, (void *)b, 0x1000, 0xd000) == -ENOMEM);
-    fail_malloc = false;
+    fail_malloc_all = false;
     check(dev_of(&m, b, 8) == 0);
     check(dev_of(&m, b + 0xff8, 8) == 0);
     check(dev_of(&m, a, 0x1000) == 0xa000);

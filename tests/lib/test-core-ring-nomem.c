@@ -12,24 +12,11 @@
 
 #include "internal.h"
 #include "util.h"
-
-static size_t fail_size;
-
-#if !defined(__SANITIZE_ADDRESS__)
-extern void *__libc_malloc(size_t n);
-
-void *malloc(size_t n)
-{
-    if (fail_size && n == fail_size)
-        return NULL;
-    return __libc_malloc(n);
-}
-#endif
+#include "fail-malloc.h"
 
 int main(void)
 {
     const char *path = ut_temp_file(1 << 20);
-    const char *pre = getenv("LD_PRELOAD");
     static char buf[512];
     struct blkio_completion *c;
     struct blkio *b;
@@ -37,21 +24,17 @@ int main(void)
     uint32_t cap;
     int n, nomem = 0;
 
-#if defined(__SANITIZE_ADDRESS__)
-    t_skip("ASan replaces malloc()");
-#endif
-    if (pre && strstr(pre, "vgpreload"))
-        t_skip("valgrind replaces malloc()");
+    fail_malloc_skip_if_replaced();
     b = ut_start(path, false, false);
     q = blkio_get_queue(b, 0);
     cap = q->cring_mask + 1;
     c = calloc(cap, sizeof(*c));
     check(c != NULL);
 
-    fail_size = 2 * (size_t)cap * sizeof(struct blkio_completion);
+    fail_malloc_size = 2 * (size_t)cap * sizeof(struct blkio_completion);
     for (uint32_t i = 0; i < cap; i++)
         blkioq_read(q, 0, buf, sizeof(buf), (void *)(uintptr_t)(i + 1), 0);
-    fail_size = 0;
+    fail_malloc_size = 0;
     n = blkioq_do_io(q, c, (int)cap, (int)cap, NULL);
     check(n == (int)cap);
     for (int i = 0; i < n; i++) {

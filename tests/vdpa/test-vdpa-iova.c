@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/vhost.h>
@@ -61,14 +60,6 @@ static struct {
     uint16_t last_avail;
     uint8_t disk[DISK_SIZE];
 } dev;
-
-static bool fake_fd(int fd)
-{
-    struct stat st, null;
-
-    return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) &&
-           stat(FAKE_DEV_PATH, &null) == 0 && st.st_rdev == null.st_rdev;
-}
 
 /* The device's view of [iova, iova + len): our memory, or a failed test. */
 static void *dev_ptr(uint64_t iova, uint64_t len)
@@ -117,7 +108,7 @@ static void iotlb_msg(const struct vhost_msg_v2 *msg)
  * completion fds, output) to the kernel. */
 ssize_t write(int fd, const void *buf, size_t n)
 {
-    if (fake_fd(fd)) {
+    if (fake_is_dev(fd)) {
         CHECK(n == sizeof(struct vhost_msg_v2));
         iotlb_msg(buf);
         return (ssize_t)n;

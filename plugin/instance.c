@@ -133,6 +133,22 @@ bio_align_limits (void)
   }
 }
 
+/* Preferred: the optimal I/O size or alignment if sane, at least 4 KiB
+ * (nbdkit requires a power of 2 in [512, 32 MiB], >= the minimum). */
+static void
+bio_set_preferred (int oia, int ois)
+{
+  bio_preferred = 4096;
+  if (oia > 0 && bio_is_power_of_2 (oia) && (uint32_t) oia > bio_preferred)
+    bio_preferred = oia;
+  if (ois > 0 && bio_is_power_of_2 (ois) && (uint32_t) ois > bio_preferred)
+    bio_preferred = ois;
+  if (bio_preferred > 32 * 1024 * 1024)
+    bio_preferred = 32 * 1024 * 1024;
+  if (bio_preferred < bio_req_align)
+    bio_preferred = bio_req_align;
+}
+
 /* Read the device limits that the I/O path depends on (at open, and for
  * every re-created instance). */
 static int
@@ -191,17 +207,7 @@ bio_read_geometry (void)
   }
   bio_needs_mem_regions = nmr;
 
-  /* Preferred: the optimal I/O size or alignment if sane, at least 4 KiB
-   * (nbdkit requires a power of 2 in [512, 32 MiB], >= the minimum). */
-  bio_preferred = 4096;
-  if (oia > 0 && bio_is_power_of_2 (oia) && (uint32_t) oia > bio_preferred)
-    bio_preferred = oia;
-  if (ois > 0 && bio_is_power_of_2 (ois) && (uint32_t) ois > bio_preferred)
-    bio_preferred = ois;
-  if (bio_preferred > 32 * 1024 * 1024)
-    bio_preferred = 32 * 1024 * 1024;
-  if (bio_preferred < bio_req_align)
-    bio_preferred = bio_req_align;
+  bio_set_preferred (oia, ois);
 
   bio_rw_max = bio_min_limit (mt > 0 ? mt : 0, msl > 0 ? msl : 0);
   bio_zero_max = mwz;

@@ -296,6 +296,35 @@ int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
 
 
 /*
+ * Take excess bytes off the end of the n data segments in vq->bufs[1..]
+ * (dropping segments it empties), moving *got and the
+ * iov position (*idx, *off) back with them.  Returns the segments left.
+ */
+static unsigned vblk_trim_to_block(struct vblk_queue *vq, unsigned n,
+                                   uint64_t excess, uint64_t *got, int *idx,
+                                   size_t *off)
+{
+    while (excess && n > 0) {
+        struct virtq_buf *last = &vq->bufs[n];
+
+        if (last->len > excess) {
+            last->len -= (uint32_t)excess;
+            *got -= excess;
+            *off = vq->seg_off[n - 1] + last->len;
+            *idx = vq->seg_idx[n - 1];
+            excess = 0;
+        } else {
+            excess -= last->len;
+            *got -= last->len;
+            *off = vq->seg_off[n - 1];
+            *idx = vq->seg_idx[n - 1];
+            n--;
+        }
+    }
+    return n;
+}
+
+/*
  * Collect the next part of a read/write into vq->bufs[1..]: returns the
  * number of data segments and its byte count in *bytes, with the new iov
  * position in *idx and *off.  0 means no whole block fits.
@@ -304,7 +333,7 @@ static unsigned vblk_collect_rw(struct vblk_queue *vq, struct vblk_ureq *u,
                                 uint64_t *bytes, int *idx, size_t *off)
 {
     const struct virtio_blk *vb = vq->vb;
-    uint64_t want = u->end - u->offset, got = 0, excess, addr;
+    uint64_t want = u->end - u->offset, got = 0, addr;
     bool dev_writes = u->op == BLKIO_OP_READ;
     unsigned n = 0;
     int i = u->iov_idx;
@@ -363,24 +392,8 @@ static unsigned vblk_collect_rw(struct vblk_queue *vq, struct vblk_ureq *u,
     }
 
     /* A part that stops early must end on a block boundary. */
-    excess = got < u->end - u->offset ? got % vb->blk_size : 0;
-    while (excess && n > 0) {
-        struct virtq_buf *last = &vq->bufs[n];
-
-        if (last->len > excess) {
-            last->len -= (uint32_t)excess;
-            got -= excess;
-            o = vq->seg_off[n - 1] + last->len;
-            i = vq->seg_idx[n - 1];
-            excess = 0;
-        } else {
-            excess -= last->len;
-            got -= last->len;
-            o = vq->seg_off[n - 1];
-            i = vq->seg_idx[n - 1];
-            n--;
-        }
-    }
+    if (got < u->end - u->offset)
+        n = vblk_trim_to_block(vq, n, got % vb->blk_size, &got, &i, &o);
     *bytes = got;
     *idx = i;
     *off = o;

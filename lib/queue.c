@@ -789,6 +789,18 @@ int blkioq_do_io_interruptible(struct blkioq *q,
 {
     sigset_t current;
 
+    /* As the manual says and libblkio 1.5 does: a poll queue refuses a
+     * signal mask (it never sleeps, so there is no wait to interrupt),
+     * but takes the call without one, as blkioq_do_io(). */
+    if (q && q->poll) {
+        if (sig)
+            return blkio_set_error(-EOPNOTSUPP,
+                                   "blkioq_do_io_interruptible() with a "
+                                   "signal mask is not supported on poll "
+                                   "queues: use blkioq_do_io()");
+        return queue_do_io(q, completions, min_completions, max_completions,
+                           timeout, NULL);
+    }
     /* Drivers take a signal set as "interruptible": without one, the wait
      * keeps the thread's mask and is still interrupted (libblkio 1.5 is),
      * while blkioq_do_io() passes none and is not. */
@@ -796,8 +808,6 @@ int blkioq_do_io_interruptible(struct blkioq *q,
         pthread_sigmask(SIG_SETMASK, NULL, &current);
         sig = &current;
     }
-    /* Poll queues take it too (libblkio does): they never sleep, so the
-     * signal mask has nothing to guard. */
     return queue_do_io(q, completions, min_completions, max_completions,
                        timeout, sig);
 }

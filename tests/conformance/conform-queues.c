@@ -3,6 +3,7 @@
  * Queues, memory regions, the completion fd and poll queues.
  */
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,7 @@ int cf_poll(const struct cf_setup *s)
     struct blkio *b = cf_open(s, false);
     struct blkioq *pq;
     struct blkio_completion c;
+    sigset_t mask;
     bool sup = false;
     int idx;
 
@@ -252,6 +254,9 @@ int cf_poll(const struct cf_setup *s)
     cf_wait1(pq, "flush on poll queue");
     cf_ret(blkioq_do_io_interruptible(pq, &c, 0, 1, NULL, NULL),
            "do_io_interruptible on poll queue");
+    sigemptyset(&mask);
+    cf_ret(blkioq_do_io_interruptible(pq, &c, 0, 1, NULL, &mask),
+           "do_io_interruptible with a mask on poll queue");
     idx = cf_ret(blkio_add_poll_queue(b), "add_poll_queue");
     cf_ret(blkio_remove_poll_queue(b, 0), "remove_poll_queue 0");
     cf_line(cf_q(blkio_get_poll_queue(b, 0)), "get_poll_queue 0 removed");

@@ -98,9 +98,14 @@ static int iou_create(struct blkio *b)
     /* The manual promises -ENOSYS from blkio_create() when the kernel has
      * no (or a disabled) io_uring, so find out now with a tiny ring. */
     ret = io_uring_queue_init(1, &probe, 0);
-    if (ret < 0)
+    if (ret == -ENOSYS || ret == -EPERM || ret == -EACCES)
         return blkio_set_error(-ENOSYS, "io_uring is not available: %s",
                                strerror(-ret));
+    /* Out of fds, memory or locked memory passes: a later try may work,
+     * and the program must not take io_uring to be missing for good. */
+    if (ret < 0)
+        return blkio_set_error(ret, "io_uring_setup, to see whether "
+                               "io_uring is available: %s", strerror(-ret));
     io_uring_queue_exit(&probe);
     ret = uring_create_defaults(b, sizeof(struct iou_instance));
     if (ret == 0)

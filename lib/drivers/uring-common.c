@@ -30,12 +30,40 @@ static unsigned uring_declined(void)
 /* How long teardown waits for the kernel to finish requests. */
 #define URING_DRAIN_SECONDS 5
 
+/* After the kernel refused a submission for now: the pause before the
+ * next try, and how often a submission ended by a signal is retried. */
+#define URING_BACKOFF_NS (1000 * 1000)
+#define URING_SUBMIT_TRIES 3
+
 bool uring_deadline_passed(const struct timespec *deadline)
 {
     struct timespec left;
 
     blkio_deadline_remaining(deadline, &left);
     return left.tv_sec == 0 && left.tv_nsec == 0;
+}
+
+/*
+ * The kernel took no submission for now (-EAGAIN: no memory; -EBUSY:
+ * completions to flush first).  With CQEs to reap the caller's reaping is
+ * what helps; without, wait a moment (not past the deadline) before it
+ * tries again, so that a lasting shortage is no busy loop.
+ */
+static void uring_backoff(struct io_uring *ring,
+                          const struct timespec *deadline)
+{
+    struct timespec pause = { 0, URING_BACKOFF_NS };
+
+    if (io_uring_cq_ready(ring))
+        return;
+    if (deadline) {
+        struct timespec left;
+
+        blkio_deadline_remaining(deadline, &left);
+        if (left.tv_sec == 0 && left.tv_nsec < pause.tv_nsec)
+            pause = left;
+    }
+    nanosleep(&pause, NULL);
 }
 
 /*
@@ -77,6 +105,7 @@ int uring_wait(struct io_uring *ring, bool poll, unsigned want,
     switch (ret) {
     case -EAGAIN:   /* no memory for the submission right now */
     case -EBUSY:    /* CQ overflow being flushed */
+        uring_backoff(ring, deadline);
         return 0;
     case -EINTR:
         return sig ? -EINTR : 0;
@@ -355,15 +384,24 @@ int uring_flush(struct uring_queue *uq)
 
     if (uq->inflight == 0)
         return 0;
-    if (uq->q->poll)
-        ret = io_uring_submit_and_get_events(&uq->ring);
-    else if (io_uring_sq_ready(&uq->ring))
-        ret = io_uring_submit(&uq->ring);
-    else
-        return 0;
+    for (int tries = 0;; tries++) {
+        if (uq->q->poll)
+            ret = io_uring_submit_and_get_events(&uq->ring);
+        else if (io_uring_sq_ready(&uq->ring))
+            ret = io_uring_submit(&uq->ring);
+        else
+            return 0;
+        if (ret != -EINTR || tries == URING_SUBMIT_TRIES)
+            break;
+    }
     if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
         return blkio_set_error(ret, "io_uring_enter: %s", strerror(-ret));
     uring_reap(uq);
+    /* Requests the kernel did not take for now are still in the SQ, and
+     * no CQE of theirs will signal the completion fd: wake a program
+     * that waits on it, so that it calls again and they go in then. */
+    if (ret < 0 && io_uring_sq_ready(&uq->ring))
+        blkioq_notify(uq->q);
     return 0;
 }
 

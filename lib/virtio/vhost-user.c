@@ -139,6 +139,7 @@ struct vhost_user {
     uint8_t status;             /* emulated device status */
     struct blkio_mem_region internal;
     bool started;
+    bool lost;                  /* the control stream is given up on */
     struct virtio_kickfds kick;
 };
 
@@ -175,11 +176,16 @@ static const char *vu_request_name(uint32_t req)
     }
 }
 
-/* The socket is gone: every later message fails fast, and the queues
- * fail their requests instead of waiting. */
+/* The socket is gone, or its stream can no longer be trusted (a reply
+ * may still come for a request given up on, and would be read as the
+ * next one's): shut it down, so that every later message fails fast, and
+ * the queues fail their requests instead of waiting. */
 static int vu_lost(struct vhost_user *vu, int err, uint32_t req,
                    const char *what)
 {
+    if (vu->sock >= 0)
+        shutdown(vu->sock, SHUT_RDWR);
+    vu->lost = true;
     virtio_blk_mark_dead(vu->b);
     return blkio_set_error(err, "vhost-user %s: %s: %s", vu_request_name(req),
                            what, strerror(-err));
@@ -190,11 +196,9 @@ static int vu_lost(struct vhost_user *vu, int err, uint32_t req,
  * message may be in the stream, so nothing more can be sent on it. */
 static int vu_send_failed(struct vhost_user *vu, int err, uint32_t req)
 {
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-        shutdown(vu->sock, SHUT_RDWR);
+    if (err == EAGAIN || err == EWOULDBLOCK)
         return vu_lost(vu, -ETIMEDOUT, req, "the backend read no request "
                        "within the deadline");
-    }
     return vu_lost(vu, -err, req, "sending request");
 }
 
@@ -222,6 +226,9 @@ static int vu_send(struct vhost_user *vu, uint32_t req, uint32_t flags,
     if (vu->sock < 0)
         return blkio_set_error(-ENOTCONN, "vhost-user %s: not connected",
                                vu_request_name(req));
+    if (vu->lost)
+        return blkio_set_error(-ENOTCONN, "vhost-user %s: the connection "
+                               "was lost earlier", vu_request_name(req));
     if (nfds) {
         struct cmsghdr *c;
 
@@ -238,6 +245,11 @@ static int vu_send(struct vhost_user *vu, uint32_t req, uint32_t flags,
         /* MSG_NOSIGNAL: a dead backend must be an error, not SIGPIPE. */
         r = sendmsg(vu->sock, &msg, MSG_NOSIGNAL);
     } while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == ENOMEM || errno == ENOBUFS))
+        /* Nothing of the message went out: the stream is still in step,
+         * and the same call may work later. */
+        return blkio_set_error(-errno, "vhost-user %s: sending request: "
+                               "%m (nothing was sent)", vu_request_name(req));
     if (r < 0)
         return vu_send_failed(vu, errno, req);
     if ((size_t)r != total) {
@@ -266,6 +278,19 @@ static int vu_send(struct vhost_user *vu, uint32_t req, uint32_t flags,
     return 0;
 }
 
+/* A wait or read that failed without taking anything from the stream,
+ * and may work if tried again: a signal, or the kernel short of memory
+ * for a moment (then pause 1 ms, so that a lasting shortage is no busy
+ * loop until the deadline). */
+static bool vu_transient(int err)
+{
+    struct timespec pause = { 0, 1000 * 1000 };
+
+    if (err == ENOMEM || err == ENOBUFS)
+        nanosleep(&pause, NULL);
+    return err == EINTR || err == ENOMEM || err == ENOBUFS;
+}
+
 /* Read exactly len bytes before the deadline (a CLOCK_MONOTONIC time
  * computed by the caller). */
 static int vu_recv_all(struct vhost_user *vu, void *buf, size_t len,
@@ -286,20 +311,18 @@ static int vu_recv_all(struct vhost_user *vu, void *buf, size_t len,
         if (ms <= 0) {
             /* Part of a reply may be in the stream, or all of it later:
              * nothing read from this socket can be trusted any more. */
-            shutdown(vu->sock, SHUT_RDWR);
             return vu_lost(vu, -ETIMEDOUT, req, "no reply from the backend "
                            "within the deadline");
         }
         pr = poll(&pfd, 1, (int)ms);
-        if (pr < 0 && errno == EINTR)
+        if (pr < 0 && vu_transient(errno))
             continue;
         if (pr < 0)
-            return blkio_set_error(-errno, "vhost-user %s: poll: %m",
-                                   vu_request_name(req));
+            return vu_lost(vu, -errno, req, "waiting for the reply");
         if (pr == 0)
             continue;   /* re-check the deadline */
         r = recv(vu->sock, p, len, 0);
-        if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        if (r < 0 && (errno == EAGAIN || vu_transient(errno)))
             continue;
         if (r < 0)
             return vu_lost(vu, -errno, req, "receiving reply");
@@ -451,6 +474,7 @@ static int vu_connect_socket(struct vhost_user *vu, const char *path)
                                path, strerror(e));
     }
     vu->sock = fd;
+    vu->lost = false;
     return 0;
 }
 

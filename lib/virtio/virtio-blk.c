@@ -288,6 +288,11 @@ int virtio_blk_start(struct blkio *b)
         vb->shm = NULL;
         vb->shm_fd = -1;
     }
+    /* The connection went in an earlier, failed blkio_start(): what is
+     * sent now would reach no backend, or one out of step with us. */
+    if (vblk_is_dead(vb))
+        return blkio_set_error(-ENOTCONN, "%s: connect again (a new "
+                               "instance)", vblk_msg_dead);
     if (vb->dev_ro && !b->read_only)
         return blkio_set_error(-EROFS, "device is read-only (virtio-blk "
                                "VIRTIO_BLK_F_RO): set the read-only property "

@@ -498,7 +498,8 @@ queue_request_common(struct blkioq *q, struct blkio_request *req,
             if (ret < 0 && !msg)
                 msg = ret == -ENOTSUP ? "request type not supported by "
                                         "this driver or queue"
-                                      : "driver refused the request";
+                    : ret == -ENOMEM ? "out of memory queueing the request"
+                                     : "driver refused the request";
         }
     }
     if (BLKIO_UNLIKELY(ret < 0))

@@ -242,6 +242,7 @@ extern void bio_pool_take_down (int err, const char *msg, bool drain);
 extern void bio_pool_release (void);
 extern int bio_pool_rebind (void);
 extern bool bio_fds_exhausted (char *msg, size_t len);
+extern int bio_fds_queue_cap (void);
 
 /* ---- requests (request.c) ---- */
 

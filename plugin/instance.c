@@ -296,7 +296,7 @@ bio_set_deferred_props (void)
 static int
 bio_choose_num_queues (bool *private_queues)
 {
-  int max_queues = 1, nq;
+  int max_queues = 1, nq, cap;
 
   *private_queues = false;
   if (blkio_get_int (bio_b, "max-queues", &max_queues) < 0 || max_queues < 1)
@@ -333,6 +333,13 @@ bio_choose_num_queues (bool *private_queues)
      * serialized connections". */
     if (bio_serialized && nq < BIO_SERIAL_QUEUES)
       nq = BIO_SERIAL_QUEUES;
+  }
+  /* Leave the descriptors a low ulimit -n has to the connections. */
+  cap = bio_fds_queue_cap ();
+  if (nq > cap) {
+    nbdkit_debug ("%d queues instead of %d: ulimit -n leaves descriptors "
+                  "for few", cap, nq);
+    nq = cap;
   }
   return nq > max_queues ? max_queues : nq;
 }

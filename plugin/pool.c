@@ -461,7 +461,8 @@ bio_claim (struct bio_queue *bq)
  * on accept(), printing an error each time, and the connection never gets
  * an answer.  Threads beyond share the pool's queues. */
 #define BIO_FD_RESERVE 64
-/* Descriptors a new connection must leave free (bio_fds_exhausted). */
+/* Descriptors a new connection must leave free (bio_fds_exhausted); a
+ * quarter of the limit where that is less. */
 #define BIO_FD_LAST 32
 
 /* How many descriptors the process has open, and its limit; false if
@@ -502,6 +503,24 @@ bio_fds_low (void)
   return used + BIO_FD_RESERVE >= limit;
 }
 
+/* The most queues the pool opens by default under this ulimit -n: a
+ * quarter of the limit at two descriptors a queue (a ring or a kick fd,
+ * and an eventfd), at least one.  Sixteen io_uring queues hold 42 at
+ * ulimit -n 64, and no connection then left BIO_FD_LAST free. */
+int
+bio_fds_queue_cap (void)
+{
+  struct rlimit rl;
+  rlim_t cap;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+    return INT_MAX;
+  cap = rl.rlim_cur / 8;
+  if (cap < 1)
+    return 1;
+  return cap > INT_MAX ? INT_MAX : (int) cap;
+}
+
 /* Whether a new connection would leave nbdkit fewer than BIO_FD_LAST
  * descriptors: refusing it (and closing its socket) keeps accept() from
  * failing for good; msg says why. */
@@ -510,7 +529,8 @@ bio_fds_exhausted (char *msg, size_t len)
 {
   rlim_t used, limit;
 
-  if (!bio_fds_count (&used, &limit) || used + BIO_FD_LAST < limit)
+  if (!bio_fds_count (&used, &limit) ||
+      used + (limit / 4 < BIO_FD_LAST ? limit / 4 : BIO_FD_LAST) < limit)
     return false;
   snprintf (msg, len, "%llu of %llu file descriptors in use (ulimit -n): "
             "raise the limit for more connections",

@@ -781,13 +781,25 @@ static void vu_unmap_region(void *t, const struct blkio_mem_region *region)
     struct vhost_user *vu = t;
     struct vhost_user_mem_reg m = { .region = vu_region(region) };
 
-    if (!vu->started || vu->sock < 0)
+    uint32_t req = VHOST_USER_REM_MEM_REG;
+    int ret;
+
+    if (!vu->started || vu->sock < 0 || vu->lost)
         return;
     /* Older libvhost-user insists on exactly one fd with REM_MEM_REG. */
     if (vu_has_protocol(vu, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
-        vu_request(vu, VHOST_USER_REM_MEM_REG, &m, sizeof(m), &region->fd, 1);
-    else
-        vu_send_mem_table(vu, NULL, region);
+        ret = vu_request(vu, req, &m, sizeof(m), &region->fd, 1);
+    else {
+        req = VHOST_USER_SET_MEM_TABLE;
+        ret = vu_send_mem_table(vu, NULL, region);
+    }
+    /* The region is forgotten here whatever happens, but the backend may
+     * still have it: memory mapped at the same address later (another
+     * buffer) would reach the backend as the old pages, and requests on
+     * it would read and write those.  Only a new connection is sure to
+     * have none of it. */
+    if (ret < 0 && !vu->lost)
+        vu_lost(vu, ret, req, "the backend may still map the region");
 }
 
 static int vu_hangup_fd(void *t)

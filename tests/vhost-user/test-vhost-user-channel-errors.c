@@ -14,6 +14,12 @@
  *     and the connection is given up on, so the next call fails at once
  *     with -ENOTCONN instead of reading the stale reply as its own.  A new
  *     instance then works.
+ *  4. A region whose removal the backend never got (sendmsg() short of
+ *     memory): the backend may still map it, and memory mapped at that
+ *     address later would reach it as the old pages (requests then read
+ *     and wrote stale memory).  The connection is given up: requests fail
+ *     with -ENOTCONN.  (Before, nothing was said and I/O went on.)
+ * Run with and without mem slots (REM_MEM_REG, or a whole SET_MEM_TABLE).
  */
 #include <blkio.h>
 #include <dlfcn.h>
@@ -143,6 +149,15 @@ int main(void)
     b = vu_start(1, 0);
     map_new(b, &r1);
     io_through(b, &r1, 'd');
+
+    /* 4: a removal that did not reach the backend. */
+    map_new(b, &r2);
+    arm(FN_SENDMSG, ENOMEM);
+    blkio_unmap_mem_region(b, &r2);
+    CHECK(fail_fn == FN_NONE);
+    blkio_free_mem_region(b, &r2);
+    blkioq_read(blkio_get_queue(b, 0), 0, r1.addr, 4096, NULL, 0);
+    CHECK_RET(vu_wait_one(blkio_get_queue(b, 0)), -ENOTCONN);
     blkio_destroy(&b);
     return 0;
 }

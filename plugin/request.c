@@ -153,13 +153,16 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
   bio_futex_wake (&bq->slot_gen, INT_MAX);
 }
 
-/* blkioq_do_io() failed with err: the queue is dead.  If that means the
- * device is gone, the instance is re-created in the background. */
+/* blkioq_do_io() failed with err: the queue is dead, and the instance is
+ * re-created in the background, whatever err says (unless reconnect=
+ * is off).  A queue that failed for another reason than a lost device
+ * is not used again either: without a new instance it would fail the
+ * requests of every later connection given it. */
 static void
 bio_do_io_failed (struct bio_queue *bq, int err, const char *msg)
 {
   char buf[256];
-  bool lost = bio_errno_is_lost (err) && bio_reconnect_kick ();
+  bool lost = bio_reconnect_kick ();
 
   snprintf (buf, sizeof buf, "blkioq_do_io: %s",
             msg && msg[0] ? msg : strerror (err));

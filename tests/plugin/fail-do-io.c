@@ -4,7 +4,10 @@
  * FAIL_DO_IO_FILE exists, every blkioq_do_io() fails with -ENOTCONN (as if
  * the backend were gone) instead of calling libblkio.  While the file named
  * by FAIL_COMPLETION_FILE holds a number N, every request libblkio
- * completes fails with -N instead.
+ * completes fails with -N instead.  When the file named by
+ * FAIL_DO_IO_ONCE_FILE holds a number N, the next blkioq_do_io() fails
+ * with -N (as a call can for another reason than a lost device) and the
+ * file is removed.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -28,8 +31,20 @@ blkioq_do_io(struct blkioq *q, struct blkio_completion *completions,
     static do_io_fn *real;
     const char *trigger = getenv("FAIL_DO_IO_FILE");
 
+    const char *once = getenv("FAIL_DO_IO_ONCE_FILE");
+    FILE *of;
+
     if (trigger && access(trigger, F_OK) == 0)
         return -ENOTCONN;
+    if (once && (of = fopen(once, "r")) != NULL) {
+        int e = 0;
+
+        if (fscanf(of, "%d", &e) != 1)
+            e = 0;
+        fclose(of);
+        if (e > 0 && unlink(once) == 0)
+            return -e;
+    }
     if (!real)
         real = (do_io_fn *)dlsym(RTLD_NEXT, "blkioq_do_io");
     if (!real)

@@ -11,6 +11,8 @@
 #                             the background, waiting until it serves
 #   nbdsh ARGS...             libnbd's nbdsh with Debian's python3
 #   make_random FILE SIZE     FILE filled with SIZE random bytes
+#   direct_works              whether O_DIRECT writes work in $tmp (true or
+#                             false on stdout, for the direct= parameter)
 #   wait_client PID SECS OUT  the background client PID must end within
 #                             SECS, exit 0 and print an "ok:" line to OUT
 #   assert_idle PID           PID uses less than 0.3 s of CPU over 2 s
@@ -153,6 +155,17 @@ requires_driver ()
         echo "$0: SKIP: the plugin's libblkio does not offer driver $1"
         exit 77
     fi
+}
+
+direct_works ()
+{
+    if dd if=/dev/zero of="$tmp/direct-probe" bs=4096 count=1 oflag=direct \
+        2>/dev/null; then
+        echo true
+    else
+        echo false
+    fi
+    rm -f "$tmp/direct-probe"
 }
 
 requires_fail_shim ()

@@ -12,9 +12,7 @@ set -x
 # A slow-ish device keeps requests in flight: O_DIRECT if the file system
 # has it.
 truncate -s 64M "$tmp/disk"
-direct=false
-dd if=/dev/zero of="$tmp/disk" bs=1M count=64 oflag=direct conv=notrunc \
-    2>/dev/null && direct=true
+direct=$(direct_works)
 
 export FAIL_DO_IO_FILE=$tmp/fail
 LD_PRELOAD=$FAIL_DO_IO_SHIM start_nbdkit io_uring path="$tmp/disk" \

@@ -15,9 +15,7 @@ set -x
 # O_DIRECT; num-queues=1 either way), so that later connections get the
 # queue that failed.
 truncate -s 64M "$tmp/disk"
-direct=false
-dd if=/dev/zero of="$tmp/disk" bs=1M count=64 oflag=direct conv=notrunc \
-    2>/dev/null && direct=true
+direct=$(direct_works)
 
 export FAIL_DO_IO_ONCE_FILE=$tmp/fail-once
 LD_PRELOAD=$FAIL_DO_IO_SHIM start_nbdkit io_uring path="$tmp/disk" \

@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blkio-plugin.h"
@@ -204,15 +205,28 @@ bio_lend_chunk (char *buf, uint64_t count, char **start, size_t *len)
 
 /* Anonymous pages at start holding contents (len bytes, not inside
  * [start, start+len)).  A MAP_FIXED that fails may have taken the old
- * pages already: nbdkit would fault on its own buffer, so that is fatal. */
+ * pages already, and nbdkit would fault on its own buffer: a shortage of
+ * memory is waited out for up to BIO_LEND_ANON_TRIES times 10 ms, and
+ * only a lasting one is fatal. */
+#define BIO_LEND_ANON_TRIES 500
 static void
 bio_lend_anon (char *start, size_t len, const char *contents)
 {
-  if (mmap (start, len, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
-    nbdkit_error ("zero-copy: cannot put nbdkit's request buffer on new "
-                  "pages: %m");
-    abort ();
+  const struct timespec pause = { 0, 10 * 1000 * 1000 };
+
+  for (int tries = 1;; tries++) {
+    if (mmap (start, len, PROT_READ | PROT_WRITE,
+              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED)
+      break;
+    if (tries == BIO_LEND_ANON_TRIES || (errno != ENOMEM && errno != EAGAIN)) {
+      nbdkit_error ("zero-copy: cannot put nbdkit's request buffer on new "
+                    "pages: %m");
+      abort ();
+    }
+    if (tries == 1)
+      nbdkit_error ("zero-copy: putting nbdkit's request buffer on new "
+                    "pages: %m: trying again for up to 5 s");
+    nanosleep (&pause, NULL);
   }
   memcpy (start, contents, len);
 }

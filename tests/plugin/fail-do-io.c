@@ -7,7 +7,10 @@
  * completes fails with -N instead.  When the file named by
  * FAIL_DO_IO_ONCE_FILE holds a number N, the next blkioq_do_io() fails
  * with -N (as a call can for another reason than a lost device) and the
- * file is removed.
+ * file is removed.  Once the file named by FAIL_MMAP_FIXED_FILE exists,
+ * the next FAIL_MMAP_FIXED_N (default 1) mmap() calls with MAP_FIXED
+ * fail with ENOMEM, as the kernel short of memory does (no allocation
+ * here: malloc() may call mmap()).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -16,6 +19,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <blkio.h>
@@ -64,4 +69,20 @@ blkioq_do_io(struct blkioq *q, struct blkio_completion *completions,
         fclose(f);
     }
     return n;
+}
+
+__attribute__((visibility("default"))) void *
+mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    static int failed;
+    const char *trigger = getenv("FAIL_MMAP_FIXED_FILE");
+    const char *n = getenv("FAIL_MMAP_FIXED_N");
+
+    if ((flags & MAP_FIXED) && trigger && access(trigger, F_OK) == 0 &&
+        failed < (n ? atoi(n) : 1)) {
+        failed++;
+        errno = ENOMEM;
+        return MAP_FAILED;
+    }
+    return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }

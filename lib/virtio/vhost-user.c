@@ -278,11 +278,11 @@ static int vu_send(struct vhost_user *vu, uint32_t req, uint32_t flags,
     return 0;
 }
 
-/* A wait or read that failed without taking anything from the stream,
- * and may work if tried again: a signal, or the kernel short of memory
- * for a moment (then pause 1 ms, so that a lasting shortage is no busy
- * loop until the deadline). */
-static bool vu_transient(int err)
+/* Whether a wait or read that failed (taking nothing from the stream)
+ * may be tried again: after a signal, or the kernel short of memory for
+ * a moment, which this waits 1 ms for, so that a lasting shortage is no
+ * busy loop until the deadline. */
+static bool vu_try_again(int err)
 {
     struct timespec pause = { 0, 1000 * 1000 };
 
@@ -315,14 +315,14 @@ static int vu_recv_all(struct vhost_user *vu, void *buf, size_t len,
                            "within the deadline");
         }
         pr = poll(&pfd, 1, (int)ms);
-        if (pr < 0 && vu_transient(errno))
+        if (pr < 0 && vu_try_again(errno))
             continue;
         if (pr < 0)
             return vu_lost(vu, -errno, req, "waiting for the reply");
         if (pr == 0)
             continue;   /* re-check the deadline */
         r = recv(vu->sock, p, len, 0);
-        if (r < 0 && (errno == EAGAIN || vu_transient(errno)))
+        if (r < 0 && (errno == EAGAIN || vu_try_again(errno)))
             continue;
         if (r < 0)
             return vu_lost(vu, -errno, req, "receiving reply");
@@ -780,7 +780,6 @@ static void vu_unmap_region(void *t, const struct blkio_mem_region *region)
 {
     struct vhost_user *vu = t;
     struct vhost_user_mem_reg m = { .region = vu_region(region) };
-
     uint32_t req = VHOST_USER_REM_MEM_REG;
     int ret;
 

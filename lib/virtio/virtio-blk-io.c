@@ -297,8 +297,8 @@ int virtio_blk_queue_request(struct blkioq *q, const struct blkio_request *req)
 
 /*
  * Take excess bytes off the end of the n data segments in vq->bufs[1..]
- * (dropping segments it empties), moving *got and the
- * iov position (*idx, *off) back with them.  Returns the segments left.
+ * (dropping segments it empties), moving *got and the iov position
+ * (*idx, *off) back with them.  Returns the segments left.
  */
 static unsigned vblk_trim_to_block(struct vblk_queue *vq, unsigned n,
                                    uint64_t excess, uint64_t *got, int *idx,

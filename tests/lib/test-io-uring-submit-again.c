@@ -165,5 +165,6 @@ int main(void)
     init_error = 0;
     ok(blkio_create("io_uring", &b));
     blkio_destroy(&b);
+    free(buf);
     return 0;
 }

@@ -379,6 +379,9 @@ void blkio_region_table_reclaim(struct blkio *b, struct region_table *t);
 /* Absolute CLOCK_MONOTONIC time to a relative timeout (0 if past). */
 void blkio_deadline_remaining(const struct timespec *deadline,
                               struct timespec *left);
+/* Sleep ns nanoseconds (less than a second), but not past deadline (NULL:
+ * none): the pause before trying again what the kernel refused for now. */
+void blkio_pause(long ns, const struct timespec *deadline);
 
 /* Drivers, each defined in its own file. */
 extern const struct blkio_driver blkio_driver_io_uring;

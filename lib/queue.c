@@ -689,6 +689,20 @@ void blkio_deadline_remaining(const struct timespec *deadline,
     }
 }
 
+void blkio_pause(long ns, const struct timespec *deadline)
+{
+    struct timespec pause = { 0, ns };
+
+    if (deadline) {
+        struct timespec left;
+
+        blkio_deadline_remaining(deadline, &left);
+        if (left.tv_sec == 0 && left.tv_nsec < pause.tv_nsec)
+            pause = left;
+    }
+    nanosleep(&pause, NULL);
+}
+
 /* Hand up to max completions from the ring to the caller's array, in one
  * straight pass on local copies of the indices (the caller's array could
  * alias anything, so the queue's fields would be reloaded per entry). */

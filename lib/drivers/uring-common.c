@@ -52,18 +52,8 @@ bool uring_deadline_passed(const struct timespec *deadline)
 static void uring_backoff(struct io_uring *ring,
                           const struct timespec *deadline)
 {
-    struct timespec pause = { 0, URING_BACKOFF_NS };
-
-    if (io_uring_cq_ready(ring))
-        return;
-    if (deadline) {
-        struct timespec left;
-
-        blkio_deadline_remaining(deadline, &left);
-        if (left.tv_sec == 0 && left.tv_nsec < pause.tv_nsec)
-            pause = left;
-    }
-    nanosleep(&pause, NULL);
+    if (!io_uring_cq_ready(ring))
+        blkio_pause(URING_BACKOFF_NS, deadline);
 }
 
 /*

@@ -280,14 +280,12 @@ static int vu_send(struct vhost_user *vu, uint32_t req, uint32_t flags,
 
 /* Whether a wait or read that failed (taking nothing from the stream)
  * may be tried again: after a signal, or the kernel short of memory for
- * a moment, which this waits 1 ms for, so that a lasting shortage is no
- * busy loop until the deadline. */
-static bool vu_try_again(int err)
+ * a moment, which this waits 1 ms for (not past the deadline), so that a
+ * lasting shortage is no busy loop until the deadline. */
+static bool vu_try_again(int err, const struct timespec *deadline)
 {
-    struct timespec pause = { 0, 1000 * 1000 };
-
     if (err == ENOMEM || err == ENOBUFS)
-        nanosleep(&pause, NULL);
+        blkio_pause(1000 * 1000, deadline);
     return err == EINTR || err == ENOMEM || err == ENOBUFS;
 }
 
@@ -315,14 +313,14 @@ static int vu_recv_all(struct vhost_user *vu, void *buf, size_t len,
                            "within the deadline");
         }
         pr = poll(&pfd, 1, (int)ms);
-        if (pr < 0 && vu_try_again(errno))
+        if (pr < 0 && vu_try_again(errno, deadline))
             continue;
         if (pr < 0)
             return vu_lost(vu, -errno, req, "waiting for the reply");
         if (pr == 0)
             continue;   /* re-check the deadline */
         r = recv(vu->sock, p, len, 0);
-        if (r < 0 && (errno == EAGAIN || vu_try_again(errno)))
+        if (r < 0 && (errno == EAGAIN || vu_try_again(errno, deadline)))
             continue;
         if (r < 0)
             return vu_lost(vu, -errno, req, "receiving reply");

@@ -19,8 +19,7 @@ set -x
 writer=$(dirname "$0")/crash-writer.py
 
 truncate -s 32M "$tmp/disk"
-if ! dd if=/dev/zero of="$tmp/disk" bs=4096 count=1 conv=notrunc \
-        oflag=direct 2>/dev/null; then
+if [ "$(direct_works)" = false ]; then
     echo "$0: SKIP: O_DIRECT not supported in $tmp"
     exit 77
 fi

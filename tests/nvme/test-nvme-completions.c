@@ -85,6 +85,12 @@ void blkio_deadline_remaining(const struct timespec *deadline,
     *left = *deadline;
 }
 
+void blkio_pause(long ns, const struct timespec *deadline)
+{
+    (void)ns;
+    (void)deadline;
+}
+
 /* ---- fixture ---- */
 
 #define TC_LBA_SHIFT 12

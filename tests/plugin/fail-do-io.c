@@ -28,6 +28,23 @@
 typedef int do_io_fn(struct blkioq *, struct blkio_completion *, int, int,
                      struct timespec *);
 
+/* The positive number in the file the environment variable env names,
+ * or 0 (no variable, no file, no number). */
+static int
+file_number(const char *env)
+{
+    const char *path = getenv(env);
+    FILE *f;
+    int n = 0;
+
+    if (!path || (f = fopen(path, "r")) == NULL)
+        return 0;
+    if (fscanf(f, "%d", &n) != 1 || n < 0)
+        n = 0;
+    fclose(f);
+    return n;
+}
+
 __attribute__((visibility("default"))) int
 blkioq_do_io(struct blkioq *q, struct blkio_completion *completions,
              int min_completions, int max_completions,
@@ -35,38 +52,22 @@ blkioq_do_io(struct blkioq *q, struct blkio_completion *completions,
 {
     static do_io_fn *real;
     const char *trigger = getenv("FAIL_DO_IO_FILE");
-
-    const char *once = getenv("FAIL_DO_IO_ONCE_FILE");
-    FILE *of;
+    int err, n;
 
     if (trigger && access(trigger, F_OK) == 0)
         return -ENOTCONN;
-    if (once && (of = fopen(once, "r")) != NULL) {
-        int e = 0;
-
-        if (fscanf(of, "%d", &e) != 1)
-            e = 0;
-        fclose(of);
-        if (e > 0 && unlink(once) == 0)
-            return -e;
-    }
+    err = file_number("FAIL_DO_IO_ONCE_FILE");
+    if (err > 0 && unlink(getenv("FAIL_DO_IO_ONCE_FILE")) == 0)
+        return -err;
     if (!real)
         real = (do_io_fn *)dlsym(RTLD_NEXT, "blkioq_do_io");
     if (!real)
         return -ENOSYS;
-    int n = real(q, completions, min_completions, max_completions, timeout);
-    const char *errfile = getenv("FAIL_COMPLETION_FILE");
-    FILE *f;
-    int err;
-
-    if (n > 0 && errfile && (f = fopen(errfile, "r")) != NULL) {
-        if (fscanf(f, "%d", &err) == 1 && err > 0) {
-            for (int i = 0; i < n; i++) {
-                completions[i].ret = -err;
-                completions[i].error_msg = "injected by fail-do-io";
-            }
-        }
-        fclose(f);
+    n = real(q, completions, min_completions, max_completions, timeout);
+    err = n > 0 ? file_number("FAIL_COMPLETION_FILE") : 0;
+    for (int i = 0; err > 0 && i < n; i++) {
+        completions[i].ret = -err;
+        completions[i].error_msg = "injected by fail-do-io";
     }
     return n;
 }
@@ -79,8 +80,7 @@ mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     const char *n = getenv("FAIL_MMAP_FIXED_N");
 
     if ((flags & MAP_FIXED) && trigger && access(trigger, F_OK) == 0 &&
-        failed < (n ? atoi(n) : 1)) {
-        failed++;
+        __atomic_fetch_add(&failed, 1, __ATOMIC_RELAXED) < (n ? atoi(n) : 1)) {
         errno = ENOMEM;
         return MAP_FAILED;
     }

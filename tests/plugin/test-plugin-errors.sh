@@ -7,8 +7,7 @@ requires_driver io_uring
 set -x
 
 truncate -s 4M "$tmp/disk"
-if ! dd if=/dev/zero of="$tmp/disk" bs=4096 count=1 conv=notrunc \
-        oflag=direct 2>/dev/null; then
+if [ "$(direct_works)" = false ]; then
     echo "$0: SKIP: O_DIRECT not supported in $tmp"
     exit 77
 fi

@@ -48,8 +48,7 @@ h.shutdown()
 PY
 
 modes=(cached)
-if dd if=/dev/zero of="$tmp/direct-probe" bs=4096 count=1 oflag=direct \
-        2>/dev/null; then
+if [ "$(direct_works)" = true ]; then
     modes+=(direct)
 else
     echo "O_DIRECT not supported in $tmp: direct=true part skipped"

@@ -50,8 +50,7 @@ _stop_nbdkit
 
 # O_DIRECT: request-alignment and buf-alignment > 1, nbdkit's buffers get
 # bounced.  Skip that half where the file system refuses O_DIRECT.
-if dd if=/dev/zero of="$tmp/direct-probe" bs=4096 count=1 oflag=direct 2>/dev/null
-then
+if [ "$(direct_works)" = true ]; then
     start_nbdkit io_uring path="$tmp/disk" direct=true
     run_sizes 4096
     _stop_nbdkit

@@ -41,9 +41,7 @@ chmod +x "$NBDKIT_UBSAN"
 NBDKIT=$NBDKIT_UBSAN
 
 make_random "$tmp/disk" $((16 << 20))
-direct=false
-dd if=/dev/zero of="$tmp/probe" bs=4096 count=1 oflag=direct 2>/dev/null &&
-    direct=true
+direct=$(direct_works)
 for args in "num-queues=2" "" "direct=$direct num-queues=2"; do
     if ! start_nbdkit io_uring path="$tmp/disk" $args 2> "$tmp/nbdkit.log"; then
         cat "$tmp/nbdkit.log"

@@ -57,6 +57,7 @@ static bool bench_json;
 static bool bench_mem_regions;          /* map the buffers even if not needed */
 static bool bench_layout_mapped;        /* the buffers are a mapped region */
 static int bench_submit_batch;          /* 0: a whole completion batch */
+static int bench_rate;                  /* requests/s in all; 0: flat out */
 static uint64_t bench_seed = 0x9e3779b97f4a7c15ull;
 
 /*
@@ -104,6 +105,7 @@ struct bench_thread {
     uint64_t region_start;              /* sequential: this thread's share */
     uint64_t region_blocks;
     uint64_t cursor;
+    uint64_t next_slot_ns;              /* --rate: when the next may go */
 
     /* Results of the measurement window */
     uint64_t ios;
@@ -272,14 +274,46 @@ static void bench_account(struct bench_thread *t, int n, uint64_t now,
     }
 }
 
+/*
+ * --rate: a thread re-queues a request no earlier than its next slot, its
+ * share of the rate apart, sleeping until then.  This plays clients that
+ * each send one request at a time at a given rate (the default model's
+ * NBD connections) so that a backend's cost per request can be read at
+ * the rate a goal needs rather than flat out.  A thread that falls
+ * behind does not catch up in a burst: its slots restart from now.
+ * Returns the time after the wait.
+ */
+static uint64_t bench_pace(struct bench_thread *t, uint64_t now)
+{
+    uint64_t gap = (uint64_t)bench_threads * 1000000000u / (uint64_t)bench_rate;
+
+    if (t->next_slot_ns + gap < now)
+        t->next_slot_ns = now;
+    else
+        t->next_slot_ns += gap;
+    if (t->next_slot_ns <= now)
+        return now;
+    struct timespec ts = {
+        .tv_sec = (time_t)(t->next_slot_ns / 1000000000u),
+        .tv_nsec = (long)(t->next_slot_ns % 1000000000u),
+    };
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+    return now_ns();
+}
+
 /* Re-queue the whole batch; the next do_io submits it at once.
  * --submit-batch N submits every N requests instead (fio's default
- * pattern is N=1). */
+ * pattern is N=1), and --rate each at its slot. */
 static void bench_requeue(struct bench_thread *t, int n, uint64_t now)
 {
     for (int i = 0; i < n; i++) {
+        if (bench_rate)
+            now = bench_pace(t, now);
         bench_submit(t, (unsigned)(uintptr_t)t->comps[i].user_data, now);
-        if (bench_submit_batch && (i + 1) % bench_submit_batch == 0 &&
+        /* A paced request goes at its slot, not with the next one. */
+        if ((bench_rate ||
+             (bench_submit_batch && (i + 1) % bench_submit_batch == 0)) &&
             i + 1 < n)
             bench_flush_submissions(t);
     }
@@ -400,6 +434,8 @@ static void usage(FILE *f)
 "  --size SIZE          use only the first SIZE bytes\n"
 "  --submit-batch N     submit every N re-queued requests (default 0: each\n"
 "                       completion batch in one do_io; fio does 1)\n"
+"  --rate N             at most N requests/s in all: each thread waits for\n"
+"                       its share before re-queueing (default 0: flat out)\n"
 "  --seed N             random offset seed\n"
 "  --mem-regions        allocate and map the buffers as a memory region\n"
 "                       even where the driver does not need one\n"
@@ -409,7 +445,7 @@ static void usage(FILE *f)
 enum {
     OPT_DRIVER = 256, OPT_PATH, OPT_PROP, OPT_THREADS, OPT_IODEPTH, OPT_RW,
     OPT_BS, OPT_RUNTIME, OPT_RAMP, OPT_POLL, OPT_MODE, OPT_SIZE, OPT_JSON,
-    OPT_SEED, OPT_SUBMIT_BATCH, OPT_MEM_REGIONS, OPT_HELP,
+    OPT_SEED, OPT_RATE, OPT_SUBMIT_BATCH, OPT_MEM_REGIONS, OPT_HELP,
 };
 
 static const struct option bench_options[] = {
@@ -431,6 +467,7 @@ static const struct option bench_options[] = {
     { "mem-regions", no_argument,   NULL, OPT_MEM_REGIONS },
     { "seed",    required_argument, NULL, OPT_SEED },
     { "submit-batch", required_argument, NULL, OPT_SUBMIT_BATCH },
+    { "rate",    required_argument, NULL, OPT_RATE },
     { "help",    no_argument,       NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -450,17 +487,23 @@ static void bench_add_prop(const char *kv)
     bench_props[bench_nprops++] = (char *)kv;
 }
 
-/* A count option: --submit-batch (0 allowed), --threads, --iodepth. */
-static int bench_parse_count(const char *arg, long min)
+/* A count option: --submit-batch (0 allowed), --threads, --iodepth,
+ * --rate (0 allowed, up to 100 million). */
+static int bench_parse_count_max(const char *arg, long min, long max)
 {
     char *end;
     long v = strtol(arg, &end, 10);
 
-    if (end == arg || *end || v < min || v > 65536) {
+    if (end == arg || *end || v < min || v > max) {
         fprintf(stderr, "blkio-bench: invalid count: %s\n", arg);
         exit(2);
     }
     return (int)v;
+}
+
+static int bench_parse_count(const char *arg, long min)
+{
+    return bench_parse_count_max(arg, min, 65536);
 }
 
 static int bench_parse_name(const char *opt, const char *arg,
@@ -507,6 +550,7 @@ static void parse_args(int argc, char **argv)
         case OPT_PATH: bench_path = optarg; break;
         case OPT_PROP: bench_add_prop(optarg); break;
         case OPT_SUBMIT_BATCH: bench_submit_batch = bench_parse_count(optarg, 0); break;
+        case OPT_RATE: bench_rate = bench_parse_count_max(optarg, 0, 100000000); break;
         case OPT_THREADS: bench_threads = bench_parse_count(optarg, 1); break;
         case OPT_IODEPTH: bench_iodepth = bench_parse_count(optarg, 1); break;
         case OPT_RW:

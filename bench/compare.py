@@ -33,6 +33,7 @@ import os
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ def env_int(name, default):
 QUICK = os.environ.get("QUICK", "0") == "1"
 # bench/copy-align's modes: the buffer's offset past a page, lent or bounced.
 COPY_MODES = ("lent+0", "lent+16", "lent+64", "bounce+16")
+QSD_QUEUES = 4  # the vhost-user export's queues
 ROUNDS = env_int("ROUNDS", 1 if QUICK else 3)
 RUNTIME = env_int("RUNTIME", 1 if QUICK else 2)
 RAMP = env_int("RAMP", 0 if QUICK else 1)
@@ -286,7 +288,7 @@ class Bench:
              "--nbd-server", f"addr.type=unix,addr.path={self.qsd_nbd_sock}",
              "--export", "type=nbd,id=n0,node-name=disk,writable=on,name=",
              "--export", "type=vhost-user-blk,id=v0,node-name=disk,"
-             f"writable=on,num-queues=4,addr.type=unix,addr.path={self.vu_sock}"],
+             f"writable=on,num-queues={QSD_QUEUES},addr.type=unix,addr.path={self.vu_sock}"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "qsd.log"), "w"))
         wait_for(self.vu_sock, self.qsd, "qemu-storage-daemon")
         wait_for(self.qsd_nbd_sock, self.qsd, "qemu-storage-daemon")
@@ -523,7 +525,7 @@ class Bench:
                 "device_us": r["device_us"], "server_us": r["server_us"]}
 
     # --- engine: blkio-bench on either library ---
-    def run_engine(self, group, depth, lib):
+    def run_engine(self, group, depth, lib, threads=1, rate=0):
         libdir = os.path.join(self.build, "lib") if lib == "ours" else self.reflib
         if group == "vhost-user":
             args = ["--driver", "virtio-blk-vhost-user", "--path", self.vu_sock]
@@ -533,6 +535,7 @@ class Bench:
                 args += ["--prop", "direct=true"]
         argv = [self.blkio_bench] + args + [
             "--rw", "randread", "--bs", "4k", "--iodepth", str(depth),
+            "--threads", str(threads), "--rate", str(int(rate)),
             "--runtime", str(RUNTIME), "--ramp", str(RAMP), "--json"]
         # The daemon's CPU per request behind the engine: the least it
         # costs per request at this depth, for the ceilings.
@@ -559,6 +562,21 @@ class Bench:
             # blkio-bench measures the last RUNTIME seconds before it exits
             res["cpu_backend_us"] = sampler.seconds("backend", t1 - RUNTIME, t1) * 1e6 / ios
         return res
+
+    def run_daemon_paced(self, n):
+        """The engine on the vhost-user export as n serialized connections
+        load it, paced to the export's median IOPS at n connections."""
+        goal = [r["iops"] for r in self.results
+                if r.get("step") == f"scaling vhost-user {n} conn"
+                and r.get("contender") == "qsd-nbd" and r.get("iops")
+                and not r.get("error")]
+        if not goal:
+            raise RuntimeError(f"no IOPS of the export at {n} connections to pace to")
+        threads = min(n, QSD_QUEUES)
+        res = self.run_engine("vhost-user", n // threads, "ours", threads,
+                              statistics.median(goal))
+        return dict(res, part="daemon", rate=statistics.median(goal),
+                    threads=threads, workload=f"randread-4k-{n}conn")
 
     def run_example(self, group, depth, lib):
         """libblkio's blkio-bench: its JSON has IOPS and latency; its CPU is
@@ -635,6 +653,15 @@ class Bench:
                                   lambda c, d=depth: dict(
                                       self.run_engine("vhost-user", d, "ours"),
                                       part="daemon")))
+                # The daemon's CPU per request as the default model feeds
+                # it: N connections, each one request at a time and its
+                # own kick, on the export's queues (N threads of depth 1;
+                # 8 as 4 threads of depth 2, two connections per queue as
+                # the plugin shares them), paced to the IOPS the goal
+                # needs (the export's, from the scaling step).
+                for n in (4, 8):
+                    steps.append((f"daemon vhost-user {n} conn at the export's rate",
+                                  ["ours"], lambda c, n=n: self.run_daemon_paced(n)))
             if "io_uring" in DRIVERS and shutil.which("chrt"):
                 servers = self.nbd_servers("io_uring")
                 for jobs in (1, 2, 4, 8):

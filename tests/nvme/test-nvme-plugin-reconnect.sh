@@ -72,6 +72,19 @@ for _ in $(seq 600); do [ -e "$tmp/written" ] && break; sleep 0.1; done
 echo 1 > "$pcidev/remove"
 touch "$tmp/removed"
 for _ in $(seq 600); do [ -e "$tmp/checked" ] && break; sleep 0.1; done
+# The plugin must have let go of the removed controller before it comes
+# back: a controller still held open keeps its instance number, and the
+# rescan would bring it back under another name (ng2n1), where a plugin
+# told path=/dev/ng0n1 cannot find it.  On a busy machine the client's
+# EIO can come before the plugin's background thread has destroyed the
+# old instance; its first failed attempt comes after.
+for _ in $(seq 300); do
+    if grep -q 'reconnect attempt 1 failed' "$tmp/log" &&
+       ! ls -l "/proc/$nbdpid/fd" 2>/dev/null | grep -q "$ns"; then
+        break
+    fi
+    sleep 0.1
+done
 echo 1 > /sys/bus/pci/rescan
 for _ in $(seq 300); do [ -c "$dev" ] && break; sleep 0.1; done
 touch "$tmp/rescanned"

@@ -37,9 +37,11 @@ enum fn { FN_NONE, FN_SENDMSG, FN_POLL, FN_RECV };
 static enum fn fail_fn;     /* fail the next call of this function ... */
 static int fail_errno;      /* ... with this errno */
 
+/* Only the main thread's calls fail, and only it reads the switch: the
+ * library's connection-watch thread polls the same socket. */
 static bool fail_now(enum fn fn)
 {
-    if (fail_fn != fn || gettid() != getpid())
+    if (gettid() != getpid() || fail_fn != fn)
         return false;
     fail_fn = FN_NONE;
     errno = fail_errno;

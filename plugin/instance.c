@@ -474,11 +474,61 @@ bio_served_restore (const struct bio_served *d)
   bio_needs_mem_regions = d->nmr;
 }
 
+/* What the new instance is, read without storing it where requests read
+ * the geometry (without a lock): capacity in whole blocks as served,
+ * request and buffer alignment, buffer needs.  Returns -1 if a property
+ * cannot be read (bio_read_geometry then reports it). */
+static int
+bio_peek_identity (struct bio_served *n)
+{
+  int ra = 1, ba = 1;
+  bool nmr = false;
+  uint64_t cap;
+
+  if (blkio_get_uint64 (bio_b, "capacity", &cap) < 0 ||
+      blkio_get_int (bio_b, "request-alignment", &ra) < 0 ||
+      blkio_get_bool (bio_b, "needs-mem-regions", &nmr) < 0)
+    return -1;
+  blkio_get_int (bio_b, "buf-alignment", &ba);
+  n->req_align = ra >= 1 ? (uint32_t) ra : 1;
+  n->buf_align = ba >= 1 ? (uint32_t) ba : 1;
+  n->nmr = nmr;
+  n->capacity = cap - cap % n->req_align;
+  return 0;
+}
+
+/* Refuse device n, which is not d (loud once per device, not per
+ * attempt). */
+static void
+bio_refuse (const struct bio_served *d, const struct bio_served *n)
+{
+  bool quiet = bio_quiet;
+
+  bio_quiet = refused == n->capacity;
+  refused = n->capacity;
+  bio_report ("refusing the reconnected device: it is not the one "
+              "served before (capacity %" PRIu64 " was %" PRIu64
+              ", request-alignment %u was %u, buf-alignment %u was %u)",
+              n->capacity, d->capacity, n->req_align, d->req_align,
+              n->buf_align, d->buf_align);
+  bio_quiet = quiet;
+}
+
+static bool
+bio_same_device (const struct bio_served *d, const struct bio_served *n,
+                 bool resized)
+{
+  return n->req_align == d->req_align && n->buf_align == d->buf_align &&
+    n->nmr == d->nmr && (resized || n->capacity == d->capacity);
+}
+
 /* Create the instance again, with the queue count it had.  It must be the
  * same device: same block size and buffer needs, and (unless resized is
- * allowed) the same size.  On failure the values of the device served
- * before are kept (bio_read_geometry may have stored some of the new
- * one's before it failed), so that the next attempt compares with it. */
+ * allowed) the same size.  A different device is refused before its
+ * values are stored, since requests read them meanwhile; on any failure
+ * the values of the device served before are kept (bio_read_geometry may
+ * have stored some of the new one's before it failed), so that the next
+ * attempt compares with it. */
 int
 bio_restart_instance (bool readonly, bool resized)
 {
@@ -486,28 +536,25 @@ bio_restart_instance (bool readonly, bool resized)
     .capacity = bio_capacity, .req_align = bio_req_align,
     .buf_align = bio_buf_align, .nmr = bio_needs_mem_regions,
   };
+  struct bio_served n;
 
   if (bio_start_instance (readonly, bio_nqueues, NULL) == -1)
     return -1;
   bio_print_gets ();
+  if (bio_peek_identity (&n) == 0 && !bio_same_device (&d, &n, resized)) {
+    bio_refuse (&d, &n);
+    return -1;
+  }
   if (bio_read_geometry () == -1) {
     bio_served_restore (&d);
     return -1;
   }
-  if (bio_req_align != d.req_align || bio_buf_align != d.buf_align ||
-      bio_needs_mem_regions != d.nmr ||
-      (!resized && bio_capacity != d.capacity)) {
-    bool quiet = bio_quiet;
-
-    /* Loud once per device refused, not once per attempt. */
-    bio_quiet = refused == bio_capacity;
-    refused = bio_capacity;
-    bio_report ("refusing the reconnected device: it is not the one "
-                "served before (capacity %" PRIu64 " was %" PRIu64
-                ", request-alignment %u was %u, buf-alignment %u was %u)",
-                bio_capacity, d.capacity, bio_req_align, d.req_align,
-                bio_buf_align, d.buf_align);
-    bio_quiet = quiet;
+  n = (struct bio_served) {
+    .capacity = bio_capacity, .req_align = bio_req_align,
+    .buf_align = bio_buf_align, .nmr = bio_needs_mem_regions,
+  };
+  if (!bio_same_device (&d, &n, resized)) {
+    bio_refuse (&d, &n);
     bio_served_restore (&d);
     return -1;
   }

@@ -89,14 +89,18 @@ static __thread struct bio_lent *bio_lent;
 static __thread char *bio_lend_seen;    /* last large buffer not lent */
 static __thread char *bio_lend_refused; /* a buffer that cannot be */
 
+/* The page size, read once (several threads may be first: atomic). */
 static size_t
 bio_page (void)
 {
-  static size_t page;
+  static atomic_size_t page;
+  size_t p = atomic_load_explicit (&page, memory_order_relaxed);
 
-  if (!page)
-    page = (size_t) sysconf (_SC_PAGESIZE);
-  return page;
+  if (!p) {
+    p = (size_t) sysconf (_SC_PAGESIZE);
+    atomic_store_explicit (&page, p, memory_order_relaxed);
+  }
+  return p;
 }
 
 /* Forget l's region in the instance it was mapped in, if that is still

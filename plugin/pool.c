@@ -35,6 +35,10 @@ static atomic_uint bio_next_queue;
 static __thread struct bio_queue *bio_thread_queue;
 static pthread_key_t bio_thread_key;    /* its destructor counts users down */
 static bool bio_have_thread_key;
+/* Threads inside bio_thread_exit: nbdkit unloads the plugin once its
+ * connection threads returned, which is before their thread-specific
+ * data destructors ran (as in lend.c). */
+static atomic_int bio_pool_exiting;
 
 /* Threads beyond the pool's queues get a queue of their own (io_uring
  * drivers without num-queues=): see bio_my_queue. */
@@ -199,7 +203,9 @@ bio_thread_exit (void *arg)
 {
   struct bio_queue *bq = arg;
 
+  atomic_fetch_add (&bio_pool_exiting, 1);
   atomic_fetch_sub (&bq->users, 1);
+  atomic_fetch_sub (&bio_pool_exiting, 1);
 }
 
 /* Set up nq queues of entries slots each after blkio_start().
@@ -227,32 +233,30 @@ bio_pool_create (int nq, unsigned entries, bool private_queues)
   return 0;
 }
 
-/* Free the pool (completion threads stopped, nbdkit's threads gone). */
+/* Release the pool at unload (completion threads stopped, nbdkit's
+ * connection threads returned).  Once the key is deleted no destructor
+ * starts; those already running are waited for (up to a second: they
+ * only count a queue's users down).  The queues' own structures are kept
+ * (reachable from bio_queues and the private list until the process
+ * exits), so that a destructor caught between its start and its count
+ * still writes to memory that is there. */
 void
 bio_pool_destroy (void)
 {
   int i;
 
   bio_pool_stop_threads ();
-  /* No destructor may run later in an unloaded plugin. */
   if (bio_have_thread_key) {
     pthread_key_delete (bio_thread_key);
     bio_have_thread_key = false;
   }
-  if (bio_queues) {
-    for (i = 0; i < bio_nqueues; i++)
-      bio_queue_free (&bio_queues[i]);
-    free (bio_queues);
-    bio_queues = NULL;
-  }
+  for (i = 0; i < 1000 && atomic_load (&bio_pool_exiting) > 0; i++)
+    usleep (1000);
+  for (i = 0; bio_queues && i < bio_nqueues; i++)
+    bio_queue_free (&bio_queues[i]);
   bio_nqueues = 0;
-  while (bio_private_list) {
-    struct bio_queue *bq = bio_private_list;
-
-    bio_private_list = bq->next_private;
+  for (struct bio_queue *bq = bio_private_list; bq; bq = bq->next_private)
     bio_queue_free (bq);
-    free (bq);
-  }
 }
 
 /* Start one completion thread per pool queue. */

@@ -78,15 +78,6 @@ bio_set_err (struct bio_waiter *w, int err, const char *msg)
             msg && msg[0] ? msg : strerror (err));
 }
 
-/* Count one piece of w as finished; called with the queue lock held.
- * Returns true if that was the last one and w must be woken. */
-static bool
-bio_piece_done (struct bio_waiter *w)
-{
-  return atomic_fetch_sub_explicit (&w->remaining, 1,
-                                    memory_order_release) == 1;
-}
-
 /* w's request is complete: take it off the sleepers and bump its futex
  * word; called with the lock held.  Returns the word to wake. */
 static _Atomic uint32_t *
@@ -108,6 +99,25 @@ bio_waiter_done (struct bio_queue *bq, struct bio_waiter *w)
   }
   atomic_fetch_add (&w->word, 1);
   return &w->word;
+}
+
+/* Count one piece of w as finished; called with the queue lock held (as
+ * every change of remaining is).  Returns w's futex word if that was the
+ * last piece and w must be woken (wake: w is not the caller), else NULL.
+ * The decrement that completes the request is the last access to w: its
+ * owner may return the moment it sees 0, without the lock, and its
+ * thread may exit and free w.  So w leaves the sleepers and its word is
+ * bumped first; the owner rechecks remaining after every wake-up, and the
+ * futex wake after the lock is dropped is harmless on any address. */
+static _Atomic uint32_t *
+bio_piece_done (struct bio_queue *bq, struct bio_waiter *w, bool wake)
+{
+  _Atomic uint32_t *word = NULL;
+
+  if (wake && atomic_load_explicit (&w->remaining, memory_order_relaxed) == 1)
+    word = bio_waiter_done (bq, w);
+  atomic_fetch_sub_explicit (&w->remaining, 1, memory_order_release);
+  return word;
 }
 
 /* Nothing more can be expected from this queue (blkioq_do_io() failed, or
@@ -136,6 +146,7 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
   for (k = 0; k < bq->nslots; k++) {
     struct bio_slot *s = &bq->slots[k];
     struct bio_waiter *w = s->owner;
+    _Atomic uint32_t *word;
 
     if (s->state != BIO_SLOT_INFLIGHT)
       continue;
@@ -145,8 +156,9 @@ bio_queue_die (struct bio_queue *bq, int err, const char *msg)
     bq->unharvested--;
     w->lost = true;
     bio_set_err (w, err, bq->dead_msg);
-    if (bio_piece_done (w))
-      bio_futex_wake (bio_waiter_done (bq, w), 1);
+    word = bio_piece_done (bq, w, true);
+    if (word)
+      bio_futex_wake (word, 1);
   }
   /* Threads waiting for a slot must see the queue die. */
   atomic_fetch_add (&bq->slot_gen, 1);
@@ -230,7 +242,7 @@ bio_release_slot (struct bio_queue *bq, struct bio_slot *s,
   s->owner = NULL;
   bio_put_slot (bq, s);
   bq->inflight--;
-  return bio_piece_done (w) && w != self ? bio_waiter_done (bq, w) : NULL;
+  return bio_piece_done (bq, w, w != self);
 }
 
 /* Finish harvested slots: copy bounced reads out WITHOUT the queue lock

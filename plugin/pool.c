@@ -233,13 +233,10 @@ bio_pool_create (int nq, unsigned entries, bool private_queues)
   return 0;
 }
 
-/* Release the pool at unload (completion threads stopped, nbdkit's
+/* Free the pool at unload (completion threads stopped, nbdkit's
  * connection threads returned).  Once the key is deleted no destructor
  * starts; those already running are waited for (up to a second: they
- * only count a queue's users down).  The queues' own structures are kept
- * (reachable from bio_queues and the private list until the process
- * exits), so that a destructor caught between its start and its count
- * still writes to memory that is there. */
+ * only count a queue's users down). */
 void
 bio_pool_destroy (void)
 {
@@ -252,11 +249,20 @@ bio_pool_destroy (void)
   }
   for (i = 0; i < 1000 && atomic_load (&bio_pool_exiting) > 0; i++)
     usleep (1000);
-  for (i = 0; bio_queues && i < bio_nqueues; i++)
-    bio_queue_free (&bio_queues[i]);
+  if (bio_queues) {
+    for (i = 0; i < bio_nqueues; i++)
+      bio_queue_free (&bio_queues[i]);
+    free (bio_queues);
+    bio_queues = NULL;
+  }
   bio_nqueues = 0;
-  for (struct bio_queue *bq = bio_private_list; bq; bq = bq->next_private)
+  while (bio_private_list) {
+    struct bio_queue *bq = bio_private_list;
+
+    bio_private_list = bq->next_private;
     bio_queue_free (bq);
+    free (bq);
+  }
 }
 
 /* Start one completion thread per pool queue. */

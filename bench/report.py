@@ -472,15 +472,15 @@ def waiting_floor(steps, cpus):
         qsd_paced = median_of(paced, "ours", "cpu_backend_us") if paced else None
         cpu_paced = cpus * 1e6 / (fio + nbdkit + qsd_paced) if qsd_paced else None
         most = step_most_busy(rs, cpus)
+        need = goal / min(cpu, cpu_paced or cpu)   # share of the CPUs
         if cpu < goal:
             v = "no: CPU"
         elif serial is not None and serial < goal:
             v = "no: serialized"
         elif cpu_paced is not None and cpu_paced < goal:
             v = "no: the daemon's cost at the export's rate"
-        elif goal / min(cpu, cpu_paced or cpu) > most:
-            v = (f"only at {goal / min(cpu, cpu_paced or cpu):.0%} busy "
-                 f"(this step's most: {most:.0%})")
+        elif need > most:
+            v = f"only at {need:.0%} busy (this step's most: {most:.0%})"
         else:
             v = "yes"
         out.append((n, fio, nbdkit, qsd, total, cpu, qsd_paced, cpu_paced,

@@ -235,6 +235,7 @@ extern atomic_bool bio_stopping;
 
 extern int bio_pool_create (int nq, unsigned entries, bool private_queues);
 extern void bio_pool_destroy (void);
+extern void bio_wait_exiting (atomic_int *exiting);
 extern int bio_pool_start_threads (void);
 extern void bio_pool_stop_threads (void);
 extern struct bio_queue *bio_my_queue (void);

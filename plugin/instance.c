@@ -476,8 +476,8 @@ bio_served_restore (const struct bio_served *d)
 
 /* What the new instance is, read without storing it where requests read
  * the geometry (without a lock): capacity in whole blocks as served,
- * request and buffer alignment, buffer needs.  Returns -1 if a property
- * cannot be read (bio_read_geometry then reports it). */
+ * request and buffer alignment, buffer needs, as bio_read_geometry
+ * derives them.  Returns -1 if a property cannot be read. */
 static int
 bio_peek_identity (struct bio_served *n)
 {
@@ -525,10 +525,9 @@ bio_same_device (const struct bio_served *d, const struct bio_served *n,
 /* Create the instance again, with the queue count it had.  It must be the
  * same device: same block size and buffer needs, and (unless resized is
  * allowed) the same size.  A different device is refused before its
- * values are stored, since requests read them meanwhile; on any failure
- * the values of the device served before are kept (bio_read_geometry may
- * have stored some of the new one's before it failed), so that the next
- * attempt compares with it. */
+ * values are stored, since requests read them meanwhile, and the next
+ * attempt compares with the device served before (restored if
+ * bio_read_geometry failed part-way). */
 int
 bio_restart_instance (bool readonly, bool resized)
 {
@@ -541,20 +540,15 @@ bio_restart_instance (bool readonly, bool resized)
   if (bio_start_instance (readonly, bio_nqueues, NULL) == -1)
     return -1;
   bio_print_gets ();
-  if (bio_peek_identity (&n) == 0 && !bio_same_device (&d, &n, resized)) {
+  if (bio_peek_identity (&n) == -1) {
+    bio_report ("reading device properties: %s", blkio_get_error_msg ());
+    return -1;
+  }
+  if (!bio_same_device (&d, &n, resized)) {
     bio_refuse (&d, &n);
     return -1;
   }
   if (bio_read_geometry () == -1) {
-    bio_served_restore (&d);
-    return -1;
-  }
-  n = (struct bio_served) {
-    .capacity = bio_capacity, .req_align = bio_req_align,
-    .buf_align = bio_buf_align, .nmr = bio_needs_mem_regions,
-  };
-  if (!bio_same_device (&d, &n, resized)) {
-    bio_refuse (&d, &n);
     bio_served_restore (&d);
     return -1;
   }

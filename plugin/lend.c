@@ -89,18 +89,10 @@ static __thread struct bio_lent *bio_lent;
 static __thread char *bio_lend_seen;    /* last large buffer not lent */
 static __thread char *bio_lend_refused; /* a buffer that cannot be */
 
-/* The page size, read once (several threads may be first: atomic). */
 static size_t
 bio_page (void)
 {
-  static atomic_size_t page;
-  size_t p = atomic_load_explicit (&page, memory_order_relaxed);
-
-  if (!p) {
-    p = (size_t) sysconf (_SC_PAGESIZE);
-    atomic_store_explicit (&page, p, memory_order_relaxed);
-  }
-  return p;
+  return (size_t) sysconf (_SC_PAGESIZE);       /* glibc: a load */
 }
 
 /* Forget l's region in the instance it was mapped in, if that is still
@@ -456,13 +448,10 @@ bio_lend_generation (void)
 void
 bio_lend_unload (void)
 {
-  int i;
-
   if (bio_lend_key_ok)
     pthread_key_delete (bio_lend_key);
   bio_lend_key_ok = false;
-  for (i = 0; i < 1000 && atomic_load (&bio_lend_exiting) > 0; i++)
-    usleep (1000);
+  bio_wait_exiting (&bio_lend_exiting);
 }
 
 /* The instance is about to be destroyed (its regions with it); called

@@ -233,6 +233,16 @@ bio_pool_create (int nq, unsigned entries, bool private_queues)
   return 0;
 }
 
+/* At unload: wait (up to a second) until no thread-specific data
+ * destructor of the plugin is still running, counted by *exiting; the
+ * key is deleted first, so that none starts. */
+void
+bio_wait_exiting (atomic_int *exiting)
+{
+  for (int i = 0; i < 1000 && atomic_load (exiting) > 0; i++)
+    usleep (1000);
+}
+
 /* Free the pool at unload (completion threads stopped, nbdkit's
  * connection threads returned).  Once the key is deleted no destructor
  * starts; those already running are waited for (up to a second: they
@@ -247,8 +257,7 @@ bio_pool_destroy (void)
     pthread_key_delete (bio_thread_key);
     bio_have_thread_key = false;
   }
-  for (i = 0; i < 1000 && atomic_load (&bio_pool_exiting) > 0; i++)
-    usleep (1000);
+  bio_wait_exiting (&bio_pool_exiting);
   if (bio_queues) {
     for (i = 0; i < bio_nqueues; i++)
       bio_queue_free (&bio_queues[i]);

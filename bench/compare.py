@@ -11,7 +11,9 @@ over the rounds.
 Parts (PARTS=, default all):
   engine   blkio-bench on our libblkio and on libblkio 1.5, and libblkio's
            own example program blkio-bench (built from libblkio-dev's
-           sources against our header) on both
+           sources against our header) on both; on vhost-user at depth
+           1 also what sleeping or spinning per request costs with no
+           driver work (the depth-1 floor: wake-floor, ours spinning)
   nbd      fio's nbd engine against every NBD server a user could pick
   scaling  the same at 1, 2, 4 and 8 connections; on io_uring also with
            the client batch-scheduled (`chrt --batch 0 fio`), ours and
@@ -254,6 +256,7 @@ class Bench:
                                    "nbdkit-blkio-plugin.so")
         self.blkio_bench = os.path.join(args.build, "bench", "blkio-bench")
         self.copy_align = os.path.join(args.build, "bench", "copy-align")
+        self.wake_floor = os.path.join(args.build, "bench", "wake-floor")
         self.wait_floor = os.path.join(args.build, "bench",
                                        "nbdkit-wait-floor-plugin.so")
         self.example = os.path.join(args.build, "bench", "libblkio-examples",
@@ -525,7 +528,7 @@ class Bench:
                 "device_us": r["device_us"], "server_us": r["server_us"]}
 
     # --- engine: blkio-bench on either library ---
-    def run_engine(self, group, depth, lib, threads=1, rate=0):
+    def run_engine(self, group, depth, lib, threads=1, rate=0, mode="blocking"):
         libdir = os.path.join(self.build, "lib") if lib == "ours" else self.reflib
         if group == "vhost-user":
             args = ["--driver", "virtio-blk-vhost-user", "--path", self.vu_sock]
@@ -536,6 +539,7 @@ class Bench:
         argv = [self.blkio_bench] + args + [
             "--rw", "randread", "--bs", "4k", "--iodepth", str(depth),
             "--threads", str(threads), "--rate", str(int(rate)),
+            "--mode", mode,
             "--runtime", str(RUNTIME), "--ramp", str(RAMP), "--json"]
         # The daemon's CPU per request behind the engine: the least it
         # costs per request at this depth, for the ceilings.
@@ -562,6 +566,28 @@ class Bench:
             # blkio-bench measures the last RUNTIME seconds before it exits
             res["cpu_backend_us"] = sampler.seconds("backend", t1 - RUNTIME, t1) * 1e6 / ios
         return res
+
+    def run_depth1_floor(self, c):
+        """What a depth-1 request costs any driver before its own work:
+        libblkio 1.5 sleeping per request (the goal's reference, again in
+        this step so that each round has its ratios), wake-floor (a kick
+        and an epoll sleep on a call eventfd, no driver and no daemon), and
+        ours spinning on the used ring (blkio-bench --mode poll: a busy
+        do_io that never sleeps, so its CPU is its whole wait)."""
+        if c == "libblkio-1.5":
+            return dict(self.run_engine("vhost-user", 1, "ref"), part="engine-floor")
+        if c == "ours-spin":
+            return dict(self.run_engine("vhost-user", 1, "ours", mode="poll"),
+                        part="engine-floor")
+        p = subprocess.run([self.wake_floor, "1000000000", str(RUNTIME)],
+                           check=True, capture_output=True, text=True,
+                           timeout=2 * RUNTIME + 60)
+        j = json.loads(p.stdout.strip().splitlines()[-1])
+        return {"part": "engine-floor", "group": "vhost-user",
+                "workload": "randread-4k-qd1", "jobs": 1, "iops": j["per_s"],
+                "lat_us": 1e6 / j["per_s"] if j["per_s"] else None,
+                "cpu_us_per_req": j["cpu_us"], "cpu_user_us": j["user_us"],
+                "cpu_sys_us": j["sys_us"]}
 
     def run_daemon_paced(self, n):
         """The engine on the vhost-user export as n serialized connections
@@ -623,6 +649,10 @@ class Bench:
                 for depth in (1, 16):
                     steps.append((f"engine {group} qd{depth}", libs,
                                   lambda c, g=group, d=depth: self.run_engine(g, d, lib(c))))
+            if "vhost-user" in groups and os.path.exists(self.wake_floor):
+                steps.append(("engine-floor vhost-user qd1",
+                              ["libblkio-1.5", "wake-floor", "ours-spin"],
+                              self.run_depth1_floor))
             for group in [g for g in ("io_uring", "vhost-user") if g in DRIVERS]:
                 steps.append((f"example {group} qd16", libs,
                               lambda c, g=group: self.run_example(g, 16, lib(c))))
@@ -737,7 +767,7 @@ class Bench:
         each round is only 2 runs of 2 s, the example's host ratio moved
         0.94-1.03x between runs of 3 rounds on a quiet machine, and the
         engine's CPU ratio at depth 1 0.77-0.97x on vhost-user."""
-        return 2 * ROUNDS if label.startswith(("example ", "engine ")) else ROUNDS
+        return 2 * ROUNDS if label.startswith(("example ", "engine ", "engine-floor ")) else ROUNDS
 
     def run(self):
         steps = self.plan()

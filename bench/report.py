@@ -125,6 +125,7 @@ def cell_ratio(rs, a, b, target):
 
 def engine_cell(steps, prefix):
     parts, oks = [], []
+    floor = depth1_floor(steps) if prefix == "engine vhost-user " else None
     for d in (1, 16):
         rs = steps.get(f"{prefix}qd{d}")
         if rs is None:
@@ -142,7 +143,9 @@ def engine_cell(steps, prefix):
         oks.append(cpu <= 0.8 and iops >= 1.0)
     if not parts:
         return None
-    return "; ".join(parts) + f" {verdict(all(oks))}"
+    return ("; ".join(parts) + f" {verdict(all(oks))}" +
+            (f"; qd1 reachable (see \"Depth 1 on vhost-user\")? {floor[-1]}"
+             if floor and not all(oks) else ""))
 
 
 def scaling_cell(steps, prefix, ours, other):
@@ -254,6 +257,69 @@ def engine_ceilings(steps):
                          + " |")
             n += 1
     return lines + [""] if n else []
+
+
+FLOOR_STEP = "engine-floor vhost-user qd1"
+FLOOR_ROWS = [("libblkio-1.5", "libblkio 1.5, sleeping per request (the goal's reference)"),
+              ("wake-floor", "wake-floor: a kick and a sleep, no driver, no daemon"),
+              ("ours-spin", "ours spinning (`blkio-bench --mode poll`)")]
+
+
+def depth1_floor(steps):
+    """(sleep ratio, spin ratio, verdict) of the depth-1 floor step: the
+    CPU per request of sleeping (wake-floor) and of spinning (ours in poll
+    mode) over libblkio's in the same rounds, or None without the step."""
+    rs = steps.get(FLOOR_STEP)
+    if rs is None:
+        return None
+    sleep, _ = ratio_median(rs, "wake-floor", "libblkio-1.5", "cpu_us_per_req")
+    spin, _ = ratio_median(rs, "ours-spin", "libblkio-1.5", "cpu_us_per_req")
+    if sleep is None or spin is None:
+        return None
+    if min(sleep, spin) > 0.8:
+        why = (f"no: sleeping alone costs {sleep:.2f}x and spinning "
+               f"{spin:.2f}x of libblkio's CPU per request")
+    else:
+        why = (f"yes: the cheaper of sleeping ({sleep:.2f}x) and spinning "
+               f"({spin:.2f}x) leaves room under 0.8x")
+    return sleep, spin, why
+
+
+def depth1_floor_table(steps):
+    rs = steps.get(FLOOR_STEP)
+    floor = depth1_floor(steps)
+    if rs is None:
+        return []
+    lines = ["Depth 1 on vhost-user, sleeping or spinning: at depth 1 a "
+             "driver either sleeps until the call eventfd wakes "
+             "it or spins on the used ring until the completion lands; one "
+             "that spins a while and then sleeps pays at least the cheaper "
+             "of the two.  `bench/wake-floor` sleeps with no driver and no "
+             "daemon: two threads trade a kick and a call eventfd, the "
+             "driver thread in an edge-triggered epoll wait as ours does.  "
+             "Ours spinning is a busy `do_io` that never sleeps, so its "
+             "CPU is its whole wait.  Where both cost more than 0.8x of "
+             "libblkio's CPU per request, no driver reaches the goal at "
+             "depth 1 on this machine.  CPU: µs per request or round trip "
+             "(user + kernel), medians; ratios: medians of per-round "
+             "ratios to libblkio 1.5 in this step.", "",
+             "| contender | IOPS or round trips/s | CPU (user + kernel) | / libblkio 1.5 CPU |",
+             "|---|---|---|---|"]
+    for c, what in FLOOR_ROWS:
+        why = failure(rs, c)
+        if why:
+            lines.append(f"| {what} | failed: {why} | - | - |")
+            continue
+        r, n = ratio_median(rs, c, "libblkio-1.5", "cpu_us_per_req")
+        lines.append(f"| {what} | {fmt(median_of(rs, c, 'iops'), '.0f')} | "
+                     f"{fmt(median_of(rs, c, 'cpu_us_per_req'), '.2f')} "
+                     f"({fmt(median_of(rs, c, 'cpu_user_us'), '.2f')} + "
+                     f"{fmt(median_of(rs, c, 'cpu_sys_us'), '.2f')}) | "
+                     + (f"{r:.2f}x ({n})" if c != "libblkio-1.5" and r is not None
+                        else "-") + " |")
+    if floor:
+        lines += ["", f"0.8x at depth 1 reachable by any driver? {floor[-1]}."]
+    return lines + [""]
 
 
 def nbd_ceilings(steps, cpus):
@@ -610,7 +676,8 @@ def client_wakeups(steps):
 
 
 def ceilings(steps, cpus):
-    body = (engine_ceilings(steps) + nbd_ceilings(steps, cpus) +
+    body = (engine_ceilings(steps) + depth1_floor_table(steps) +
+            nbd_ceilings(steps, cpus) +
             any_plugin_bound(steps, cpus) + copy_alignment(steps, cpus) +
             serial_bound(steps) + waiting_floor_table(steps, cpus) +
             client_wakeups(steps))

@@ -12,7 +12,12 @@
  * system time per round trip: what any library pays per request at depth 1
  * before it does any work of its own.
  *
- *   wake-floor [ROUND_TRIPS]      (default 200000)
+ *   wake-floor [ROUND_TRIPS [SECONDS]]   (default 200000, no time limit)
+ *
+ * With SECONDS the measured part also ends after that long, whichever
+ * comes first (the benchmark gives it the engine's runtime; the rate of
+ * round trips moves 10x between machines).  Prints the round trips done,
+ * their rate and the driver thread's CPU per round trip.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +27,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The two lines the device writes, each on a cache line of its own. */
@@ -71,15 +77,44 @@ static int round_trip(int ep, uint32_t *seen)
     return 0;
 }
 
+static double now_s(void);
+
+/* Up to n round trips, and for at most limit seconds where limit > 0.
+ * Returns the number done, or -1 on failure. */
+static long run(int ep, uint32_t *seen, long n, double limit)
+{
+    double t0 = now_s();
+    long done = 0;
+
+    while (done < n) {
+        if (round_trip(ep, seen) < 0)
+            return -1;
+        /* The clock only every 256 round trips: a tenth of a µs each. */
+        if (++done % 256 == 0 && limit > 0 && now_s() - t0 >= limit)
+            break;
+    }
+    return done;
+}
+
 static double usec(const struct timeval *a, const struct timeval *b)
 {
     return (double)(b->tv_sec - a->tv_sec) * 1e6 +
            (double)(b->tv_usec - a->tv_usec);
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? strtol(argv[1], NULL, 10) : 200000;
+    double limit = argc > 2 ? strtod(argv[2], NULL) : 0, t0, t1;
+    long done = 0;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
     struct rusage r0, r1;
     uint32_t seen = 0;
@@ -91,6 +126,11 @@ int main(int argc, char **argv)
                 "number, not '%s'\n", argv[1]);
         return 2;
     }
+    if (argc > 2 && !(limit > 0)) {
+        fprintf(stderr, "wake-floor: SECONDS must be a positive number, "
+                "not '%s'\n", argv[2]);
+        return 2;
+    }
     kick_fd = eventfd(0, EFD_CLOEXEC);
     call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ep = epoll_create1(EPOLL_CLOEXEC);
@@ -100,19 +140,23 @@ int main(int argc, char **argv)
         perror("wake-floor: setup");
         return 1;
     }
-    for (long i = 0; i < n / 10; i++)          /* warm-up */
-        if (round_trip(ep, &seen) < 0)
-            goto fail;
+    /* Warm-up: a tenth of the count or of the time, unmeasured. */
+    if (run(ep, &seen, n / 10, limit / 10) < 0)
+        goto fail;
     getrusage(RUSAGE_THREAD, &r0);
-    for (long i = 0; i < n; i++)
-        if (round_trip(ep, &seen) < 0)
-            goto fail;
+    t0 = now_s();
+    done = run(ep, &seen, n, limit);
+    if (done < 0)
+        goto fail;
     getrusage(RUSAGE_THREAD, &r1);
-    printf("{\"round_trips\": %ld, \"user_us\": %.3f, \"sys_us\": %.3f, "
-           "\"cpu_us\": %.3f}\n", n, usec(&r0.ru_utime, &r1.ru_utime) / n,
-           usec(&r0.ru_stime, &r1.ru_stime) / n,
+    t1 = now_s();
+    printf("{\"round_trips\": %ld, \"per_s\": %.0f, \"user_us\": %.3f, "
+           "\"sys_us\": %.3f, \"cpu_us\": %.3f}\n", done,
+           done / (t1 > t0 ? t1 - t0 : 1e-9),
+           usec(&r0.ru_utime, &r1.ru_utime) / done,
+           usec(&r0.ru_stime, &r1.ru_stime) / done,
            (usec(&r0.ru_utime, &r1.ru_utime) +
-            usec(&r0.ru_stime, &r1.ru_stime)) / n);
+            usec(&r0.ru_stime, &r1.ru_stime)) / done);
     return 0;
 fail:
     perror("wake-floor: round trip");

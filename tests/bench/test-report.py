@@ -161,6 +161,54 @@ def any_plugin_rows():
     print("any-plugin rows: ok")
 
 
+def depth1_rows():
+    """The depth-1 floor on vhost-user.  libblkio costs 20 µs per request;
+    the wake floor 17 and 18 in two rounds (0.85x and 0.90x: median
+    0.875x) and spinning 40 (2.0x): both above 0.8x, so "no", and the
+    engine goal's cell says so.  With the wake floor at 10 (0.5x) the
+    verdict is "yes", and a goal that is met carries no verdict."""
+    def samples(floor_cpu, ours_cpu):
+        rs = []
+        for r, fl in enumerate(floor_cpu):
+            rs += [sample("engine-floor vhost-user qd1", "libblkio-1.5", r,
+                          iops=10000, cpu_us_per_req=20.0, cpu_user_us=1.0,
+                          cpu_sys_us=19.0),
+                   sample("engine-floor vhost-user qd1", "wake-floor", r,
+                          iops=30000, cpu_us_per_req=fl, cpu_user_us=0.5,
+                          cpu_sys_us=fl - 0.5),
+                   sample("engine-floor vhost-user qd1", "ours-spin", r,
+                          iops=25000, cpu_us_per_req=40.0, cpu_user_us=30.0,
+                          cpu_sys_us=10.0),
+                   sample("engine vhost-user qd1", "ours", r, iops=10000,
+                          cpu_us_per_req=ours_cpu),
+                   sample("engine vhost-user qd1", "libblkio-1.5", r,
+                          iops=10000, cpu_us_per_req=20.0)]
+        return report.by_step(rs)
+    steps = samples([17.0, 18.0], 19.0)
+    lines = report.depth1_floor_table(steps)
+    want = ["| wake-floor: a kick and a sleep, no driver, no daemon | 30000 | "
+            "17.50 (0.50 + 17.00) | 0.88x (2) |",
+            "| ours spinning (`blkio-bench --mode poll`) | 25000 | 40.00 "
+            "(30.00 + 10.00) | 2.00x (2) |",
+            "0.8x at depth 1 reachable by any driver? no: sleeping alone "
+            "costs 0.88x and spinning 2.00x of libblkio's CPU per request."]
+    for w in want:
+        if w not in lines:
+            sys.exit("FAIL: depth-1 row missing: " + w + "\n" + "\n".join(lines))
+    cell = report.engine_cell(steps, "engine vhost-user ")
+    if not cell.endswith("not met; qd1 reachable (see \"Depth 1 on vhost-user\")? "
+                         "no: sleeping alone costs 0.88x and spinning 2.00x of "
+                         "libblkio's CPU per request"):
+        sys.exit("FAIL: engine cell: " + cell)
+    if "yes: the cheaper of sleeping (0.50x)" not in report.depth1_floor(
+            samples([10.0, 10.0], 19.0))[-1]:
+        sys.exit("FAIL: a floor under 0.8x")
+    if "reachable" in report.engine_cell(samples([17.0, 18.0], 15.0),
+                                         "engine vhost-user "):
+        sys.exit("FAIL: a met goal with a verdict")
+    print("depth-1 rows: ok")
+
+
 def copy_align(binary):
     with tempfile.NamedTemporaryFile(dir="/var/tmp") as f:
         f.write(os.urandom(1 << 20) * 64)
@@ -187,4 +235,5 @@ if __name__ == "__main__":
     report_rows()
     floor_rows()
     any_plugin_rows()
+    depth1_rows()
     copy_align(sys.argv[1])

@@ -287,9 +287,9 @@ def depth1_floor(steps):
 
 def depth1_floor_table(steps):
     rs = steps.get(FLOOR_STEP)
-    floor = depth1_floor(steps)
     if rs is None:
         return []
+    floor = depth1_floor(steps)
     lines = ["Depth 1 on vhost-user, sleeping or spinning: at depth 1 a "
              "driver either sleeps until the call eventfd wakes "
              "it or spins on the used ring until the completion lands; one "

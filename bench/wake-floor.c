@@ -77,7 +77,13 @@ static int round_trip(int ep, uint32_t *seen)
     return 0;
 }
 
-static double now_s(void);
+static double now_s(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
 
 /* Up to n round trips, and for at most limit seconds where limit > 0.
  * Returns the number done, or -1 on failure. */
@@ -102,19 +108,11 @@ static double usec(const struct timeval *a, const struct timeval *b)
            (double)(b->tv_usec - a->tv_usec);
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? strtol(argv[1], NULL, 10) : 200000;
     double limit = argc > 2 ? strtod(argv[2], NULL) : 0, t0, t1;
-    long done = 0;
+    long done;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
     struct rusage r0, r1;
     uint32_t seen = 0;
